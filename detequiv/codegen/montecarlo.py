@@ -66,7 +66,7 @@ Sampler = Callable[[int, np.random.Generator], np.ndarray]
 """A callable ``f(N, rng) -> ndarray`` returning an ``N x N`` matrix."""
 
 
-# --------------------------------------------------------------------------- checks
+# --- checks ---
 
 
 def _check_rng(rng: Any) -> np.random.Generator:
@@ -84,19 +84,24 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
             f"{name}={value!r} is not an integer; pass an int >= {minimum}"
         )
     if value < minimum:
-        raise InvalidArgument(f"{name}={value!r} is too small; pass an int >= {minimum}")
+        raise InvalidArgument(
+            f"{name}={value!r} is too small; pass an int >= {minimum}"
+        )
     return int(value)
 
 
 def _check_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(f"{name}={value!r} is not a real number; pass a float > 0")
+        raise InvalidArgument(
+            f"{name}={value!r} is not a real number; pass a float > 0"
+        )
+    value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise InvalidArgument(f"{name}={value!r} must be finite and > 0")
-    return float(value)
+    return value
 
 
-# --------------------------------------------------------------------------- matrices
+# --- matrices ---
 
 
 def gaussian(
@@ -237,7 +242,7 @@ def quantile_spectrum(quantile: Callable[[np.ndarray], Any], N: int) -> np.ndarr
     return e
 
 
-# --------------------------------------------------------------------------- samplers
+# --- samplers ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +288,7 @@ class _FixedMatrixSampler:
 
 
 def wishart_sampler(ratio: float) -> Sampler:
-    """Sampler of white Wishart matrices of aspect ratio ``ratio`` (see :func:`white_wishart`).
+    """Sampler of white Wishart matrices of ratio ``ratio`` (see :func:`white_wishart`).
 
     >>> wishart_sampler(0.5)(3, np.random.default_rng(0)).shape
     (3, 3)
@@ -320,7 +325,7 @@ def spectrum_sampler(spectrum: Any, *, rotate: bool = True) -> Sampler:
 
 
 def fixed_matrix_sampler(matrix: Callable[[int], Any]) -> Sampler:
-    """Sampler returning the deterministic matrix ``matrix(N)`` (no randomness, no rotation).
+    """Sampler of the deterministic matrix ``matrix(N)`` (no randomness, no rotation).
 
     >>> fixed_matrix_sampler(np.eye)(2, np.random.default_rng(0)).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
@@ -360,7 +365,7 @@ def sample_matrices(
     return out
 
 
-# --------------------------------------------------------------------------- estimates
+# --- estimates ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +412,9 @@ def _estimate(values: np.ndarray, N: int) -> MCEstimate:
     return MCEstimate(m, se, n, N)
 
 
-def _check_word(word: Any, samplers: Mapping[Hashable, Sampler]) -> tuple[Hashable, ...]:
+def _check_word(
+    word: Any, samplers: Mapping[Hashable, Sampler]
+) -> tuple[Hashable, ...]:
     try:
         letters = tuple(word)
     except TypeError:
@@ -542,7 +549,8 @@ def mc_estimate(
     complex scalar (e.g. a normalized resolvent trace).
 
     >>> f = lambda m: np.trace(np.linalg.inv(np.eye(20) + m["W"])) / 20
-    >>> est = mc_estimate(f, {"W": wishart_sampler(0.5)}, 20, 10, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(0)
+    >>> est = mc_estimate(f, {"W": wishart_sampler(0.5)}, 20, 10, rng)
     >>> 0 < est.mean < 1
     True
     """

@@ -121,7 +121,10 @@ class VerificationReport:
 
     @property
     def trend_ok(self) -> bool:
-        """The error at the largest ``N`` is not larger than at the smallest, up to noise."""
+        """Whether the error at the largest ``N`` stays below that at the smallest.
+
+        Up to noise: ``|err(N_max)| <= |err(N_min)| + n_se (se_min + se_max)``.
+        """
         lo, hi = self.rows[0], self.rows[-1]
         return hi.abs_error <= lo.abs_error + self.n_se * (lo.se + hi.se)
 
@@ -173,7 +176,8 @@ class VerificationReport:
         slope = self.slope
         lines.append(
             "trend (|err(N_max)| <= |err(N_min)| + n_se (se_min + se_max)): "
-            f"{'ok' if self.trend_ok else 'FAILED'}; fitted slope of log|err| vs log N: "
+            f"{'ok' if self.trend_ok else 'FAILED'}; "
+            "fitted slope of log|err| vs log N: "
             + ("n/a" if slope is None else f"{slope:.2f}")
         )
         lines.append(f"passed: {self.passed} (max |err|/tol = {self.max_ratio:.3f})")
@@ -187,19 +191,26 @@ def _fmt(x: float | complex, width: int, spec: str = ".8g") -> str:
 
 
 def _as_number(x: Any) -> float | complex:
-    """A Python float or complex from a number-like (numpy or sympy scalars included)."""
-    if isinstance(x, complex) or np.iscomplexobj(x):
-        return complex(x)
+    """A finite Python float or complex from a number (numpy, sympy scalars too)."""
+    value: float | complex
     try:
-        return float(x)
-    except TypeError:
-        try:
-            return complex(x)
-        except TypeError:
-            raise InvalidArgument(
-                f"exact value {x!r} is not a number; give a number or a callable "
-                "N -> number"
-            ) from None
+        if isinstance(x, (str, bytes)):
+            raise TypeError
+        if isinstance(x, complex) or np.iscomplexobj(x):
+            value = complex(x)
+        else:
+            try:
+                value = float(x)
+            except TypeError:
+                value = complex(x)
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"exact value {x!r} is not a number; give a number or a callable "
+            "N -> number"
+        ) from None
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+        raise InvalidArgument(f"exact value {x!r} is not finite; give a finite number")
+    return value
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:
@@ -290,19 +301,19 @@ def verify(
     is_functional = callable(target)
     rows = []
     for N in ns:
-        value = _as_number(exact(N) if callable(exact) else exact)
+        ex = _as_number(exact(N) if callable(exact) else exact)
         m = n_samples(N) if callable(n_samples) else n_samples
         est: MCEstimate
         if is_functional:
             est = mc_estimate(target, samplers, N, m, rng)  # type: ignore[arg-type]
         else:
             est = trace_moment(target, samplers, N, m, rng)  # type: ignore[arg-type]
-        err = est.mean - value
-        tol = n_se * est.se + c_finite * abs(value) / N
+        err = est.mean - ex
+        tol = n_se * est.se + c_finite * abs(ex) / N
         rows.append(
             VerificationRow(
                 N=N,
-                exact=value,
+                exact=ex,
                 mean=est.mean,
                 se=est.se,
                 n_samples=est.n_samples,
@@ -325,7 +336,7 @@ def check_mc(
     samplers: Mapping[Hashable, Sampler],
     **kwargs: Any,
 ) -> tuple[bool, VerificationReport]:
-    """``(passed, report)`` of :func:`verify` (same arguments): the evidence with the verdict."""
+    """``(passed, report)`` of :func:`verify` (same arguments): verdict and evidence."""
     report = verify(exact, target, samplers, **kwargs)
     return report.passed, report
 
