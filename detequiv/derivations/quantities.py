@@ -13,6 +13,8 @@ True
 0
 >>> word_letters(A**2 * B)
 (A, A, B)
+>>> word_letters((A * B)**2)
+(A, B, A, B)
 >>> sp.latex(tr(A * B)**2)
 '\\\\operatorname{tr}\\\\left(A B\\\\right)^{2}'
 """
@@ -35,8 +37,8 @@ def word_letters(expr: sp.Expr) -> tuple[sp.Symbol, ...]:
     Parameters
     ----------
     expr : sympy.Expr
-        A noncommutative ``Symbol``, a positive integer ``Pow`` of one, or a ``Mul``
-        of such factors (no commutative coefficient).
+        A noncommutative ``Symbol``, a positive integer ``Pow`` of one or of a
+        product, or a ``Mul`` of such factors (no commutative coefficient).
 
     Returns
     -------
@@ -53,6 +55,9 @@ def word_letters(expr: sp.Expr) -> tuple[sp.Symbol, ...]:
     out: list[sp.Symbol] = []
     for f in factors:
         base, exp = (f.base, f.exp) if isinstance(f, sp.Pow) else (f, sp.S.One)
+        if isinstance(base, sp.Mul) and exp.is_Integer and exp > 0:
+            out.extend(word_letters(base) * int(exp))  # (A*W)**k
+            continue
         if not (isinstance(base, sp.Symbol) and not base.is_commutative):
             raise InvalidWord(
                 f"{f} in {expr} is not a noncommutative letter; build words from "
