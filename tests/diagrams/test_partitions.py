@@ -33,8 +33,25 @@ from detequiv.diagrams.partitions import (
 from detequiv.errors import InvalidArgument, InvalidPartition
 
 # OEIS A000108, n = 0..16
-CATALAN = [1, 1, 2, 5, 14, 42, 132, 429, 1430, 4862, 16796, 58786, 208012, 742900,
-           2674440, 9694845, 35357670]
+CATALAN = [
+    1,
+    1,
+    2,
+    5,
+    14,
+    42,
+    132,
+    429,
+    1430,
+    4862,
+    16796,
+    58786,
+    208012,
+    742900,
+    2674440,
+    9694845,
+    35357670,
+]
 # OEIS A000110, n = 0..8
 BELL = [1, 1, 2, 5, 15, 52, 203, 877, 4140]
 
@@ -202,8 +219,11 @@ def test_num_blocks_enumeration(n):
         got = list(noncrossing_partitions(n, num_blocks=k))
         assert got == [p for p in full if len(p.blocks) == k]
         assert len(got) == narayana(n, k) == counts.get(k, 0)
-        rows = [tuple(r) for b in iter_label_batches(n, num_blocks=k, batch_size=61)
-                for r in b.tolist()]
+        rows = [
+            tuple(r)
+            for b in iter_label_batches(n, num_blocks=k, batch_size=61)
+            for r in b.tolist()
+        ]
         assert rows == [p.labels for p in got]
 
 
@@ -221,8 +241,11 @@ def test_kreweras_count_against_enumeration_by_block_type(n):
         shuffled = list(t)
         rnd.shuffle(shuffled)
         assert list(noncrossing_partitions(n, block_sizes=shuffled)) == parts
-        rows = [tuple(r) for b in iter_label_batches(n, block_sizes=shuffled, batch_size=53)
-                for r in b.tolist()]
+        rows = [
+            tuple(r)
+            for b in iter_label_batches(n, block_sizes=shuffled, batch_size=53)
+            for r in b.tolist()
+        ]
         assert rows == [p.labels for p in parts]
 
 
@@ -235,7 +258,11 @@ def test_both_block_type_strategies(monkeypatch, ratio):
         full = list(P._py_codes(n, None))
         types = Counter(tuple(sorted(Counter(c).values(), reverse=True)) for c in full)
         for t in types:
-            want = [tuple(c) for c in full if sorted(Counter(c).values(), reverse=True) == list(t)]
+            want = [
+                tuple(c)
+                for c in full
+                if sorted(Counter(c).values(), reverse=True) == list(t)
+            ]
             got = [p.labels for p in noncrossing_partitions(n, block_sizes=t)]
             assert got == want
             assert len(got) == types[t]
@@ -248,14 +275,26 @@ def test_kreweras_count_closed_form_examples():
     assert kreweras_count([]) == 1
     assert kreweras_count([1] * 7) == 1 and kreweras_count([7]) == 1
     assert kreweras_count([3, 3]) == 3  # {012}{345}, {015}{234}, {045}{123}
-    assert kreweras_count([3, 3]) == sum(1 for b in nc_brute(6) if sorted(map(len, b)) == [3, 3])
+    assert kreweras_count([3, 3]) == sum(
+        1 for b in nc_brute(6) if sorted(map(len, b)) == [3, 3]
+    )
 
 
 def test_pairings_of_20_points_stream():
     pairings = noncrossing_partitions(20, block_sizes=[2] * 10)
     first = next(pairings)
-    assert first.blocks == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13),
-                            (14, 15), (16, 17), (18, 19))
+    assert first.blocks == (
+        (0, 1),
+        (2, 3),
+        (4, 5),
+        (6, 7),
+        (8, 9),
+        (10, 11),
+        (12, 13),
+        (14, 15),
+        (16, 17),
+        (18, 19),
+    )
     assert 1 + sum(1 for _ in pairings) == CATALAN[10]
 
 
@@ -272,7 +311,7 @@ def test_streaming_is_lazy_for_large_n():
 def test_large_n_with_few_blocks():
     got = list(noncrossing_partitions(150, num_blocks=2))
     assert len(got) == 150 * 149 // 2  # narayana(n, 2) = C(n, 2)
-    assert all(len(p) == 2 and p.n == 150 for p in got[:: 997])
+    assert all(len(p) == 2 and p.n == 150 for p in got[::997])
     assert len(set(got)) == len(got)
 
 
@@ -380,7 +419,9 @@ def test_crossing_error_names_blocks_and_positions():
 
 
 def test_overlap_missing_negative_non_int_errors():
-    with pytest.raises(InvalidPartition, match=r"position 1 is in two blocks, \(0, 1\) and \(1, 2\)"):
+    with pytest.raises(
+        InvalidPartition, match=r"position 1 is in two blocks, \(0, 1\) and \(1, 2\)"
+    ):
         NCPartition([[0, 1], [1, 2]])
     with pytest.raises(InvalidPartition, match="position 1 appears twice"):
         NCPartition([[0, 1, 1]])
@@ -390,7 +431,9 @@ def test_overlap_missing_negative_non_int_errors():
         NCPartition([[1]])
     with pytest.raises(InvalidPartition, match="negative position -1"):
         NCPartition([[-1, 0]])
-    with pytest.raises(InvalidPartition, match=r"'a'.*not an integer|must be an integer"):
+    with pytest.raises(
+        InvalidPartition, match=r"'a'.*not an integer|must be an integer"
+    ):
         NCPartition([[0, "a"]])
     with pytest.raises(InvalidPartition, match="must be an integer"):
         NCPartition([[0, 1.0]])
@@ -406,9 +449,15 @@ def test_overlap_missing_negative_non_int_errors():
 
 @pytest.mark.parametrize("bad", [-1, 2.5, "3", True, None])
 def test_bad_n_raises_invalid_argument(bad):
-    for f in (catalan, lambda n: noncrossing_partitions(n), lambda n: iter_label_batches(n),
-              NCPartition.zero, NCPartition.one, lambda n: iter_set_partitions(n),
-              lambda n: narayana(n, 1)):
+    for f in (
+        catalan,
+        lambda n: noncrossing_partitions(n),
+        lambda n: iter_label_batches(n),
+        NCPartition.zero,
+        NCPartition.one,
+        lambda n: iter_set_partitions(n),
+        lambda n: narayana(n, 1),
+    ):
         with pytest.raises(InvalidArgument, match="n must be"):
             f(bad)
     with pytest.raises(InvalidArgument, match="k must be"):
@@ -487,7 +536,9 @@ def test_kreweras_counts_rotation_inverse_bijection(n):
         assert len(p.blocks) + len(k.blocks) == n + 1 or n == 0
         assert naive_is_nc(k.blocks)
         # K twice is a rotation one step to the left: blocks {v - 1 mod n}
-        assert k.kreweras().blocks == canon([[(v - 1) % n for v in b] for b in p.blocks])
+        assert k.kreweras().blocks == canon(
+            [[(v - 1) % n for v in b] for b in p.blocks]
+        )
         assert k.kreweras() == p.rotate(-1)
         assert k.kreweras_inverse() == p
         assert p.kreweras_inverse().kreweras() == p
@@ -517,7 +568,11 @@ def test_kreweras_is_maximal_interleaved_complement(n):
     nc = nc_brute(n)
     for pi in nc:
         doubled_pi = [[2 * x for x in b] for b in pi]
-        ok = [s for s in nc if naive_is_nc(doubled_pi + [[2 * x + 1 for x in b] for b in s])]
+        ok = [
+            s
+            for s in nc
+            if naive_is_nc(doubled_pi + [[2 * x + 1 for x in b] for b in s])
+        ]
         coarsest = [s for s in ok if all(naive_refines(t, s) for t in ok)]
         assert len(coarsest) == 1
         assert NCPartition(pi).kreweras().blocks == coarsest[0]
