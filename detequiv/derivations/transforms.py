@@ -1,0 +1,223 @@
+r"""Truncated R- and S-transforms of one variable, exact (MATH.md 1.5).
+
+* :math:`R(w)=\sum_{n\ge1}\kappa_nw^{n-1}`, so ``order`` cumulants give
+  :math:`R` through :math:`w^{order-1}`;
+* :math:`\psi(z)=\sum_{n\ge1}m_nz^n`, :math:`\chi=\psi^{\langle-1\rangle}` (series
+  reversion, needs :math:`m_1\ne0`) and :math:`S(t)=\frac{1+t}{t}\chi(t)`. The
+  coefficient of :math:`t^j` in :math:`S` depends on :math:`m_1,\dots,m_{j+1}` only,
+  so ``order`` moments give :math:`S` exactly through :math:`t^{order-1}`.
+
+>>> import sympy as sp
+>>> from detequiv.derivations.transforms import r_series, s_series, s_from_cumulants
+>>> q, w, t = sp.symbols("q w t")
+>>> r_series([1, q, q**2], 3, w)
+q**2*w**2 + q*w + 1
+>>> s_from_cumulants(lambda n: q**(n - 1), 4, t)       # 1/(1 + q t)
+-q**3*t**3 + q**2*t**2 - q*t + 1
+>>> s_series([1, 3, 12, 55], 4, t)                   # (1 + t)**-2: Fuss-Catalan
+-4*t**3 + 3*t**2 - 2*t + 1
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+from sympy.polys.constructor import construct_domain
+from sympy.polys.domains import QQ
+from sympy.polys.rings import PolyRing
+
+from ..errors import UndefinedTransform
+from .cumulants import (
+    ValueSource,
+    _check_order,
+    _exact,
+    _is_generator,
+    _polys_to_exprs,
+    _values,
+    cumulant_symbols,
+    moment_symbols,
+    moments_from_cumulants,
+)
+
+__all__ = ["r_series", "s_series", "s_from_cumulants"]
+
+
+def _variable(value: Any, default: str, what: str) -> sp.Expr:
+    if value is None:
+        return sp.Symbol(default)
+    return _exact(value, what)
+
+
+def r_series(cumulants: ValueSource, order: int, w: Any = None) -> sp.Expr:
+    r"""The R-transform :math:`\sum_{n=1}^{order}\kappa_nw^{n-1}`, expanded.
+
+    Parameters
+    ----------
+    cumulants : None, sequence or callable
+        :math:`\kappa_1,\kappa_2,\dots` as for
+        :func:`~detequiv.derivations.cumulants.moments_from_cumulants` (``None``: the
+        symbols ``kappa_n``).
+    order : int
+        Number of cumulants used; the result is exact through :math:`w^{order-1}`.
+    w : sympy expression, optional
+        The variable (default ``Symbol("w")``).
+
+    >>> r_series(None, 3)
+    kappa_1 + kappa_2*w + kappa_3*w**2
+    """
+    n = _check_order(order)
+    kappas = (
+        cumulant_symbols(n) if cumulants is None else _values(cumulants, n, "cumulants")
+    )
+    var = _variable(w, "w", "w")
+    return sp.expand(
+        sp.Add(*[k * var ** (i - 1) for i, k in enumerate(kappas, start=1)])
+    )
+
+
+def _reversion(m: list[Any], inv: Any, zero: Any) -> list[Any]:
+    r"""Coefficients ``[0, c_1, ..., c_N]`` of :math:`\chi=\psi^{\langle-1\rangle}`.
+
+    ``m = [0, m_1, ..., m_N]``, ``inv`` the inverse of :math:`m_1` (in any ring where
+    it is meaningful). From :math:`\sum_jm_j\chi^j=t`: :math:`c_1=1/m_1` and
+    :math:`c_k=-\frac1{m_1}\sum_{j=2}^km_j[t^k]\chi^j`, with ``Q[j][k]`` the
+    coefficient :math:`[t^k]\chi^j` extended one column per new coefficient:
+    O(N^3) ring operations, no division besides the one by :math:`m_1`.
+    """
+    N = len(m) - 1
+    c = [zero] * (N + 1)
+    c[1] = inv
+    Q = [[zero] * (N + 1) for _ in range(N + 1)]
+    Q[1][1] = inv
+    for j in range(2, N + 1):
+        Q[j][j] = Q[j - 1][j - 1] * inv
+    for k in range(2, N + 1):
+        total = zero
+        for j in range(2, k + 1):
+            if j < k:  # Q[j][k] for k > j; Q[j][j] = c_1**j is already known
+                prev = Q[j - 1]
+                acc = zero
+                for i in range(1, k - j + 2):
+                    if c[i] and prev[k - i]:
+                        acc = acc + c[i] * prev[k - i]
+                Q[j][k] = acc
+            if m[j] and Q[j][k]:
+                total = total + m[j] * Q[j][k]
+        c[k] = -(inv * total)
+        Q[1][k] = c[k]
+    return c
+
+
+def _s_coefficients(
+    values: tuple[sp.Expr, ...],
+) -> tuple[list[dict[Any, Any]], tuple[sp.Expr, ...]] | list[sp.Expr]:
+    """S-series coefficients ``s_0..s_{N-1}``, as polynomial dicts with their generators
+    (exact over QQ) or, for other domains, as expressions."""
+    N = len(values)
+    domain, elems = construct_domain(list(values))
+    if domain.is_ZZ or domain.is_QQ:
+        m = [Fraction(0)] + [
+            Fraction(int(e.numerator), int(e.denominator)) for e in elems
+        ]
+        c = _reversion(m, 1 / m[1], Fraction(0))
+        s = [c[j + 1] + c[j] for j in range(N)]
+        return [{(): x} for x in s], ()
+    if domain.is_PolynomialRing and (domain.domain.is_ZZ or domain.domain.is_QQ):
+        gens = tuple(domain.symbols)
+        first = elems[0]
+        if first.is_ground:
+            ring = PolyRing(gens, QQ, domain.ring.order)
+            m = [ring.zero] + [ring.from_dict(dict(e.items())) for e in elems]
+            inv = ring.ground_new(QQ(1) / QQ.convert(first.LC))
+            labels = gens
+        else:
+            # 1/m_1 is not a polynomial: carry it as a new generator u (m_1 itself
+            # never multiplies u in the recursion, so no relation m_1 u = 1 is needed)
+            u = sp.Dummy("u")
+            ring = PolyRing((*gens, u), QQ, domain.ring.order)
+            m = [ring.zero] + [
+                ring.from_dict({mon + (0,): c for mon, c in e.items()}) for e in elems
+            ]
+            inv = ring.gens[-1]
+            labels = (*gens, 1 / values[0])
+        c = _reversion(m, inv, ring.zero)
+        s = [c[j + 1] + c[j] for j in range(N)]
+        return [dict(x.items()) for x in s], labels
+    # fraction fields, algebraic numbers, general expressions: divide in the domain
+    m = [domain.zero, *elems]
+    c = _reversion(m, domain.one / m[1], domain.zero)
+    return [domain.to_sympy(c[j + 1] + c[j]) for j in range(N)]
+
+
+def s_series(moments: ValueSource, order: int, t: Any = None) -> sp.Expr:
+    r"""The S-transform through :math:`t^{order-1}`, from the first ``order`` moments.
+
+    :math:`S(t)=\frac{1+t}{t}\chi(t)` with :math:`\chi` the compositional inverse of
+    :math:`\psi(z)=\sum_{n\ge1}m_nz^n`. The coefficient of :math:`t^j` depends on
+    :math:`m_1,\dots,m_{j+1}` only; the result is the exact polynomial
+    :math:`\sum_{j=0}^{order-1}s_jt^j` (expanded), i.e. :math:`S(t)` up to
+    :math:`O(t^{order})`.
+
+    Parameters
+    ----------
+    moments : None, sequence or callable
+        :math:`m_1,m_2,\dots` (``None``: the symbols ``m_n``); :math:`m_1\ne0`.
+    order : int
+        Number of moments used (at least 1).
+    t : sympy expression, optional
+        The variable (default ``Symbol("t")``).
+
+    Raises
+    ------
+    UndefinedTransform
+        If :math:`m_1=0` (e.g. a centred law: :math:`\chi` does not exist).
+
+    >>> s_series(None, 2)
+    t/m_1 + 1/m_1 - m_2*t/m_1**3
+    >>> s_series([0, 1], 2)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.UndefinedTransform: the S-transform needs m1 != 0, got m1 = 0 (a centred law, e.g. the semicircle, has no S-transform)
+    """  # noqa: E501
+    n = _check_order(order)
+    values = moment_symbols(n) if moments is None else _values(moments, n, "moments")
+    if values[0].is_zero:
+        raise UndefinedTransform(
+            f"the S-transform needs m1 != 0, got m1 = {values[0]} (a centred law, e.g. "
+            "the semicircle, has no S-transform)"
+        )
+    var = _variable(t, "t", "t")
+    coeffs = _s_coefficients(values)
+    if isinstance(coeffs, list):
+        return sp.Add(*[coeff * var**j for j, coeff in enumerate(coeffs)])
+    dicts, labels = coeffs
+    if _is_generator(var) and var not in labels:
+        joined = {
+            mon + (j,): c for j, d in enumerate(dicts) for mon, c in d.items() if c
+        }
+        return _polys_to_exprs([joined], (*labels, var))[0]
+    parts = _polys_to_exprs(dicts, labels)
+    return sp.expand(sp.Add(*[p * var**j for j, p in enumerate(parts)]))
+
+
+def s_from_cumulants(cumulants: ValueSource, order: int, t: Any = None) -> sp.Expr:
+    r"""The S-transform through :math:`t^{order-1}` from the first ``order`` cumulants.
+
+    Moments by :func:`~detequiv.derivations.cumulants.moments_from_cumulants`, then
+    :func:`s_series`; :math:`m_1=\kappa_1` must be nonzero.
+
+    >>> import sympy as sp
+    >>> s_from_cumulants([2, 0, 0], 3, sp.Symbol("t"))    # the constant 2: S = 1/2
+    1/2
+    """
+    n = _check_order(order)
+    kappas = (
+        cumulant_symbols(n) if cumulants is None else _values(cumulants, n, "cumulants")
+    )
+    if kappas[0].is_zero:
+        raise UndefinedTransform(
+            f"the S-transform needs m1 = kappa1 != 0, got kappa1 = {kappas[0]}"
+        )
+    return s_series(moments_from_cumulants(n, kappas), n, t)
