@@ -921,10 +921,14 @@ class _Tables:
     are the table passed through ``bytes.translate`` with the prefix's labels.
     """
 
-    def __init__(self, constrained: bool) -> None:
+    def __init__(self, constrained: bool, rows_budget: int = 1 << 22) -> None:
         self.constrained = constrained
         self._counts: dict[tuple[int, int, int], int] = {}
         self._tables: dict[tuple[int, int, int], bytes] = {}
+        # widened tables are cheap to rebuild: keep at most rows_budget bytes of them
+        self._rows: dict[tuple[int, int, int], bytes] = {}
+        self._rows_bytes = 0
+        self._rows_budget = rows_budget
 
     def count(self, r: int, s: int, j: int) -> int:
         if not self.constrained:
@@ -980,6 +984,33 @@ class _Tables:
         self._tables[key] = out
         return out
 
+    def rows(self, n: int, r: int, s: int, j: int) -> bytes:
+        """The table widened to whole rows of ``n`` symbols: the prefix positions
+        ``i < n - r`` hold the symbol ``_PREFIX + i``, so that a single translation
+        yields complete label rows."""
+        key = (r, s, j if self.constrained else 0)
+        found = self._rows.get(key)
+        if found is None:
+            cnt, d = self.count(r, s, j), n - r
+            arr = np.empty((cnt, n), dtype=np.uint8)
+            arr[:, :d] = np.arange(_PREFIX, _PREFIX + d, dtype=np.uint8)
+            if r:
+                arr[:, d:] = np.frombuffer(self.table(r, s, j), np.uint8).reshape(
+                    cnt, r
+                )
+            found = arr.tobytes()
+            if self._rows_bytes + len(found) > self._rows_budget:
+                self._rows.clear()
+                self._rows_bytes = 0
+            self._rows[key] = found
+            self._rows_bytes += len(found)
+        return found
+
+
+# First translation symbol standing for a prefix position (symbols below it are the
+# open blocks and the blocks opened later, fewer than n + 1 <= 128 of them).
+_PREFIX = 128
+
 
 @lru_cache(maxsize=4096)
 def _join_map(c: int, s: int) -> bytes:
@@ -989,7 +1020,9 @@ def _join_map(c: int, s: int) -> bytes:
 
 def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarray]:
     """Compact batches from the completion tables (requires ``n <= _MAX_TABLE_N``)."""
-    tables = _Tables(constrained=k is not None)
+    tables = _Tables(
+        constrained=k is not None, rows_budget=max(1 << 22, 2 * n * batch_size)
+    )
     j0 = k if k is not None else 0
     total = tables.count(n, 0, j0)
     if total == 0:
@@ -997,7 +1030,6 @@ def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarra
     if n == 0:
         yield np.zeros((1, 0), dtype=np.int8)
         return
-    pad = bytes(256)
 
     def nodes(
         prefix: list[int], stack: tuple[int, ...], fresh: int, j: int, cnt: int
@@ -1017,27 +1049,22 @@ def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarra
 
     size = min(batch_size, total)
     buf = np.empty((size, n), dtype=np.int8)
+    flat = buf.reshape(-1)
     fill = 0
+    trans = bytearray(256)
     for prefix, stack, fresh, j, cnt in nodes([], (), 0, j0, total):
         d = len(prefix)
         r = n - d
         s = len(stack)
-        head = np.frombuffer(bytes(prefix), dtype=np.int8)
-        if r:
-            new = r if k is None else j
-            trans = (
-                bytes(stack) + bytes(range(fresh, fresh + new)) + pad[: 256 - s - new]
-            )
-            suffix = tables.table(r, s, j).translate(trans)
-            tail = np.frombuffer(suffix, dtype=np.int8).reshape(cnt, r)
+        new = r if k is None else j
+        trans[:s] = stack
+        trans[s : s + new] = range(fresh, fresh + new)
+        trans[_PREFIX : _PREFIX + d] = prefix
+        rows = np.frombuffer(tables.rows(n, r, s, j).translate(trans), dtype=np.int8)
         done = 0
         while done < cnt:  # a node fills the current batch and may spill into the next
             take = min(cnt - done, size - fill)
-            block = buf[fill : fill + take]
-            if d:
-                block[:, :d] = head
-            if r:
-                block[:, d:] = tail[done : done + take]
+            flat[fill * n : (fill + take) * n] = rows[done * n : (done + take) * n]
             fill += take
             done += take
             if fill == size:
@@ -1046,6 +1073,7 @@ def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarra
                 size = min(batch_size, total)
                 if size:
                     buf = np.empty((size, n), dtype=np.int8)
+                    flat = buf.reshape(-1)
                 fill = 0
 
 

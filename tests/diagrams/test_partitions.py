@@ -650,3 +650,21 @@ def test_moebius_bottom_top_is_signed_catalan():
     for n in range(1, 12):
         assert moebius(NCPartition.zero(n)) == (-1) ** (n - 1) * CATALAN[n - 1]
         assert moebius(NCPartition.one(n)) == 1
+
+
+def test_table_cache_eviction_keeps_output(monkeypatch):
+    """With no room for widened tables (rebuilt every time) the rows are unchanged."""
+
+    class Tiny(P._Tables):
+        def __init__(self, constrained, rows_budget=0):
+            super().__init__(constrained, rows_budget=0)
+
+    expected = {
+        n: [r for b in iter_label_batches(n, batch_size=40) for r in b.tolist()]
+        for n in range(1, 10)
+    }
+    monkeypatch.setattr(P, "_Tables", Tiny)
+    for n in range(1, 10):
+        got = [r for b in iter_label_batches(n, batch_size=40) for r in b.tolist()]
+        assert got == expected[n]
+        assert [tuple(r) for r in got] == [p.labels for p in noncrossing_partitions(n)]
