@@ -4,6 +4,7 @@ The moment-cumulant formula sums over non-crossing partitions,
 :math:`m_n=\sum_{\pi\in NC(n)}\prod_{V\in\pi}\kappa_{|V|}`. Grouping the partitions by
 block type (an integer partition :math:`\lambda` of ``n`` with ``k`` parts and
 multiplicities :math:`\mu_i`) gives Kreweras' count
+(:func:`detequiv.diagrams.partitions.kreweras_count`)
 
 .. math:: m_n=\sum_{\lambda\vdash n}\frac{n!}{(n-k+1)!\,\prod_i\mu_i!}\,\kappa_\lambda ,
 
@@ -57,7 +58,6 @@ from .quantities import tr
 __all__ = [
     "cumulant_symbols",
     "moment_symbols",
-    "kreweras_count",
     "cumulant_coefficient",
     "moments_from_cumulants",
     "cumulants_from_moments",
@@ -218,26 +218,6 @@ def _block_type(block_sizes: Iterable[Any]) -> tuple[int, int, Counter[int]]:
     if not sizes:
         raise InvalidArgument("block sizes must not be empty; pass e.g. (2, 1, 1)")
     return sum(sizes), len(sizes), Counter(sizes)
-
-
-def kreweras_count(block_sizes: Iterable[int]) -> int:
-    r"""How many non-crossing partitions have blocks of exactly these sizes.
-
-    Kreweras' formula :math:`n!/((n-k+1)!\prod_i\mu_i!)` with ``k`` blocks and
-    :math:`\mu_i` blocks of size ``i``. It is the coefficient of
-    :math:`\prod\kappa_{\lambda_i}` in :math:`m_n`.
-
-    >>> kreweras_count([2, 1, 1])
-    6
-    >>> types = ([4], [3, 1], [2, 2], [2, 1, 1], [1, 1, 1, 1])
-    >>> sum(kreweras_count(lam) for lam in types)   # Catalan number C_4
-    14
-    """
-    n, k, mult = _block_type(block_sizes)
-    den = math.factorial(n - k + 1)
-    for mu in mult.values():
-        den *= math.factorial(mu)
-    return math.factorial(n) // den
 
 
 def cumulant_coefficient(block_sizes: Iterable[int]) -> int:
