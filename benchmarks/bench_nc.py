@@ -10,7 +10,9 @@ Measures, in one run and on the same machine state:
 
 Each measurement runs in a fresh subprocess, which reports its best wall time over a
 few repeats (the machine may be shared) and its peak resident set size
-(``ru_maxrss``), so the memory column shows whether memory stays flat in ``n``.
+(``ru_maxrss``), so the memory column shows whether memory stays flat in ``n``; for
+the compact form a separate pass also reports the ``tracemalloc`` peak (``traced``,
+numpy buffers included).
 ``import`` is the RSS of a child that only imports the package. The baseline is capped
 at ``--baseline-cap`` seconds per ``n`` (its rate is then measured on a prefix of the
 enumeration and marked ``partial``). Every run also checks its count (Catalan) or, for
@@ -28,6 +30,7 @@ import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 from math import comb
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -94,7 +97,14 @@ def child(method: str, n: int, cap: float) -> dict:
     if method != "import" and not partial:
         assert count == catalan(n), f"{method} n={n}: {count} != Catalan {catalan(n)}"
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    traced_mb = None
+    if method == "compact":  # allocations (numpy buffers included), in a separate pass
+        tracemalloc.start()
+        sum(len(batch) for batch in iter_label_batches(n))
+        traced_mb = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
     return {
+        "traced_mb": traced_mb,
         "count": count,
         "seconds": min(times),
         "runs": len(times),
@@ -136,7 +146,7 @@ def main() -> None:
     )
     header = (
         f"{'n':>3} {'Catalan':>10} | {'method':>8} {'count':>10} {'best s':>8} "
-        f"{'runs':>4} {'M part/s':>9} {'peak RSS MB':>11}"
+        f"{'runs':>4} {'M part/s':>9} {'peak RSS MB':>11} {'traced MB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -149,9 +159,11 @@ def main() -> None:
             rates[method] = rate
             cat = comb(2 * n, n) // (n + 1)
             tag = " (partial)" if r["partial"] else ""
+            traced = "-" if r["traced_mb"] is None else f"{r['traced_mb']:.1f}"
             print(
                 f"{n:>3} {cat:>10} | {method:>8} {r['count']:>10} {r['seconds']:>8.2f} "
-                f"{r['runs']:>4} {rate / 1e6:>9.2f} {r['rss_mb']:>11.1f}{tag}"
+                f"{r['runs']:>4} {rate / 1e6:>9.2f} {r['rss_mb']:>11.1f} {traced:>9}"
+                f"{tag}"
             )
         summary.append((n, rates))
         print()
