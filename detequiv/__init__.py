@@ -1,10 +1,17 @@
 """detequiv: deterministic equivalents of random-matrix resolvents.
 
-Three stages, one import package:
+Three stages, one import package, dependencies pointing one way
+(``codegen -> derivations -> diagrams``):
 
 - :mod:`detequiv.diagrams`: non-crossing partitions, trace words, planar diagrams;
-- :mod:`detequiv.derivations`: free cumulants, mixed moments, transforms;
-- :mod:`detequiv.codegen`: Monte Carlo witnesses, printers and generated code.
+- :mod:`detequiv.derivations`: free cumulants, laws, mixed moments, transforms;
+- :mod:`detequiv.codegen`: Monte Carlo samplers and the verification witness.
+
+>>> import sympy as sp, detequiv as de
+>>> A, W = sp.symbols("A W", commutative=False)
+>>> q = sp.Symbol("q", positive=True)
+>>> de.mixed_moment(A * W * A * W, {W: de.Wishart(q)})
+q*tr(A)**2 + tr(A**2)
 """
 
 from __future__ import annotations
@@ -14,6 +21,36 @@ __version__ = "0.1.0"
 from . import codegen as codegen
 from . import derivations as derivations
 from . import diagrams as diagrams
+from .codegen import verify as verify
+from .codegen import verify_mixed_moment as verify_mixed_moment
+from .derivations import CumulantLaw as CumulantLaw
+from .derivations import Semicircle as Semicircle
+from .derivations import Wishart as Wishart
+from .derivations import cumulants_from_moments as cumulants_from_moments
+from .derivations import diagram_sum as diagram_sum
+from .derivations import mixed_moment as mixed_moment
+from .derivations import moments_from_cumulants as moments_from_cumulants
+from .diagrams import NCPartition as NCPartition
+from .diagrams import TraceWord as TraceWord
+from .diagrams import noncrossing_partitions as noncrossing_partitions
 from .errors import DetEquivError as DetEquivError
 
-__all__ = ["__version__", "codegen", "derivations", "diagrams", "DetEquivError"]
+__all__ = [
+    "__version__",
+    "codegen",
+    "derivations",
+    "diagrams",
+    "DetEquivError",
+    "NCPartition",
+    "TraceWord",
+    "noncrossing_partitions",
+    "moments_from_cumulants",
+    "cumulants_from_moments",
+    "mixed_moment",
+    "diagram_sum",
+    "Wishart",
+    "Semicircle",
+    "CumulantLaw",
+    "verify",
+    "verify_mixed_moment",
+]

@@ -1,1 +1,45 @@
-"""Stage: codegen."""
+"""Stage 3, codegen: the numeric side. Seeded Monte Carlo samplers and the witness that
+compares exact results with simulation at several sizes.
+"""
+
+from .montecarlo import MCEstimate as MCEstimate
+from .montecarlo import gaussian as gaussian
+from .montecarlo import goe as goe
+from .montecarlo import goe_sampler as goe_sampler
+from .montecarlo import haar_orthogonal as haar_orthogonal
+from .montecarlo import mc_estimate as mc_estimate
+from .montecarlo import rotated_spectrum as rotated_spectrum
+from .montecarlo import spectrum_sampler as spectrum_sampler
+from .montecarlo import trace_moment as trace_moment
+from .montecarlo import trace_moments as trace_moments
+from .montecarlo import white_wishart as white_wishart
+from .montecarlo import wishart_sampler as wishart_sampler
+from .verify import VerificationReport as VerificationReport
+from .verify import check_mc as check_mc
+from .verify import is_consistent_mc as is_consistent_mc
+from .verify import verify as verify
+from .witness import evaluate_traces as evaluate_traces
+from .witness import sampler_for_law as sampler_for_law
+from .witness import verify_mixed_moment as verify_mixed_moment
+
+__all__ = [
+    "MCEstimate",
+    "gaussian",
+    "goe",
+    "goe_sampler",
+    "haar_orthogonal",
+    "mc_estimate",
+    "rotated_spectrum",
+    "spectrum_sampler",
+    "trace_moment",
+    "trace_moments",
+    "white_wishart",
+    "wishart_sampler",
+    "VerificationReport",
+    "check_mc",
+    "is_consistent_mc",
+    "verify",
+    "evaluate_traces",
+    "sampler_for_law",
+    "verify_mixed_moment",
+]

@@ -1,1 +1,48 @@
-"""Stage: derivations."""
+"""Stage 2, derivations: free cumulants, laws, mixed moments and transforms, in sympy.
+
+>>> import sympy as sp
+>>> from detequiv.derivations import Wishart, mixed_moment
+>>> A, W = sp.symbols("A W", commutative=False)
+>>> mixed_moment(A * W * A * W, {W: Wishart(sp.Rational(1, 2))})
+tr(A)**2/2 + tr(A**2)
+"""
+
+from .cumulants import cumulant_symbols as cumulant_symbols
+from .cumulants import cumulants_from_moments as cumulants_from_moments
+from .cumulants import moment_symbols as moment_symbols
+from .cumulants import moments_from_cumulants as moments_from_cumulants
+from .laws import Constant as Constant
+from .laws import CumulantLaw as CumulantLaw
+from .laws import DeterministicLaw as DeterministicLaw
+from .laws import FreePoisson as FreePoisson
+from .laws import Law as Law
+from .laws import Semicircle as Semicircle
+from .laws import Wishart as Wishart
+from .laws import parse_law as parse_law
+from .mixed import diagram_sum as diagram_sum
+from .mixed import mixed_moment as mixed_moment
+from .quantities import tr as tr
+from .transforms import r_series as r_series
+from .transforms import s_from_cumulants as s_from_cumulants
+from .transforms import s_series as s_series
+
+__all__ = [
+    "moments_from_cumulants",
+    "cumulants_from_moments",
+    "cumulant_symbols",
+    "moment_symbols",
+    "Law",
+    "Wishart",
+    "FreePoisson",
+    "Semicircle",
+    "Constant",
+    "CumulantLaw",
+    "DeterministicLaw",
+    "parse_law",
+    "mixed_moment",
+    "diagram_sum",
+    "tr",
+    "r_series",
+    "s_series",
+    "s_from_cumulants",
+]

@@ -138,6 +138,9 @@ def draw_blocks(
         layout = nx.circular_layout(nx.cycle_graph(n)) if n > 0 else {}
         # rotate so position 0 is on top and the word runs clockwise
         xy = {i: (float(np.sin(2 * np.pi * i / n)), float(np.cos(2 * np.pi * i / n))) for i in layout}
+    if style == "chords" and n > 0:
+        theta = np.linspace(0.0, 2 * np.pi, 200)
+        ax.plot(np.sin(theta), np.cos(theta), color="0.85", lw=1.0, zorder=0)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, block in enumerate(sorted(tuple(sorted(b)) for b in blocks)):
         c = colours[k % len(colours)]
@@ -154,12 +157,12 @@ def draw_blocks(
     for i in range(n):
         x, y = xy[i]
         ax.plot([x], [y], "o", color="black", ms=4)
-        off = (0.0, -0.22) if style == "arcs" else (0.18 * x, 0.18 * y)
+        off = (0.0, -0.22) if style == "arcs" else (0.2 * x, 0.2 * y)
         ax.text(x + off[0], y + off[1], labels[i], ha="center", va="center", fontsize=9)
     ax.set_aspect("equal")
     ax.axis("off")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, pad=14 if style == "chords" else 4)
     return ax
 
 

@@ -1,0 +1,199 @@
+"""The ``detequiv`` command line.
+
+Subcommands
+-----------
+``detequiv demo``
+    The main job on a built-in example (what the README's first command runs).
+``detequiv nc N [--blocks K] [--draw FILE]``
+    Count, list and draw the non-crossing partitions of ``N`` points.
+``detequiv moments LAW --order K [--latex]``
+    Moments (and free cumulants) of a law: ``wishart:0.5``, ``wishart:q``,
+    ``semicircle``, ``semicircle:2``, ``poisson:RATE:JUMP``, ``symbolic``.
+``detequiv mixed WORD --free W=LAW ... [--latex] [--check]``
+    Limit trace of a word in deterministic and free letters, e.g.
+    ``detequiv mixed "A W A W" --free W=wishart:q``.
+
+Bad arguments print one line saying what is wrong and how to fix it, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import DetEquivError, InvalidArgument
+
+__all__ = ["main", "build_parser"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number like 6") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give a number >= 0")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give a number >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``detequiv`` command."""
+    p = argparse.ArgumentParser(
+        prog="detequiv",
+        description="Deterministic equivalents from planar diagrams and free cumulants.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("demo", help="run the main job on a built-in example")
+    d.add_argument("--out", default="detequiv-demo", help="folder for the figures (default: %(default)s)")
+    d.add_argument("--quick", action="store_true", help="smaller Monte Carlo sizes")
+
+    nc = sub.add_parser("nc", help="non-crossing partitions of N points")
+    nc.add_argument("n", type=_nonneg_int, metavar="N")
+    nc.add_argument("--blocks", type=_pos_int, metavar="K", help="only those with K blocks")
+    nc.add_argument("--draw", metavar="FILE", help="draw them (PNG or SVG; needs matplotlib)")
+    nc.add_argument("--limit", type=_nonneg_int, default=50, help="list at most this many (default: %(default)s)")
+
+    m = sub.add_parser("moments", help="moments and free cumulants of a law")
+    m.add_argument("law", metavar="LAW", help="wishart:RATIO | semicircle[:VAR] | poisson:RATE:JUMP | symbolic")
+    m.add_argument("--order", type=_pos_int, required=True, metavar="K")
+    m.add_argument("--latex", action="store_true", help="print LaTeX")
+
+    x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
+    x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
+    x.add_argument("--free", action="append", default=[], metavar="NAME=LAW", help="a free letter and its law")
+    x.add_argument("--latex", action="store_true", help="print LaTeX")
+    x.add_argument("--check", action="store_true", help="also sum the planar diagrams and compare")
+    return p
+
+
+def _cmd_nc(args: argparse.Namespace) -> int:
+    from .diagrams.partitions import catalan, narayana, noncrossing_partitions
+
+    n, k = args.n, args.blocks
+    if k is not None and k > max(n, 1):
+        raise InvalidArgument(f"--blocks {k} exceeds N = {n}; a partition of {n} points has 1..{n} blocks")
+    count = catalan(n) if k is None else narayana(n, k)
+    what = f"NC({n})" + (f" with {k} blocks" if k else "")
+    formula = "Catalan" if k is None else "Narayana"
+    print(f"{what}: {count} partitions ({formula} number)")
+    shown = []
+    for pi in noncrossing_partitions(n, num_blocks=k):
+        if len(shown) >= args.limit:
+            break
+        shown.append(pi)
+    for pi in shown:
+        print(f"  {pi}    Kreweras: {pi.kreweras()}")
+    if count > len(shown):
+        print(f"  ... {count - len(shown)} more (raise --limit to list them)")
+    if args.draw:
+        _draw_partitions(shown[:64], n, args.draw)
+        print(f"drew {min(len(shown), 64)} partitions to {args.draw}")
+    return 0
+
+
+def _draw_partitions(parts: Sequence[object], n: int, path: str) -> None:
+    from .diagrams.graphs import draw_blocks, require_matplotlib
+
+    if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise InvalidArgument(f"--draw {path}: use a file name ending in .png, .svg or .pdf")
+    plt = require_matplotlib()
+    cols = min(6, max(1, len(parts)))
+    rows = max(1, -(-len(parts) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * max(1.8, 0.45 * n), rows * 1.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, pi in zip(axes.flat, parts, strict=False):
+        draw_blocks(n, pi.blocks, ax=ax, title=str(pi))  # type: ignore[attr-defined]
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cmd_moments(args: argparse.Namespace) -> int:
+    import sympy as sp
+
+    from .derivations.laws import parse_law
+
+    law = parse_law(args.law)
+    moments = law.moments(args.order)
+    cumulants = law.cumulants(args.order)
+    print(f"law: {law}")
+    for k, (m, c) in enumerate(zip(moments, cumulants, strict=True), start=1):
+        if args.latex:
+            print(f"m_{{{k}}} = {sp.latex(sp.factor(m))}, \\quad \\kappa_{{{k}}} = {sp.latex(c)}")
+        else:
+            print(f"m_{k} = {sp.factor(m)}    kappa_{k} = {c}")
+    return 0
+
+
+def _cmd_mixed(args: argparse.Namespace) -> int:
+    import sympy as sp
+
+    from .derivations.laws import parse_law
+    from .derivations.mixed import diagram_sum, mixed_moment
+
+    names = args.word.split()
+    if not names:
+        raise InvalidArgument('WORD is empty; give letters separated by spaces, e.g. "A W A W"')
+    for name in names:
+        if not _NAME.match(name):
+            raise InvalidArgument(f"letter {name!r} in WORD is not a name (letters, digits, _; starting with a letter)")
+    laws = {}
+    for spec in args.free:
+        name, sep, law_text = spec.partition("=")
+        if not sep or not _NAME.match(name):
+            raise InvalidArgument(f"--free {spec!r}: write NAME=LAW, e.g. --free W=wishart:0.5")
+        if name not in names:
+            raise InvalidArgument(f"--free {name}: {name!r} does not occur in WORD {args.word!r}")
+        laws[name] = parse_law(law_text)
+    expr = sp.Mul(*[sp.Symbol(s, commutative=False) for s in names])
+    value = mixed_moment(expr, laws)
+    shown = sp.latex(value) if args.latex else str(value)
+    print(f"tr({' '.join(names)}) = {shown}")
+    if args.check:
+        other = diagram_sum(expr, laws)
+        ok = sp.expand(other - value) == 0
+        print(f"planar diagram sum {'agrees' if ok else 'DISAGREES'}: {other}")
+        return 0 if ok else 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=Path(args.out), quick=args.quick)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``detequiv`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"nc": _cmd_nc, "moments": _cmd_moments, "mixed": _cmd_mixed, "demo": _cmd_demo}
+    t0 = time.perf_counter()
+    try:
+        status = handlers[args.command](args)
+    except DetEquivError as exc:
+        print(f"detequiv {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The command line: each subcommand end to end, and clear errors for bad arguments."""
+
+import subprocess
+import sys
+from math import comb
+
+import pytest
+
+from detequiv.cli import main
+
+
+def run(capsys, *argv):
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse errors
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_nc_counts_and_lists(capsys):
+    status, out, _ = run(capsys, "nc", "5", "--blocks", "3")
+    assert status == 0
+    assert "20 partitions" in out  # Narayana N(5, 3) = 20
+    assert sum(1 for line in out.splitlines() if "Kreweras" in line) == 20
+    status, out, _ = run(capsys, "nc", "6", "--limit", "3")
+    assert "132 partitions" in out and "129 more" in out
+
+
+def test_nc_draw(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "nc.png"
+    status, out, _ = run(capsys, "nc", "4", "--draw", str(path))
+    assert status == 0 and path.read_bytes().startswith(b"\x89PNG")
+    status, _, err = run(capsys, "nc", "4", "--draw", str(tmp_path / "nc.txt"))
+    assert status == 2 and ".png" in err
+
+
+def test_moments_wishart_symbolic(capsys):
+    status, out, _ = run(capsys, "moments", "wishart:q", "--order", "4")
+    assert status == 0
+    assert "m_3 = q**2 + 3*q + 1" in out
+    status, out, _ = run(capsys, "moments", "wishart:1/2", "--order", "3", "--latex")
+    assert status == 0 and "\\kappa_{3}" in out and "11}{4}" in out  # m_3 = 11/4
+
+
+def test_moments_semicircle_catalan(capsys):
+    status, out, _ = run(capsys, "moments", "semicircle", "--order", "8")
+    cats = [comb(2 * k, k) // (k + 1) for k in range(1, 5)]
+    for k, c in zip((2, 4, 6, 8), cats):
+        assert f"m_{k} = {c} " in out
+
+
+def test_mixed_with_check(capsys):
+    status, out, _ = run(capsys, "mixed", "A W A W", "--free", "W=wishart:q", "--check")
+    assert status == 0
+    assert "q*tr(A)**2 + tr(A**2)" in out and "agrees" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (("nc", "2.5"), "not an integer"),
+        (("nc", "-3"), "negative"),
+        (("nc", "3", "--blocks", "5"), "exceeds N"),
+        (("moments", "gamma:1", "--order", "3"), "unknown law"),
+        (("moments", "wishart:-1", "--order", "3"), "ratio"),
+        (("moments", "wishart:__import__('os')", "--order", "3"), "bad ratio"),
+        (("moments", "semicircle", "--order", "0"), ">= 1"),
+        (("mixed", "A W", "--free", "X=wishart:1"), "does not occur"),
+        (("mixed", "A W", "--free", "W"), "NAME=LAW"),
+        (("mixed", "A 1W", "--free", "W=wishart:1"), "not a name"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_reason(capsys, argv, fragment):
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert fragment in err
+
+
+def test_demo_runs_and_passes(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "detequiv", "demo", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all checks passed" in proc.stdout
