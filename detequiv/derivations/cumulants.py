@@ -36,6 +36,7 @@ sympy domain holding the values (``ZZ``, ``QQ``, ``ZZ[q]``, ...).
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import numbers
@@ -465,6 +466,48 @@ def _domain_to_exprs(domain: Any, elems: Sequence[Any]) -> list[sp.Expr]:
 # ---------------------------------------------------------------------------
 
 
+#: Orders up to which the static tables of the partition enumeration are memoised.
+_CACHED_ORDER = 24
+
+
+@functools.lru_cache(maxsize=64)
+def _coefficient_table(N: int, kind: str) -> tuple[tuple[int, ...], ...]:
+    """``num[n][k]``: the numerator of the block-type coefficient, n <= N, k <= n."""
+    fact = [math.factorial(i) for i in range(2 * N + 1)]
+    rows = []
+    for n in range(N + 1):
+        row = [0] * (n + 1)
+        for k in range(1, n + 1):
+            if kind == "moments":
+                row[k] = fact[n] // fact[n - k + 1]
+            else:
+                row[k] = (-1) ** (k - 1) * (fact[n + k - 2] // fact[n - 1])
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _candidates(gens: tuple[sp.Expr, ...], N: int) -> tuple[list[sp.Expr], list[Any]]:
+    """Factors ``gens[s-1]**m`` (``s*m <= N``) in canonical order, and ``cand[c][b]``:
+    the factors with code >= c and weight ``s*m <= b``, as tuples
+    ``(code, factor, bit of s, weight, m, m!)``."""
+    pairs = [(s - 1, m) for s in range(1, N + 1) for m in range(1, N // s + 1)]
+    factors, code_of = _factor_table(pairs, gens)
+    F = len(factors)
+    info: list[Any] = [None] * F
+    for (i, m), c in code_of.items():
+        info[c] = (c, factors[c], 1 << (i + 1), (i + 1) * m, m, math.factorial(m))
+    cand: list[list[list[Any]]] = [[[] for _ in range(N + 1)] for _ in range(F + 1)]
+    for c in range(F - 1, -1, -1):
+        weight = info[c][3]
+        for b in range(N + 1):
+            nxt = cand[c + 1][b]
+            cand[c][b] = [info[c], *nxt] if weight <= b else nxt
+    return factors, cand
+
+
+_candidates_cached = functools.lru_cache(maxsize=16)(_candidates)
+
+
 def _partition_terms(
     order: int, gens: Sequence[sp.Expr], kind: str
 ) -> tuple[list[list[list[tuple[int, tuple[sp.Expr, ...]]]]], list[sp.Expr]]:
@@ -480,29 +523,12 @@ def _partition_terms(
     the monomials of ``m_n`` (or ``kappa_n``) with ``L`` distinct factors.
     """
     N = order
-    fact = [math.factorial(i) for i in range(2 * N + 1)]
-    num: list[list[int]] = []
-    for n in range(N + 1):
-        row = [0] * (n + 1)
-        for k in range(1, n + 1):
-            if kind == "moments":
-                row[k] = fact[n] // fact[n - k + 1]
-            else:
-                row[k] = (-1) ** (k - 1) * (fact[n + k - 2] // fact[n - 1])
-        num.append(row)
-    pairs = [(s - 1, m) for s in range(1, N + 1) for m in range(1, N // s + 1)]
-    factors, code_of = _factor_table(pairs, gens)
-    F = len(factors)
-    info: list[Any] = [None] * F
-    for (i, m), c in code_of.items():
-        info[c] = (c, factors[c], 1 << (i + 1), (i + 1) * m, m, fact[m])
-    # cand[c][b]: the factors with code >= c and weight <= b, in code order
-    cand: list[list[list[Any]]] = [[[] for _ in range(N + 1)] for _ in range(F + 1)]
-    for c in range(F - 1, -1, -1):
-        weight = info[c][3]
-        for b in range(N + 1):
-            nxt = cand[c + 1][b]
-            cand[c][b] = [info[c], *nxt] if weight <= b else nxt
+    num = _coefficient_table(N, kind)
+    gens = tuple(gens)
+    if N <= _CACHED_ORDER:
+        factors, cand = _candidates_cached(gens, N)
+    else:
+        factors, cand = _candidates(gens, N)
     terms: list[list[list[tuple[int, tuple[sp.Expr, ...]]]]] = [
         [[] for _ in range(n + 1)] for n in range(N + 1)
     ]
@@ -522,11 +548,15 @@ def _partition_terms(
                 visit(code + 1, t, kk, d, mono2, used | bit)
 
     visit(0, 0, 0, 1, (), 0)
+    # `visit` is a reference cycle (a recursive closure); let it hold nothing big, so
+    # that the terms are freed by reference counting as soon as the caller drops them
+    emit.clear()
     return terms, factors
 
 
 def _assemble_partition_terms(
     by_length: Sequence[list[tuple[int, tuple[sp.Expr, ...]]]],
+    integers: dict[int, sp.Expr] | None = None,
 ) -> sp.Expr:
     """Canonical ``Add`` from ``_partition_terms`` output for one order.
 
@@ -534,8 +564,11 @@ def _assemble_partition_terms(
     function classes), ``Mul`` terms by number of args, then arg by arg: the numeric
     coefficient (NegativeOne before Integer, integers by value; no coefficient last),
     then the factors. The monomials arrive in lexicographic factor order, so a stable
-    sort by coefficient finishes the job.
+    sort by coefficient finishes the job. ``integers`` memoises the coefficient
+    objects (a few thousand distinct values for 10^5 terms), shared between calls.
     """
+    if integers is None:
+        integers = {}
     neg = sp.S.NegativeOne
     raw_mul, raw_int = _raw_mul, _raw_int
     first = itemgetter(0)
@@ -567,7 +600,10 @@ def _assemble_partition_terms(
             if c == -1:
                 out(raw_mul((neg,) + mono))
             else:
-                out(raw_mul((raw_int(c),) + mono))
+                coeff = integers.get(c)
+                if coeff is None:
+                    coeff = integers[c] = raw_int(c)
+                out(raw_mul((coeff,) + mono))
         for mono in no_coeff.get(nargs, ()):
             out(raw_mul(mono))
     groups: dict[tuple[int, str], list[sp.Expr]] = {}
@@ -586,9 +622,24 @@ def _assemble_partition_terms(
 def _partition_polys(
     order: int, gens: Sequence[sp.Expr], kind: str
 ) -> tuple[sp.Expr, ...]:
+    integers: dict[int, sp.Expr] = {}
+    if order < _GC_PAUSE_ORDER:
+        terms, _ = _partition_terms(order, gens, kind)
+        return tuple(
+            _assemble_partition_terms(terms[n], integers) for n in range(1, order + 1)
+        )
     with _gc_paused():
         terms, _ = _partition_terms(order, gens, kind)
-        return tuple(_assemble_partition_terms(terms[n]) for n in range(1, order + 1))
+        result = tuple(
+            _assemble_partition_terms(terms[n], integers) for n in range(1, order + 1)
+        )
+        del terms  # freed by reference counting before the collector runs again
+    return result
+
+
+#: From this order on (10^3 terms and more) the garbage collector is paused while
+#: building; below it the pause costs more than it saves.
+_GC_PAUSE_ORDER = 16
 
 
 # ---------------------------------------------------------------------------
