@@ -23,6 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 
 from .errors import DetEquivError, InvalidArgument
@@ -66,16 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("n", type=_nonneg_int, metavar="N")
     nc.add_argument("--blocks", type=_pos_int, metavar="K", help="only those with K blocks")
     nc.add_argument("--draw", metavar="FILE", help="draw them (PNG or SVG; needs matplotlib)")
-    nc.add_argument("--limit", type=_nonneg_int, default=50, help="list at most this many (default: %(default)s)")
+    nc.add_argument(
+        "--limit", type=_nonneg_int, default=50, help="list at most this many (default: %(default)s)"
+    )
 
     m = sub.add_parser("moments", help="moments and free cumulants of a law")
-    m.add_argument("law", metavar="LAW", help="wishart:RATIO | semicircle[:VAR] | poisson:RATE:JUMP | symbolic")
+    m.add_argument(
+        "law", metavar="LAW", help="wishart:RATIO | semicircle[:VAR] | poisson:RATE:JUMP | symbolic"
+    )
     m.add_argument("--order", type=_pos_int, required=True, metavar="K")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
 
     x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
     x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
-    x.add_argument("--free", action="append", default=[], metavar="NAME=LAW", help="a free letter and its law")
+    x.add_argument(
+        "--free", action="append", default=[], metavar="NAME=LAW", help="a free letter and its law"
+    )
     x.add_argument("--latex", action="store_true", help="print LaTeX")
     x.add_argument("--check", action="store_true", help="also sum the planar diagrams and compare")
     return p
@@ -91,11 +98,7 @@ def _cmd_nc(args: argparse.Namespace) -> int:
     what = f"NC({n})" + (f" with {k} blocks" if k else "")
     formula = "Catalan" if k is None else "Narayana"
     print(f"{what}: {count} partitions ({formula} number)")
-    shown = []
-    for pi in noncrossing_partitions(n, num_blocks=k):
-        if len(shown) >= args.limit:
-            break
-        shown.append(pi)
+    shown = list(islice(noncrossing_partitions(n, num_blocks=k), args.limit))
     for pi in shown:
         print(f"  {pi}    Kreweras: {pi.kreweras()}")
     if count > len(shown):
@@ -152,7 +155,9 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
         raise InvalidArgument('WORD is empty; give letters separated by spaces, e.g. "A W A W"')
     for name in names:
         if not _NAME.match(name):
-            raise InvalidArgument(f"letter {name!r} in WORD is not a name (letters, digits, _; starting with a letter)")
+            raise InvalidArgument(
+                f"letter {name!r} in WORD is not a name (letters, digits, _; starting with a letter)"
+            )
     laws = {}
     for spec in args.free:
         name, sep, law_text = spec.partition("=")

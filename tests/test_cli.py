@@ -47,7 +47,7 @@ def test_moments_wishart_symbolic(capsys):
 def test_moments_semicircle_catalan(capsys):
     status, out, _ = run(capsys, "moments", "semicircle", "--order", "8")
     cats = [comb(2 * k, k) // (k + 1) for k in range(1, 5)]
-    for k, c in zip((2, 4, 6, 8), cats):
+    for k, c in zip((2, 4, 6, 8), cats, strict=True):
         assert f"m_{k} = {c} " in out
 
 

@@ -80,9 +80,7 @@ def evaluate_traces(
         value = value.subs({(sp.Symbol(k) if isinstance(k, str) else k): v for k, v in values.items()})
     leftover = value.free_symbols
     if leftover:
-        raise InvalidArgument(
-            f"no value for {sorted(map(str, leftover))} in {expr}; pass them in `values`"
-        )
+        raise InvalidArgument(f"no value for {sorted(map(str, leftover))} in {expr}; pass them in `values`")
     out = complex(value)
     return out.real if out.imag == 0 else out
 
@@ -115,9 +113,7 @@ def sampler_for_law(law: Law) -> Sampler:
     if isinstance(law, Constant):
         c = _number(law.value, "value")
         return fixed_matrix_sampler(lambda N: c * np.eye(N))
-    raise InvalidArgument(
-        f"{law} has no built-in matrix model; pass a sampler for it in `samplers`"
-    )
+    raise InvalidArgument(f"{law} has no built-in matrix model; pass a sampler for it in `samplers`")
 
 
 def as_matrix_factory(spec: Any) -> Callable[[int], np.ndarray]:
@@ -132,7 +128,9 @@ def as_matrix_factory(spec: Any) -> Callable[[int], np.ndarray]:
         if m.shape == (N,):
             return np.diag(m)
         if m.shape != (N, N):
-            raise InvalidArgument(f"the deterministic matrix at N={N} has shape {m.shape}; want ({N},) or ({N}, {N})")
+            raise InvalidArgument(
+                f"the deterministic matrix at N={N} has shape {m.shape}; want ({N},) or ({N}, {N})"
+            )
         return m
 
     return factory
@@ -179,7 +177,7 @@ def verify_mixed_moment(
     missing = sorted({x.name for x in tw.letters if not x.free} - set(det))
     if missing:
         raise InvalidArgument(f"deterministic letters {missing} need matrices in `deterministic`")
-    sampler_map: dict[str, Sampler] = {}
+    sampler_map: dict[Any, Sampler] = {}
     for name, law in by_name.items():
         if samplers and name in {_name(k) for k in samplers}:
             continue

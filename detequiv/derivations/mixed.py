@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import sympy as sp
@@ -73,8 +73,7 @@ def to_trace_word(word: Any, free_names: Any = ()) -> TraceWord:
         names = set(free_names)
         return TraceWord([Letter(s.name, free=s.name in names) for s in letters])
     raise InvalidWord(
-        f"{word!r} is not a word; pass a product of sp.Symbol(..., commutative=False) "
-        "or a TraceWord"
+        f"{word!r} is not a word; pass a product of sp.Symbol(..., commutative=False) or a TraceWord"
     )
 
 
@@ -170,12 +169,16 @@ class _Evaluator:
         return sp.Add(*out)
 
 
-@lru_cache(maxsize=None)
-def _planar_weights(word: TraceWord) -> tuple[tuple[tuple[tuple[str, int], ...], tuple[TraceWord, ...], int], ...]:
+@cache
+def _planar_weights(
+    word: TraceWord,
+) -> tuple[tuple[tuple[tuple[str, int], ...], tuple[TraceWord, ...], int], ...]:
     counts: Counter[tuple[tuple[tuple[str, int], ...], tuple[TraceWord, ...]]] = Counter()
     for d in word.planar_diagrams():
         counts[(tuple(sorted(d.cumulant_blocks)), d.trace_factors)] += 1
-    return tuple((blocks, faces, c) for (blocks, faces), c in sorted(counts.items(), key=lambda kv: str(kv[0])))
+    return tuple(
+        (blocks, faces, c) for (blocks, faces), c in sorted(counts.items(), key=lambda kv: str(kv[0]))
+    )
 
 
 def diagram_sum(word: Any, laws: Mapping[Any, Any]) -> sp.Expr:

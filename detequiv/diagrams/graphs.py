@@ -155,10 +155,10 @@ def draw_blocks(
             if len(block) > 2:
                 ax.fill([p[0] for p in pts], [p[1] for p in pts], color=c, alpha=0.15)
     for i in range(n):
-        x, y = xy[i]
-        ax.plot([x], [y], "o", color="black", ms=4)
-        off = (0.0, -0.22) if style == "arcs" else (0.2 * x, 0.2 * y)
-        ax.text(x + off[0], y + off[1], labels[i], ha="center", va="center", fontsize=9)
+        px, py = xy[i]
+        ax.plot([px], [py], "o", color="black", ms=4)
+        off = (0.0, -0.22) if style == "arcs" else (0.2 * px, 0.2 * py)
+        ax.text(px + off[0], py + off[1], labels[i], ha="center", va="center", fontsize=9)
     ax.set_aspect("equal")
     ax.axis("off")
     if title:

@@ -148,8 +148,7 @@ class Map:
         a = _check_perm(self.alpha, "alpha")
         if len(s) != len(a):
             raise InvalidArgument(
-                f"sigma has {len(s)} darts but alpha has {len(a)}; both must act on the "
-                "same positions"
+                f"sigma has {len(s)} darts but alpha has {len(a)}; both must act on the same positions"
             )
         object.__setattr__(self, "sigma", s)
         object.__setattr__(self, "alpha", a)

@@ -92,8 +92,7 @@ def _as_letters(letters: Iterable[Letter | str]) -> tuple[Letter, ...]:
             out.append(Letter(x))
         else:
             raise InvalidWord(
-                f"{x!r} is not a letter; use Letter(name, free=...) or a name string "
-                "(a deterministic letter)"
+                f"{x!r} is not a letter; use Letter(name, free=...) or a name string (a deterministic letter)"
             )
     return tuple(out)
 
@@ -263,8 +262,7 @@ class Diagram:
         covered = sorted(i for b in bl for i in b)
         if covered != sorted(word.free_positions):
             raise InvalidWord(
-                f"blocks {bl} must cover the free positions {word.free_positions} of "
-                f"{word} exactly once"
+                f"blocks {bl} must cover the free positions {word.free_positions} of {word} exactly once"
             )
         for b in bl:
             names = {word.letters[i].name for i in b}
@@ -335,8 +333,8 @@ class Diagram:
         """
         g = nx.MultiDiGraph()
         n = len(self.word)
-        for i, x in enumerate(self.word.letters):
-            g.add_node(i, letter=x.name, free=x.free)
+        for i, letter in enumerate(self.word.letters):
+            g.add_node(i, letter=letter.name, free=letter.free)
         for i in range(n):
             g.add_edge(i, (i + 1) % n, kind="word")
         for b in self.blocks:
