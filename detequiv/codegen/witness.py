@@ -98,8 +98,8 @@ def sampler_for_law(law: Law) -> Sampler:
     """A seeded matrix sampler realising a free law at size ``N``.
 
     ``Wishart(q)``: white Wishart of ratio ``q``; ``Semicircle(v)``: GOE of variance
-    ``v``; ``FreePoisson(rate, jump)``: ``jump`` times a white Wishart of ratio
-    ``1/rate``; ``Constant(c)``: ``c I``. Laws given only by cumulants have no
+    ``v``; ``FreePoisson(rate, jump)``: ``rate * jump`` times a white Wishart of
+    ratio ``1/rate``; ``Constant(c)``: ``c I``. Laws given only by cumulants have no
     canonical matrix model and raise :class:`InvalidArgument`.
     """
     if isinstance(law, Wishart):
@@ -107,9 +107,11 @@ def sampler_for_law(law: Law) -> Sampler:
     if isinstance(law, Semicircle):
         return goe_sampler(_number(law.variance, "variance"))
     if isinstance(law, FreePoisson):
-        base = wishart_sampler(1.0 / _number(law.rate, "rate"))
-        jump = _number(law.jump, "jump")
-        return lambda N, rng: jump * base(N, rng)
+        # c W_q has cumulants c^n q^(n-1); matching rate * jump^n needs q = 1/rate, c = rate * jump
+        rate = _number(law.rate, "rate")
+        base = wishart_sampler(1.0 / rate)
+        scale = rate * _number(law.jump, "jump")
+        return lambda N, rng: scale * base(N, rng)
     if isinstance(law, Constant):
         c = _number(law.value, "value")
         return fixed_matrix_sampler(lambda N: c * np.eye(N))
