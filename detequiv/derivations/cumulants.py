@@ -77,9 +77,7 @@ ValueSource = Union[None, Sequence[Any], Callable[[int], Any]]  # noqa: UP007
 def _check_order(order: Any, what: str = "order") -> int:
     """``order`` as a Python int >= 1, or :class:`InvalidArgument`."""
     if isinstance(order, bool):
-        raise InvalidArgument(
-            f"{what} must be an integer >= 1, got the boolean {order!r}"
-        )
+        raise InvalidArgument(f"{what} must be an integer >= 1, got the boolean {order!r}")
     try:
         n = operator.index(order)
     except TypeError:
@@ -88,9 +86,7 @@ def _check_order(order: Any, what: str = "order") -> int:
             f"pass a whole number such as {what}=5"
         ) from None
     if n < 1:
-        raise InvalidArgument(
-            f"{what} must be an integer >= 1, got {n}; pass e.g. {what}=5"
-        )
+        raise InvalidArgument(f"{what} must be an integer >= 1, got {n}; pass e.g. {what}=5")
     return n
 
 
@@ -102,14 +98,11 @@ def _exact(value: Any, what: str) -> sp.Expr:
     refused (never parsed), as are noncommutative expressions.
     """
     if isinstance(value, bool):
-        raise InvalidArgument(
-            f"{what} must be a number or a sympy expression, got {value!r}"
-        )
+        raise InvalidArgument(f"{what} must be a number or a sympy expression, got {value!r}")
     if isinstance(value, sp.Basic):
         if not isinstance(value, sp.Expr):
             raise InvalidArgument(
-                f"{what} must be a sympy expression, got {value!r} "
-                f"({type(value).__name__})"
+                f"{what} must be a sympy expression, got {value!r} ({type(value).__name__})"
             )
         if not value.is_commutative:
             raise InvalidArgument(
@@ -140,8 +133,7 @@ def _exact(value: Any, what: str) -> sp.Expr:
             "detequiv.derivations.laws.parse_law)"
         )
     raise InvalidArgument(
-        f"{what} must be a number or a sympy expression, got {value!r} "
-        f"({type(value).__name__})"
+        f"{what} must be a number or a sympy expression, got {value!r} ({type(value).__name__})"
     )
 
 
@@ -151,8 +143,7 @@ def _values(source: Any, order: int, what: str) -> tuple[sp.Expr, ...]:
         return tuple(_exact(source(n), f"{what}({n})") for n in range(1, order + 1))
     if isinstance(source, (str, bytes, Mapping)) or not isinstance(source, Iterable):
         raise InvalidArgument(
-            f"{what} must be None, a sequence of values or a callable n -> value, "
-            f"got {type(source).__name__}"
+            f"{what} must be None, a sequence of values or a callable n -> value, got {type(source).__name__}"
         )
     items = list(source) if not isinstance(source, Sequence) else source
     if len(items) < order:
@@ -212,9 +203,7 @@ def moment_symbols(order: int) -> tuple[sp.Symbol, ...]:
 
 def _block_type(block_sizes: Iterable[Any]) -> tuple[int, int, Counter[int]]:
     if isinstance(block_sizes, (str, bytes)) or not isinstance(block_sizes, Iterable):
-        raise InvalidArgument(
-            f"block sizes must be a sequence of positive integers, got {block_sizes!r}"
-        )
+        raise InvalidArgument(f"block sizes must be a sequence of positive integers, got {block_sizes!r}")
     sizes = [_check_order(b, "each block size") for b in block_sizes]
     if not sizes:
         raise InvalidArgument("block sizes must not be empty; pass e.g. (2, 1, 1)")
@@ -270,9 +259,7 @@ def _slot_state(obj: Any) -> dict[str, Any]:
     return state
 
 
-def _make_raw_builders() -> tuple[
-    Callable[[tuple[Any, ...]], sp.Expr], Callable[[int], sp.Expr]
-]:
+def _make_raw_builders() -> tuple[Callable[[tuple[Any, ...]], sp.Expr], Callable[[int], sp.Expr]]:
     """Constructors for canonical ``Mul`` (args already canonical) and ``Integer``.
 
     They do exactly what ``Mul._from_args(args, True)`` and ``Integer(p)`` do, without
@@ -341,9 +328,7 @@ def _number(p: int, q: int) -> sp.Expr:
     return sp.Rational(p, q)
 
 
-def _assemble(
-    terms: Iterable[tuple[Any, tuple[int, ...]]], factors: Sequence[sp.Expr]
-) -> sp.Expr:
+def _assemble(terms: Iterable[tuple[Any, tuple[int, ...]]], factors: Sequence[sp.Expr]) -> sp.Expr:
     """A canonical sympy ``Add`` of ``coeff * prod(factors[i] for i in codes)``.
 
     ``factors`` must be pairwise distinct powers of independent generators, listed in
@@ -439,10 +424,7 @@ def _polys_to_exprs(polys: Sequence[Any], gens: Sequence[sp.Expr]) -> list[sp.Ex
     factors, code = _factor_table(pairs, gens)
     out = []
     for poly in polys:
-        terms = [
-            (c, tuple(code[(i, e)] for i, e in enumerate(mon) if e))
-            for mon, c in poly.items()
-        ]
+        terms = [(c, tuple(code[(i, e)] for i, e in enumerate(mon) if e)) for mon, c in poly.items()]
         out.append(_assemble(terms, factors))
     return out
 
@@ -451,9 +433,7 @@ def _domain_to_exprs(domain: Any, elems: Sequence[Any]) -> list[sp.Expr]:
     """Elements of a sympy domain back as expressions, cheaply where possible."""
     if domain.is_ZZ or domain.is_QQ:
         return [
-            sp.Integer(int(e))
-            if domain.is_ZZ
-            else _number(int(e.numerator), int(e.denominator))
+            sp.Integer(int(e)) if domain.is_ZZ else _number(int(e.numerator), int(e.denominator))
             for e in elems
         ]
     if domain.is_PolynomialRing and (domain.domain.is_ZZ or domain.domain.is_QQ):
@@ -534,9 +514,7 @@ def _partition_terms(
     ]
     emit = [[lst.append for lst in row] for row in terms]
 
-    def visit(
-        start: int, total: int, k: int, den: int, mono: tuple[sp.Expr, ...], used: int
-    ) -> None:
+    def visit(start: int, total: int, k: int, den: int, mono: tuple[sp.Expr, ...], used: int) -> None:
         length = len(mono) + 1
         for code, obj, bit, weight, m, fm in cand[start][N - total]:
             if used & bit:
@@ -619,20 +597,14 @@ def _assemble_partition_terms(
     return sp.Add._from_args(tuple(args), is_commutative=True)
 
 
-def _partition_polys(
-    order: int, gens: Sequence[sp.Expr], kind: str
-) -> tuple[sp.Expr, ...]:
+def _partition_polys(order: int, gens: Sequence[sp.Expr], kind: str) -> tuple[sp.Expr, ...]:
     integers: dict[int, sp.Expr] = {}
     if order < _GC_PAUSE_ORDER:
         terms, _ = _partition_terms(order, gens, kind)
-        return tuple(
-            _assemble_partition_terms(terms[n], integers) for n in range(1, order + 1)
-        )
+        return tuple(_assemble_partition_terms(terms[n], integers) for n in range(1, order + 1))
     with _gc_paused():
         terms, _ = _partition_terms(order, gens, kind)
-        result = tuple(
-            _assemble_partition_terms(terms[n], integers) for n in range(1, order + 1)
-        )
+        result = tuple(_assemble_partition_terms(terms[n], integers) for n in range(1, order + 1))
         del terms  # freed by reference counting before the collector runs again
     return result
 
@@ -717,23 +689,12 @@ _KRONECKER_MAX_BITS = 1 << 22
 _KRONECKER_MAX_SLOTS = 1 << 12
 
 
-def _coefficient_dicts(
-    domain: Any, elems: Sequence[Any]
-) -> list[dict[tuple[int, ...], Fraction]] | None:
+def _coefficient_dicts(domain: Any, elems: Sequence[Any]) -> list[dict[tuple[int, ...], Fraction]] | None:
     """``{exponents: Fraction}`` for ZZ/QQ numbers or polynomials, else ``None``."""
     if domain.is_ZZ or domain.is_QQ:
-        return [
-            {(): Fraction(int(e.numerator), int(e.denominator))} if e else {}
-            for e in elems
-        ]
+        return [{(): Fraction(int(e.numerator), int(e.denominator))} if e else {} for e in elems]
     if domain.is_PolynomialRing and (domain.domain.is_ZZ or domain.domain.is_QQ):
-        return [
-            {
-                mon: Fraction(int(c.numerator), int(c.denominator))
-                for mon, c in e.items()
-            }
-            for e in elems
-        ]
+        return [{mon: Fraction(int(c.numerator), int(c.denominator)) for mon, c in e.items()} for e in elems]
     return None
 
 
@@ -759,10 +720,7 @@ def _kronecker(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]
     gens = tuple(domain.symbols) if domain.is_PolynomialRing else ()
     nvars = len(gens)
     scale = math.lcm(1, *(c.denominator for d in dicts for c in d.values()))
-    scaled = [
-        {mon: int(c * scale**s) for mon, c in d.items()}
-        for s, d in enumerate(dicts, start=1)
-    ]
+    scaled = [{mon: int(c * scale**s) for mon, c in d.items()} for s, d in enumerate(dicts, start=1)]
     recursion = _moment_recursion if direction == "moments" else _cumulant_recursion
     if nvars == 0:
         outs = recursion([d.get((), 0) for d in scaled], 0, 1)
@@ -772,11 +730,7 @@ def _kronecker(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]
     bounds = []
     for x in range(nvars):
         rate = max(
-            (
-                Fraction(max(mon[x] for mon in d), s)
-                for s, d in enumerate(scaled, start=1)
-                if d
-            ),
+            (Fraction(max(mon[x] for mon in d), s) for s, d in enumerate(scaled, start=1) if d),
             default=Fraction(0),
         )
         bounds.append(math.floor(N * rate))
@@ -814,10 +768,7 @@ def _kronecker(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]
         for idx in range(slots):
             c = int.from_bytes(raw[idx * nbytes : (idx + 1) * nbytes], "little") - half
             if c:
-                mon = tuple(
-                    (idx // st) % (bd + 1)
-                    for st, bd in zip(strides, bounds, strict=True)
-                )
+                mon = tuple((idx // st) % (bd + 1) for st, bd in zip(strides, bounds, strict=True))
                 d[mon] = c if den == 1 else Fraction(c, den)
         result_dicts.append(d)
     return tuple(_polys_to_exprs(result_dicts, gens))
@@ -838,9 +789,7 @@ def _series(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]:
 # ---------------------------------------------------------------------------
 
 
-def moments_from_cumulants(
-    order: int, cumulants: ValueSource = None
-) -> tuple[sp.Expr, ...]:
+def moments_from_cumulants(order: int, cumulants: ValueSource = None) -> tuple[sp.Expr, ...]:
     r"""Moments :math:`(m_1,\dots,m_{order})` of one variable from its free cumulants.
 
     Parameters
@@ -868,10 +817,14 @@ def moments_from_cumulants(
     -----
     Independent symbols (Symbols, undefined functions, ``tr(...)``; pairwise distinct)
     use Kreweras' counts by block type, one term per integer partition, built in
-    canonical form (order 40, 215 307 terms in all, about a second). Anything else
-    (numbers, ``q**(n-1)``, zeros, ...) iterates the functional equation
-    :math:`M(z)=1+\sum_s\kappa_sz^sM(z)^s` on truncated series in the smallest
-    sympy domain of the values, O(order^3) operations on the (small) coefficients.
+    canonical form: the cost is proportional to the output, which has
+    :math:`\sum_{n\le order}p(n)` terms (215 307 at order 40, built in well under a
+    second; see ``benchmarks/bench_moments.py``). Anything else (numbers,
+    ``q**(n-1)``, zeros, ...) iterates the functional equation
+    :math:`M(z)=1+\sum_s\kappa_sz^sM(z)^s` on truncated series, O(order^3)
+    operations: on Python integers by Kronecker substitution when the values are
+    polynomials over the rationals in few variables, otherwise in the smallest sympy
+    domain holding them.
 
     Examples
     --------
@@ -891,9 +844,7 @@ def moments_from_cumulants(
     return _series(kappas, "moments")
 
 
-def cumulants_from_moments(
-    order: int, moments: ValueSource = None
-) -> tuple[sp.Expr, ...]:
+def cumulants_from_moments(order: int, moments: ValueSource = None) -> tuple[sp.Expr, ...]:
     r"""Free cumulants :math:`(\kappa_1,\dots,\kappa_{order})` from the moments.
 
     The inverse of :func:`moments_from_cumulants`, with the same conventions:
