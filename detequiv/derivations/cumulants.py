@@ -187,8 +187,10 @@ def cumulant_symbols(order: int, label: str | None = None) -> tuple[sp.Symbol, .
     """
     n = _check_order(order)
     if label is None:
-        return tuple(sp.Symbol(f"kappa_{i}") for i in range(1, n + 1))
-    return tuple(sp.Symbol(f"kappa_{label},{i}") for i in range(1, n + 1))
+        return _symbols("kappa_", n)
+    if not isinstance(label, str):
+        raise InvalidArgument(f"label must be a string, got {label!r}")
+    return _symbols(f"kappa_{label},", n)
 
 
 def moment_symbols(order: int) -> tuple[sp.Symbol, ...]:
@@ -198,7 +200,12 @@ def moment_symbols(order: int) -> tuple[sp.Symbol, ...]:
     (m_1, m_2)
     """
     n = _check_order(order)
-    return tuple(sp.Symbol(f"m_{i}") for i in range(1, n + 1))
+    return _symbols("m_", n)
+
+
+@functools.lru_cache(maxsize=64)
+def _symbols(prefix: str, n: int) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(f"{prefix}{i}") for i in range(1, n + 1))
 
 
 def _block_type(block_sizes: Iterable[Any]) -> tuple[int, int, Counter[int]]:
