@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("moments", help="moments and free cumulants of a law")
     m.add_argument(
-        "law", metavar="LAW", help="wishart:RATIO | semicircle[:VAR] | poisson:RATE:JUMP | symbolic"
+        "law",
+        metavar="LAW",
+        help="wishart:RATIO, mp:RATIO, semicircle[:VAR], poisson:RATE:JUMP, constant:C, "
+        "symbolic[:NAME], deterministic:NAME",
     )
     m.add_argument("--order", type=_pos_int, required=True, metavar="K")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
