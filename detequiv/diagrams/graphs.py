@@ -136,8 +136,9 @@ def draw_blocks(
         xy = {i: (float(i), 0.0) for i in range(n)}
     else:
         layout = nx.circular_layout(nx.cycle_graph(n)) if n > 0 else {}
-        # rotate so position 0 is on top and the word runs clockwise
-        xy = {i: (float(np.sin(2 * np.pi * i / n)), float(np.cos(2 * np.pi * i / n))) for i in layout}
+        # networkx puts node i at angle 2 pi i / n from the x axis, counter-clockwise;
+        # swapping the coordinates puts position 0 on top with the word running clockwise
+        xy = {i: (float(p[1]), float(p[0])) for i, p in layout.items()}
     if style == "chords" and n > 0:
         theta = np.linspace(0.0, 2 * np.pi, 200)
         ax.plot(np.sin(theta), np.cos(theta), color="0.85", lw=1.0, zorder=0)
