@@ -1,0 +1,269 @@
+"""The Monte Carlo witness of a one-point equivalent.
+
+:func:`check_monte_carlo` samples the original random expression of a
+:class:`~detequiv.derivations.onepoint.OnePoint` at several sizes and compares ``tr(T .)``
+with the equivalent (solved by :meth:`OnePoint.evaluate`) through :func:`verify`, at real
+and complex ridges. Importing this module registers it as
+:meth:`OnePoint.check_monte_carlo` (the dependency points ``codegen -> derivations``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..derivations.expressions import (
+    Deterministic,
+    FreeMatrix,
+    Gaussian,
+    MatrixExpr,
+    Product,
+    Sqrt,
+    Sum,
+    Transpose,
+)
+from ..derivations.numeric import _number, _plain, _split_values, _substitute
+from ..derivations.onepoint import OnePoint, _resolvent_parts, register_witness
+from ..errors import InvalidArgument, VerificationError
+from .verify import verify
+from .witness import sampler_for_law
+
+__all__ = ["check_monte_carlo", "MonteCarloCheck"]
+
+
+# ---------------------------------------------------------------------------
+# Monte Carlo
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MonteCarloCheck:
+    """Reports of :func:`check_monte_carlo`, one per (lam, test matrix)."""
+
+    reports: tuple[Any, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise VerificationError("Monte Carlo disagrees with the equivalent:\n" + str(self))
+
+    def __str__(self) -> str:
+        return "\n\n".join(str(r) for r in self.reports)
+
+
+def _test_matrix(n: int) -> np.ndarray:
+    """``diag(linspace(0, 2, n)) + (E + E^T) / 2``: weighs the spectrum unevenly and does
+    not commute with a diagonal covariance."""
+    return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
+
+
+def _numeric_expr(
+    expr: MatrixExpr, det: Mapping[str, np.ndarray], draws: dict[str, np.ndarray], scal: Mapping[str, Any]
+) -> np.ndarray:
+    if isinstance(expr, Product):
+        out = _numeric_expr(expr.factors[0], det, draws, scal)
+        for f in expr.factors[1:]:
+            out = out @ _numeric_expr(f, det, draws, scal)
+        if expr.coeff == 1:
+            return out
+        c = _plain(_number(_substitute(expr.coeff, scal), f"coefficient {expr.coeff}"))
+        return c * out
+    if isinstance(expr, Sum):
+        return sum(_numeric_expr(t, det, draws, scal) for t in expr.terms)  # type: ignore[return-value]
+    if isinstance(expr, Deterministic):
+        return det[expr.name]
+    if isinstance(expr, Sqrt):
+        return det[expr.base.name + "^(1/2)"]
+    if isinstance(expr, (Gaussian, FreeMatrix)):
+        return draws[expr.name]
+    if isinstance(expr, Transpose):
+        return draws[expr.arg.name].T
+    raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
+
+
+def check_monte_carlo(
+    eq: OnePoint,
+    sizes: Sequence[int] = (100, 200, 400),
+    *,
+    rng: np.random.Generator,
+    lams: Sequence[complex] = (0.5, 0.3 + 0.4j),
+    values: Mapping[Any, Any] | None = None,
+    dims: Mapping[Any, float] | None = None,
+    spectra: Mapping[Any, Any] | None = None,
+    samplers: Mapping[Any, Any] | None = None,
+    n_samples: int = 20,
+    c_finite: float = 5.0,
+    n_se: float = 4.0,
+) -> MonteCarloCheck:
+    """Compare ``tr(T .)`` of the random expression with the equivalent, by simulation.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Values of the resolvent's dimension ``N``; every other dimension symbol is
+        ``round(dims[d] * N)`` (default proportion 2 for the others, 1 for ``N``'s).
+    rng : numpy.random.Generator
+    lams : sequence of numbers
+        Ridges at which to compare (default a real and a complex one).
+    values : mapping, optional
+        Other symbols (law parameters such as ``q1``).
+    spectra : mapping, optional
+        Deterministic matrix -> ``n -> eigenvalues`` (default ``linspace(0.5, 2, n)``).
+    samplers : mapping, optional
+        Free matrix (or name) -> ``(n, rng) -> matrix`` for laws without a built-in model.
+    n_samples, c_finite, n_se
+        As in :func:`detequiv.codegen.verify.verify`.
+
+    The test matrices are the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``,
+    which weighs the spectrum unevenly and does not commute with a diagonal covariance.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
+        )
+    c_out, res = _resolvent_parts(eq.random)
+    leaves = res.arg.leaves()
+    n_dim = res.shape[0]
+    if not isinstance(n_dim, sp.Symbol):
+        raise InvalidArgument(f"the resolvent has the fixed size {n_dim}; give it a symbolic dimension")
+    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
+    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
+    for key, value in (dims or {}).items():
+        props[str(key)] = float(value)
+    _, params = _split_values(values or {})
+    det_leaves = {x.name: x for x in leaves if isinstance(x, Deterministic)}
+    det_leaves.update({x.base.name: x.base for x in leaves if isinstance(x, Sqrt)})
+    spec: dict[str, Any] = {name: (lambda n: np.linspace(0.5, 2.0, n)) for name in det_leaves}
+    for key, value in (spectra or {}).items():
+        spec[key.name if isinstance(key, Deterministic) else str(key)] = value
+    free = {x.name: x for x in leaves if isinstance(x, FreeMatrix)}
+    free_samplers: dict[str, Any] = {}
+    for name, x in free.items():
+        free_samplers[name] = ("law", x)
+        for key, given in (samplers or {}).items():
+            if (key.name if isinstance(key, FreeMatrix) else str(key)) == name:
+                free_samplers[name] = ("given", given)
+
+    def sizes_at(N: int) -> dict[str, int]:
+        return {d: max(1, round(p * N)) for d, p in props.items()}
+
+    def setting(N: int) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+        dd = sizes_at(N)
+        scal = {**params, **dd}
+        det: dict[str, np.ndarray] = {}
+        for name, x in det_leaves.items():
+            n = int(_substitute(x.dim, scal))
+            e = np.asarray(spec[name](n) if callable(spec[name]) else spec[name], dtype=float)
+            det[name] = e
+        return dd, det
+
+    child = np.random.default_rng(rng.integers(2**63))
+    cache: dict[int, Any] = {}
+
+    def prepared(N: int) -> Any:
+        if N not in cache:
+            dd, det = setting(N)
+            scal = {**params, **dd}
+            mats: dict[str, np.ndarray] = {}
+            for name, e in det.items():
+                if e.ndim == 1:
+                    mats[name] = np.diag(e)
+                    mats[name + "^(1/2)"] = np.diag(np.sqrt(e))
+                else:
+                    w, v = np.linalg.eigh(e)
+                    mats[name] = e
+                    mats[name + "^(1/2)"] = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+            draw_fns: dict[str, Callable[[], np.ndarray]] = {}
+            for x in leaves:
+                if isinstance(x, Gaussian):
+                    r, c = (int(_substitute(d, scal)) for d in x.dims)
+                    draw_fns[x.name] = lambda r=r, c=c: child.standard_normal((r, c))
+                elif isinstance(x, FreeMatrix):
+                    kind, obj = free_samplers[x.name]
+                    n = int(_substitute(x.dim, scal))
+                    if kind == "law":
+                        law = obj.law.subs({sp.Symbol(k): sp.sympify(v) for k, v in scal.items()})
+                        law = _subs_by_name(law, scal)
+                        sampler = sampler_for_law(law)
+                    else:
+                        sampler = obj
+                    draw_fns[x.name] = lambda sampler=sampler, n=n: np.asarray(sampler(n, child))
+            cache[N] = (dd, det, mats, draw_fns)
+        return cache[N]
+
+    def exact_for(lam: complex, test: str) -> Callable[[int], complex | float]:
+        def exact(N: int) -> complex | float:
+            dd, det, _, _ = prepared(N)
+            vals: dict[Any, Any] = {**params, **dd, str(eq.lam): lam}
+            vals.update(det)
+            value = eq.evaluate(vals)
+            n = value.matrix_y.shape[0]
+            return value.trace(None if test == "I" else _test_matrix(n))
+
+        return exact
+
+    def functional_for(lam: complex, test: str) -> Callable[[dict[Any, np.ndarray]], complex]:
+        def functional(m: dict[Any, np.ndarray]) -> complex:
+            t = m["T"]
+            N = t.shape[0]
+            dd, _, mats, draw_fns = prepared(N)
+            draws = {name: f() for name, f in draw_fns.items()}
+            a = _numeric_expr(res.arg, mats, draws, {**params, **dd})
+            n = a.shape[0]
+            c = complex(_substitute(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
+            sol = np.linalg.solve(a + lam * np.eye(n), t if test == "T" else np.eye(n))
+            value = c * np.trace(sol) / n
+            return value if isinstance(lam, complex) and lam.imag else value.real
+
+        functional.__name__ = f"tr({test} {eq.random}) at {eq.lam}={lam}"
+        return functional
+
+    def t_sampler(N: int, _rng: np.random.Generator) -> np.ndarray:
+        n = int(_substitute(n_dim, sizes_at(N)))
+        return _test_matrix(n)
+
+    reports = []
+    for lam_value in lams:
+        lam = _number(lam_value, "lam")
+        lam_c: complex | float = lam if lam.imag else lam.real
+        for test in ("I", "T"):
+            reports.append(
+                verify(
+                    exact_for(lam_c, test),  # type: ignore[arg-type]
+                    functional_for(lam_c, test),
+                    {"T": t_sampler},
+                    sizes=sizes,
+                    n_samples=n_samples,
+                    rng=rng,
+                    c_finite=c_finite,
+                    n_se=n_se,
+                )
+            )
+    return MonteCarloCheck(tuple(reports))
+
+
+def _law_symbols(law: Any) -> set[sp.Symbol]:
+    out: set[sp.Symbol] = set()
+    for name in getattr(law, "__dataclass_fields__", {}):
+        v = getattr(law, name)
+        if isinstance(v, sp.Basic):
+            out |= v.free_symbols
+    return out
+
+
+def _subs_by_name(law: Any, scal: Mapping[str, Any]) -> Any:
+    rep = {s: sp.sympify(scal[s.name]) for s in _law_symbols(law) if s.name in scal}
+    return law.subs(rep) if rep else law
+
+
+register_witness("monte_carlo", check_monte_carlo)

@@ -1,0 +1,318 @@
+r"""Numbers from a one-point equivalent: the physical branch, and the Monte Carlo witness.
+
+:func:`evaluate` solves the fixed points of a :class:`~detequiv.derivations.onepoint.OnePoint`
+in their dependency order for a concrete spectrum (MATH.md 2.1): for real
+:math:`\lambda>0` the implicit ridge is the root of :math:`\lambda(\kappa)=\lambda`,
+:math:`\lambda(\kappa)=\kappa/G(\mathrm{df}_1(\kappa))`, with :math:`\kappa>\kappa_0`
+(:math:`\kappa_0` the largest zero of :math:`1/G(\mathrm{df}_1(\kappa))`, 0 if none),
+found by ``scipy.optimize.brentq``; for complex :math:`\lambda` by Newton continuation
+along the arc from :math:`|\lambda|`; :math:`\lambda=0` gives the ridgeless
+:math:`\kappa_0`.
+
+The Monte Carlo witness built on these numbers lives in
+:mod:`detequiv.codegen.onepoint_mc` (``derivations`` never imports ``codegen``).
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy as sp
+from scipy.optimize import brentq
+
+from ..errors import InvalidArgument, UndefinedTransform
+from .expressions import Deterministic, FreeMatrix
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .onepoint import OnePoint, OnePointValue
+
+__all__ = ["evaluate", "physical_ridge"]
+
+
+# ---------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------
+
+
+def _split_values(values: Mapping[Any, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Matrices by name (spectra stay 1-D) and scalars by symbol name."""
+    if not isinstance(values, Mapping):
+        raise InvalidArgument(f"values must be a mapping, got {type(values).__name__}")
+    mats: dict[str, np.ndarray] = {}
+    scalars: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(key, (Deterministic, FreeMatrix)):
+            mats[key.name] = np.asarray(value)
+        elif isinstance(key, sp.MatrixSymbol):
+            mats[key.name] = np.asarray(value)
+        elif isinstance(key, sp.Symbol):
+            scalars[key.name] = value
+        elif isinstance(key, str):
+            arr = np.asarray(value)
+            if arr.ndim:
+                mats[key] = arr
+            else:
+                scalars[key] = value
+        else:
+            raise InvalidArgument(
+                f"bad key {key!r} in values: use a Deterministic matrix, its name, or a sympy Symbol"
+            )
+    return mats, scalars
+
+
+def _number(value: Any, what: str) -> complex:
+    try:
+        z = complex(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what} = {value!r} is not a number") from None
+    if not (math.isfinite(z.real) and math.isfinite(z.imag)):
+        raise InvalidArgument(f"{what} = {value!r} is not finite")
+    return z
+
+
+def _substitute(expr: sp.Expr, scalars: Mapping[str, Any]) -> sp.Expr:
+    subs = {s: scalars[s.name] for s in expr.free_symbols if isinstance(s, sp.Symbol) and s.name in scalars}
+    return expr.xreplace({k: sp.sympify(v) for k, v in subs.items()})
+
+
+class _Matrices:
+    """Numeric matrices of sympy matrix expressions, with cached square roots."""
+
+    def __init__(self, mats: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
+        self.mats = dict(mats)
+        self.scalars = scalars
+        self._sqrt: dict[str, np.ndarray] = {}
+
+    def dim(self, d: sp.Expr) -> int:
+        value = _substitute(sp.sympify(d), self.scalars)
+        if value.free_symbols:
+            sizes = {m.shape[0] for m in self.mats.values()}
+            if len(sizes) == 1:
+                return sizes.pop()
+            raise InvalidArgument(f"no value for the dimension {d}; pass it in values")
+        return int(value)
+
+    def get(self, name: str, d: sp.Expr) -> np.ndarray:
+        if name not in self.mats:
+            raise InvalidArgument(f"no matrix or spectrum for {name}; pass it in values")
+        m = self.mats[name]
+        n = m.shape[0]
+        value = _substitute(sp.sympify(d), self.scalars)
+        if not value.free_symbols and int(value) != n:
+            raise InvalidArgument(f"{name} has size {n} but its dimension {d} = {value}; make them agree")
+        if m.ndim == 1:
+            return np.diag(m)
+        if m.ndim != 2 or m.shape != (n, n):
+            raise InvalidArgument(f"{name} must be a spectrum (1-D) or a square matrix, got shape {m.shape}")
+        return m
+
+    def sqrt(self, name: str, d: sp.Expr) -> np.ndarray:
+        if name not in self._sqrt:
+            m = self.mats.get(name)
+            if m is not None and m.ndim == 1:
+                self._sqrt[name] = np.diag(np.sqrt(m.astype(float)))
+            else:
+                e, v = np.linalg.eigh(self.get(name, d))
+                if e.min() < -1e-12 * max(1.0, abs(e).max()):
+                    raise InvalidArgument(f"{name} has a negative eigenvalue {e.min():.3g}; no square root")
+                self._sqrt[name] = (v * np.sqrt(np.clip(e, 0, None))) @ v.T
+        return self._sqrt[name]
+
+    def matrix(self, m: sp.Basic) -> np.ndarray:
+        if isinstance(m, sp.Identity):
+            return np.eye(self.dim(m.shape[0]))
+        if isinstance(m, sp.MatrixSymbol):
+            return self.get(m.name, m.shape[0])
+        if isinstance(m, sp.MatPow):
+            base, exp = m.args
+            if isinstance(base, sp.MatrixSymbol) and exp == sp.Rational(1, 2):
+                return self.sqrt(base.name, base.shape[0])
+            if exp.is_Integer and exp > 0:
+                return np.linalg.matrix_power(self.matrix(base), int(exp))
+        if isinstance(m, sp.MatMul):
+            coeff, mats = m.as_coeff_matrices()
+            out = self.matrix(mats[0])
+            for f in mats[1:]:
+                out = out @ self.matrix(f)
+            return complex(_substitute(coeff, self.scalars)) * out if coeff != 1 else out
+        raise InvalidArgument(f"cannot evaluate the matrix {m} numerically")
+
+    def eigenvalues(self, m: sp.Basic) -> np.ndarray:
+        if isinstance(m, sp.MatrixSymbol) and self.mats.get(m.name, np.zeros((0, 0))).ndim == 1:
+            self.get(m.name, m.shape[0])  # size check
+            return self.mats[m.name].astype(float)
+        a = self.matrix(m)
+        if np.allclose(a, a.T.conj()):
+            return np.linalg.eigvalsh(a)
+        e = np.linalg.eigvals(a)
+        return e.real if np.allclose(e.imag, 0) else e
+
+
+# ---------------------------------------------------------------------------
+# the physical branch
+# ---------------------------------------------------------------------------
+
+
+def physical_ridge(
+    g: Callable[[Any], Any],
+    dg: Callable[[Any], Any],
+    eigenvalues: np.ndarray,
+    lam: complex,
+    *,
+    steps: int = 64,
+) -> complex | float:
+    r"""The root :math:`\kappa` of :math:`\kappa\,g(\mathrm{df}_1(\kappa))=\lambda` on the physical branch.
+
+    ``g = 1/G`` and its derivative ``dg`` are functions of :math:`\delta=\mathrm{df}_1`;
+    ``eigenvalues`` those of ``Y``.
+
+    >>> import numpy as np
+    >>> q = 0.5   # isotropic Wishart, MATH.md 7: (q, lam) = (0.5, 0.1) -> 0.1741657387
+    >>> round(physical_ridge(lambda d: 1 - q * d, lambda d: -q, np.ones(3), 0.1), 10)
+    0.1741657387
+    """
+    e = np.asarray(eigenvalues)
+
+    def df(k: Any) -> Any:
+        return np.mean(e / (e + k))
+
+    def h(k: float) -> float:
+        return float(np.real(k * g(df(k))))
+
+    def gk(k: float) -> float:
+        try:
+            with np.errstate(all="ignore"):
+                return float(np.real(g(df(k))))
+        except ZeroDivisionError:
+            return math.nan
+
+    scale = max(float(np.max(np.abs(e))) if e.size else 1.0, 1e-300)
+    grid = scale * np.logspace(6, -14, 400)
+    kappa0 = 0.0
+    prev = None
+    for k in grid:
+        value = gk(k)
+        if not math.isfinite(value) or value <= 0:
+            if prev is not None and math.isfinite(value):
+                kappa0 = float(brentq(gk, k, prev, xtol=1e-15 * prev, rtol=1e-15))
+            else:
+                kappa0 = prev or 0.0
+            break
+        prev = k
+    lam_abs = abs(lam)
+    if lam_abs == 0:
+        return kappa0
+    lo = max(kappa0, 1e-300)
+    hi = max(kappa0, lam_abs, scale) * 2
+    for _ in range(400):
+        if h(hi) > lam_abs:
+            break
+        hi *= 2
+    else:  # pragma: no cover - g bounded below away from the branch point
+        raise InvalidArgument(f"no root of lam(kappa) = {lam_abs} found; is the law's S-transform positive?")
+    kappa = float(brentq(lambda k: h(k) - lam_abs, lo, hi, xtol=1e-15 * hi, rtol=1e-15, maxiter=500))
+    if lam.imag == 0:
+        return kappa
+    theta = cmath.phase(lam)
+    z = complex(kappa)
+    for t in np.linspace(0, 1, steps + 1)[1:]:
+        target = lam_abs * cmath.exp(1j * theta * t)
+        for _ in range(100):
+            d = df(z)
+            ddf = -np.mean(e / (e + z) ** 2)
+            f = z * g(d) - target
+            fp = g(d) + z * dg(d) * ddf
+            step = f / fp
+            z = z - step
+            if abs(step) <= 1e-14 * max(abs(z), 1e-300):
+                break
+        else:
+            raise InvalidArgument(
+                f"Newton continuation did not converge at lam = {target:.6g}; try more steps"
+            )
+    return z
+
+
+def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
+    """Numbers for :meth:`OnePoint.evaluate` (see there)."""
+    from .onepoint import OnePointValue, df1, solve_order
+
+    mats, scalars = _split_values(values)
+    lam_name = str(eq.lam)
+    if lam_name not in scalars:
+        raise InvalidArgument(f"values has no entry for {eq.lam}; pass {{{eq.lam}: number}}")
+    lam = _number(scalars[lam_name], str(eq.lam))
+    if lam.imag == 0 and lam.real < 0:
+        raise InvalidArgument(
+            f"{eq.lam} = {lam.real} < 0: the physical branch is defined for lam > 0, lam = 0 "
+            "(ridgeless limit) and complex lam; use a positive or complex value"
+        )
+    numeric = _Matrices(mats, scalars)
+    known: dict[sp.Symbol, complex] = {}
+    eig_cache: dict[sp.Basic, np.ndarray] = {}
+
+    def eigs(y: sp.Basic) -> np.ndarray:
+        if y not in eig_cache:
+            eig_cache[y] = numeric.eigenvalues(y)
+        return eig_cache[y]
+
+    params = {k: v for k, v in scalars.items() if k != lam_name}
+    for fp in solve_order(eq.fixed_points):
+        rhs = _substitute(fp.rhs, params)
+        undefined = [f for f in rhs.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef)]
+        if undefined:
+            raise UndefinedTransform(
+                f"{undefined[0].func} has no closed form, so {fp.symbol} cannot be solved "
+                "numerically; use a law with a closed-form S-transform (Wishart, FreePoisson, "
+                "Constant)"
+            )
+        atoms = sorted(rhs.atoms(df1), key=str)
+        if fp.implicit:
+            own = [a for a in atoms if a.args[1] == fp.symbol]
+            if len(atoms) != 1 or len(own) != 1:
+                raise InvalidArgument(
+                    f"{fp} must contain exactly one df1(Y, {fp.symbol}) to be solved on the branch"
+                )
+            d = sp.Dummy("d")
+            gexpr = sp.simplify(eq.lam / rhs.xreplace({own[0]: d}))
+            extra = gexpr.free_symbols - {d}
+            if extra:
+                raise InvalidArgument(
+                    f"{fp} is not of the form {fp.symbol} = {eq.lam} G(df1); or values lacks "
+                    f"{sorted(map(str, extra))}"
+                )
+            g = sp.lambdify(d, gexpr, "numpy")
+            dg = sp.lambdify(d, sp.diff(gexpr, d), "numpy")
+            known[fp.symbol] = complex(physical_ridge(g, dg, eigs(own[0].args[0]), lam))
+        else:
+            rep: dict[sp.Basic, Any] = {}
+            for a in atoms:
+                y, k = a.args
+                if k not in known:
+                    raise InvalidArgument(f"{a} needs {k}, which is not solved before {fp.symbol}")
+                e = eigs(y)
+                rep[a] = sp.sympify(complex(np.mean(e / (e + known[k]))))
+            rep.update({s: sp.sympify(v) for s, v in known.items()})
+            rep[eq.lam] = sp.sympify(lam)
+            known[fp.symbol] = _number(rhs.xreplace(rep), str(fp.symbol))
+    ridge = known.get(eq.ridge)
+    if ridge is None:
+        ridge = _number(_substitute(eq.ridge, params).xreplace({eq.lam: sp.sympify(lam)}), "ridge")
+    prefactor = _number(_substitute(eq.prefactor, params).xreplace({eq.lam: sp.sympify(lam)}), "prefactor")
+    y = numeric.matrix(eq.matrix)
+    plain = {s: _plain(v) for s, v in known.items()}
+    return OnePointValue(
+        fixed_points=tuple((fp.symbol, plain[fp.symbol]) for fp in solve_order(eq.fixed_points)),
+        ridge=_plain(ridge),
+        prefactor=_plain(prefactor),
+        matrix_y=y,
+    )
+
+
+def _plain(z: complex) -> complex | float:
+    z = complex(z)
+    return z.real if z.imag == 0 else z

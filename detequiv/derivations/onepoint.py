@@ -1,0 +1,784 @@
+r"""One-point deterministic equivalents, derived by named resummation rules.
+
+:func:`derive` takes ``c * resolvent(A, lam)`` where ``A`` is a product of deterministic
+matrices, Gram products ``X.T @ X`` of Gaussian matrices and free rotation-invariant
+factors, and returns a :class:`OnePoint`: the deterministic equivalent, its fixed
+points (a dependency graph solved in topological order) and the list of the rules that
+produced it (MATH.md 2.1-2.3):
+
+* :func:`gaussian_gram_to_wishart`: ``X.T @ X = r W`` with ``W`` white Wishart;
+* :func:`ridge_rescaling`: ``lam (lam + c Y)^{-1} = lam' (lam' + Y)^{-1}``, ``lam' = lam / c``;
+* :func:`free_factor_renormalization`: peel one free factor ``B`` off
+  ``lam (lam + L B R)^{-1} ~ kappa (kappa + L R)^{-1}`` with
+  ``kappa = lam S_B(-df1(R L, kappa))`` (multiplicative subordination);
+* :func:`merge_square_roots`: ``A^{1/2} A^{1/2} = A``;
+* :func:`trace_invariance`: the trace of an equivalence identifies every intermediate
+  ``df1`` with the innermost one;
+* :func:`layer_composition`: the layered ridges compose into one implicit equation for
+  the innermost ridge, ``kappa_L = lam prod_i S_i(-df1)``, the others explicit.
+
+Every result proves itself: :meth:`OnePoint.check_series` expands it in ``1/lam``
+exactly and compares each coefficient with the planar diagram sum of
+:func:`~detequiv.derivations.mixed.mixed_moment`; :meth:`OnePoint.check_monte_carlo`
+compares it with simulation.
+
+>>> import sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
+>>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
+>>> Sigma = Deterministic("Sigma", D); X = Gaussian("X", (P, D))
+>>> eq = derive(lam * resolvent(Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P, lam))
+>>> eq.deterministic
+kappa*(kappa*I + Sigma)**(-1)
+>>> eq.fixed_points[0].equation
+Eq(kappa, lam/(-D*df1(Sigma, kappa)/P + 1))
+>>> eq.check_series(4).passed
+True
+
+References
+----------
+A. Nica and R. Speicher, Lectures on the Combinatorics of Free Probability (2006),
+Lectures 14 and 18 (S-transform). P. Biane, Processes with free increments, Math. Z.
+227 (1998) (subordination). MATH.md sections 2.1-2.3 and 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import sympy as sp
+
+from ..errors import DetEquivError, InvalidArgument, InvalidWord, UndefinedTransform, VerificationError
+from .expressions import (
+    Deterministic,  # noqa: F401 - used by doctests
+    FreeMatrix,
+    Gaussian,
+    Identity,
+    MatrixExpr,
+    Product,
+    Resolvent,
+    Sqrt,
+    Sum,
+    Transpose,
+)
+from .laws import Law, Wishart
+
+__all__ = [
+    "df1",
+    "Step",
+    "FixedPoint",
+    "OnePoint",
+    "SeriesCheck",
+    "OnePointValue",
+    "derive",
+    "solve_order",
+    "gaussian_gram_to_wishart",
+    "ridge_rescaling",
+    "free_factor_renormalization",
+    "merge_square_roots",
+    "trace_invariance",
+    "layer_composition",
+]
+
+#: Numeric witnesses registered by :mod:`detequiv.codegen` (derivations never imports it).
+_WITNESSES: dict[str, Callable[..., Any]] = {}
+
+
+def register_witness(name: str, function: Callable[..., Any]) -> None:
+    """Register a witness (e.g. ``"monte_carlo"``) that :class:`OnePoint` methods call."""
+    _WITNESSES[name] = function
+
+
+_REF_SUBORDINATION = "MATH.md 2.2; Nica-Speicher Lecture 18 (S-transform); Biane, Math. Z. 227 (1998)"
+
+
+class df1(sp.Function):  # noqa: N801 - the paper's name
+    r"""Degrees of freedom :math:`\mathrm{df}_1(Y,\kappa)=\operatorname{tr}Y(Y+\kappa)^{-1}`.
+
+    ``Y`` is a sympy matrix expression, ``kappa`` a scalar; the value is a commutative
+    scalar (MATH.md 1.1).
+
+    >>> import sympy as sp
+    >>> S = sp.MatrixSymbol("Sigma", 3, 3)
+    >>> sp.latex(df1(S, sp.Symbol("kappa")))
+    '\\operatorname{tr}\\left[\\Sigma \\left(\\kappa \\mathbb{I} + \\Sigma\\right)^{-1}\\right]'
+    """
+
+    nargs = 2
+    is_commutative = True
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        y, kappa = self.args
+        n = y.shape[0]
+        inner = sp.MatMul(y, sp.Inverse(sp.MatAdd(y, kappa * sp.Identity(n))))
+        tex = r"\operatorname{tr}\left[" + printer._print(inner) + r"\right]"
+        if exp is not None:
+            tex = r"\left(" + tex + r"\right)^{" + str(exp) + "}"
+        return tex
+
+
+# ---------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One application of a named rule: ``before = after`` (and an equation it introduced).
+
+    Attributes
+    ----------
+    rule : str
+        The rule's name (a function of this module).
+    before, after : sympy.Basic
+        The expression before and after the rule.
+    reference : str
+        Where the mathematics is stated.
+    note : str
+        Why the rule applies here.
+    equation : sympy.Eq or None
+        A fixed-point equation the step introduced or rewrote.
+    """
+
+    rule: str
+    before: sp.Basic
+    after: sp.Basic
+    reference: str
+    note: str = ""
+    equation: sp.Basic | None = None
+
+    def __str__(self) -> str:
+        text = f"[{self.rule}] {self.before}  =  {self.after}"
+        if self.equation is not None:
+            text += f"   with {self.equation}"
+        if self.note:
+            text += f"   ({self.note})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class FixedPoint:
+    """A fixed-point equation ``symbol = rhs``, possibly implicit (``symbol`` in ``rhs``).
+
+    ``depends_on`` lists the other fixed-point symbols ``rhs`` uses (not ``symbol``).
+    """
+
+    symbol: sp.Symbol
+    equation: sp.Eq
+    depends_on: tuple[sp.Symbol, ...] = ()
+
+    @property
+    def rhs(self) -> sp.Expr:
+        return self.equation.rhs
+
+    @property
+    def implicit(self) -> bool:
+        """Whether the symbol appears on the right-hand side (solved by a branch solver)."""
+        return self.symbol in self.rhs.free_symbols
+
+    def __str__(self) -> str:
+        return f"{self.symbol} = {self.rhs}"
+
+    def _repr_latex_(self) -> str:
+        return "$" + sp.latex(self.equation) + "$"
+
+
+def solve_order(fixed_points: Sequence[FixedPoint]) -> tuple[FixedPoint, ...]:
+    """The fixed points in an order where each depends only on earlier ones.
+
+    Self-references (implicit equations) are allowed; a cycle through two or more
+    equations, or a dependency on an undefined fixed point, raises
+    :class:`InvalidArgument`.
+
+    >>> import sympy as sp
+    >>> a, b, lam = sp.symbols("a b lam")
+    >>> fps = [FixedPoint(a, sp.Eq(a, lam + b), (b,)), FixedPoint(b, sp.Eq(b, lam / (1 + b)))]
+    >>> [fp.symbol for fp in solve_order(fps)]
+    [b, a]
+    >>> solve_order([FixedPoint(a, sp.Eq(a, b), (b,)), FixedPoint(b, sp.Eq(b, a), (a,))])
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: cyclic fixed-point definitions a -> b -> a; compose the layers into one implicit equation (see layer_composition)
+    """  # noqa: E501
+    graph = nx.DiGraph()
+    by_symbol = {fp.symbol: fp for fp in fixed_points}
+    if len(by_symbol) != len(fixed_points):
+        raise InvalidArgument("two fixed points define the same symbol; keep one equation each")
+    for fp in fixed_points:
+        graph.add_node(fp.symbol)
+        for dep in fp.depends_on:
+            if dep not in by_symbol:
+                raise InvalidArgument(
+                    f"{fp.symbol} depends on {dep}, which no fixed point defines; the "
+                    "system is underdetermined: add an equation for it"
+                )
+            if dep != fp.symbol:
+                graph.add_edge(dep, fp.symbol)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}"
+        raise InvalidArgument(
+            f"cyclic fixed-point definitions {path}; compose the layers into one "
+            "implicit equation (see layer_composition)"
+        )
+    order = nx.lexicographical_topological_sort(graph, key=str)
+    return tuple(by_symbol[s] for s in order)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesCheck:
+    """Evidence of :meth:`OnePoint.check_series`: both sides, coefficient by coefficient.
+
+    ``coefficients[k] = (equivalent, diagram_sum)`` is the coefficient of
+    :math:`\\lambda^{-k}` of ``tr(M .)``; ``first_failure`` is the first ``k`` where they
+    differ (``None`` if all agree).
+    """
+
+    order: int
+    coefficients: tuple[tuple[sp.Expr, sp.Expr], ...]
+    first_failure: int | None
+    test_matrix: sp.Symbol
+
+    @property
+    def passed(self) -> bool:
+        return self.first_failure is None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        if self.passed:
+            return (
+                f"series check passed: coefficients of lam^0 .. lam^-{self.order} of "
+                f"tr({self.test_matrix} .) agree with the planar diagram sums"
+            )
+        k = self.first_failure
+        assert k is not None
+        eqv, dia = self.coefficients[k]
+        return (
+            f"series check FAILED at lam^-{k} of tr({self.test_matrix} .):\n"
+            f"  equivalent:  {eqv}\n  diagram sum: {dia}\n"
+            f"  difference:  {sp.expand(eqv - dia)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OnePointValue:
+    """Numbers from :meth:`OnePoint.evaluate`.
+
+    Attributes
+    ----------
+    fixed_points : tuple of (sympy.Symbol, number)
+        The solved ridges, in solve order.
+    ridge : number
+        The innermost ridge (the one in the equivalent).
+    prefactor : number
+        The scalar in front of ``ridge (ridge + Y)^{-1}``.
+    matrix_y : numpy.ndarray
+        The deterministic matrix ``Y`` of the equivalent.
+    """
+
+    fixed_points: tuple[tuple[sp.Symbol, complex | float], ...]
+    ridge: complex | float
+    prefactor: complex | float
+    matrix_y: np.ndarray = field(repr=False)
+
+    def __getitem__(self, symbol: sp.Symbol) -> complex | float:
+        for s, v in self.fixed_points:
+            if s == symbol or str(s) == str(symbol):
+                return v
+        raise InvalidArgument(f"no fixed point {symbol}; known: {[str(s) for s, _ in self.fixed_points]}")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The deterministic equivalent as a matrix."""
+        n = self.matrix_y.shape[0]
+        return self.prefactor * self.ridge * np.linalg.inv(self.matrix_y + self.ridge * np.eye(n))
+
+    def trace(self, test: Any = None) -> complex | float:
+        """``tr(test @ equivalent)`` (``tr = Tr / n``; ``test`` defaults to the identity)."""
+        n = self.matrix_y.shape[0]
+        sol = np.linalg.solve(self.matrix_y + self.ridge * np.eye(n), np.eye(n) if test is None else test)
+        value = self.prefactor * self.ridge * np.trace(sol) / n
+        return _plain(value)
+
+
+def _plain(value: Any) -> complex | float:
+    z = complex(value)
+    return z.real if z.imag == 0 else z
+
+
+# ---------------------------------------------------------------------------
+# the rules
+# ---------------------------------------------------------------------------
+
+
+def _product_sympy(factors: Sequence[MatrixExpr], dim: sp.Expr, coeff: sp.Expr = sp.S.One) -> sp.Expr:
+    if not factors:
+        base: sp.Expr = sp.Identity(dim)
+    elif len(factors) == 1:
+        base = factors[0].to_sympy()
+    else:
+        base = sp.MatMul(*[f.to_sympy() for f in factors])
+    return base if coeff == 1 else sp.MatMul(coeff, base)
+
+
+def _ridge_form(ridge: sp.Expr, y: sp.Expr, dim: sp.Expr) -> sp.Expr:
+    return ridge * (y + ridge * sp.Identity(dim)).inverse()
+
+
+def gaussian_gram_to_wishart(
+    coeff: sp.Expr, factors: tuple[MatrixExpr, ...]
+) -> tuple[sp.Expr, tuple[MatrixExpr, ...], list[str]]:
+    r"""Replace each Gram pair ``X.T @ X`` (``X @ X.T``) by ``r W`` (``c W'``).
+
+    For ``X`` of shape ``r x c`` with iid standard entries, ``X.T @ X = r W`` with
+    ``W`` a white Wishart matrix on the ``c``-space of ratio ``c / r`` (and
+    ``X @ X.T = c W'`` on the ``r``-space, ratio ``r / c``); ``W`` is rotation
+    invariant and free from deterministic matrices (MATH.md 1.1; Nica-Speicher
+    Lecture 22). Returns the new coefficient, factors and the names introduced.
+
+    Raises
+    ------
+    InvalidWord
+        If a Gaussian matrix appears other than in one Gram pair.
+    """
+    out: list[MatrixExpr] = []
+    names: list[str] = []
+    i = 0
+    c = coeff
+    while i < len(factors):
+        f = factors[i]
+        nxt = factors[i + 1] if i + 1 < len(factors) else None
+        if isinstance(f, Transpose) and nxt == f.arg:
+            rows, cols = f.arg.dims
+            w = FreeMatrix(f"W_{f.arg.name}", cols, Wishart(sp.simplify(cols / rows)))
+            c = c * rows
+        elif isinstance(f, Gaussian) and isinstance(nxt, Transpose) and nxt.arg == f:
+            rows, cols = f.dims
+            w = FreeMatrix(f"W_{f.name}", rows, Wishart(sp.simplify(rows / cols)))
+            c = c * cols
+        else:
+            if isinstance(f, (Gaussian, Transpose)):
+                g = f if isinstance(f, Gaussian) else f.arg
+                raise InvalidWord(
+                    f"the Gaussian matrix {g.name} appears outside a Gram pair "
+                    f"{g.name}.T @ {g.name} in {_product_sympy(factors, sp.S.One)}; only Gram "
+                    "products are supported (rectangular chains are not yet)"
+                )
+            out.append(f)
+            i += 1
+            continue
+        out.append(w)
+        names.append(w.name)
+        i += 2
+    return sp.simplify(c), tuple(out), names
+
+
+def ridge_rescaling(lam: sp.Expr, coeff: sp.Expr) -> sp.Expr:
+    r""":math:`\lambda(\lambda+cY)^{-1}=\lambda'(\lambda'+Y)^{-1}` with :math:`\lambda'=\lambda/c`.
+
+    Exact algebra (divide by ``c``); ``c`` must be nonzero.
+    """
+    if sp.sympify(coeff).is_zero:
+        raise InvalidArgument("the matrix in the resolvent has coefficient 0; nothing is random")
+    return sp.simplify(lam / coeff)
+
+
+def merge_square_roots(factors: tuple[MatrixExpr, ...]) -> tuple[MatrixExpr, ...]:
+    """Merge adjacent ``A^{1/2} A^{1/2}`` into ``A`` (exact; adjacent only, not cyclic).
+
+    >>> A = Deterministic("A", 3)
+    >>> merge_square_roots((A.sqrt(), A.sqrt(), A))
+    (Deterministic(name='A', dim=3), Deterministic(name='A', dim=3))
+    """
+    out: list[MatrixExpr] = []
+    for f in factors:
+        if isinstance(f, Identity):
+            continue
+        if out and isinstance(f, Sqrt) and out[-1] == f:
+            out[-1] = f.base
+        else:
+            out.append(f)
+    return tuple(out)
+
+
+def _s_transform(law: Law, name: str, arg: sp.Expr) -> tuple[sp.Expr, str]:
+    """``S_law(arg)``: the closed form, or an undefined function ``S_name`` (series later)."""
+    if sp.sympify(law.cumulant(1)).is_zero:
+        raise UndefinedTransform(
+            f"the free factor {name} has law {law} with mean 0, so its S-transform is "
+            "undefined and the multiplicative rule does not apply; shift it by a "
+            "constant or use an additive model"
+        )
+    try:
+        return law.s_transform(arg), f"S_{name} in closed form"
+    except UndefinedTransform:
+        func = sp.Function(f"S_{name}")
+        return func(arg), (
+            f"S_{name} has no closed form: it is expanded as the exact truncated series "
+            "of its moments (transforms.s_series) when checked"
+        )
+
+
+def free_factor_renormalization(
+    ridge: sp.Expr,
+    factors: tuple[MatrixExpr, ...],
+    index: int,
+    kappa: sp.Symbol,
+    dim: sp.Expr,
+) -> tuple[tuple[MatrixExpr, ...], sp.Eq, Step]:
+    r"""Peel the free factor ``B = factors[index]`` off the resolvent.
+
+    With :math:`Y=LBR`, ``B`` rotation invariant and free from ``L``, ``R`` (and from
+    every matrix the equivalence is tested against):
+
+    .. math:: r(r+LBR)^{-1}\simeq\kappa(\kappa+LR)^{-1},\qquad
+              \kappa=r\,S_B\big(-\mathrm{df}_1(RL,\kappa)\big)
+
+    (multiplicative subordination; :math:`L=I` or :math:`R=I` give the non-symmetric
+    orders ``B A`` and ``A B``, :math:`L=R=A^{1/2}` the symmetric one).
+    """
+    b = factors[index]
+    assert isinstance(b, FreeMatrix)
+    left, right = factors[:index], factors[index + 1 :]
+    rl = merge_square_roots(right + left)
+    delta = df1(_product_sympy(rl, dim), kappa)
+    s_value, note = _s_transform(b.law, b.name, -delta)
+    eq = sp.Eq(kappa, ridge * s_value)
+    new = merge_square_roots(left + right)
+    step = Step(
+        "free_factor_renormalization",
+        _ridge_form(ridge, _product_sympy(factors, dim), dim),
+        _ridge_form(kappa, _product_sympy(left + right, dim), dim),
+        _REF_SUBORDINATION,
+        f"{b.name} ~ {b.law} is rotation invariant and free from the other factors; {note}",
+        eq,
+    )
+    return new, eq, step
+
+
+def trace_invariance(equation: sp.Eq, old: sp.Expr, new: sp.Expr) -> tuple[sp.Eq, Step]:
+    r"""Replace ``df1(Y_i, kappa_i)`` by ``df1(Y_L, kappa_L)``.
+
+    Taking ``tr`` of the equivalence :math:`\kappa_i(\kappa_i+Y_i)^{-1}\simeq
+    \kappa_L(\kappa_L+Y_L)^{-1}` gives
+    :math:`1-\mathrm{df}_1(Y_i,\kappa_i)=1-\mathrm{df}_1(Y_L,\kappa_L)`; and
+    :math:`\mathrm{df}_1(RL,\kappa)=\mathrm{df}_1(LR,\kappa)` by cyclicity of the trace.
+    """
+    after = sp.Eq(equation.lhs, equation.rhs.xreplace({old: new}))
+    step = Step(
+        "trace_invariance",
+        old,
+        new,
+        "MATH.md 2.1 (df1 of the sample matrix equals df1 of the population at kappa)",
+        "normalized trace of the equivalence, and cyclicity of tr",
+        after,
+    )
+    return after, step
+
+
+def layer_composition(lam: sp.Expr, equations: Sequence[sp.Eq]) -> tuple[tuple[sp.Eq, ...], Step]:
+    r"""Compose layered ridges :math:`\kappa_i=\kappa_{i-1}S_i(-\delta)` (:math:`\kappa_0=\lambda`).
+
+    All :math:`\delta` equal :math:`\mathrm{df}_1(Y_L,\kappa_L)` (:func:`trace_invariance`),
+    so :math:`\kappa_i=\lambda\prod_{j\le i}S_j(-\delta)`: one implicit equation for the
+    innermost :math:`\kappa_L` and explicit ones for the others (MATH.md 2.3; the scalar
+    renormalisation is the S-transform of the product, :math:`S_{AB}=S_AS_B`).
+    """
+    out: list[sp.Eq] = []
+    prev = lam
+    for eq in equations:
+        rhs = eq.rhs.xreplace({out[-1].lhs: out[-1].rhs}) if out else eq.rhs
+        out.append(sp.Eq(eq.lhs, rhs))
+        prev = eq.lhs
+    del prev
+    step = Step(
+        "layer_composition",
+        sp.Tuple(*[e.lhs for e in equations]),
+        sp.Tuple(*[e.rhs for e in out]),
+        "MATH.md 2.3 (layered renormalisation); S_{AB} = S_A S_B",
+        "substitute each ridge into the next: the innermost ridge solves one implicit "
+        "equation, the intermediate ridges are explicit",
+        sp.Eq(out[-1].lhs, out[-1].rhs),
+    )
+    return tuple(out), step
+
+
+# ---------------------------------------------------------------------------
+# derive
+# ---------------------------------------------------------------------------
+
+
+def _resolvent_parts(expr: Any) -> tuple[sp.Expr, Resolvent]:
+    """``(c, R)`` for ``expr = c * R`` with ``R`` a resolvent."""
+    if isinstance(expr, Resolvent):
+        return sp.S.One, expr
+    if isinstance(expr, Product) and len(expr.factors) == 1 and isinstance(expr.factors[0], Resolvent):
+        return expr.coeff, expr.factors[0]
+    raise InvalidArgument(
+        f"derive needs c * resolvent(A, lam), got {expr}; traces, quadratic forms and "
+        "sums of resolvents are not supported yet"
+    )
+
+
+def _factors_of(a: MatrixExpr) -> tuple[sp.Expr, tuple[MatrixExpr, ...]]:
+    if isinstance(a, Product):
+        coeff, factors = a.coeff, a.factors
+    else:
+        coeff, factors = sp.S.One, (a,)
+    for f in factors:
+        if isinstance(f, Sum):
+            raise InvalidArgument(
+                f"{a} contains the sum {f}; additive free perturbations are not supported "
+                "yet, write the matrix as a product"
+            )
+        if isinstance(f, Resolvent):
+            raise InvalidArgument(f"{a} contains a resolvent; nested resolvents are not supported")
+    return coeff, tuple(f for f in factors if not isinstance(f, Identity))
+
+
+@dataclass(frozen=True, slots=True)
+class OnePoint:
+    r"""A one-point deterministic equivalent ``random ~ deterministic``.
+
+    Attributes
+    ----------
+    random : MatrixExpr
+        The expression given to :func:`derive`.
+    deterministic : sympy.Expr
+        ``prefactor * ridge (ridge I + matrix)^{-1}``.
+    fixed_points : tuple of FixedPoint
+        In solve order (innermost ridge first).
+    derivation : tuple of Step
+        The rules applied, in order.
+    lam : sympy.Expr
+        The ridge of the input resolvent.
+    ridge : sympy.Symbol
+        The renormalized ridge of the equivalent.
+    matrix : sympy.Expr
+        The deterministic matrix ``Y`` of the equivalent (a sympy matrix expression).
+    prefactor : sympy.Expr
+        ``c / lam`` for an input ``c (A + lam)^{-1}``.
+    transforms : tuple of (str, Law)
+        Laws whose S-transform is an undefined function ``S_name`` in the equations.
+    """
+
+    random: MatrixExpr
+    deterministic: sp.Expr
+    fixed_points: tuple[FixedPoint, ...]
+    derivation: tuple[Step, ...]
+    lam: sp.Expr
+    ridge: sp.Expr
+    matrix: sp.Expr
+    prefactor: sp.Expr
+    transforms: tuple[tuple[str, Law], ...] = ()
+
+    def __str__(self) -> str:
+        lines = [f"{self.random}  ~  {self.deterministic}"]
+        lines += [f"  {fp}" for fp in self.fixed_points]
+        lines.append("derivation:")
+        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        eqs = [sp.latex(self.random.to_sympy()) + r" &\simeq " + sp.latex(self.deterministic)]
+        eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
+        return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+
+    # -- witnesses ---------------------------------------------------------
+    def check_series(self, order: int = 8) -> SeriesCheck:
+        """Exact 1/lam series of ``tr(M .)`` against the planar diagram sums (MATH.md 6.1).
+
+        The fixed points are solved as truncated power series in ``x = 1/lam`` by
+        iterating their equations; the equivalent ``ridge (ridge + Y)^{-1}`` is expanded
+        and contracted with a test letter ``M`` (deterministic, not commuting with the
+        others); the coefficient of ``lam^-k`` must equal
+        ``(-1)^k lim tr(M A^k)`` for the input ``lam (lam + A)^{-1}``, computed by
+        :func:`~detequiv.derivations.mixed.mixed_moment`. Symbolic in the moments
+        ``tr(...)``, the ratios and the cumulants.
+        """
+        from .series import check_series
+
+        return check_series(self, order)
+
+    def verify_series(self, order: int = 8) -> SeriesCheck:
+        """:meth:`check_series`, raising :class:`VerificationError` with the evidence on failure."""
+        result = self.check_series(order)
+        if not result.passed:
+            raise VerificationError(str(result))
+        return result
+
+    def evaluate(self, values: Mapping[Any, Any]) -> OnePointValue:
+        """Solve the fixed points numerically on the physical branch.
+
+        ``values`` maps the deterministic matrices (the :class:`Deterministic` objects or
+        their names) to a spectrum (1-D, a diagonal matrix) or a matrix, and the symbols
+        (``lam``, dimensions, ratios) to numbers. Real ``lam > 0``: the root with
+        ``kappa > kappa_0`` (bracketing with ``scipy.optimize.brentq``); ``lam = 0``:
+        the ridgeless ``kappa_0``; complex ``lam``: Newton continuation from ``|lam|``
+        (MATH.md 2.1). Real ``lam < 0`` raises :class:`InvalidArgument`.
+        """
+        from .numeric import evaluate
+
+        return evaluate(self, values)
+
+    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
+        """Monte Carlo witness at several sizes and at real and complex ``lam``.
+
+        Provided by :func:`detequiv.codegen.onepoint_mc.check_monte_carlo` (see there for
+        the options), which registers itself when :mod:`detequiv` is imported.
+        """
+        witness = _WITNESSES.get("monte_carlo")
+        if witness is None:
+            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.onepoint_mc")
+        return witness(self, sizes, rng=rng, **kwargs)
+
+
+def derive(expr: Any) -> OnePoint:
+    """Derive the deterministic equivalent of ``c * resolvent(A, lam)`` by named rules.
+
+    ``A`` is a product (with a scalar coefficient) of :class:`Deterministic` matrices,
+    their square roots, Gram pairs ``X.T @ X`` of :class:`Gaussian` matrices and
+    :class:`FreeMatrix` factors, each free factor appearing once. Free factors are
+    peeled one at a time, right to left, each giving one layer of ridge
+    renormalization.
+
+    Raises
+    ------
+    InvalidArgument
+        If ``expr`` is not a multiple of a resolvent or ``A`` is a sum.
+    InvalidWord
+        If a Gaussian matrix is not in a Gram pair, or a free factor appears twice (it
+        is then not free from the rest).
+    UndefinedTransform
+        If a free factor has mean 0 (no S-transform).
+    """
+    c_out, res = _resolvent_parts(expr)
+    lam = res.lam
+    dim = res.shape[0]
+    coeff, factors = _factors_of(res.arg)
+    steps: list[Step] = []
+    prefactor = sp.simplify(c_out / lam)
+
+    before = _product_sympy(factors, dim, coeff)
+    coeff, factors, names = gaussian_gram_to_wishart(coeff, factors)
+    if names:
+        steps.append(
+            Step(
+                "gaussian_gram_to_wishart",
+                before,
+                _product_sympy(factors, dim, coeff),
+                "MATH.md 1.1 (white Wishart W = Z^T Z / P)",
+                ", ".join(
+                    f"{f.name} is white Wishart with ratio {f.law.ratio}"  # type: ignore[attr-defined]
+                    for f in factors
+                    if isinstance(f, FreeMatrix) and f.name in names
+                ),
+            )
+        )
+    ridge: sp.Expr = lam
+    if coeff != 1:
+        ridge = ridge_rescaling(lam, coeff)
+        steps.append(
+            Step(
+                "ridge_rescaling",
+                _ridge_form(lam, _product_sympy(factors, dim, coeff), dim),
+                _ridge_form(ridge, _product_sympy(factors, dim), dim),
+                "exact algebra",
+                f"divide numerator and denominator by {coeff}",
+            )
+        )
+
+    free = [f for f in factors if isinstance(f, FreeMatrix)]
+    seen: set[str] = set()
+    for f in free:
+        if f.name in seen:
+            raise InvalidWord(
+                f"the free factor {f.name} appears more than once in {_product_sympy(factors, dim)}; "
+                "it is then not free of the rest of the product, and the multiplicative rule "
+                "needs each free factor once"
+            )
+        seen.add(f.name)
+    for f in factors:
+        if isinstance(f, Sqrt) and any(isinstance(g, FreeMatrix) and g.name == f.base.name for g in free):
+            raise InvalidWord(f"{f.base.name} is used both as a free and a deterministic matrix")
+
+    n_layers = len(free)
+    kappas = (
+        [sp.Symbol("kappa")] if n_layers == 1 else [sp.Symbol(f"kappa_{i}") for i in range(1, n_layers + 1)]
+    )
+    equations: list[sp.Eq] = []
+    deltas: list[sp.Expr] = []
+    transforms: list[tuple[str, Law]] = []
+    current = factors
+    for kappa in kappas:
+        index = max(i for i, f in enumerate(current) if isinstance(f, FreeMatrix))
+        b = current[index]
+        assert isinstance(b, FreeMatrix)
+        new, eq, step = free_factor_renormalization(ridge, current, index, kappa, dim)
+        steps.append(step)
+        if any(isinstance(a, sp.core.function.AppliedUndef) for a in eq.rhs.atoms(sp.Function)):
+            transforms.append((b.name, b.law))
+        merged = merge_square_roots(current[:index] + current[index + 1 :])
+        if len(merged) != len(current) - 1:
+            steps.append(
+                Step(
+                    "merge_square_roots",
+                    _product_sympy(current[:index] + current[index + 1 :], dim),
+                    _product_sympy(merged, dim),
+                    "exact algebra",
+                    "A^(1/2) A^(1/2) = A",
+                )
+            )
+        deltas.extend(eq.rhs.atoms(df1))
+        equations.append(eq)
+        current, ridge = new, kappa
+
+    y = _product_sympy(current, dim)
+    final: tuple[sp.Eq, ...] = tuple(equations)
+    if n_layers:
+        target = df1(y, kappas[-1])
+        rewritten = []
+        for eq in final:
+            for old in sorted(eq.rhs.atoms(df1), key=str):
+                if old != target:
+                    eq, step = trace_invariance(eq, old, target)
+                    steps.append(step)
+            rewritten.append(eq)
+        final = tuple(rewritten)
+        if n_layers > 1:
+            final, step = layer_composition(lam, final)
+            steps.append(step)
+    inner = kappas[-1] if n_layers else None
+    fixed: list[FixedPoint] = []
+    for eq in final:
+        deps = tuple(sorted((s for s in eq.rhs.free_symbols if s in kappas and s != eq.lhs), key=str))
+        fixed.append(FixedPoint(eq.lhs, eq, deps))
+    ordered = solve_order(fixed)
+    ridge_symbol = inner if inner is not None else ridge
+    deterministic = _ridge_form(ridge_symbol, y, dim)
+    if prefactor != 1:
+        deterministic = prefactor * deterministic
+    return OnePoint(
+        random=expr,
+        deterministic=deterministic,
+        fixed_points=ordered,
+        derivation=tuple(steps),
+        lam=lam,
+        ridge=ridge_symbol,
+        matrix=y,
+        prefactor=prefactor,
+        transforms=tuple(transforms),
+    )
+
+
+def with_fixed_points(eq: OnePoint, fixed_points: Sequence[FixedPoint]) -> OnePoint:
+    """A copy of ``eq`` with other fixed points (for negative controls)."""
+    return replace(eq, fixed_points=tuple(fixed_points))
