@@ -17,8 +17,8 @@ from detequiv.derivations.laws import CumulantLaw, FreePoisson, Semicircle, Wish
 from detequiv.derivations.onepoint import (
     FixedPoint,
     OnePoint,
-    df1,
     derive,
+    df1,
     solve_order,
 )
 from detequiv.derivations.quantities import tr
@@ -42,7 +42,8 @@ def _rules(eq: OnePoint) -> list[str]:
 def _perturb(eq: OnePoint, old, new) -> OnePoint:
     """The same equivalent with a wrong fixed-point equation (a negative control)."""
     fps = tuple(
-        dataclasses.replace(fp, equation=sp.Eq(fp.symbol, fp.rhs.xreplace({old: new}))) for fp in eq.fixed_points
+        dataclasses.replace(fp, equation=sp.Eq(fp.symbol, fp.rhs.xreplace({old: new})))
+        for fp in eq.fixed_points
     )
     return dataclasses.replace(eq, fixed_points=fps)
 
