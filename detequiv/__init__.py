@@ -23,13 +23,21 @@ from . import derivations as derivations
 from . import diagrams as diagrams
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
+from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
 from .derivations import CumulantLaw as CumulantLaw
+from .derivations import Deterministic as Deterministic
+from .derivations import FreeMatrix as FreeMatrix
+from .derivations import Gaussian as Gaussian
+from .derivations import OnePoint as OnePoint
 from .derivations import Semicircle as Semicircle
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
+from .derivations import derive as derive
 from .derivations import diagram_sum as diagram_sum
 from .derivations import mixed_moment as mixed_moment
 from .derivations import moments_from_cumulants as moments_from_cumulants
+from .derivations import resolvent as resolvent
+from .derivations import trace as trace
 from .diagrams import NCPartition as NCPartition
 from .diagrams import TraceWord as TraceWord
 from .diagrams import noncrossing_partitions as noncrossing_partitions
@@ -53,4 +61,12 @@ __all__ = [
     "CumulantLaw",
     "verify",
     "verify_mixed_moment",
+    "Deterministic",
+    "Gaussian",
+    "FreeMatrix",
+    "resolvent",
+    "trace",
+    "derive",
+    "OnePoint",
+    "check_monte_carlo",
 ]

@@ -11,6 +11,12 @@ from .cumulants import cumulant_symbols as cumulant_symbols
 from .cumulants import cumulants_from_moments as cumulants_from_moments
 from .cumulants import moment_symbols as moment_symbols
 from .cumulants import moments_from_cumulants as moments_from_cumulants
+from .expressions import Deterministic as Deterministic
+from .expressions import FreeMatrix as FreeMatrix
+from .expressions import Gaussian as Gaussian
+from .expressions import Identity as Identity
+from .expressions import resolvent as resolvent
+from .expressions import trace as trace
 from .laws import Constant as Constant
 from .laws import CumulantLaw as CumulantLaw
 from .laws import DeterministicLaw as DeterministicLaw
@@ -21,6 +27,10 @@ from .laws import Wishart as Wishart
 from .laws import parse_law as parse_law
 from .mixed import diagram_sum as diagram_sum
 from .mixed import mixed_moment as mixed_moment
+from .onepoint import FixedPoint as FixedPoint
+from .onepoint import OnePoint as OnePoint
+from .onepoint import Step as Step
+from .onepoint import derive as derive
 from .quantities import tr as tr
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
@@ -45,4 +55,14 @@ __all__ = [
     "r_series",
     "s_series",
     "s_from_cumulants",
+    "Deterministic",
+    "Gaussian",
+    "FreeMatrix",
+    "Identity",
+    "resolvent",
+    "trace",
+    "derive",
+    "OnePoint",
+    "FixedPoint",
+    "Step",
 ]
