@@ -23,6 +23,7 @@ from . import derivations as derivations
 from . import diagrams as diagrams
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
+from .codegen.latex import to_latex as to_latex
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
 from .derivations import CumulantLaw as CumulantLaw
 from .derivations import Deterministic as Deterministic
@@ -69,4 +70,5 @@ __all__ = [
     "derive",
     "OnePoint",
     "check_monte_carlo",
+    "to_latex",
 ]
