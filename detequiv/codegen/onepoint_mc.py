@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -183,11 +184,11 @@ def check_monte_carlo(
                     w, v = np.linalg.eigh(e)
                     mats[name] = e
                     mats[name + "^(1/2)"] = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-            draw_fns: dict[str, Callable[[], np.ndarray]] = {}
+            draw_fns: dict[str, Callable[[], Any]] = {}
             for x in leaves:
                 if isinstance(x, Gaussian):
                     r, c = (int(_substitute(d, scal)) for d in x.dims)
-                    draw_fns[x.name] = lambda r=r, c=c: child.standard_normal((r, c))
+                    draw_fns[x.name] = partial(child.standard_normal, (r, c))
                 elif isinstance(x, FreeMatrix):
                     kind, obj = free_samplers[x.name]
                     n = int(_substitute(x.dim, scal))
@@ -197,7 +198,7 @@ def check_monte_carlo(
                         sampler = sampler_for_law(law)
                     else:
                         sampler = obj
-                    draw_fns[x.name] = lambda sampler=sampler, n=n: np.asarray(sampler(n, child))
+                    draw_fns[x.name] = partial(sampler, n, child)
             cache[N] = (dd, det, mats, draw_fns)
         return cache[N]
 
@@ -217,7 +218,7 @@ def check_monte_carlo(
             t = m["T"]
             N = t.shape[0]
             dd, _, mats, draw_fns = prepared(N)
-            draws = {name: f() for name, f in draw_fns.items()}
+            draws = {name: np.asarray(f()) for name, f in draw_fns.items()}
             a = _numeric_expr(res.arg, mats, draws, {**params, **dd})
             n = a.shape[0]
             c = complex(_substitute(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))

@@ -318,7 +318,7 @@ class Identity(MatrixExpr):
 class Transpose(MatrixExpr):
     """The transpose of a :class:`Gaussian` (other transposes are pushed to leaves)."""
 
-    arg: MatrixExpr
+    arg: Gaussian
 
     def __post_init__(self) -> None:
         if not isinstance(self.arg, Gaussian):

@@ -706,9 +706,9 @@ def derive(expr: Any) -> OnePoint:
                 "needs each free factor once"
             )
         seen.add(f.name)
-    for f in factors:
-        if isinstance(f, Sqrt) and any(isinstance(g, FreeMatrix) and g.name == f.base.name for g in free):
-            raise InvalidWord(f"{f.base.name} is used both as a free and a deterministic matrix")
+    for h in factors:
+        if isinstance(h, Sqrt) and h.base.name in seen:
+            raise InvalidWord(f"{h.base.name} is used both as a free and a deterministic matrix")
 
     n_layers = len(free)
     kappas = (
