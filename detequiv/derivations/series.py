@@ -289,6 +289,13 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
 
     K = _check_order(order)
     _, res = _resolvent_parts(eq.random)
+    dim = res.shape[0]
+    rebuilt = eq.prefactor * eq.ridge * (eq.matrix + eq.ridge * sp.Identity(dim)).inverse()
+    if rebuilt != eq.deterministic:
+        raise InvalidArgument(
+            f"deterministic = {eq.deterministic} is not prefactor * ridge (ridge I + matrix)^-1 = "
+            f"{rebuilt}; the series check expands (prefactor, ridge, matrix), so change those fields"
+        )
     coeff, factors = _factors_of(res.arg)
     coeff, factors, _ = gaussian_gram_to_wishart(coeff, factors)
     sqrt_names = {f.base.name for f in factors if isinstance(f, Sqrt)}

@@ -165,6 +165,29 @@ def test_wishart_times_symbolic_law_series():
     assert eq.check_series(5).passed
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("n_wisharts", [2, 3])
+def test_free_wishart_products_order_8(n_wisharts):
+    ws = [FreeMatrix(f"W{i}", D, Wishart(q)) for i, q in enumerate((q1, q2, q3)[:n_wisharts], start=1)]
+    A = Sigma
+    for w in ws:
+        A = A @ w
+    assert derive(lam * resolvent(A, lam)).check_series(8).passed
+
+
+@pytest.mark.slow
+def test_symbolic_cumulant_law_order_8():
+    B = FreeMatrix("B", D, CumulantLaw("B"))
+    assert derive(lam * resolvent(Sigma.sqrt() @ B @ Sigma.sqrt(), lam)).check_series(8).passed
+
+
+def test_edited_deterministic_field_is_refused():
+    eq = derive(lam * resolvent(Sigma_hat, lam))
+    edited = dataclasses.replace(eq, deterministic=2 * eq.deterministic)
+    with pytest.raises(InvalidArgument, match="deterministic"):
+        edited.check_series(2)
+
+
 # -- negative controls ------------------------------------------------------------------
 
 

@@ -39,21 +39,25 @@ def test_isotropic_kappa_table(q, ridge, kappa):
 
 
 def _mp_stieltjes(q: float, z: complex) -> complex:
-    """lam * int rho_MP(x) / (lam + x) dx by quadrature of the Marchenko-Pastur density (q < 1)."""
+    """lam * int rho_MP(x) / (lam + x) dx by quadrature of the Marchenko-Pastur density.
+
+    For q > 1 the law has an atom of mass 1 - 1/q at 0, which contributes 1 - 1/q.
+    """
     a, b = (1 - np.sqrt(q)) ** 2, (1 + np.sqrt(q)) ** 2
+    atom = max(1 - 1 / q, 0.0)
 
     def rho(x: float) -> float:
         return np.sqrt(max((b - x) * (x - a), 0.0)) / (2 * np.pi * q * x)
 
     re = quad(lambda x: (z / (z + x)).real * rho(x), a, b, limit=200)[0]
     im = quad(lambda x: (z / (z + x)).imag * rho(x), a, b, limit=200)[0]
-    return complex(re, im)
+    return atom + complex(re, im)
 
 
+@pytest.mark.parametrize("q", [0.5, 2.0])
 @pytest.mark.parametrize("z", [0.05, 1.0, 0.3 + 0.4j, -0.02 + 0.05j, 0.5 - 1.5j])
-def test_trace_matches_marchenko_pastur_quadrature(z):
-    q = 0.5
-    value = EQ.evaluate({Sigma: np.ones(40), lam: z, D: 40, P: 80})
+def test_trace_matches_marchenko_pastur_quadrature(z, q):
+    value = EQ.evaluate({Sigma: np.ones(40), lam: z, D: 40, P: 40 / q})
     assert value.trace() == pytest.approx(_mp_stieltjes(q, z), abs=1e-8)
     if isinstance(z, complex):
         assert np.sign(complex(value.ridge).imag) == np.sign(z.imag)
