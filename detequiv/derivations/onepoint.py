@@ -484,7 +484,7 @@ def trace_invariance(equation: sp.Eq, old: sp.Expr, new: sp.Expr) -> tuple[sp.Eq
     return after, step
 
 
-def layer_composition(lam: sp.Expr, equations: Sequence[sp.Eq]) -> tuple[tuple[sp.Eq, ...], Step]:
+def layer_composition(equations: Sequence[sp.Eq]) -> tuple[tuple[sp.Eq, ...], Step]:
     r"""Compose layered ridges :math:`\kappa_i=\kappa_{i-1}S_i(-\delta)` (:math:`\kappa_0=\lambda`).
 
     All :math:`\delta` equal :math:`\mathrm{df}_1(Y_L,\kappa_L)` (:func:`trace_invariance`),
@@ -493,12 +493,13 @@ def layer_composition(lam: sp.Expr, equations: Sequence[sp.Eq]) -> tuple[tuple[s
     renormalisation is the S-transform of the product, :math:`S_{AB}=S_AS_B`).
     """
     out: list[sp.Eq] = []
-    prev = lam
     for eq in equations:
+        if out and out[-1].lhs not in eq.rhs.free_symbols:
+            raise InvalidArgument(
+                f"{eq} does not renormalize the previous ridge {out[-1].lhs}; layers must form a chain"
+            )
         rhs = eq.rhs.xreplace({out[-1].lhs: out[-1].rhs}) if out else eq.rhs
         out.append(sp.Eq(eq.lhs, rhs))
-        prev = eq.lhs
-    del prev
     step = Step(
         "layer_composition",
         sp.Tuple(*[e.lhs for e in equations]),
@@ -754,7 +755,7 @@ def derive(expr: Any) -> OnePoint:
             rewritten.append(eq)
         final = tuple(rewritten)
         if n_layers > 1:
-            final, step = layer_composition(lam, final)
+            final, step = layer_composition(final)
             steps.append(step)
     inner = kappas[-1] if n_layers else None
     fixed: list[FixedPoint] = []
