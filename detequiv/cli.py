@@ -9,6 +9,10 @@ Subcommands
 ``detequiv moments LAW --order K [--latex]``
     Moments (and free cumulants) of a law: ``wishart:0.5``, ``wishart:q``,
     ``semicircle``, ``semicircle:2``, ``poisson:RATE:JUMP``, ``symbolic``.
+``detequiv derive EXPR [--det NAME:DIM] [--gaussian NAME:ROWS,COLS] [--free NAME:DIM=LAW] [--check ORDER]``
+    Deterministic equivalent of an expression, e.g.
+    ``detequiv derive "lam*resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, lam)"
+    --det Sigma:D --gaussian X:P,D --check 8``; parsed safely (no eval).
 ``detequiv mixed WORD --free W=LAW ... [--latex] [--check]``
     Limit trace of a word in deterministic and free letters, e.g.
     ``detequiv mixed "A W A W" --free W=wishart:q``.
@@ -80,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--order", type=_pos_int, required=True, metavar="K")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
+
+    dv = sub.add_parser("derive", help="deterministic equivalent of a resolvent expression")
+    dv.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
+    dv.add_argument(
+        "--det", action="append", default=[], metavar="NAME:DIM", help="a deterministic DIM x DIM matrix"
+    )
+    dv.add_argument(
+        "--gaussian", action="append", default=[], metavar="NAME:ROWS,COLS", help="iid N(0,1) entries"
+    )
+    dv.add_argument(
+        "--free", action="append", default=[], metavar="NAME:DIM=LAW", help="a free rotation-invariant factor"
+    )
+    dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
+    dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
 
     x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
     x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
@@ -181,6 +199,79 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dimension(text: str, scalars: dict, where: str) -> object:
+    import sympy as sp
+
+    text = text.strip()
+    if text.isdigit() and int(text) > 0:
+        return sp.Integer(int(text))
+    if not _NAME.match(text):
+        raise InvalidArgument(f"{where}: dimension {text!r} must be a positive integer or a name such as D")
+    return scalars.setdefault(text, sp.Symbol(text, positive=True))
+
+
+def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
+    from .derivations.expressions import Deterministic, FreeMatrix, Gaussian
+    from .derivations.laws import parse_law
+
+    scalars: dict = {}
+    matrices: dict = {}
+
+    def name_of(spec: str, flag: str, sep: str) -> tuple[str, str]:
+        name, ok, rest = spec.partition(sep)
+        if not ok or not _NAME.match(name.strip()):
+            raise InvalidArgument(f"{flag} {spec!r}: write {flag} NAME{sep}..., e.g. {_EXAMPLES[flag]}")
+        if name.strip() in matrices:
+            raise InvalidArgument(f"{flag} {spec!r}: {name.strip()!r} is declared twice")
+        return name.strip(), rest
+
+    for spec in args.det:
+        name, dim = name_of(spec, "--det", ":")
+        matrices[name] = Deterministic(name, _dimension(dim, scalars, f"--det {spec}"))
+    for spec in args.gaussian:
+        name, dims = name_of(spec, "--gaussian", ":")
+        parts = dims.split(",")
+        if len(parts) != 2:
+            raise InvalidArgument(f"--gaussian {spec!r}: give two dimensions, e.g. --gaussian X:P,D")
+        rows, cols = (_dimension(d, scalars, f"--gaussian {spec}") for d in parts)
+        matrices[name] = Gaussian(name, (rows, cols))
+    for spec in args.free:
+        name, rest = name_of(spec, "--free", ":")
+        dim, ok, law = rest.partition("=")
+        if not ok:
+            raise InvalidArgument(f"--free {spec!r}: write --free NAME:DIM=LAW, e.g. --free B:D=wishart:1/2")
+        matrices[name] = FreeMatrix(name, _dimension(dim, scalars, f"--free {spec}"), parse_law(law))
+    if not matrices:
+        raise InvalidArgument(
+            "no matrices declared; declare each with --det NAME:DIM, --gaussian NAME:ROWS,COLS "
+            "or --free NAME:DIM=LAW"
+        )
+    return matrices, scalars
+
+
+_EXAMPLES = {"--det": "--det Sigma:D", "--gaussian": "--gaussian X:P,D", "--free": "--free B:D=wishart:1/2"}
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    from .derivations.onepoint import derive
+    from .derivations.parser import parse_expression
+
+    matrices, scalars = _declarations(args)
+    expr = parse_expression(args.expression, matrices, scalars=scalars)
+    eq = derive(expr)
+    if args.latex:
+        from .codegen.latex import to_latex
+
+        print(to_latex(eq))
+    else:
+        print(eq)
+    if args.check:
+        result = eq.check_series(args.check)
+        print(result)
+        return 0 if result.passed else 1
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -191,7 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``detequiv`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"nc": _cmd_nc, "moments": _cmd_moments, "mixed": _cmd_mixed, "demo": _cmd_demo}
+    handlers = {
+        "nc": _cmd_nc,
+        "moments": _cmd_moments,
+        "mixed": _cmd_mixed,
+        "derive": _cmd_derive,
+        "demo": _cmd_demo,
+    }
     t0 = time.perf_counter()
     try:
         status = handlers[args.command](args)

@@ -78,6 +78,45 @@ def test_bad_arguments_exit_2_with_a_reason(capsys, argv, fragment):
     assert fragment in err
 
 
+SAMPLE_COV = "lam*resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, lam)"
+
+
+def test_derive_sample_covariance_with_series_check(capsys):
+    status, out, _ = run(
+        capsys, "derive", SAMPLE_COV, "--det", "Sigma:D", "--gaussian", "X:P,D", "--check", "6"
+    )
+    assert status == 0, out
+    assert "kappa*(kappa*I + Sigma)**(-1)" in out
+    assert "gaussian_gram_to_wishart" in out and "free_factor_renormalization" in out
+    assert "series check passed" in out
+
+
+def test_derive_layered_latex(capsys):
+    argv = ("derive", "lam*resolvent(Sigma @ B1 @ B2, lam)", "--det", "Sigma:D")
+    argv += ("--free", "B1:D=wishart:q1", "--free", "B2:D=poisson:2:3", "--latex")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    assert out.startswith("\\begin{align*}") and "\\kappa_{2}" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (("derive", "lam*resolvent(Sigma X, lam)", "--det", "Sigma:D", "--gaussian", "X:P,D"), "column 21"),
+        (("derive", "lam*resolvent(Sigma, lam)"), "no matrices declared"),
+        (("derive", "lam*resolvent(Sigma, lam)", "--det", "Sigma"), "NAME:..."),
+        (("derive", "lam*resolvent(Sigma, lam)", "--det", "Sigma:-3"), "positive integer or a name"),
+        (("derive", "x", "--gaussian", "X:P"), "two dimensions"),
+        (("derive", "x", "--free", "B:D"), "NAME:DIM=LAW"),
+        (("derive", "x", "--det", "A:D", "--det", "A:D"), "declared twice"),
+        (("derive", "lam*resolvent(S @ G, lam)", "--det", "S:D", "--free", "G:D=semicircle"), "S-transform"),
+    ],
+)
+def test_derive_bad_arguments(capsys, argv, fragment):
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and fragment in err, err
+
+
 def test_demo_runs_and_passes(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "detequiv", "demo", "--quick", "--out", str(tmp_path)],
