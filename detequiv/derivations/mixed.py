@@ -39,7 +39,7 @@ from ..diagrams.words import Letter, TraceWord
 from ..errors import InvalidWord
 from .quantities import tr, word_letters
 
-__all__ = ["mixed_moment", "diagram_sum", "to_trace_word", "deterministic_trace"]
+__all__ = ["mixed_moment", "diagram_sum", "polynomial_moment", "to_trace_word", "deterministic_trace"]
 
 
 def _law_names(laws: Mapping[Any, Any]) -> dict[str, Any]:
@@ -204,4 +204,47 @@ def diagram_sum(word: Any, laws: Mapping[Any, Any]) -> sp.Expr:
         factors = [sp.sympify(by_name[name].cumulant(size)) for name, size in blocks]
         factors.extend(deterministic_trace(f) for f in faces)
         out.append(count * sp.Mul(*factors))
+    return sp.expand(sp.Add(*out))
+
+
+def polynomial_moment(poly: sp.Expr, laws: Mapping[Any, Any], *, method: str = "recursion") -> sp.Expr:
+    """Limit normalized trace of a noncommutative polynomial, by linearity over its words.
+
+    Needed for sums of free matrices (additive models): ``tr(M (A + S)^k)`` is the sum of
+    the mixed moments of the ``2^k`` words of the expanded power.
+
+    Parameters
+    ----------
+    poly : sympy.Expr
+        A polynomial in noncommutative symbols with commutative coefficients, e.g.
+        ``M*(A + S)**2``; it is expanded first.
+    laws : mapping
+        As in :func:`mixed_moment`.
+    method : {'recursion', 'diagrams'}
+        :func:`mixed_moment` (default) or :func:`diagram_sum` for each word.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from detequiv.derivations.laws import Semicircle
+    >>> A, S = sp.symbols("A S", commutative=False)
+    >>> polynomial_moment((A + S)**2, {S: Semicircle()})
+    tr(A**2) + 1
+    >>> polynomial_moment(3 + 2 * A, {})
+    2*tr(A) + 3
+    """
+    if method not in ("recursion", "diagrams"):
+        raise InvalidWord(f"method={method!r}; use 'recursion' or 'diagrams'")
+    one = mixed_moment if method == "recursion" else diagram_sum
+    expanded = sp.expand(sp.sympify(poly))
+    out = []
+    for term in sp.Add.make_args(expanded):
+        commutative, noncommutative = term.args_cnc()
+        coeff = sp.Mul(*commutative)
+        if coeff.free_symbols & {s for s in term.free_symbols if not s.is_commutative}:
+            raise InvalidWord(f"term {term} mixes letters into its coefficient")
+        if not noncommutative:
+            out.append(coeff)
+            continue
+        out.append(coeff * one(sp.Mul(*noncommutative), laws))
     return sp.expand(sp.Add(*out))
