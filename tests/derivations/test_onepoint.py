@@ -99,6 +99,29 @@ def test_orders_and_scalings_series(build):
     assert eq.check_series(6).passed
 
 
+T_ = Deterministic("T", D)
+Sp_ = Deterministic("Sp", P)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Sp_ @ X @ X.T / D,
+        lambda: Sigma @ X.T @ X @ T_ / P,
+        lambda: T_.sqrt() @ Sigma @ X.T @ X @ T_.sqrt() / P,
+    ],
+    ids=["Gram on the sample space", "Sigma W T", "T^1/2 Sigma W T^1/2"],
+)
+def test_other_placements_series(build):
+    eq = derive(lam * resolvent(build(), lam))
+    assert eq.check_series(5).passed
+
+
+def test_repr_latex_of_result():
+    tex = derive(lam * resolvent(Sigma_hat, lam))._repr_latex_()
+    assert tex.startswith("$\\begin{aligned}") and r"\simeq" in tex
+
+
 def test_plain_resolvent_has_prefactor():
     eq = derive(resolvent(Sigma_hat, lam))
     assert eq.prefactor == 1 / lam
