@@ -23,6 +23,7 @@ Bad arguments print one line saying what is wrong and how to fix it, and exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -295,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DetEquivError as exc:
         print(f"detequiv {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if args.command == "demo":
         print(f"done in {time.perf_counter() - t0:.1f} s")
     return status
