@@ -36,6 +36,7 @@ __all__ = [
     "draw_blocks",
     "draw_diagram",
     "require_matplotlib",
+    "blocks_svg",
 ]
 
 _NODE_MATCH = iso.categorical_node_match("letter", None)
@@ -180,3 +181,20 @@ def draw_diagram(diagram: Diagram, *, style: str = "arcs", ax: Any = None, path:
     if path is not None:
         ax.figure.savefig(path, bbox_inches="tight")
     return ax
+
+
+def blocks_svg(
+    n: int, blocks: Sequence[Sequence[int]], *, labels: Sequence[str] | None = None, style: str = "arcs"
+) -> str | None:
+    """SVG text of :func:`draw_blocks` for notebooks, or None without matplotlib."""
+    try:
+        plt = require_matplotlib()
+    except InvalidArgument:
+        return None
+    import io
+
+    ax = draw_blocks(n, blocks, labels=labels, style=style)
+    buf = io.StringIO()
+    ax.figure.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(ax.figure)
+    return buf.getvalue()

@@ -437,6 +437,12 @@ class NCPartition:
             return "∅"
         return "".join("{" + ",".join(map(str, b)) + "}" for b in self.blocks)
 
+    def _repr_svg_(self) -> str | None:
+        """Arc drawing for Jupyter (None without matplotlib, so the LaTeX repr shows)."""
+        from .graphs import blocks_svg
+
+        return blocks_svg(self.n, self.blocks)
+
     def _repr_latex_(self) -> str:
         if not self._c:
             return r"$\emptyset$"

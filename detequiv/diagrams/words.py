@@ -325,6 +325,14 @@ class Diagram:
         faces = " ".join(str(t) for t in self.trace_factors) or "1"
         return f"{self.word}: {bl} faces {faces}"
 
+    def _repr_svg_(self) -> str | None:
+        """Chord drawing for Jupyter (None without matplotlib, so the text repr shows)."""
+        from .graphs import blocks_svg
+
+        return blocks_svg(
+            len(self.word), self.blocks, labels=[x.name for x in self.word.letters], style="chords"
+        )
+
     def to_networkx(self) -> nx.MultiDiGraph:
         """Positions as nodes (attribute ``letter``), word edges ``i -> i+1`` and block cycles.
 

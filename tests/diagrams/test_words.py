@@ -196,3 +196,13 @@ def test_factorial_sanity_of_bruteforce():
     # the brute-force generator itself: Bell(5) = 52 and pairings of 6 points = 5!! = 15
     parts = list(brute_set_partitions(list(range(6))))
     assert sum(1 for p in parts if all(len(b) == 2 for b in p)) == factorial(6) // (factorial(3) * 8)
+
+
+def test_notebook_svg_reprs():
+    pytest.importorskip("matplotlib")
+    from detequiv.diagrams.partitions import NCPartition
+
+    svg = NCPartition([[0, 3], [1, 2]])._repr_svg_()
+    assert svg is not None and "<svg" in svg
+    d = next(iter(TraceWord([A, W, A, W]).planar_diagrams()))
+    assert "<svg" in d._repr_svg_()
