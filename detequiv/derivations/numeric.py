@@ -61,6 +61,11 @@ def _split_values(values: Mapping[Any, Any]) -> tuple[dict[str, np.ndarray], dic
             raise InvalidArgument(
                 f"bad key {key!r} in values: use a Deterministic matrix, its name, or a sympy Symbol"
             )
+    for name, arr in mats.items():
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise InvalidArgument(
+                f"the matrix or spectrum given for {name} has non-finite or non-numeric entries"
+            )
     return mats, scalars
 
 
@@ -257,7 +262,15 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
 
     def eigs(y: sp.Basic) -> np.ndarray:
         if y not in eig_cache:
-            eig_cache[y] = numeric.eigenvalues(y)
+            e = numeric.eigenvalues(y)
+            scale = max(1.0, float(np.abs(e).max())) if e.size else 1.0
+            if np.iscomplexobj(e) or e.min() < -1e-10 * scale:
+                low = e[np.argmin(e.real)]
+                raise InvalidArgument(
+                    f"{y} has the eigenvalue {low:.4g}; the physical branch needs a positive "
+                    "semidefinite matrix there (a covariance)"
+                )
+            eig_cache[y] = e
         return eig_cache[y]
 
     params = {k: v for k, v in scalars.items() if k != lam_name}

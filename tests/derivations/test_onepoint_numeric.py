@@ -123,3 +123,21 @@ def test_no_closed_form_s_transform_cannot_be_evaluated():
     eq = derive(lam * resolvent(Sigma @ FreeMatrix("B", D, CumulantLaw("B")), lam))
     with pytest.raises(UndefinedTransform, match="S_B"):
         eq.evaluate({Sigma: np.ones(5), lam: 0.1})
+
+
+def test_evaluate_rejects_invalid_spectra():
+    import numpy as np
+    import sympy as sp
+
+    import detequiv as de
+    from detequiv.errors import InvalidArgument
+
+    lam = sp.Symbol("lam", positive=True)
+    D, P = sp.symbols("D P", positive=True)
+    Sigma = de.Deterministic("Sigma", D)
+    X = de.Gaussian("X", (P, D))
+    eq = de.derive(lam * de.resolvent(Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P, lam))
+    with pytest.raises(InvalidArgument, match="positive semidefinite"):
+        eq.evaluate({Sigma: np.array([1.0, -3.0]), lam: 1, D: 2, P: 4})
+    with pytest.raises(InvalidArgument, match="non-finite"):
+        eq.evaluate({Sigma: np.array([1.0, np.nan]), lam: 1, D: 2, P: 4})
