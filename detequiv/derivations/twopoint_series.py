@@ -1,0 +1,392 @@
+r"""The exact witness of a two-point equivalent: double series against diagram sums.
+
+MATH.md 6.3-6.4. With :math:`x=1/\lambda`, :math:`y=1/\lambda'` and :math:`u=\kappa/\lambda`,
+the fixed point :math:`\kappa=\lambda G(\mathrm{df}_1)` is solved as a power series in
+:math:`x` by iteration; :math:`v=1/\kappa=x/u`, :math:`\kappa R=\sum_j(-A)^jv^j`. The
+equivalent contracted with a test letter ``N`` is a series in :math:`(x,y)` whose
+coefficients are polynomials in the traces ``tr(N A^j M A^k)``, ``tr(M A^j)``, ``tr(N A^j)``,
+``tr(A^j)`` and the parameters. The correction scalar (any rational expression in
+:math:`\lambda,\lambda',\kappa,\kappa',\mathrm{df}_1,\mathrm{df}_2` and the divided
+difference :math:`c`, whose series is :math:`[x^ay^b]c=u_{a+b+1}`) is expanded by a small
+bivariate Laurent-series arithmetic that tracks its precision. The coefficient of
+:math:`x^ay^b` must equal :math:`\text{prefactor}\,(-c)^{a+b}\lim\operatorname{tr}(NX_1^aMX_2^b)`
+(:func:`~detequiv.derivations.mixed.mixed_moment`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sympy as sp
+from sympy.polys.domains import QQ
+from sympy.polys.rings import ring
+
+from ..errors import InvalidArgument
+from .expressions import Deterministic, Sqrt
+from .mixed import mixed_moment
+from .onepoint import df1
+from .quantities import tr
+from .transforms import s_series
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .twopoint import TwoPoint, TwoPointSeriesCheck
+
+__all__ = ["check_series", "series_coefficients"]
+
+TEST_LETTER = sp.Symbol("N_test", commutative=False)
+_INF = 10**9
+
+
+class _Alg:
+    """Laurent polynomials over QQ in atoms (each with an inverse generator)."""
+
+    def __init__(self, atoms: set[sp.Expr]) -> None:
+        ordered = sorted(atoms, key=str)
+        self.forward = {a: sp.Dummy(f"g{i}") for i, a in enumerate(ordered)}
+        self.inverse = {self.forward[a]: sp.Dummy(f"h{i}") for i, a in enumerate(ordered)}
+        gens = list(self.forward.values()) + list(self.inverse.values())
+        self.R, *_ = ring(gens or [sp.Dummy("unused")], QQ)
+        self.n = len(ordered)
+        back: dict[Any, Any] = {g: a for a, g in self.forward.items()}
+        back.update({h: 1 / back[g] for g, h in self.inverse.items()})
+        self.back = back
+
+    def to(self, e: Any) -> Any:
+        expr = sp.expand(sp.sympify(e)).xreplace(self.forward)
+        expr = expr.replace(
+            lambda p: isinstance(p, sp.Pow) and p.exp.is_Integer and p.exp < 0 and p.base in self.inverse,
+            lambda p: self.inverse[p.base] ** (-p.exp),
+        )
+        try:
+            return self.R.from_expr(expr)
+        except (ValueError, sp.PolynomialError, sp.CoercionFailed) as exc:
+            raise InvalidArgument(f"{e} is not a Laurent polynomial in its atoms ({exc})") from None
+
+    def expr(self, r: Any) -> sp.Expr:
+        return sp.expand(r.as_expr().xreplace(self.back))
+
+    def inv(self, r: Any) -> Any:
+        terms = r.terms()
+        if len(terms) != 1:
+            raise InvalidArgument(f"cannot invert {self.expr(r)}: not a single monomial")
+        ((monom, c),) = terms
+        new = [0] * self.R.ngens
+        for i in range(self.n):
+            e = monom[i] - monom[self.n + i]
+            if e > 0:
+                new[self.n + i] = e
+            elif e < 0:
+                new[i] = -e
+        return self.R({tuple(new): 1 / c})
+
+
+class _BS:
+    """A bivariate Laurent series in (x, y), known for total degree < prec."""
+
+    __slots__ = ("alg", "c", "prec")
+
+    def __init__(self, alg: _Alg, coeffs: dict[tuple[int, int], Any], prec: int) -> None:
+        self.alg = alg
+        self.prec = prec
+        self.c = {k: v for k, v in coeffs.items() if v and k[0] + k[1] < prec}
+
+    @classmethod
+    def const(cls, alg: _Alg, value: Any) -> _BS:
+        return cls(alg, {(0, 0): value}, _INF)
+
+    def val(self) -> int:
+        return min((i + j for i, j in self.c), default=self.prec)
+
+    def __add__(self, o: _BS) -> _BS:
+        out = dict(self.c)
+        for k, v in o.c.items():
+            out[k] = out[k] + v if k in out else v
+        return _BS(self.alg, out, min(self.prec, o.prec))
+
+    def __neg__(self) -> _BS:
+        return _BS(self.alg, {k: -v for k, v in self.c.items()}, self.prec)
+
+    def __mul__(self, o: _BS) -> _BS:
+        prec = min(self.prec + o.val(), o.prec + self.val())
+        out: dict[tuple[int, int], Any] = {}
+        for (i, j), a in self.c.items():
+            for (k, m), b in o.c.items():
+                if i + j + k + m < prec:
+                    key = (i + k, j + m)
+                    out[key] = out[key] + a * b if key in out else a * b
+        return _BS(self.alg, out, prec)
+
+    def shift(self, di: int, dj: int) -> _BS:
+        return _BS(self.alg, {(i + di, j + dj): v for (i, j), v in self.c.items()}, self.prec + di + dj)
+
+    def inverse(self) -> _BS:
+        if not self.c:
+            raise InvalidArgument("division by a series that vanishes to the working order")
+        i0 = min(i for i, _ in self.c)
+        j0 = min(j for _, j in self.c)
+        unit = self.shift(-i0, -j0)
+        c0 = unit.c.get((0, 0))
+        if c0 is None:
+            raise InvalidArgument(
+                "division by a series that is not a monomial times a unit (e.g. lam' - lam); "
+                "write such quotients with divided_difference"
+            )
+        inv0 = self.alg.inv(c0)
+        rest = _BS(self.alg, {k: -(v * inv0) for k, v in unit.c.items() if k != (0, 0)}, unit.prec)
+        # 1 / (c0 (1 - rest)) = inv0 * sum rest^n
+        total = _BS.const(self.alg, self.alg.R.one)
+        term = _BS.const(self.alg, self.alg.R.one)
+        for _ in range(unit.prec):
+            term = term * rest
+            if not term.c:
+                break
+            total = total + term
+        total = _BS(self.alg, total.c, unit.prec)
+        return (total * _BS.const(self.alg, inv0)).shift(-i0, -j0)
+
+    def __pow__(self, n: int) -> _BS:
+        base = self if n >= 0 else self.inverse()
+        out = _BS.const(self.alg, self.alg.R.one)
+        for _ in range(abs(n)):
+            out = out * base
+        return out
+
+
+def _letters_of_power(
+    a_letters: tuple[sp.Symbol, ...], half: sp.Symbol | None, e: Any
+) -> tuple[sp.Symbol, ...]:
+    e = sp.Rational(e)
+    if half is not None:
+        return (half,) * int(2 * e)
+    if not e.is_integer:  # pragma: no cover - half is set whenever a half power appears
+        raise InvalidArgument(f"A^{e} without square-root letters")
+    return a_letters * int(e)
+
+
+def _alphabet(tp: TwoPoint) -> tuple[sp.Symbol | None, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
+    name = tp.a_matrix.name
+    exps = [*tp.left_powers, tp.exponent]
+    uses_half = any(not sp.Rational(e).is_integer for e in exps) or any(
+        isinstance(f, Sqrt) and f.base.name == name for f in tp.middle
+    )
+    half = sp.Symbol(f"{name}_sqrt", commutative=False) if uses_half else None
+    a_letters = (half, half) if half is not None else (sp.Symbol(name, commutative=False),)
+    m_letters: list[sp.Symbol] = []
+    for f in tp.middle:
+        if isinstance(f, Sqrt):
+            if f.base.name == name and half is not None:
+                m_letters.append(half)
+            else:
+                m_letters.append(sp.Symbol(f"{f.base.name}_sqrt", commutative=False))
+        elif isinstance(f, Deterministic):
+            m_letters.extend(a_letters if f.name == name else (sp.Symbol(f.name, commutative=False),))
+    return half, a_letters, tuple(m_letters)
+
+
+def _word(*parts: Sequence[sp.Symbol]) -> sp.Expr:
+    letters = [x for p in parts for x in p]
+    return tr(sp.Mul(*letters)) if letters else sp.S.One
+
+
+def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
+    """``((a, b), equivalent, diagram sum)`` for all ``a + b <= order``."""
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise InvalidArgument(f"order must be an integer >= 1, got {order!r}")
+    K = order
+    L = K + 3
+    pre = sp.sympify(tp.prefactor)
+    if pre.free_symbols & {tp.lam, tp.lam2}:
+        raise InvalidArgument(
+            f"the prefactor {pre} depends on the ridges; the series check needs lam lam2 G M G2"
+        )
+    half, a_l, m_l = _alphabet(tp)
+    n_l = (TEST_LETTER,)
+
+    # -- the one-point fixed point as a Taylor polynomial in d = df1 --------------
+    fp = tp.fixed_points[0]
+    ridge1 = sp.simplify(tp.lam / tp.coeff)
+    rhs = fp.rhs
+    tvar = sp.Symbol("t_series")
+    law = tp.free.law
+    s_name = sp.Function(f"S_{tp.free.name}")
+    if rhs.atoms(s_name):
+        poly = s_series(law.moments(L + 1), L + 1, tvar)
+        rhs = rhs.replace(s_name, lambda arg: poly.subs(tvar, arg))
+    atoms = sorted(rhs.atoms(df1), key=str)
+    if len(atoms) != 1 or atoms[0].args[1] != tp.kappa:
+        raise InvalidArgument(f"the fixed point {fp} is not kappa = lam G(df1(A, kappa))")
+    d = sp.Dummy("d")
+    g = sp.simplify(rhs.xreplace({atoms[0]: d}) / ridge1)
+    if g.free_symbols & {tp.lam, tp.kappa}:
+        raise InvalidArgument(f"the fixed point {fp} is not kappa = lam G(df1(A, kappa))")
+    tt = sp.Dummy("t")
+    taylor = sp.expand(sp.series(g.xreplace({d: tt}), tt, 0, L + 1).removeO())
+    g_coeffs = [sp.expand(taylor.coeff(tt, i)) for i in range(L + 1)]
+
+    # -- atoms of the ring ----------------------------------------------------------
+    tr_a = [_word(a_l * j) for j in range(2 * L + 4)]
+    scale = sp.sympify(tp.scale)
+    special = set(scale.atoms(df1)) | set(scale.atoms(sp.Function)) | {tp.lam, tp.lam2, tp.kappa, tp.kappa2}
+    scalars = [sp.sympify(tp.coeff), pre, *g_coeffs, *tr_a]
+    base_syms: set[sp.Expr] = set()
+    for e in scalars:
+        base_syms |= e.atoms(tr) | e.free_symbols
+    plain_scale = scale
+    for f in sorted(special - {tp.lam, tp.lam2, tp.kappa, tp.kappa2}, key=str):
+        plain_scale = plain_scale.xreplace({f: sp.Dummy()})
+    base_syms |= {s for s in plain_scale.free_symbols if not isinstance(s, sp.Dummy)} - special
+    words_nm = {(j, k): _word(n_l, _letters_of_power(a_l, half, j), m_l, _letters_of_power(a_l, half, k))
+                for j in range(K + 1) for k in range(K + 1 - j)}
+    a = tp.exponent
+    words_m = [_word(m_l, _letters_of_power(a_l, half, a + j)) for j in range(K + 1)]
+    words_n = [_word(n_l, _letters_of_power(a_l, half, 2 - a + j)) for j in range(K + 1)]
+    for w in [*words_nm.values(), *words_m, *words_n]:
+        base_syms |= w.atoms(tr)
+    base_syms -= {x for s in list(base_syms) if isinstance(s, tr) for x in s.free_symbols}
+    base_syms -= {tp.lam, tp.lam2, tp.kappa, tp.kappa2}
+    alg = _Alg(base_syms)
+    one, zero = alg.R.one, alg.R.zero
+
+    def const(e: Any) -> _BS:
+        return _BS.const(alg, alg.to(e))
+
+    x = _BS(alg, {(1, 0): one}, _INF)
+    y = _BS(alg, {(0, 1): one}, _INF)
+    moments = [alg.to(m) for m in tr_a]
+    gc = [alg.to(c) for c in g_coeffs]
+
+    def df_of(v: _BS, shift: int = 1) -> _BS:
+        out = _BS(alg, {}, _INF)
+        p = _BS.const(alg, one)
+        for j in range(1, L + 2):
+            p = p * v
+            c = moments[j + shift - 1] if j % 2 else -moments[j + shift - 1]
+            out = out + p * _BS.const(alg, c)
+        return _BS(alg, out.c, min(out.prec, L + 1))
+
+    u = _BS.const(alg, gc[0])
+    for _ in range(L + 2):
+        v = x * u.inverse()
+        delta = df_of(v)
+        new = _BS(alg, {}, L + 1)
+        p = _BS.const(alg, one)
+        for c in gc:
+            new = new + p * _BS.const(alg, c)
+            p = p * delta
+        u = _BS(alg, new.c, L + 1)
+    ux = u
+    uy = _BS(alg, {(j, i): c for (i, j), c in ux.c.items()}, ux.prec)
+    vx = x * ux.inverse()
+    vy = y * uy.inverse()
+
+    def double(vals: Sequence[Any], offset: int) -> _BS:
+        """sum_{j,k} (-1)^(j+k) vx^j vy^k vals[offset + j + k]."""
+        out = _BS(alg, {}, _INF)
+        pj = _BS.const(alg, one)
+        for j in range(L + 1):
+            pk = pj
+            for k in range(L + 1 - j):
+                sign = 1 if (j + k) % 2 == 0 else -1
+                out = out + pk * _BS.const(alg, sign * vals[offset + j + k])
+                pk = pk * vy
+            pj = pj * vx
+        return _BS(alg, out.c, min(out.prec, L + 1))
+
+    # -- leaves of the scale ------------------------------------------------------------
+    env: dict[sp.Basic, _BS] = {
+        tp.lam: x.inverse(),
+        tp.lam2: y.inverse(),
+        tp.kappa: ux * x.inverse(),
+        tp.kappa2: uy * y.inverse(),
+    }
+    from .twopoint import df2, divided_difference
+
+    for atom in scale.atoms(df1):
+        k = atom.args[1]
+        env[atom] = df_of(vx if k == tp.kappa else vy)
+    for atom in scale.atoms(df2):
+        if atom.args[1:] != (tp.kappa, tp.kappa2):
+            raise InvalidArgument(f"{atom} is not df2(A, kappa, kappa')")
+        env[atom] = vx * vy * double(moments, 2)
+    for atom in scale.atoms(divided_difference):
+        l1, l2, k1, k2 = atom.args
+        if (k1, k2) != (tp.kappa, tp.kappa2) or sp.simplify(l1 / tp.lam - l2 / tp.lam2) != 0:
+            raise InvalidArgument(f"{atom} is not c(lam/s, lam2/s, kappa, kappa')")
+        coeffs = {}
+        for i in range(L):
+            for j in range(L - i):
+                val = ux.c.get((i + j + 1, 0))
+                if val:
+                    coeffs[(i, j)] = val
+        env[atom] = _BS(alg, coeffs, min(L, ux.prec - 1))
+
+    def ev(e: sp.Expr) -> _BS:
+        if e in env:
+            return env[e]
+        if not (e.free_symbols & set(env)) and not any(a in env for a in e.atoms(sp.Function)):
+            return const(e)
+        if isinstance(e, sp.Add):
+            out = ev(e.args[0])
+            for t in e.args[1:]:
+                out = out + ev(t)
+            return out
+        if isinstance(e, sp.Mul):
+            out = ev(e.args[0])
+            for t in e.args[1:]:
+                out = out * ev(t)
+            return out
+        if isinstance(e, sp.Pow) and e.exp.is_Integer:
+            return ev(e.base) ** int(e.exp)
+        raise InvalidArgument(f"cannot expand {e} as a series in 1/lam, 1/lam2")
+
+    s_scale = ev(scale)
+    # naive part: sum (-1)^(j+k) vx^j vy^k tr(N A^j M A^k)
+    nv = _BS(alg, {}, _INF)
+    pj = _BS.const(alg, one)
+    for j in range(K + 1):
+        pk = pj
+        for k in range(K + 1 - j):
+            sign = 1 if (j + k) % 2 == 0 else -1
+            nv = nv + pk * _BS.const(alg, sign * alg.to(words_nm[(j, k)]))
+            pk = pk * vy
+        pj = pj * vx
+    nv = _BS(alg, nv.c, min(nv.prec, K + 1))
+    sm = double([alg.to(w) for w in words_m] + [zero] * (L + 2), 0)
+    sn = double([alg.to(w) for w in words_n] + [zero] * (L + 2), 0)
+    sm = _BS(alg, sm.c, min(sm.prec, K + 1))
+    sn = _BS(alg, sn.c, min(sn.prec, K + 1))
+    corr = s_scale * (vx * vy) ** 2 * sm * sn
+    total = (nv + corr) * const(pre)
+    if total.prec < K + 1:
+        raise InvalidArgument(f"the series is known only to total order {total.prec - 1} < {K}")
+
+    # -- the exact side -----------------------------------------------------------------
+    x1 = (*_letters_of_power(a_l, half, tp.left_powers[0]), sp.Symbol(tp.free.name, commutative=False),
+          *_letters_of_power(a_l, half, 1 - tp.left_powers[0]))
+    x2 = (*_letters_of_power(a_l, half, tp.left_powers[1]), sp.Symbol(tp.free.name, commutative=False),
+          *_letters_of_power(a_l, half, 1 - tp.left_powers[1]))
+    laws = {sp.Symbol(tp.free.name, commutative=False): law}
+    out = []
+    for s in range(K + 1):
+        for i in range(s + 1):
+            j = s - i
+            eqv = alg.expr(total.c.get((i, j), zero))
+            word = sp.Mul(*n_l, *(x1 * i), *m_l, *(x2 * j))
+            dia = sp.expand(pre * (-tp.coeff) ** s * mixed_moment(word, laws))
+            out.append(((i, j), eqv, dia))
+    return tuple(out)
+
+
+def _equal(a: sp.Expr, b: sp.Expr) -> bool:
+    diff = sp.expand(a - b)
+    return diff == 0 or sp.cancel(sp.together(diff)) == 0
+
+
+def check_series(tp: TwoPoint, order: int) -> TwoPointSeriesCheck:
+    """Compare every coefficient (see the module doc)."""
+    from .twopoint import TwoPointSeriesCheck
+
+    coefficients = series_coefficients(tp, order)
+    failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
+    return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)
