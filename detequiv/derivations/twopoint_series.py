@@ -15,7 +15,7 @@ bivariate Laurent-series arithmetic that tracks its precision. The coefficient o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -51,6 +51,7 @@ class _Alg:
         back: dict[Any, Any] = {g: a for a, g in self.forward.items()}
         back.update({h: 1 / back[g] for g, h in self.inverse.items()})
         self.back = back
+        self.cap = _INF  # working precision for inverses of infinitely known series
 
     def to(self, e: Any) -> Any:
         expr = sp.expand(sp.sympify(e)).xreplace(self.forward)
@@ -133,17 +134,23 @@ class _BS:
                 "write such quotients with divided_difference"
             )
         inv0 = self.alg.inv(c0)
-        rest = _BS(self.alg, {k: -(v * inv0) for k, v in unit.c.items() if k != (0, 0)}, unit.prec)
-        # 1 / (c0 (1 - rest)) = inv0 * sum rest^n
-        total = _BS.const(self.alg, self.alg.R.one)
-        term = _BS.const(self.alg, self.alg.R.one)
-        for _ in range(unit.prec):
-            term = term * rest
-            if not term.c:
-                break
-            total = total + term
-        total = _BS(self.alg, total.c, unit.prec)
-        return (total * _BS.const(self.alg, inv0)).shift(-i0, -j0)
+        # b_(a,b) = -inv0 sum_{(i,j) != 0} c_(i,j) b_(a-i,b-j), in order of total degree
+        terms = [(k, v) for k, v in unit.c.items() if k != (0, 0)]
+        out: dict[tuple[int, int], Any] = {(0, 0): inv0}
+        if not terms:
+            return _BS(self.alg, out, unit.prec).shift(-i0, -j0)
+        prec = min(unit.prec, self.alg.cap)
+        for deg in range(1, prec):
+            for i in range(deg + 1):
+                j = deg - i
+                acc = None
+                for (ti, tj), v in terms:
+                    prev = out.get((i - ti, j - tj))
+                    if prev is not None and i >= ti and j >= tj:
+                        acc = v * prev if acc is None else acc + v * prev
+                if acc:
+                    out[(i, j)] = -(inv0 * acc)
+        return _BS(self.alg, out, prec).shift(-i0, -j0)
 
     def __pow__(self, n: int) -> _BS:
         base = self if n >= 0 else self.inverse()
@@ -246,6 +253,7 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
     base_syms -= {x for s in list(base_syms) if isinstance(s, tr) for x in s.free_symbols}
     base_syms -= {tp.lam, tp.lam2, tp.kappa, tp.kappa2}
     alg = _Alg(base_syms)
+    alg.cap = L + 4
     one, zero = alg.R.one, alg.R.zero
 
     def const(e: Any) -> _BS:
@@ -280,18 +288,37 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
     vx = x * ux.inverse()
     vy = y * uy.inverse()
 
+    # univariate powers vx^j: pw[j][a] = [x^a] vx^j (zero for a < j)
+    pw: list[list[Any]] = []
+    p = _BS.const(alg, one)
+    for _ in range(L + 1):
+        pw.append([p.c.get((a, 0), zero) for a in range(L + 1)])
+        p = _BS(alg, (p * vx).c, L + 1)
+    prec_v = min(vx.prec, L + 1)
+
     def double(vals: Sequence[Any], offset: int) -> _BS:
-        """sum_{j,k} (-1)^(j+k) vx^j vy^k vals[offset + j + k]."""
-        out = _BS(alg, {}, _INF)
-        pj = _BS.const(alg, one)
-        for j in range(L + 1):
-            pk = pj
-            for k in range(L + 1 - j):
-                sign = 1 if (j + k) % 2 == 0 else -1
-                out = out + pk * _BS.const(alg, sign * vals[offset + j + k])
-                pk = pk * vy
-            pj = pj * vx
-        return _BS(alg, out.c, min(out.prec, L + 1))
+        """sum_{j,k} (-1)^(j+k) vx^j vy^k vals[offset + j + k] (vx, vy have valuation 1)."""
+        return pair(lambda j, k: vals[offset + j + k])
+
+    def pair(coef: Callable[[int, int], Any]) -> _BS:
+        out: dict[tuple[int, int], Any] = {}
+        cache: dict[tuple[int, int], Any] = {}
+        for a in range(prec_v):
+            for b in range(prec_v - a):
+                acc = zero
+                for j in range(a + 1):
+                    if not pw[j][a]:
+                        continue
+                    for k in range(b + 1):
+                        if not pw[k][b]:
+                            continue
+                        if (j, k) not in cache:
+                            c = coef(j, k)
+                            cache[(j, k)] = c if (j + k) % 2 == 0 else -c
+                        if cache[(j, k)]:
+                            acc = acc + pw[j][a] * pw[k][b] * cache[(j, k)]
+                out[(a, b)] = acc
+        return _BS(alg, out, prec_v)
 
     # -- leaves of the scale ------------------------------------------------------------
     env: dict[sp.Basic, _BS] = {
@@ -342,15 +369,8 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
 
     s_scale = ev(scale)
     # naive part: sum (-1)^(j+k) vx^j vy^k tr(N A^j M A^k)
-    nv = _BS(alg, {}, _INF)
-    pj = _BS.const(alg, one)
-    for j in range(K + 1):
-        pk = pj
-        for k in range(K + 1 - j):
-            sign = 1 if (j + k) % 2 == 0 else -1
-            nv = nv + pk * _BS.const(alg, sign * alg.to(words_nm[(j, k)]))
-            pk = pk * vy
-        pj = pj * vx
+    nm_ring = {k: alg.to(w) for k, w in words_nm.items()}
+    nv = pair(lambda j, k: nm_ring.get((j, k), zero))
     nv = _BS(alg, nv.c, min(nv.prec, K + 1))
     sm = double([alg.to(w) for w in words_m] + [zero] * (L + 2), 0)
     sn = double([alg.to(w) for w in words_n] + [zero] * (L + 2), 0)

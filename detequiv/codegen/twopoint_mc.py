@@ -1,0 +1,286 @@
+"""The Monte Carlo witness of a two-point equivalent (MATH.md 3.1, acceptance rule).
+
+:func:`check_monte_carlo` samples ``c G1 M G2`` of a
+:class:`~detequiv.derivations.twopoint.TwoPoint` (both resolvents from the same draw) at
+several sizes, with a random dense non-symmetric matrix for every deterministic factor of
+``M``, and compares ``tr(T .)`` with the equivalent through :func:`verify` at real and
+complex ridge pairs. It also runs the same check against the naive product
+``kappa kappa' R M R'`` (which must fail) and reports the size of the correction term.
+Importing this module registers it as :meth:`TwoPoint.check_monte_carlo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..derivations.expressions import (
+    Deterministic,
+    FreeMatrix,
+    Gaussian,
+    Identity,
+    MatrixExpr,
+    Product,
+    Resolvent,
+    Sqrt,
+    Sum,
+    Transpose,
+)
+from ..derivations.twopoint import TwoPoint, register_two_point_witness
+from ..errors import InvalidArgument, VerificationError
+from .verify import VerificationReport, verify
+from .witness import sampler_for_law
+
+__all__ = ["check_monte_carlo", "TwoPointMonteCarloCheck", "TwoPointReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class TwoPointReport:
+    """One ridge pair and test matrix: the check, the naive-product control and the correction size."""
+
+    lams: tuple[complex | float, complex | float]
+    test: str
+    report: VerificationReport
+    naive: VerificationReport
+    correction: float
+
+    @property
+    def passed(self) -> bool:
+        """The equivalent passes and the naive product is rejected."""
+        return self.report.passed and not self.naive.passed
+
+    def __str__(self) -> str:
+        return (
+            f"(lam, lam2) = {self.lams}, test {self.test}: correction term = {100 * self.correction:.1f}% "
+            f"of the total\n{self.report}\nnaive product kappa kappa' R M R' (must fail):\n{self.naive}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TwoPointMonteCarloCheck:
+    """All reports of :func:`check_monte_carlo`."""
+
+    reports: tuple[TwoPointReport, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise VerificationError("two-point Monte Carlo check failed:\n" + str(self))
+
+    def __str__(self) -> str:
+        return "\n\n".join(str(r) for r in self.reports)
+
+
+def _test_matrix(n: int) -> np.ndarray:
+    return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
+
+
+def _value(expr: Any, scal: Mapping[str, Any]) -> complex:
+    e = sp.sympify(expr)
+    e = e.xreplace({s: sp.sympify(scal[s.name]) for s in e.free_symbols if s.name in scal})
+    try:
+        return complex(e)
+    except TypeError:
+        missing = sorted(map(str, e.free_symbols))
+        raise InvalidArgument(f"no value for {missing}; pass them in values") from None
+
+
+def _numeric(expr: MatrixExpr, mats: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray],
+             scal: Mapping[str, Any]) -> np.ndarray:
+    if isinstance(expr, Product):
+        out = _numeric(expr.factors[0], mats, draws, scal)
+        for f in expr.factors[1:]:
+            out = out @ _numeric(f, mats, draws, scal)
+        return out if expr.coeff == 1 else _value(expr.coeff, scal) * out
+    if isinstance(expr, Sum):
+        parts = [_numeric(t, mats, draws, scal) for t in expr.terms]
+        return np.sum(parts, axis=0)
+    if isinstance(expr, Deterministic):
+        return mats[expr.name]
+    if isinstance(expr, Sqrt):
+        return mats[expr.base.name + "^(1/2)"]
+    if isinstance(expr, (Gaussian, FreeMatrix)):
+        return draws[expr.name]
+    if isinstance(expr, Transpose):
+        return draws[expr.arg.name].T
+    if isinstance(expr, Identity):
+        return np.eye(int(_value(expr.dim, scal).real))
+    raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
+
+
+def check_monte_carlo(
+    tp: TwoPoint,
+    sizes: Sequence[int] = (100, 200, 400),
+    *,
+    rng: np.random.Generator,
+    lams: Sequence[tuple[complex, complex]] = ((0.5, 0.2), (0.1 + 0.3j, 0.2 - 0.1j)),
+    values: Mapping[Any, Any] | None = None,
+    dims: Mapping[Any, float] | None = None,
+    spectrum: Callable[[int], Any] | None = None,
+    samplers: Mapping[Any, Any] | None = None,
+    n_samples: int = 20,
+    c_finite: float = 5.0,
+    n_se: float = 4.0,
+    tests: Sequence[str] = ("I", "T"),
+) -> TwoPointMonteCarloCheck:
+    """Compare ``tr(T c G1 M G2)`` with the two-point equivalent by simulation.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Values of the dimension ``N`` of ``A``; other dimension symbols are ``dims[d] * N``
+        (default 2, i.e. ratio 1/2 for a Gram pair ``X.T @ X / P``).
+    rng : numpy.random.Generator
+    lams : sequence of (lam, lam2)
+        Ridge pairs (default a real and a complex pair).
+    values : mapping, optional
+        Other scalar symbols (law parameters).
+    spectrum : callable, optional
+        ``n -> eigenvalues`` of ``A`` (default ``linspace(0.5, 2, n)``).
+    samplers : mapping, optional
+        Free matrix name -> ``(n, rng) -> matrix`` for laws without a built-in model.
+    n_samples, c_finite, n_se
+        As in :func:`detequiv.codegen.verify.verify` (tolerance
+        ``n_se s.e. + c_finite |DE| / N``).
+    tests : sequence of {'I', 'T'}
+        Test matrices: the identity, and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
+
+    The deterministic factors of ``M`` other than ``A`` are dense non-symmetric matrices
+    ``I + Z / sqrt(n)`` (``Z`` Gaussian, fixed per size, seeded from ``rng``).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
+        )
+    expr = tp.random
+    assert isinstance(expr, Product)
+    res1, res2 = expr.factors[0], expr.factors[-1]
+    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    n_dim = tp.a_matrix.dim
+    if not isinstance(n_dim, sp.Symbol):
+        raise InvalidArgument(f"A has the fixed size {n_dim}; give it a symbolic dimension")
+    leaves = [*res1.leaves(), *res2.leaves(), *tp.middle]
+    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
+    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
+    props.update({str(k): float(v) for k, v in (dims or {}).items()})
+    params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
+    spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
+    a_name = tp.a_matrix.name
+    others = sorted({f.base.name if isinstance(f, Sqrt) else f.name for f in tp.middle
+                     if isinstance(f, (Deterministic, Sqrt))} - {a_name})
+    child = np.random.default_rng(rng.integers(2**63))
+    cache: dict[int, Any] = {}
+
+    def prepared(N: int) -> Any:
+        if N not in cache:
+            scal = {**params, **{d: max(1, round(p * N)) for d, p in props.items()}}
+            n = int(_value(n_dim, scal).real)
+            e = np.asarray(spec(n), dtype=float)
+            mats = {a_name: np.diag(e), a_name + "^(1/2)": np.diag(np.sqrt(e))}
+            for name in others:
+                z = child.standard_normal((n, n))
+                mats[name] = np.eye(n) + z / np.sqrt(n)
+            draws: dict[str, Any] = {}
+            for x in [*res1.leaves(), *res2.leaves()]:
+                if isinstance(x, Gaussian):
+                    shape = tuple(int(_value(d, scal).real) for d in x.dims)
+                    draws[x.name] = lambda shape=shape: child.standard_normal(shape)
+                elif isinstance(x, FreeMatrix) and x.name not in draws:
+                    given = next((f for k, f in (samplers or {}).items()
+                                  if str(getattr(k, "name", k)) == x.name), None)
+                    if given is None:
+                        law = x.law.subs({s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law)
+                                          if s.name in scal})
+                        given = sampler_for_law(law)
+                    m = int(_value(x.dim, scal).real)
+                    draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
+            cache[N] = (scal, e, mats, draws)
+        return cache[N]
+
+    evaluated: dict[tuple[int, Any, Any], Any] = {}
+
+    def numbers(N: int, lam: complex, lam2: complex) -> Any:
+        key = (N, lam, lam2)
+        if key in evaluated:
+            return evaluated[key]
+        scal, e, mats, _ = prepared(N)
+        vals: dict[Any, Any] = {**scal, str(tp.lam): lam, str(tp.lam2): lam2, a_name: e}
+        vals.update({k: v for k, v in mats.items() if k in others})
+        evaluated[key] = tp.evaluate(vals)
+        return evaluated[key]
+
+    reports = []
+    for pair in lams:
+        lam, lam2 = (complex(z) for z in pair)
+        lam_c: Any = lam if lam.imag else lam.real
+        lam2_c: Any = lam2 if lam2.imag else lam2.real
+        complex_pair = bool(lam.imag or lam2.imag)
+        for test in tests:
+            def t_of(n: int, test: str = test) -> np.ndarray:
+                return np.eye(n) if test == "I" else _test_matrix(n)
+
+            def exact(N: int, naive: bool = False, lam: Any = lam_c, lam2: Any = lam2_c,
+                      t_of: Any = t_of) -> complex | float:
+                v = numbers(N, lam, lam2)
+                n = v.matrix.shape[0]
+                return v.naive_trace(t_of(n)) if naive else v.trace(t_of(n))
+
+            recorded: dict[int, list[complex]] = {}
+            replay: dict[int, list[complex]] = {}
+
+            def functional(m: dict[Any, np.ndarray], lam: Any = lam_c, lam2: Any = lam2_c,
+                           t_of: Any = t_of, recorded: Any = recorded, replay: Any = replay,
+                           complex_pair: bool = complex_pair) -> complex:
+                N = m["N"].shape[0]
+                if replay.get(N):
+                    return replay[N].pop(0)
+                scal, _, mats, draws = prepared(N)
+                sampled = {name: f() for name, f in draws.items()}
+                x1 = _numeric(res1.arg, mats, sampled, scal)
+                x2 = _numeric(res2.arg, mats, sampled, scal)
+                n = x1.shape[0]
+                mid = np.eye(n)
+                for f in tp.middle:
+                    mid = mid @ _numeric(f, mats, sampled, scal)
+                c = _value(expr.coeff, {**scal, str(tp.lam): lam, str(tp.lam2): lam2})
+                g1 = np.linalg.inv(x1 + lam * np.eye(n))
+                g2 = np.linalg.inv(x2 + lam2 * np.eye(n))
+                value = c * np.trace(t_of(n) @ g1 @ mid @ g2) / n
+                out = value if complex_pair else value.real
+                recorded.setdefault(N, []).append(out)
+                return out
+
+            functional.__name__ = f"tr({test} G1 M G2) at ({lam_c}, {lam2_c})"
+            samplers_n: dict[Any, Any] = {"N": lambda N, _r: np.zeros((N, N))}
+            seed = int(rng.integers(2**63))
+            common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
+            report = verify(exact, functional, samplers_n, rng=np.random.default_rng(seed), **common)
+            replay.update({k: list(v) for k, v in recorded.items()})  # the same samples for the control
+            naive = verify(lambda N: exact(N, True), functional, samplers_n,
+                           rng=np.random.default_rng(seed), label=f"naive {functional.__name__}", **common)
+            big = exact(max(sizes))
+            corr = abs(big - exact(max(sizes), True)) / max(abs(big), 1e-300)
+            reports.append(TwoPointReport((lam_c, lam2_c), test, report, naive, corr))
+    return TwoPointMonteCarloCheck(tuple(reports))
+
+
+def _law_symbols(law: Any) -> set[sp.Symbol]:
+    out: set[sp.Symbol] = set()
+    for name in getattr(law, "__dataclass_fields__", {}):
+        v = getattr(law, name)
+        if isinstance(v, sp.Basic):
+            out |= v.free_symbols
+    return out
+
+
+register_two_point_witness("monte_carlo", check_monte_carlo)
