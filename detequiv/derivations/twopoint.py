@@ -618,8 +618,9 @@ def _evaluate(tp: TwoPoint, values: Mapping[Any, Any]) -> TwoPointValue:
         rep[atom] = np.mean(eig**2 / ((eig + ka) * (eig + kb)))
     for atom in tp.scale.atoms(divided_difference):
         sub = _scalars(rest, atom.args[0], atom.args[1])
-        l1 = complex(atom.args[0].xreplace(rep).xreplace(sub))
-        l2 = complex(atom.args[1].xreplace(rep).xreplace(sub))
+        symb = {key: sp.sympify(val) for key, val in rep.items()}
+        l1 = complex(sp.sympify(atom.args[0]).xreplace(symb).xreplace(sub))
+        l2 = complex(sp.sympify(atom.args[1]).xreplace(symb).xreplace(sub))
         if abs(l2 - l1) > 1e-7 * max(abs(l1), 1e-300):
             rep[atom] = (l2 * k1 - l1 * k2) / (l2 - l1)
         else:
