@@ -138,6 +138,8 @@ class _Matrices:
                 return self.sqrt(base.name, base.shape[0])
             if exp.is_Integer and exp > 0:
                 return np.linalg.matrix_power(self.matrix(base), int(exp))
+        if isinstance(m, sp.MatAdd):
+            return sum((self.matrix(a) for a in m.args[1:]), self.matrix(m.args[0]))
         if isinstance(m, sp.MatMul):
             coeff, mats = m.as_coeff_matrices()
             out = self.matrix(mats[0])
@@ -286,18 +288,11 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
         atoms = sorted(rhs.atoms(df1), key=str)
         if fp.implicit:
             own = [a for a in atoms if a.args[1] == fp.symbol]
-            if len(atoms) != 1 or len(own) != 1:
-                raise InvalidArgument(
-                    f"{fp} must contain exactly one df1(Y, {fp.symbol}) to be solved on the branch"
-                )
             d = sp.Dummy("d")
-            gexpr = sp.simplify(eq.lam / rhs.xreplace({own[0]: d}))
-            extra = gexpr.free_symbols - {d}
-            if extra:
-                raise InvalidArgument(
-                    f"{fp} is not of the form {fp.symbol} = {eq.lam} G(df1); or values lacks "
-                    f"{sorted(map(str, extra))}"
-                )
+            gexpr = sp.simplify(eq.lam / rhs.xreplace({own[0]: d})) if len(atoms) == 1 and own else None
+            if gexpr is None or gexpr.free_symbols - {d}:
+                known[fp.symbol] = _general_ridge(fp.symbol, rhs, eq.lam, lam, known, atoms, eigs)
+                continue
             g = sp.lambdify(d, gexpr, "numpy")
             dg = sp.lambdify(d, sp.diff(gexpr, d), "numpy")
             known[fp.symbol] = complex(physical_ridge(g, dg, eigs(own[0].args[0]), lam))
@@ -315,7 +310,8 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
     ridge = known.get(eq.ridge)
     if ridge is None:
         ridge = _number(_substitute(eq.ridge, params).xreplace({eq.lam: sp.sympify(lam)}), "ridge")
-    prefactor = _number(_substitute(eq.prefactor, params).xreplace({eq.lam: sp.sympify(lam)}), "prefactor")
+    at = {eq.lam: sp.sympify(lam), **{k: sp.sympify(v) for k, v in known.items()}}
+    prefactor = _number(_substitute(eq.prefactor, params).xreplace(at), "prefactor")
     y = numeric.matrix(eq.matrix)
     plain = {s: _plain(v) for s, v in known.items()}
     return OnePointValue(
@@ -324,6 +320,96 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
         prefactor=_plain(prefactor),
         matrix_y=y,
     )
+
+
+def _general_ridge(
+    symbol: sp.Symbol,
+    rhs: sp.Expr,
+    lam_symbol: sp.Expr,
+    lam: complex,
+    known: Mapping[sp.Symbol, complex],
+    atoms: list[Any],
+    eigs: Callable[[sp.Basic], np.ndarray],
+    *,
+    steps: int = 160,
+) -> complex:
+    r"""The root of ``r = rhs(lam, r, df1(., r))`` on the branch connected to ``lam -> +infinity``.
+
+    For fixed points that are not of the form ``kappa = lam G(df1)`` (additive layers,
+    mixed chains): Newton continuation in ``lam`` along ``lam + s``, ``s`` from a large
+    positive shift down to 0 (a horizontal path, which never crosses the real axis for
+    complex ``lam``), started from the fixed-point iteration at the largest shift, where
+    the branch is ``r ~ lam * r'(infinity)``.
+    """
+    r = sp.Dummy("r")
+    L = sp.Dummy("L")
+    ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
+    own: list[np.ndarray | None] = []
+    rep: dict[sp.Basic, Any] = {lam_symbol: L, symbol: r}
+    for a, dd in zip(atoms, ds, strict=True):
+        y, k = a.args
+        if k == symbol:
+            own.append(eigs(y))
+            rep[a] = dd
+        elif k in known:
+            e = eigs(y)
+            rep[a] = sp.sympify(complex(np.mean(e / (e + known[k]))))
+            own.append(None)
+        else:
+            raise InvalidArgument(f"{a} needs {k}, which is not solved before {symbol}")
+    rep.update({s: sp.sympify(v) for s, v in known.items()})
+    expr = rhs.xreplace(rep)
+    extra = expr.free_symbols - {L, r, *ds}
+    if extra:
+        raise InvalidArgument(f"cannot solve {symbol} = {rhs}: values lacks {sorted(map(str, extra))}")
+    used = [dd for dd, e in zip(ds, own, strict=True) if e is not None]
+    spectra = [e for e in own if e is not None]
+    args = (L, r, *used)
+    f = sp.lambdify(args, expr, "numpy")
+    fr = sp.lambdify(args, sp.diff(expr, r), "numpy")
+    fd = [sp.lambdify(args, sp.diff(expr, dd), "numpy") for dd in used]
+
+    def h_and_dh(lv: complex, z: complex) -> tuple[complex, complex]:
+        dvals = [complex(np.mean(e / (e + z))) for e in spectra]
+        ddf = [complex(-np.mean(e / (e + z) ** 2)) for e in spectra]
+        value = z - complex(f(lv, z, *dvals))
+        deriv = 1 - complex(fr(lv, z, *dvals)) - sum(
+            complex(g(lv, z, *dvals)) * x for g, x in zip(fd, ddf, strict=True)
+        )
+        return value, deriv
+
+    scale = max([float(np.max(np.abs(e))) for e in spectra if e.size] + [abs(lam), 1.0])
+    big = 1e3 * scale
+    z = complex(lam + big)
+    with np.errstate(all="ignore"):
+        for _ in range(200):
+            dvals = [complex(np.mean(e / (e + z))) for e in spectra]
+            new = complex(f(lam + big, z, *dvals))
+            if abs(new - z) <= 1e-14 * abs(z):
+                z = new
+                break
+            z = new
+        shifts = np.concatenate([big * np.logspace(0, -10, steps), [0.0]])
+        for shift in shifts:
+            lv = lam + shift
+            for _ in range(100):
+                value, deriv = h_and_dh(lv, z)
+                if deriv == 0 or not cmath.isfinite(value):
+                    break
+                step = value / deriv
+                z = z - step
+                if abs(step) <= 1e-14 * max(abs(z), 1e-300):
+                    break
+            else:
+                z = complex("nan")
+            if not cmath.isfinite(z):
+                raise InvalidArgument(
+                    f"Newton continuation of {symbol} failed at lam = {lv:.6g}; is lam inside the "
+                    "spectrum (use a complex or larger lam)?"
+                )
+    if lam.imag == 0 and abs(z.imag) <= 1e-10 * abs(z):
+        z = complex(z.real)
+    return z
 
 
 def _plain(z: complex) -> complex | float:

@@ -81,6 +81,7 @@ __all__ = [
     "merge_square_roots",
     "trace_invariance",
     "layer_composition",
+    "additive_subordination",
 ]
 
 #: Numeric witnesses registered by :mod:`detequiv.codegen` (derivations never imports it).
@@ -662,6 +663,8 @@ def derive(expr: Any) -> OnePoint:
         If a free factor has mean 0 (no S-transform).
     """
     c_out, res = _resolvent_parts(expr)
+    if _contains_sum(res.arg):
+        return _derive_layers(expr, c_out, res)
     lam = res.lam
     dim = res.shape[0]
     coeff, factors = _factors_of(res.arg)
@@ -778,6 +781,321 @@ def derive(expr: Any) -> OnePoint:
         prefactor=prefactor,
         transforms=tuple(transforms),
     )
+
+
+# ---------------------------------------------------------------------------
+# additive free perturbations and mixed layers
+# ---------------------------------------------------------------------------
+
+_REF_ADDITIVE = (
+    "Voiculescu, Invent. Math. 104 (1991) (R-transform); Biane, Math. Z. 227 (1998) "
+    "(subordination G_{A+B}(z) = G_A(omega(z)), omega = z - R_B(G_{A+B}(z)))"
+)
+
+
+def _r_transform(law: Law, name: str, arg: sp.Expr) -> tuple[sp.Expr, str]:
+    """``R_law(arg)``: the closed form, or an undefined function ``R_name`` (series later)."""
+    try:
+        return law.r_transform(arg), f"R_{name} in closed form"
+    except UndefinedTransform:
+        func = sp.Function(f"R_{name}")
+        return func(arg), (
+            f"R_{name} has no closed form: it is expanded as the exact truncated series "
+            "of its cumulants (transforms.r_series) when checked"
+        )
+
+
+def additive_subordination(
+    ridge: sp.Expr,
+    rest: sp.Expr,
+    b: FreeMatrix,
+    scale: sp.Expr,
+    inner: sp.Symbol,
+    dim: sp.Expr,
+) -> tuple[sp.Eq, sp.Expr, Step]:
+    r"""Peel the free additive term ``c B`` off the resolvent (additive subordination).
+
+    With ``B`` rotation invariant and free from ``A`` (and from the test matrices),
+    :math:`G_{A+cB}(z)=G_A(\omega)`, :math:`\omega=z-R_{cB}(G_{A+cB}(z))`
+    (Biane 1998), and at matrix level :math:`(z-A-cB)^{-1}\simeq(\omega-A)^{-1}`. With
+    :math:`z=-r`, :math:`\omega=-\tilde r`:
+
+    .. math:: r(r+A+cB)^{-1}\simeq\frac{r}{\tilde r}\,\tilde r(\tilde r+A)^{-1},\qquad
+              \tilde r=r+R_{cB}(-g),\quad g=\operatorname{tr}(\tilde r+A)^{-1}
+              =\frac{1-\mathrm{df}_1(A,\tilde r)}{\tilde r},
+
+    with :math:`R_{cB}(w)=c\,R_B(cw)`. Returns the fixed-point equation, the prefactor
+    :math:`r/\tilde r` and the step.
+
+    >>> import sympy as sp
+    >>> from detequiv.derivations.laws import Semicircle
+    >>> lam, lt = sp.symbols("lam lt")
+    >>> A = sp.MatrixSymbol("A", 3, 3)
+    >>> eq, pre, step = additive_subordination(lam, A, FreeMatrix("B", 3, Semicircle(2)), 1, lt, 3)
+    >>> eq
+    Eq(lt, lam - 2*(1 - df1(A, lt))/lt)
+    >>> pre
+    lam/lt
+    """
+    g = (1 - df1(rest, inner)) / inner
+    r_value, note = _r_transform(b.law, b.name, -scale * g)
+    eq = sp.Eq(inner, ridge + scale * r_value)
+    prefactor = ridge / inner
+    shifted = rest + b.to_sympy() if scale == 1 else rest + scale * b.to_sympy()
+    step = Step(
+        "additive_subordination",
+        _ridge_form(ridge, shifted, dim),
+        prefactor * _ridge_form(inner, rest, dim),
+        _REF_ADDITIVE,
+        f"{b.name} ~ {b.law} is rotation invariant and free from the rest of the sum; {note}",
+        eq,
+    )
+    return eq, prefactor, step
+
+
+def _contains_sum(m: MatrixExpr) -> bool:
+    if isinstance(m, Sum):
+        return True
+    if isinstance(m, Product):
+        return any(_contains_sum(f) for f in m.factors)
+    if isinstance(m, Resolvent):
+        return _contains_sum(m.arg)
+    return False
+
+
+def _terms(m: MatrixExpr, steps: list[Step], dim: sp.Expr) -> list[tuple[sp.Expr, tuple[MatrixExpr, ...]]]:
+    """The additive terms ``(coeff, factors)`` of ``m`` (a product of one sum is distributed)."""
+    if isinstance(m, Sum):
+        return [t for term in m.terms for t in _terms(term, steps, dim)]
+    coeff, factors = (m.coeff, m.factors) if isinstance(m, Product) else (sp.S.One, (m,))
+    factors = tuple(f for f in factors if not isinstance(f, Identity))
+    if len(factors) == 1 and isinstance(factors[0], Sum):
+        return [(coeff * c, fs) for c, fs in _terms(factors[0], steps, dim)]
+    for f in factors:
+        if isinstance(f, Resolvent):
+            raise InvalidArgument(f"{m} contains a resolvent; nested resolvents are not supported")
+    before = _product_sympy(factors, dim, coeff)
+    new_coeff, new_factors, names = gaussian_gram_to_wishart(coeff, factors)
+    if names:
+        steps.append(
+            Step(
+                "gaussian_gram_to_wishart",
+                before,
+                _product_sympy(new_factors, dim, new_coeff),
+                "MATH.md 1.1 (white Wishart W = Z^T Z / P)",
+                ", ".join(
+                    f"{f.name} is white Wishart with ratio {f.law.ratio}"  # type: ignore[attr-defined]
+                    for f in new_factors
+                    if isinstance(f, FreeMatrix) and f.name in names
+                ),
+            )
+        )
+    return [(new_coeff, new_factors)]
+
+
+def _terms_sympy(terms: Sequence[tuple[sp.Expr, tuple[MatrixExpr, ...]]], dim: sp.Expr) -> sp.Expr:
+    parts = [_product_sympy(fs, dim, c) for c, fs in terms]
+    return parts[0] if len(parts) == 1 else sp.MatAdd(*parts)
+
+
+def _free_names(terms: Sequence[tuple[sp.Expr, tuple[MatrixExpr, ...]]]) -> list[str]:
+    out: list[str] = []
+    for _, fs in terms:
+        for f in fs:
+            for leaf in f.leaves():
+                if isinstance(leaf, FreeMatrix):
+                    out.append(leaf.name)
+    return out
+
+
+def _derive_layers(expr: Any, c_out: sp.Expr, res: Resolvent) -> OnePoint:
+    """:func:`derive` for resolvents of sums: additive and multiplicative layers, outer first."""
+    lam = res.lam
+    dim = res.shape[0]
+    steps: list[Step] = []
+    terms = _terms(res.arg, steps, dim)
+    names = _free_names(terms)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidWord(
+            f"the free matrix {repeated[0]} appears more than once in {res.arg}; it is then not "
+            "free of the rest, and each layer needs each free matrix once"
+        )
+    # layers, outer to inner: (kind, outer ridge expression, inner symbol, equation)
+    layers: list[tuple[str, sp.Expr, sp.Symbol, sp.Eq]] = []
+    transforms: list[tuple[str, Law]] = []
+    ridge: sp.Expr = lam
+    prefactor = sp.simplify(c_out / lam)
+    count = 0
+
+    def fresh() -> sp.Symbol:
+        nonlocal count
+        count += 1
+        return sp.Symbol(f"kappa_{count}")
+
+    while True:
+        if len(terms) > 1:
+            additive = [
+                i for i, (_, fs) in enumerate(terms) if len(fs) == 1 and isinstance(fs[0], FreeMatrix)
+            ]
+            if not additive:
+                if _free_names(terms):
+                    raise InvalidArgument(
+                        f"the sum {_terms_sympy(terms, dim)} has random terms but no free additive "
+                        "term c*B (a FreeMatrix alone); additive subordination peels one free "
+                        "matrix at a time, so write the random part as a product or a free matrix"
+                    )
+                break
+            index = additive[-1]
+            scale, (b,) = terms[index]
+            assert isinstance(b, FreeMatrix)
+            rest = terms[:index] + terms[index + 1 :]
+            inner = fresh()
+            eq, pre, step = additive_subordination(ridge, _terms_sympy(rest, dim), b, scale, inner, dim)
+            if any(isinstance(a, sp.core.function.AppliedUndef) for a in eq.rhs.atoms(sp.Function)):
+                transforms.append((b.name, b.law))
+            steps.append(step)
+            layers.append(("additive", ridge, inner, eq))
+            prefactor = prefactor * pre
+            ridge, terms = inner, rest
+            if len(terms) == 1:
+                coeff, fs = terms[0]
+                if len(fs) == 1 and isinstance(fs[0], Sum):
+                    terms = _terms(fs[0] if coeff == 1 else Product.make(coeff, fs), steps, dim)
+            continue
+        coeff, factors = terms[0]
+        free = [i for i, f in enumerate(factors) if isinstance(f, FreeMatrix)]
+        if not free:
+            break
+        if coeff != 1:
+            new_ridge = ridge_rescaling(ridge, coeff)
+            steps.append(
+                Step(
+                    "ridge_rescaling",
+                    _ridge_form(ridge, _product_sympy(factors, dim, coeff), dim),
+                    _ridge_form(new_ridge, _product_sympy(factors, dim), dim),
+                    "exact algebra",
+                    f"divide numerator and denominator by {coeff}",
+                )
+            )
+            ridge = new_ridge
+        index = free[-1]
+        b = factors[index]
+        assert isinstance(b, FreeMatrix)
+        inner = fresh()
+        new, eq, step = free_factor_renormalization(ridge, factors, index, inner, dim)
+        steps.append(step)
+        if any(isinstance(a, sp.core.function.AppliedUndef) for a in eq.rhs.atoms(sp.Function)):
+            transforms.append((b.name, b.law))
+        layers.append(("multiplicative", ridge, inner, eq))
+        ridge = inner
+        if not new:
+            terms = [(sp.S.One, ())]
+        elif len(new) == 1 and isinstance(new[0], Sum):
+            terms = _terms(new[0], steps, dim)
+        else:
+            terms = [(sp.S.One, new)]
+
+    if not layers:
+        raise InvalidArgument(f"{res.arg} has no random matrix; nothing to derive")
+    y = _terms_sympy(terms, dim)
+    inner_ridge = layers[-1][2]
+    d_last = df1(y, inner_ridge)
+    # trace invariance: 1 - df1(Y_i, r_i) = (r_i ... prefactors to the innermost) (1 - d_last)
+    symbols = [layer[2] for layer in layers]
+    below: dict[sp.Symbol, sp.Expr] = {}
+    acc: sp.Expr = sp.S.One
+    for kind, outer, inner, _ in reversed(layers):
+        below[inner] = acc
+        if kind == "additive":
+            acc = acc * outer / inner
+    forward: list[sp.Eq] = []
+    for _, _, _, eq in layers:
+        for old in sorted(eq.rhs.atoms(df1), key=str):
+            if old == d_last:
+                continue
+            new_value = 1 - below[old.args[1]] * (1 - d_last)
+            new_value = d_last if below[old.args[1]] == 1 else new_value
+            eq, step = trace_invariance(eq, old, new_value)
+            steps.append(step)
+        forward.append(eq)
+
+    if len(layers) == 1:
+        final = [forward[0]]
+        lam_of_inner = None
+    else:
+        final, lam_of_inner = _compose_mixed(layers, forward, lam, symbols)
+        steps.append(
+            Step(
+                "layer_composition",
+                sp.Tuple(*symbols),
+                sp.Tuple(*[e.rhs for e in final]),
+                "MATH.md 2.3 (layered renormalisation), inverted layer by layer",
+                "each layer gives its outer ridge explicitly in terms of its inner ridge "
+                "(multiplicative: r_out = r_in / S(-df1); additive: r_out = r_in - R(-g)); "
+                "composing them gives lam as a function of the innermost ridge",
+                sp.Eq(lam, lam_of_inner),
+            )
+        )
+    fixed = []
+    for eq in final:
+        deps = tuple(sorted((s for s in eq.rhs.free_symbols if s in symbols and s != eq.lhs), key=str))
+        fixed.append(FixedPoint(eq.lhs, eq, deps))
+    ordered = solve_order(fixed)
+    deterministic = _ridge_form(inner_ridge, y, dim)
+    if prefactor != 1:
+        deterministic = prefactor * deterministic
+    return OnePoint(
+        random=expr,
+        deterministic=deterministic,
+        fixed_points=ordered,
+        derivation=tuple(steps),
+        lam=lam,
+        ridge=inner_ridge,
+        matrix=y,
+        prefactor=prefactor,
+        transforms=tuple(transforms),
+    )
+
+
+def _compose_mixed(
+    layers: Sequence[tuple[str, sp.Expr, sp.Symbol, sp.Eq]],
+    forward: Sequence[sp.Eq],
+    lam: sp.Expr,
+    symbols: Sequence[sp.Symbol],
+) -> tuple[list[sp.Eq], sp.Expr]:
+    """Invert each layer for its outer ridge; the innermost ridge gets one implicit equation."""
+    inner_ridge = symbols[-1]
+    explicit: dict[sp.Symbol, sp.Expr] = {}
+    equations: list[sp.Eq] = []
+    lam_value: sp.Expr | None = None
+    for (_, outer, _, _), eq in zip(reversed(layers), reversed(forward), strict=True):
+        # the forward equation inner = F(outer, ...) is linear in the outer ridge expression
+        o = sp.Dummy("outer")
+        solved = sp.solve(sp.Eq(eq.lhs, eq.rhs.xreplace({outer: o})), o, dict=True)
+        if len(solved) != 1:
+            raise InvalidArgument(f"cannot invert the layer {eq} for its outer ridge {outer}")
+        outer_value = solved[0][o]
+        targets = [s for s in outer.free_symbols if s in symbols or s == lam]
+        if len(targets) != 1:
+            raise InvalidArgument(f"the outer ridge {outer} of {eq} is not a multiple of one ridge")
+        (t,) = targets
+        value = sp.solve(sp.Eq(outer, outer_value), t, dict=True)
+        if len(value) != 1:  # pragma: no cover - outer is linear in t
+            raise InvalidArgument(f"cannot solve {outer} = {outer_value} for {t}")
+        v = sp.simplify(value[0][t])
+        if t == lam:
+            lam_value = v
+        else:
+            explicit[t] = v
+            equations.append(sp.Eq(t, v))
+    assert lam_value is not None
+    # the innermost ridge: substitute the explicit outer ridges (they depend on inner ones only)
+    full = lam_value
+    for _ in range(len(symbols)):
+        full = full.xreplace(explicit)
+    implicit = sp.Eq(inner_ridge, sp.simplify(inner_ridge * lam / full))
+    return [implicit, *equations], lam_value
 
 
 def with_fixed_points(eq: OnePoint, fixed_points: Sequence[FixedPoint]) -> OnePoint:

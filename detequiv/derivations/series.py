@@ -31,7 +31,7 @@ from .transforms import s_series
 if TYPE_CHECKING:  # pragma: no cover
     from .onepoint import OnePoint, SeriesCheck
 
-__all__ = ["check_series", "series_coefficients"]
+__all__ = ["check_series", "series_coefficients", "general_series_coefficients"]
 
 TEST_LETTER = sp.Symbol("M_test", commutative=False)
 
@@ -136,6 +136,25 @@ class _Ring:
 
     def expr(self, r: Any) -> sp.Expr:
         return sp.expand(r.as_expr().xreplace(self.back))
+
+    def reduce(self, r: Any) -> Any:
+        """Cancel ``a * (1/a)`` in every monomial: the canonical form of a Laurent polynomial."""
+        n = self.n
+        out: dict[tuple[int, ...], Any] = {}
+        changed = False
+        for monom, c in r.items():
+            m = list(monom)
+            for i in range(n):
+                k = min(m[i], m[n + i])
+                if k:
+                    m[i] -= k
+                    m[n + i] -= k
+                    changed = True
+            key = tuple(m)
+            out[key] = out.get(key, 0) + c
+        if not changed:
+            return r
+        return self.R.from_dict({k: v for k, v in out.items() if v})
 
     def inv(self, r: Any) -> Any:
         terms = r.terms()
@@ -289,6 +308,8 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
 
     K = _check_order(order)
     _, res = _resolvent_parts(eq.random)
+    if _has_sum(res.arg):
+        return general_series_coefficients(eq, order)
     dim = res.shape[0]
     rebuilt = eq.prefactor * eq.ridge * (eq.matrix + eq.ridge * sp.Identity(dim)).inverse()
     if rebuilt != eq.deterministic:
@@ -330,6 +351,12 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
     return tuple(out)
 
 
+def _has_sum(m: Any) -> bool:
+    from .onepoint import _contains_sum
+
+    return _contains_sum(m)
+
+
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
     diff = sp.expand(a - b)
     if diff == 0:
@@ -344,3 +371,260 @@ def check_series(eq: OnePoint, order: int) -> SeriesCheck:
     coefficients = series_coefficients(eq, order)
     first = next((k for k, (a, b) in enumerate(coefficients) if not _equal(a, b)), None)
     return SeriesCheck(order=order, coefficients=coefficients, first_failure=first, test_matrix=TEST_LETTER)
+
+
+# -- the general path: resolvents of sums, fixed points of any algebraic form --------
+#
+# A truncated series is a pair (shift, coefficients): x**shift * sum_k c_k x**k, known
+# through x**(shift + len - 1). Products, sums, integer powers and inverses (of series
+# whose leading coefficient is a monomial of the ring) keep track of that precision, so
+# expressions such as lam + R(-(1 - df1)/kappa) with lam = 1/x, kappa = u/x evaluate
+# exactly; a result that is not known to the requested order raises.
+
+_Series = tuple[int, list[Any]]
+
+
+def _s_const(c: Any, n: int, alg: _Ring) -> _Series:
+    return (0, [c] + [alg.R.zero] * (n - 1))
+
+
+def _s_add(a: _Series, b: _Series, alg: _Ring) -> _Series:
+    shift = min(a[0], b[0])
+    end = min(a[0] + len(a[1]), b[0] + len(b[1]))
+    out = [alg.R.zero] * max(end - shift, 0)
+    for s, cs in (a, b):
+        for i, c in enumerate(cs):
+            k = s + i - shift
+            if k < len(out) and c:
+                out[k] = out[k] + c
+    return (shift, out)
+
+
+def _s_mul(a: _Series, b: _Series, alg: _Ring) -> _Series:
+    n = min(len(a[1]), len(b[1]))
+    if n == 0:
+        return (a[0] + b[0], [])
+    return (a[0] + b[0], [alg.reduce(c) for c in _mul(a[1][:n], b[1][:n], n - 1, alg.R.zero)])
+
+
+def _s_inv(a: _Series, alg: _Ring) -> _Series:
+    shift, cs = a
+    i = 0
+    while i < len(cs) and not cs[i]:
+        i += 1
+    if i == len(cs):
+        raise InvalidArgument("division by a series that vanishes to the working order")
+    cs = cs[i:]
+    return (-(shift + i), [alg.reduce(c) for c in _inv(cs, len(cs) - 1, alg)])
+
+
+def _s_pow(a: _Series, n: int, alg: _Ring) -> _Series:
+    if n < 0:
+        return _s_pow(_s_inv(a, alg), -n, alg)
+    out = _s_const(alg.R.one, len(a[1]), alg)
+    for _ in range(n):
+        out = _s_mul(out, a, alg)
+    return out
+
+
+def _s_eval(expr: sp.Expr, env: dict[sp.Basic, _Series], n: int, alg: _Ring) -> _Series:
+    """Evaluate a sympy expression whose leaves are ring atoms or series in ``env``."""
+    if expr in env:
+        return env[expr]
+    if not (expr.free_symbols & set(env)):
+        return _s_const(alg.to(expr), n, alg)
+    if isinstance(expr, sp.Add):
+        out = _s_eval(expr.args[0], env, n, alg)
+        for a in expr.args[1:]:
+            out = _s_add(out, _s_eval(a, env, n, alg), alg)
+        return out
+    if isinstance(expr, sp.Mul):
+        out = _s_eval(expr.args[0], env, n, alg)
+        for a in expr.args[1:]:
+            out = _s_mul(out, _s_eval(a, env, n, alg), alg)
+        return out
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
+        return _s_pow(_s_eval(expr.base, env, n, alg), int(expr.exp), alg)
+    raise InvalidArgument(f"cannot expand {expr} as a power series in 1/lam (only rational expressions)")
+
+
+def _sympy_poly(m: sp.Basic, sqrt_names: set[str]) -> sp.Expr:
+    """A sympy matrix expression (sums, scalar multiples, products) as a noncommutative polynomial."""
+    if isinstance(m, sp.MatAdd):
+        return sp.Add(*[_sympy_poly(a, sqrt_names) for a in m.args])
+    if isinstance(m, sp.MatMul):
+        coeff, mats = m.as_coeff_matrices()
+        return coeff * sp.Mul(*[_sympy_poly(f, sqrt_names) for f in mats])
+    if isinstance(m, sp.Identity):
+        return sp.S.One
+    return sp.Mul(*_sympy_letters(m, sqrt_names))
+
+
+def _tr_poly(poly: sp.Expr) -> sp.Expr:
+    """``tr`` of a noncommutative polynomial, by linearity."""
+    out = []
+    for term in sp.Add.make_args(sp.expand(poly)):
+        c, nc = term.args_cnc()
+        out.append(sp.Mul(*c) * (tr(sp.Mul(*nc)) if nc else sp.S.One))
+    return sp.Add(*out)
+
+
+def _expr_poly(m: MatrixExpr, sqrt_names: set[str], laws: dict[sp.Symbol, Any]) -> sp.Expr:
+    """The random expression as a noncommutative polynomial in letters (Gram pairs -> Wishart)."""
+    from .expressions import Identity, Product, Sum
+    from .onepoint import gaussian_gram_to_wishart
+
+    if isinstance(m, Sum):
+        return sp.Add(*[_expr_poly(t, sqrt_names, laws) for t in m.terms])
+    coeff, factors = (m.coeff, m.factors) if isinstance(m, Product) else (sp.S.One, (m,))
+    factors = tuple(f for f in factors if not isinstance(f, Identity))
+    coeff, factors, _ = gaussian_gram_to_wishart(coeff, factors)
+    out = coeff
+    for f in factors:
+        if isinstance(f, Sum):
+            out = out * _expr_poly(f, sqrt_names, laws)
+        else:
+            letters, f_laws = _factor_letters((f,), sqrt_names)
+            laws.update(f_laws)
+            out = out * sp.Mul(*letters)
+    return out
+
+
+def _sqrt_names_expr(m: MatrixExpr) -> set[str]:
+    return {x.base.name for x in m.leaves() if isinstance(x, Sqrt)}
+
+
+def _function_replacements(eq: OnePoint, K: int, tvar: sp.Symbol) -> dict[Any, sp.Expr]:
+    from .transforms import r_series
+
+    out: dict[Any, sp.Expr] = {}
+    for name, law in eq.transforms:
+        out[sp.Function(f"S_{name}")] = s_series(law.moments(K + 1), K + 1, tvar)
+        out[sp.Function(f"R_{name}")] = r_series(law.cumulants(K + 1), K + 1, tvar)
+    return out
+
+
+def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
+    """:func:`series_coefficients` for any equivalent whose fixed points are rational in
+    ``lam``, the ridges, ``df1`` and the transforms (additive layers, mixed chains).
+
+    Each ridge ``kappa_i = u_i / x`` is solved in solve order: explicit ones by one
+    evaluation, implicit ones by iterating their equation (each pass fixes one more
+    order; the result is checked to be a fixed point to the requested order). The
+    equivalent ``prefactor * kappa (kappa + Y)^{-1}`` is expanded with ``Y`` a
+    noncommutative polynomial; the exact side is
+    :func:`~detequiv.derivations.mixed.polynomial_moment` of ``M_test (-A)^k``.
+    """
+    from .mixed import polynomial_moment
+    from .onepoint import _resolvent_parts, df1, solve_order
+
+    K = _check_order(order)
+    c_out, res = _resolvent_parts(eq.random)
+    dim = res.shape[0]
+    rebuilt = eq.prefactor * eq.ridge * (eq.matrix + eq.ridge * sp.Identity(dim)).inverse()
+    if rebuilt != eq.deterministic:
+        raise InvalidArgument(
+            f"deterministic = {eq.deterministic} is not prefactor * ridge (ridge I + matrix)^-1 = "
+            f"{rebuilt}; the series check expands (prefactor, ridge, matrix), so change those fields"
+        )
+    sqrt_names = _sqrt_names_expr(res.arg) | _sqrt_names_sympy(eq.matrix)
+    for fp in eq.fixed_points:
+        sqrt_names |= _sqrt_names_sympy(fp.rhs)
+    laws: dict[sp.Symbol, Any] = {}
+    a_poly = _expr_poly(res.arg, sqrt_names, laws)
+
+    tvar = sp.Symbol("t_series")
+    replacements = _function_replacements(eq, K, tvar)
+    symbols = [fp.symbol for fp in eq.fixed_points]
+    lam = eq.lam
+    fps = []
+    all_exprs: list[Any] = []
+    for fp in solve_order(eq.fixed_points):
+        rhs = fp.rhs
+        for func, poly in replacements.items():
+            rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
+        atoms = sorted(rhs.atoms(df1), key=str)
+        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
+        rhs = sp.expand(rhs.xreplace(dict(zip(atoms, ds, strict=True))))
+        targets = []
+        for a in atoms:
+            y, kappa = a.args
+            if kappa not in symbols:
+                raise InvalidArgument(f"{a} uses {kappa}, which is not a fixed-point symbol")
+            moments = [_tr_poly(sp.expand(_sympy_poly(y, sqrt_names) ** j)) for j in range(K + 1)]
+            targets.append((moments, kappa))
+            all_exprs += moments
+        fps.append((fp.symbol, fp.implicit, rhs, ds, targets))
+        skip = set(ds) | set(symbols) | {lam}
+        all_exprs.append(sp.Add(*(rhs.free_symbols - skip)) + sp.Add(*rhs.atoms(tr)))
+    pre = sp.expand(sp.simplify(eq.prefactor * lam / c_out))
+    all_exprs.append(sp.Add(*(pre.free_symbols - set(symbols) - {lam})))
+    alg = _Ring(all_exprs)
+    n = K + 1
+    inv_x: _Series = (-1, [alg.R.one] + [alg.R.zero] * (n - 1))
+    env: dict[sp.Basic, _Series] = {lam: inv_x}
+    solved: dict[sp.Symbol, list[Any]] = {}
+
+    def ridge_series(u: list[Any]) -> _Series:
+        return (-1, list(u))
+
+    for symbol, implicit, rhs, ds, targets in fps:
+        moments_ring = [([alg.to(x) for x in ms], kappa) for ms, kappa in targets]
+
+        def step(u: list[Any], symbol: sp.Symbol = symbol, rhs: sp.Expr = rhs, ds: list[Any] = ds,
+                 moments_ring: list[Any] = moments_ring) -> list[Any]:
+            current = {**solved, symbol: u}
+            local = dict(env)
+            local.update({s: ridge_series(v) for s, v in current.items()})
+            for d, (ms, kappa) in zip(ds, moments_ring, strict=True):
+                local[d] = (0, _df_series(ms, current[kappa], K, alg)[1])
+            shift, cs = _s_eval(rhs, local, n, alg)
+            value = _s_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
+            if value[0] < 0 and any(value[1][: -value[0]]):
+                raise InvalidArgument(f"{symbol} / lam has a pole at lam = infinity; no 1/lam series")
+            cs = value[1][-value[0]:] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
+            if len(cs) < n:
+                raise InvalidArgument(
+                    f"the equation of {symbol} loses precision ({len(cs)} < {n} coefficients); "
+                    "the series check cannot reach that order"
+                )
+            return cs[:n]
+
+        u = [alg.R.one] + [alg.R.zero] * K
+        for _ in range(K + 3 if implicit else 1):
+            u = step(u)
+        if implicit and step(u) != u:
+            raise InvalidArgument(
+                f"iterating the equation of {symbol} as a series in 1/lam did not converge; "
+                "it is not a contraction at lam = infinity"
+            )
+        solved[symbol] = u
+
+    local = dict(env)
+    local.update({s: ridge_series(v) for s, v in solved.items()})
+    if eq.ridge in solved:
+        u = solved[eq.ridge]
+    else:
+        ratio = sp.simplify(eq.ridge / lam)
+        u = [alg.to(ratio)] + [alg.R.zero] * K
+    p_shift, p_cs = _s_eval(pre, local, n, alg)
+    if p_shift != 0:
+        raise InvalidArgument(f"the prefactor {eq.prefactor} is not O(1) as lam -> infinity")
+    v = [alg.R.zero] + _inv(u, K, alg)[:K]
+    vp = _powers(v, K, alg)
+    y_poly = _sympy_poly(eq.matrix, sqrt_names)
+    m = TEST_LETTER
+    y_traces = []
+    y_power = sp.S.One
+    for _ in range(K + 1):
+        y_traces.append(_tr_poly(m * y_power))
+        y_power = sp.expand(y_power * y_poly)
+    weighted = [_mul(p_cs, vp[j], K, alg.R.zero) for j in range(K + 1)]
+    out = []
+    a_power = sp.S.One
+    for k in range(K + 1):
+        eqv = sp.Add(*[(-1) ** j * alg.expr(weighted[j][k]) * y_traces[j] for j in range(K + 1)])
+        dia = sp.expand((-1) ** k * polynomial_moment(m * a_power, laws))
+        out.append((sp.expand(eqv), dia))
+        a_power = sp.expand(a_power * a_poly)
+    return tuple(out)
