@@ -25,15 +25,18 @@ from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
 from .codegen.latex import to_latex as to_latex
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
+from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import CumulantLaw as CumulantLaw
 from .derivations import Deterministic as Deterministic
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
 from .derivations import OnePoint as OnePoint
 from .derivations import Semicircle as Semicircle
+from .derivations import TwoPoint as TwoPoint
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
 from .derivations import derive as derive
+from .derivations import derive_two_point as derive_two_point
 from .derivations import diagram_sum as diagram_sum
 from .derivations import mixed_moment as mixed_moment
 from .derivations import moments_from_cumulants as moments_from_cumulants
@@ -71,4 +74,6 @@ __all__ = [
     "OnePoint",
     "check_monte_carlo",
     "to_latex",
+    "TwoPoint",
+    "derive_two_point",
 ]

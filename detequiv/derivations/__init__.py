@@ -35,6 +35,8 @@ from .quantities import tr as tr
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
 from .transforms import s_series as s_series
+from .twopoint import TwoPoint as TwoPoint
+from .twopoint import derive_two_point as derive_two_point
 
 __all__ = [
     "moments_from_cumulants",
@@ -65,4 +67,6 @@ __all__ = [
     "OnePoint",
     "FixedPoint",
     "Step",
+    "TwoPoint",
+    "derive_two_point",
 ]
