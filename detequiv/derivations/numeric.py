@@ -7,7 +7,9 @@ in their dependency order for a concrete spectrum (MATH.md 2.1): for real
 (:math:`\kappa_0` the largest zero of :math:`1/G(\mathrm{df}_1(\kappa))`, 0 if none),
 found by ``scipy.optimize.brentq``; for complex :math:`\lambda` by Newton continuation
 along the arc from :math:`|\lambda|`; :math:`\lambda=0` gives the ridgeless
-:math:`\kappa_0`.
+:math:`\kappa_0`. Fixed points of other forms (additive layers, mixed chains) are
+solved by Newton continuation from :math:`\lambda+s`, :math:`s\to\infty`, down to
+:math:`s=0` (``_general_ridge``): the branch connected to :math:`\kappa\sim\lambda`.
 
 The Monte Carlo witness built on these numbers lives in
 :mod:`detequiv.codegen.onepoint_mc` (``derivations`` never imports ``codegen``).

@@ -2,7 +2,8 @@ r"""One-point deterministic equivalents, derived by named resummation rules.
 
 :func:`derive` takes ``c * resolvent(A, lam)`` where ``A`` is a product of deterministic
 matrices, Gram products ``X.T @ X`` of Gaussian matrices and free rotation-invariant
-factors, and returns a :class:`OnePoint`: the deterministic equivalent, its fixed
+factors, or a sum with free additive terms ``c B`` (possibly inside such a product, e.g.
+``X.T @ X @ (Sigma + S) / P``), and returns a :class:`OnePoint`: the deterministic equivalent, its fixed
 points (a dependency graph solved in topological order) and the list of the rules that
 produced it (MATH.md 2.1-2.3):
 
@@ -15,7 +16,14 @@ produced it (MATH.md 2.1-2.3):
 * :func:`trace_invariance`: the trace of an equivalence identifies every intermediate
   ``df1`` with the innermost one;
 * :func:`layer_composition`: the layered ridges compose into one implicit equation for
-  the innermost ridge, ``kappa_L = lam prod_i S_i(-df1)``, the others explicit.
+  the innermost ridge, ``kappa_L = lam prod_i S_i(-df1)``, the others explicit;
+* :func:`additive_subordination`: peel a free additive term ``c B`` off
+  ``r (r + A + c B)^{-1} ~ (r / r~) r~ (r~ + A)^{-1}`` with
+  ``r~ = r + R_{cB}(-(1 - df1(A, r~)) / r~)`` (Biane 1998; z = -r). Across an additive
+  layer the trace carries the prefactor: ``1 - df1(outer) = (r / r~)(1 - df1(inner))``
+  (:func:`trace_invariance`); mixed chains are composed by inverting each layer for its
+  outer ridge (multiplicative: ``r = r' / S(-df1)``, additive: ``r = r~ - R(-g)``), which
+  gives ``lam`` as a function of the innermost ridge (one implicit equation).
 
 Every result proves itself: :meth:`OnePoint.check_series` expands it in ``1/lam``
 exactly and compares each coefficient with the planar diagram sum of

@@ -10,6 +10,13 @@ more order). The equivalent :math:`\kappa(\kappa+Y)^{-1}=\sum_j(-Y)^jv^j`,
 :math:`\lambda(\lambda+A)^{-1}` is the input and the limit is the planar diagram sum of
 :func:`~detequiv.derivations.mixed.mixed_moment`. Square roots are letters of their
 own: :math:`\Sigma=(\Sigma^{1/2})^2` inside every trace, so both sides use one alphabet.
+
+Resolvents of sums (additive layers, mixed chains) go through
+:func:`general_series_coefficients`: fixed points of any rational form in ``lam``, the
+ridges and ``df1`` are evaluated on truncated Laurent series in :math:`x` with tracked
+precision and iterated to a checked fixed point; the exact side is
+:func:`~detequiv.derivations.mixed.polynomial_moment` of :math:`M(-A)^k` with ``A`` the
+noncommutative polynomial of the input.
 """
 
 from __future__ import annotations

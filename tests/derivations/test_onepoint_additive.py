@@ -246,3 +246,26 @@ def test_sum_without_free_additive_term_is_refused():
 def test_repeated_free_matrix_in_a_sum_is_refused():
     with pytest.raises(InvalidWord, match="more than once"):
         derive(lam * resolvent(Sigma @ S + S, lam))
+
+
+@pytest.mark.slow
+def test_monte_carlo_rejects_composition_without_the_additive_trace_prefactor():
+    # (Sigma + S) sampled: the correct equivalent passes, the one that treats the additive
+    # layer like a multiplicative one in the trace (df1 equal across it) is rejected
+    eq = derive(lam * resolvent(X.T @ X @ (Sigma + S) / P, lam))
+    k1, k2 = sp.symbols("kappa_1 kappa_2")
+    Sm = sp.MatrixSymbol("Sigma", D, D)
+    outer = sp.solve(sp.Eq(k2, k1 - v * (1 - df1(Sm, k2)) / k2), k1)[0]
+    wrong = _replace_fixed_point(eq, k2, sp.simplify(k2 * (lam / (1 - D / P * df1(Sm, k2))) / outer))
+    kw = dict(
+        sizes=(100, 200, 400),
+        values={v: 0.5},
+        dims={P: 0.5},
+        n_samples=6,
+        lams=(0.5,),
+        spectra={Sigma: lambda n: np.linspace(1.5, 3, n)},
+    )
+    good = eq.check_monte_carlo(rng=np.random.default_rng(3), **kw)
+    assert good.passed, str(good)
+    bad = wrong.check_monte_carlo(rng=np.random.default_rng(3), **kw)
+    assert not bad.passed, str(bad)
