@@ -262,7 +262,8 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
     x = _BS(alg, {(1, 0): one}, _INF)
     y = _BS(alg, {(0, 1): one}, _INF)
     moments = [alg.to(m) for m in tr_a]
-    gc = [alg.to(c) for c in g_coeffs]
+    # u = kappa / lam = G(df1) / coeff  (the fixed point is kappa = (lam / coeff) G(df1))
+    gc = [alg.to(sp.expand(c / tp.coeff)) for c in g_coeffs]
 
     def df_of(v: _BS, shift: int = 1) -> _BS:
         out = _BS(alg, {}, _INF)

@@ -282,3 +282,12 @@ def test_str_and_latex():
     text = str(tp)
     assert "operator_valued_subordination" in text and "kappa'" in text
     assert tp._repr_latex_().startswith("$\\begin{aligned}")
+
+
+def test_series_with_scaled_matrices_and_prefactor():
+    """Ridge rescaling: X.T @ X without 1/P, and 3 lam lam2 (lam + 2 A B)^-1 M (lam2 + 2 B A)^-1."""
+    assert two(S @ X.T @ X, X.T @ X @ S, M).check_series(3).passed
+    B = FreeMatrix("B", D, CumulantLaw("b"))
+    tp = derive_two_point(3 * lam * lam2 * resolvent(2 * S @ B, lam) @ M @ resolvent(2 * B @ S, lam2))
+    assert tp.prefactor == 3 and tp.coeff == 2
+    assert tp.check_series(3).passed
