@@ -31,7 +31,8 @@ from ..derivations.expressions import (
     Transpose,
 )
 from ..derivations.twopoint import TwoPoint, register_two_point_witness
-from ..errors import InvalidArgument, VerificationError
+from ..errors import InvalidArgument
+from .onepoint_mc import MonteCarloCheck, _test_matrix
 from .verify import VerificationReport, verify
 from .witness import sampler_for_law
 
@@ -60,29 +61,8 @@ class TwoPointReport:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TwoPointMonteCarloCheck:
-    """All reports of :func:`check_monte_carlo`."""
-
-    reports: tuple[TwoPointReport, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def raise_if_failed(self) -> None:
-        if not self.passed:
-            raise VerificationError("two-point Monte Carlo check failed:\n" + str(self))
-
-    def __str__(self) -> str:
-        return "\n\n".join(str(r) for r in self.reports)
-
-
-def _test_matrix(n: int) -> np.ndarray:
-    return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
+#: All reports of :func:`check_monte_carlo`: the same container as the one-point check.
+TwoPointMonteCarloCheck = MonteCarloCheck
 
 
 def _value(expr: Any, scal: Mapping[str, Any]) -> complex:
@@ -95,8 +75,9 @@ def _value(expr: Any, scal: Mapping[str, Any]) -> complex:
         raise InvalidArgument(f"no value for {missing}; pass them in values") from None
 
 
-def _numeric(expr: MatrixExpr, mats: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray],
-             scal: Mapping[str, Any]) -> np.ndarray:
+def _numeric(
+    expr: MatrixExpr, mats: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray], scal: Mapping[str, Any]
+) -> np.ndarray:
     if isinstance(expr, Product):
         out = _numeric(expr.factors[0], mats, draws, scal)
         for f in expr.factors[1:]:
@@ -176,8 +157,14 @@ def check_monte_carlo(
     params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
     spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
     a_name = tp.a_matrix.name
-    others = sorted({f.base.name if isinstance(f, Sqrt) else f.name for f in tp.middle
-                     if isinstance(f, (Deterministic, Sqrt))} - {a_name})
+    others = sorted(
+        {
+            f.base.name if isinstance(f, Sqrt) else f.name
+            for f in tp.middle
+            if isinstance(f, (Deterministic, Sqrt))
+        }
+        - {a_name}
+    )
     child = np.random.default_rng(rng.integers(2**63))
     cache: dict[int, Any] = {}
 
@@ -196,11 +183,13 @@ def check_monte_carlo(
                     shape = tuple(int(_value(d, scal).real) for d in x.dims)
                     draws[x.name] = lambda shape=shape: child.standard_normal(shape)
                 elif isinstance(x, FreeMatrix) and x.name not in draws:
-                    given = next((f for k, f in (samplers or {}).items()
-                                  if str(getattr(k, "name", k)) == x.name), None)
+                    given = next(
+                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
+                    )
                     if given is None:
-                        law = x.law.subs({s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law)
-                                          if s.name in scal})
+                        law = x.law.subs(
+                            {s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law) if s.name in scal}
+                        )
                         given = sampler_for_law(law)
                     m = int(_value(x.dim, scal).real)
                     draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
@@ -226,11 +215,13 @@ def check_monte_carlo(
         lam2_c: Any = lam2 if lam2.imag else lam2.real
         complex_pair = bool(lam.imag or lam2.imag)
         for test in tests:
+
             def t_of(n: int, test: str = test) -> np.ndarray:
                 return np.eye(n) if test == "I" else _test_matrix(n)
 
-            def exact(N: int, naive: bool = False, lam: Any = lam_c, lam2: Any = lam2_c,
-                      t_of: Any = t_of) -> complex | float:
+            def exact(
+                N: int, naive: bool = False, lam: Any = lam_c, lam2: Any = lam2_c, t_of: Any = t_of
+            ) -> complex | float:
                 v = numbers(N, lam, lam2)
                 n = v.matrix.shape[0]
                 return v.naive_trace(t_of(n)) if naive else v.trace(t_of(n))
@@ -238,9 +229,15 @@ def check_monte_carlo(
             recorded: dict[int, list[complex]] = {}
             replay: dict[int, list[complex]] = {}
 
-            def functional(m: dict[Any, np.ndarray], lam: Any = lam_c, lam2: Any = lam2_c,
-                           t_of: Any = t_of, recorded: Any = recorded, replay: Any = replay,
-                           complex_pair: bool = complex_pair) -> complex:
+            def functional(
+                m: dict[Any, np.ndarray],
+                lam: Any = lam_c,
+                lam2: Any = lam2_c,
+                t_of: Any = t_of,
+                recorded: Any = recorded,
+                replay: Any = replay,
+                complex_pair: bool = complex_pair,
+            ) -> complex:
                 N = m["N"].shape[0]
                 if replay.get(N):
                     return replay[N].pop(0)
@@ -266,8 +263,14 @@ def check_monte_carlo(
             common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
             report = verify(exact, functional, samplers_n, rng=np.random.default_rng(seed), **common)
             replay.update({k: list(v) for k, v in recorded.items()})  # the same samples for the control
-            naive = verify(lambda N: exact(N, True), functional, samplers_n,
-                           rng=np.random.default_rng(seed), label=f"naive {functional.__name__}", **common)
+            naive = verify(
+                lambda N: exact(N, True),
+                functional,
+                samplers_n,
+                rng=np.random.default_rng(seed),
+                label=f"naive {functional.__name__}",
+                **common,
+            )
             big = exact(max(sizes))
             corr = abs(big - exact(max(sizes), True)) / max(abs(big), 1e-300)
             reports.append(TwoPointReport((lam_c, lam2_c), test, report, naive, corr))

@@ -55,7 +55,16 @@ import sympy as sp
 
 from ..errors import DetEquivError, InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
-from .onepoint import FixedPoint, OnePoint, Step, derive, df1, gaussian_gram_to_wishart
+from .onepoint import (
+    _WITNESSES,
+    FixedPoint,
+    OnePoint,
+    Step,
+    derive,
+    df1,
+    gaussian_gram_to_wishart,
+    register_witness,
+)
 
 __all__ = [
     "df2",
@@ -70,12 +79,14 @@ __all__ = [
     "register_two_point_witness",
 ]
 
-_WITNESSES: dict[str, Callable[..., Any]] = {}
-
 
 def register_two_point_witness(name: str, function: Callable[..., Any]) -> None:
-    """Register a witness (``"monte_carlo"``) for :class:`TwoPoint` (done by :mod:`detequiv.codegen`)."""
-    _WITNESSES[name] = function
+    """Register a witness (``"monte_carlo"``) for :class:`TwoPoint` (done by :mod:`detequiv.codegen`).
+
+    It shares the one registry of :func:`detequiv.derivations.onepoint.register_witness`,
+    under the key ``"two_point/" + name``.
+    """
+    register_witness("two_point/" + name, function)
 
 
 _REF_TWO_POINT = (
@@ -427,7 +438,7 @@ class TwoPoint:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness (:func:`detequiv.codegen.twopoint_mc.check_monte_carlo`)."""
-        witness = _WITNESSES.get("monte_carlo")
+        witness = _WITNESSES.get("two_point/monte_carlo")
         if witness is None:
             raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.twopoint_mc")
         return witness(self, sizes, rng=rng, **kwargs)
