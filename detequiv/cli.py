@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--order", type=_pos_int, required=True, metavar="K")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
 
-    dv = sub.add_parser("derive", help="deterministic equivalent of a resolvent expression")
+    dv = sub.add_parser(
+        "derive", help="deterministic equivalent of one resolvent, or of two around a matrix (two-point)"
+    )
     dv.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
     dv.add_argument(
         "--det", action="append", default=[], metavar="NAME:DIM", help="a deterministic DIM x DIM matrix"
@@ -254,12 +256,15 @@ _EXAMPLES = {"--det": "--det Sigma:D", "--gaussian": "--gaussian X:P,D", "--free
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
+    from .derivations.expressions import Resolvent
     from .derivations.onepoint import derive
     from .derivations.parser import parse_expression
+    from .derivations.twopoint import derive_two_point
 
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
-    eq = derive(expr)
+    resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
+    eq = derive_two_point(expr) if len(resolvents) == 2 else derive(expr)
     if args.latex:
         from .codegen.latex import to_latex
 

@@ -99,6 +99,15 @@ def test_derive_layered_latex(capsys):
     assert out.startswith("\\begin{align*}") and "\\kappa_{2}" in out
 
 
+def test_derive_two_point(capsys):
+    r = "resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, {})"
+    expr = "lam*lam2*" + r.format("lam") + " @ M @ " + r.format("lam2")
+    argv = ("derive", expr, "--det", "Sigma:D", "--det", "M:D", "--gaussian", "X:P,D", "--check", "3")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0, out
+    assert "operator_valued_subordination" in out and "two-point series check passed" in out
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [

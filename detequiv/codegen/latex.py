@@ -25,15 +25,17 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from ..derivations.onepoint import OnePoint, Step
+from ..derivations.twopoint import TwoPoint
 from ..errors import InvalidArgument
 
 __all__ = ["DetEquivLatexPrinter", "to_latex", "symbol_names"]
 
-_KAPPA = re.compile(r"kappa(?:_(\d+))?\Z")
+_KAPPA = re.compile(r"kappa(?:_(\d+))?('*)\Z")
+_LAM = re.compile(r"(?:lam|lambda)(2|')?\Z")
 
 
 def symbol_names(*exprs: sp.Basic) -> dict[sp.Symbol, str]:
-    r"""LaTeX names for the scalar symbols of the engine: ``lam`` -> :math:`\lambda`, ``kappa_2`` -> :math:`\kappa_{2}`.
+    r"""LaTeX names for the engine's scalars: ``lam`` -> :math:`\lambda`, ``lam2`` -> :math:`\lambda'`, ``kappa_2`` -> :math:`\kappa_{2}`.
 
     >>> symbol_names(sp.Symbol("lam") + sp.Symbol("kappa_2"))
     {kappa_2: '\\kappa_{2}', lam: '\\lambda'}
@@ -43,10 +45,10 @@ def symbol_names(*exprs: sp.Basic) -> dict[sp.Symbol, str]:
         for s in sp.sympify(expr).atoms(sp.Symbol):
             if isinstance(s, sp.MatrixSymbol):
                 continue
-            if s.name in ("lam", "lambda"):
-                out[s] = r"\lambda"
+            if m := _LAM.match(s.name):
+                out[s] = r"\lambda" + ("'" if m.group(1) else "")
             elif m := _KAPPA.match(s.name):
-                out[s] = r"\kappa" if m.group(1) is None else r"\kappa_{" + m.group(1) + "}"
+                out[s] = (r"\kappa" if m.group(1) is None else r"\kappa_{" + m.group(1) + "}") + m.group(2)
     return dict(sorted(out.items(), key=lambda kv: kv[0].name))
 
 
@@ -62,13 +64,16 @@ def _text(words: str) -> str:
     return r"\text{" + escaped + "}"
 
 
-def to_latex(eq: OnePoint, *, derivation: bool = True, settings: dict[str, Any] | None = None) -> str:
+def to_latex(
+    eq: OnePoint | TwoPoint, *, derivation: bool = True, settings: dict[str, Any] | None = None
+) -> str:
     r"""The equivalent, its fixed points and (optionally) its derivation as an ``align*``.
 
     Parameters
     ----------
-    eq : OnePoint
-        A result of :func:`~detequiv.derivations.onepoint.derive`.
+    eq : OnePoint or TwoPoint
+        A result of :func:`~detequiv.derivations.onepoint.derive` or
+        :func:`~detequiv.derivations.twopoint.derive_two_point`.
     derivation : bool
         Also list the steps, each labelled with its rule's name.
     settings : dict, optional
@@ -80,8 +85,11 @@ def to_latex(eq: OnePoint, *, derivation: bool = True, settings: dict[str, Any] 
         ``\begin{align*} ... \end{align*}``, to be used inside a document loading
         ``amsmath`` and ``amssymb`` (see :func:`detequiv.codegen.texdoc.latex_document`).
     """
-    if not isinstance(eq, OnePoint):
-        raise InvalidArgument(f"to_latex needs a OnePoint (from derive), got {type(eq).__name__}")
+    if not isinstance(eq, (OnePoint, TwoPoint)):
+        raise InvalidArgument(
+            f"to_latex needs a OnePoint or TwoPoint (from derive or derive_two_point), "
+            f"got {type(eq).__name__}"
+        )
     steps: tuple[Step, ...] = eq.derivation if derivation else ()
     exprs: list[sp.Basic] = [eq.random.to_sympy(), eq.deterministic]
     exprs += [fp.equation for fp in eq.fixed_points]

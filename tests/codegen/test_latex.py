@@ -55,3 +55,20 @@ def test_layered_derivation_compiles_with_pdflatex(tmp_path):
         pytest.skip("pdflatex not installed; install Debian's texlive-latex-base to run this test")
     pdf = compile_latex(latex_document([to_latex(_layered())], title="Derivation"), outdir=tmp_path)
     assert pdf.exists() and pdf.stat().st_size > 0
+
+
+def test_two_point_latex_compiles(tmp_path):
+    import detequiv as de
+    from detequiv.codegen.texdoc import compile_latex, find_tex_engine, latex_document
+    from detequiv.derivations.twopoint import derive_two_point
+
+    lam, lam2 = sp.symbols("lam lam2", positive=True)
+    D, P = sp.symbols("D P", positive=True)
+    S, M = de.Deterministic("Sigma", D), de.Deterministic("M", D)
+    X = de.Gaussian("X", (P, D))
+    sh = S.sqrt() @ X.T @ X @ S.sqrt() / P
+    tex = de.to_latex(derive_two_point(lam * lam2 * de.resolvent(sh, lam) @ M @ de.resolvent(sh, lam2)))
+    assert r"\kappa'" in tex and r"\lambda'" in tex and "operator" in tex.replace("\\_", "_")
+    if find_tex_engine() is None:
+        pytest.skip("pdflatex not installed; install Debian's texlive-latex-base to compile")
+    assert compile_latex(latex_document([tex]), outdir=tmp_path).exists()
