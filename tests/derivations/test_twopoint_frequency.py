@@ -139,3 +139,11 @@ def test_frequency_monte_carlo(q):
         assert abs(de - mean[j]) < tol, (l1, l2, de, mean[j], tol)
         if abs(de) > 1e-3:  # the correction term matters: the naive product is rejected
             assert abs(naive - mean[j]) > tol, (l1, l2, naive, mean[j], tol)
+
+
+def test_exact_matrices_at_small_frequency_reach_the_ridgeless_value():
+    """No engine involved: the Monte Carlo mean at w = 1e-3 matches the static reference (q = 2)."""
+    n, q = 120, 2.0
+    mean, se, e, t = monte_carlo(n, q, [(1e-3j, 2e-3j)], 12, np.random.default_rng(12))
+    expected = static_reference(e, q, t)
+    assert abs(mean[0] - expected) < 4 * se[0] + abs(expected) / n + 1e-3
