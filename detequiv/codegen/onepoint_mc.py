@@ -19,6 +19,7 @@ import sympy as sp
 
 from ..derivations.expressions import (
     Deterministic,
+    DeterministicVector,
     FreeMatrix,
     Gaussian,
     MatrixExpr,
@@ -27,8 +28,15 @@ from ..derivations.expressions import (
     Sum,
     Transpose,
 )
-from ..derivations.numeric import _number, _plain, _split_values, _substitute
-from ..derivations.onepoint import OnePoint, _resolvent_parts, register_witness
+from ..derivations.numeric import (
+    _number,
+    _plain,
+    _split_values,
+    _substitute,
+    contracted_value,
+    contraction_factor,
+)
+from ..derivations.onepoint import Contracted, OnePoint, _resolvent_parts, register_witness
 from ..errors import InvalidArgument, VerificationError
 from .verify import verify
 from .witness import sampler_for_law
@@ -68,6 +76,12 @@ def _test_matrix(n: int) -> np.ndarray:
     return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
 
 
+def _test_vector(n: int) -> np.ndarray:
+    """A unit vector with uneven weights ``linspace(0.2, 1, n)`` (normalized)."""
+    v = np.linspace(0.2, 1.0, n)
+    return v / np.linalg.norm(v)
+
+
 def _numeric_expr(
     expr: MatrixExpr, det: Mapping[str, np.ndarray], draws: dict[str, np.ndarray], scal: Mapping[str, Any]
 ) -> np.ndarray:
@@ -93,7 +107,7 @@ def _numeric_expr(
 
 
 def check_monte_carlo(
-    eq: OnePoint,
+    eq: OnePoint | Contracted,
     sizes: Sequence[int] = (100, 200, 400),
     *,
     rng: np.random.Generator,
@@ -105,6 +119,7 @@ def check_monte_carlo(
     n_samples: int = 20,
     c_finite: float = 5.0,
     n_se: float = 4.0,
+    vectors: Mapping[Any, Any] | None = None,
 ) -> MonteCarloCheck:
     """Compare ``tr(T .)`` of the random expression with the equivalent, by simulation.
 
@@ -125,14 +140,31 @@ def check_monte_carlo(
     n_samples, c_finite, n_se
         As in :func:`detequiv.codegen.verify.verify`.
 
+    vectors : mapping, optional
+        For a quadratic form: vector (or name) -> ``n -> 1-D array`` (default the unit
+        vector ``linspace(0.2, 1, n) / norm``).
+
     The test matrices are the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``,
     which weighs the spectrum unevenly and does not commute with a diagonal covariance.
+
+    For a :class:`~detequiv.derivations.onepoint.Contracted` result the functional is
+    the user's contraction itself: ``tr(T .)`` with the test matrices of the input
+    (``spectra`` entries, default the matrix above unless it is also in the resolvent)
+    or ``u.T . v``. A quadratic form with a bounded vector does not self-average: one
+    sample fluctuates as ``O(1/sqrt(N))`` (MATH.md 6.7), not ``O(1/N)`` like a
+    normalized trace. The tolerance ``n_se * se + c_finite |exact| / N`` of
+    :func:`~detequiv.codegen.verify.verify` uses the empirical standard error ``se``
+    of the ``n_samples`` draws, so it widens to ``O(1/sqrt(N n_samples))`` by itself
+    (the finite-size bias stays ``O(1/N)``); a wrong formula off by ``O(1)`` is still
+    rejected, more surely with more samples.
     """
     if not isinstance(rng, np.random.Generator):
         raise InvalidArgument(
             f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
         )
-    c_out, res = _resolvent_parts(eq.random)
+    contracted = isinstance(eq, Contracted)
+    base = eq.inner if isinstance(eq, Contracted) else eq
+    c_out, res = _resolvent_parts(base.random)
     leaves = res.arg.leaves()
     n_dim = res.shape[0]
     if not isinstance(n_dim, sp.Symbol):
@@ -202,12 +234,47 @@ def check_monte_carlo(
             cache[N] = (dd, det, mats, draw_fns)
         return cache[N]
 
+    vec_names: set[str] = set()
+    test_names: set[str] = set()
+    if isinstance(eq, Contracted):
+        for f in (*eq.left, *eq.right):
+            if isinstance(f, DeterministicVector):
+                vec_names.add(f.name)
+            elif isinstance(f, (Deterministic, Sqrt)):
+                test_names.add(f.base.name if isinstance(f, Sqrt) else f.name)
+    given_vectors = {
+        (k.name if isinstance(k, DeterministicVector) else str(k)): v for k, v in (vectors or {}).items()
+    }
+    given_spectra = {
+        (k.name if isinstance(k, Deterministic) else str(k)): v for k, v in (spectra or {}).items()
+    }
+
+    def contraction_inputs(n: int, det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Numbers of the test matrices and vectors at size ``n`` (resolvent leaves reused)."""
+        out: dict[str, np.ndarray] = {}
+        for name in sorted(test_names):
+            if name in det:
+                out[name] = det[name]
+            elif name in given_spectra:
+                g = given_spectra[name]
+                out[name] = np.asarray(g(n) if callable(g) else g, dtype=float)
+            else:
+                out[name] = _test_matrix(n)
+        for name in sorted(vec_names):
+            g = given_vectors.get(name, _test_vector)
+            out[name] = np.asarray(g(n) if callable(g) else g)
+        return out
+
     def exact_for(lam: complex, test: str) -> Callable[[int], complex | float]:
         def exact(N: int) -> complex | float:
             dd, det, _, _ = prepared(N)
             vals: dict[Any, Any] = {**params, **dd, str(eq.lam): lam}
             vals.update(det)
-            value = eq.evaluate(vals)
+            if isinstance(eq, Contracted):
+                n = int(_substitute(n_dim, dd))
+                vals.update(contraction_inputs(n, det))
+                return contracted_value(eq, vals)
+            value = base.evaluate(vals)
             n = value.matrix_y.shape[0]
             return value.trace(None if test == "I" else _test_matrix(n))
 
@@ -222,11 +289,25 @@ def check_monte_carlo(
             a = _numeric_expr(res.arg, mats, draws, {**params, **dd})
             n = a.shape[0]
             c = complex(_substitute(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
+            if isinstance(eq, Contracted):
+                inputs = contraction_inputs(n, prepared(N)[1])
+                mats_c, _ = _split_values({k: v for k, v in inputs.items() if k not in vec_names})
+                vecs = {k: v for k, v in inputs.items() if k in vec_names}
+                left = [contraction_factor(f, mats_c, vecs, n) for f in eq.left]
+                right = [contraction_factor(f, mats_c, vecs, n) for f in eq.right]
+                r = c * np.linalg.inv(a + lam * np.eye(n))
+                out = np.eye(n) if eq.kind == "trace" else np.ones((1, 1))
+                for mat in (*right, *left) if eq.kind == "trace" else (*left, r, *right):
+                    out = out @ mat
+                value = np.trace(out @ r) / n if eq.kind == "trace" else out[0, 0]
+                return value if isinstance(lam, complex) and lam.imag else value.real
             sol = np.linalg.solve(a + lam * np.eye(n), t if test == "T" else np.eye(n))
             value = c * np.trace(sol) / n
             return value if isinstance(lam, complex) and lam.imag else value.real
 
-        functional.__name__ = f"tr({test} {eq.random}) at {eq.lam}={lam}"
+        functional.__name__ = (
+            f"{eq.random} at {eq.lam}={lam}" if contracted else f"tr({test} {eq.random}) at {eq.lam}={lam}"
+        )
         return functional
 
     def t_sampler(N: int, _rng: np.random.Generator) -> np.ndarray:
@@ -237,7 +318,7 @@ def check_monte_carlo(
     for lam_value in lams:
         lam = _number(lam_value, "lam")
         lam_c: complex | float = lam if lam.imag else lam.real
-        for test in ("I", "T"):
+        for test in ("F",) if contracted else ("I", "T"):
             reports.append(
                 verify(
                     exact_for(lam_c, test),  # type: ignore[arg-type]

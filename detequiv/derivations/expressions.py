@@ -38,6 +38,7 @@ from .laws import Law
 __all__ = [
     "MatrixExpr",
     "Deterministic",
+    "DeterministicVector",
     "Sqrt",
     "Gaussian",
     "FreeMatrix",
@@ -202,6 +203,40 @@ class Deterministic(MatrixExpr):
 
     def to_sympy(self) -> sp.Expr:
         return sp.MatrixSymbol(self.name, self.dim, self.dim)
+
+
+@dataclass(frozen=True, slots=True)
+class DeterministicVector(MatrixExpr):
+    """A deterministic column vector ``u`` of shape ``(dim, 1)`` (``u.T`` is the row).
+
+    Used in quadratic forms ``u.T @ R @ u``; the vector is meant bounded (``|u| = O(1)``).
+
+    >>> import sympy as sp
+    >>> u = DeterministicVector("u", sp.Symbol("D", positive=True))
+    >>> u.shape, u.T.shape, u.T.T == u
+    ((D, 1), (1, D), True)
+    """
+
+    name: str
+    dim: sp.Expr
+    transposed: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise InvalidArgument(f"vector name {self.name!r} must be an identifier such as 'u'")
+        object.__setattr__(self, "dim", _dim(self.dim, f"dimension of {self.name}"))
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, self.dim) if self.transposed else (self.dim, sp.S.One)
+
+    @property
+    def T(self) -> MatrixExpr:  # noqa: N802
+        return DeterministicVector(self.name, self.dim, not self.transposed)
+
+    def to_sympy(self) -> sp.Expr:
+        u = sp.MatrixSymbol(self.name, self.dim, 1)
+        return sp.Transpose(u) if self.transposed else u
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +491,8 @@ def _transpose(arg: MatrixExpr) -> MatrixExpr:
         return Resolvent(arg.arg.T, arg.lam)
     if isinstance(arg, (Deterministic, Sqrt, FreeMatrix, Identity)):
         return arg
+    if isinstance(arg, DeterministicVector):
+        return arg.T
     if isinstance(arg, Gaussian):
         return Transpose(arg)
     raise InvalidArgument(f"cannot transpose {arg!r}: not a matrix expression")

@@ -27,12 +27,12 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from ..errors import InvalidArgument, UndefinedTransform
-from .expressions import Deterministic, FreeMatrix
+from .expressions import Deterministic, DeterministicVector, FreeMatrix, Identity, MatrixExpr, Sqrt
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .onepoint import OnePoint, OnePointValue
+    from .onepoint import Contracted, OnePoint, OnePointValue
 
-__all__ = ["evaluate", "physical_ridge"]
+__all__ = ["evaluate", "physical_ridge", "contracted_value", "contraction_factor"]
 
 
 # ---------------------------------------------------------------------------
@@ -417,3 +417,53 @@ def _general_ridge(
 def _plain(z: complex) -> complex | float:
     z = complex(z)
     return z.real if z.imag == 0 else z
+
+
+def contraction_factor(
+    f: MatrixExpr, mats: Mapping[str, np.ndarray], vectors: Mapping[str, np.ndarray], n: int
+) -> np.ndarray:
+    """The number of one factor of a contraction (a test matrix, its root, a vector)."""
+    if isinstance(f, DeterministicVector):
+        if f.name not in vectors:
+            raise InvalidArgument(f"no vector for {f.name}; pass {{{f.name}: 1-D array}} in values")
+        v = np.asarray(vectors[f.name])
+        if v.shape != (n,):
+            raise InvalidArgument(f"the vector {f.name} has shape {v.shape}; it needs shape ({n},)")
+        return v.reshape(1, n) if f.transposed else v.reshape(n, 1)
+    if isinstance(f, Identity):
+        return np.eye(n)
+    base = f.base if isinstance(f, Sqrt) else f
+    assert isinstance(base, Deterministic)
+    m = _Matrices(mats, {})
+    full = m.get(base.name, sp.Integer(n))
+    return m.sqrt(base.name, sp.Integer(n)) if isinstance(f, Sqrt) else full
+
+
+def contracted_value(eq: Contracted, values: Mapping[Any, Any]) -> complex | float:
+    """Numbers for :meth:`Contracted.evaluate`: ``tr(T E)`` or ``u.T E v``."""
+    if not isinstance(values, Mapping):
+        raise InvalidArgument(f"values must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in (*eq.left, *eq.right) if isinstance(f, DeterministicVector)}
+    vectors: dict[str, np.ndarray] = {}
+    rest: dict[Any, Any] = {}
+    for key, value in values.items():
+        name = key.name if isinstance(key, DeterministicVector) else key if isinstance(key, str) else None
+        if name in names:
+            vectors[name] = np.asarray(value)
+        else:
+            rest[key] = value
+    value = evaluate(eq.inner, rest)
+    e = value.matrix
+    n = e.shape[0]
+    mats, _ = _split_values(rest)
+    left = [contraction_factor(f, mats, vectors, n) for f in eq.left]
+    right = [contraction_factor(f, mats, vectors, n) for f in eq.right]
+    if eq.kind == "trace":
+        out = np.eye(n)
+        for m in (*right, *left):
+            out = out @ m
+        return _plain(complex(np.trace(out @ e) / n))
+    out = np.ones((1, 1))
+    for m in (*left, e, *right):
+        out = out @ m
+    return _plain(complex(out[0, 0]))

@@ -62,6 +62,7 @@ import sympy as sp
 from ..errors import DetEquivError, InvalidArgument, InvalidWord, UndefinedTransform, VerificationError
 from .expressions import (
     Deterministic,  # noqa: F401 - used by doctests
+    DeterministicVector,
     FreeMatrix,
     Gaussian,
     Identity,
@@ -70,6 +71,7 @@ from .expressions import (
     Resolvent,
     Sqrt,
     Sum,
+    Trace,
     Transpose,
 )
 from .laws import Law, Wishart
@@ -81,6 +83,7 @@ __all__ = [
     "OnePoint",
     "SeriesCheck",
     "OnePointValue",
+    "Contracted",
     "derive",
     "solve_order",
     "gaussian_gram_to_wishart",
@@ -90,6 +93,7 @@ __all__ = [
     "trace_invariance",
     "layer_composition",
     "additive_subordination",
+    "contract_equivalence",
 ]
 
 #: Numeric witnesses registered by :mod:`detequiv.codegen` (derivations never imports it).
@@ -651,8 +655,14 @@ class OnePoint:
         return witness(self, sizes, rng=rng, **kwargs)
 
 
-def derive(expr: Any) -> OnePoint:
+def derive(expr: Any) -> Any:
     """Derive the deterministic equivalent of ``c * resolvent(A, lam)`` by named rules.
+
+    ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
+    a product of deterministic matrices, on either side) or a quadratic form
+    ``u.T @ c * resolvent(A, lam) @ v`` with :class:`DeterministicVector` ``u``, ``v``;
+    the result is then a :class:`Contracted` (the resolvent's equivalent, then
+    :func:`contract_equivalence`).
 
     ``A`` is a product (with a scalar coefficient) of :class:`Deterministic` matrices,
     their square roots, Gram pairs ``X.T @ X`` of :class:`Gaussian` matrices and
@@ -670,6 +680,11 @@ def derive(expr: Any) -> OnePoint:
     UndefinedTransform
         If a free factor has mean 0 (no S-transform).
     """
+    contraction = _contraction_parts(expr)
+    if contraction is not None:
+        kind, left, c_in, res_in, right = contraction
+        inner = derive(Product.make(c_in, (res_in,)))
+        return contract_equivalence(expr, inner, kind, left, right)
     c_out, res = _resolvent_parts(expr)
     if _contains_sum(res.arg):
         return _derive_layers(expr, c_out, res)
@@ -1109,3 +1124,182 @@ def _compose_mixed(
 def with_fixed_points(eq: OnePoint, fixed_points: Sequence[FixedPoint]) -> OnePoint:
     """A copy of ``eq`` with other fixed points (for negative controls)."""
     return replace(eq, fixed_points=tuple(fixed_points))
+
+
+# ---------------------------------------------------------------------------
+# contractions: traces against test matrices and quadratic forms
+# ---------------------------------------------------------------------------
+
+_CONTRACTION_LEAVES = (Deterministic, Sqrt, Identity)
+
+
+def _contraction_parts(
+    expr: Any,
+) -> tuple[str, tuple[MatrixExpr, ...], sp.Expr, Resolvent, tuple[MatrixExpr, ...]] | None:
+    """``(kind, left, c, R, right)`` for ``tr(left c R right)`` or ``left c R right`` (1 x 1)."""
+    if isinstance(expr, Trace):
+        kind = "trace"
+        arg = expr.arg
+    elif isinstance(expr, Product) and any(isinstance(f, DeterministicVector) for f in expr.factors):
+        kind = "quadratic"
+        arg = expr
+    else:
+        return None
+    coeff, factors = (arg.coeff, arg.factors) if isinstance(arg, Product) else (sp.S.One, (arg,))
+    where = [i for i, f in enumerate(factors) if isinstance(f, Resolvent)]
+    if len(where) != 1:
+        raise InvalidArgument(
+            f"{expr} must contain exactly one resolvent (it has {len(where)}); contract one "
+            "resolvent c * resolvent(A, lam) at a time"
+        )
+    i = where[0]
+    left, right = factors[:i], factors[i + 1 :]
+    res = factors[i]
+    assert isinstance(res, Resolvent)
+    if kind == "quadratic":
+        ok = (
+            len(left) >= 1
+            and len(right) >= 1
+            and isinstance(left[0], DeterministicVector)
+            and left[0].transposed
+            and isinstance(right[-1], DeterministicVector)
+            and not right[-1].transposed
+        )
+        if not ok:
+            raise InvalidArgument(
+                f"{expr} is not a quadratic form u.T @ (c * resolvent(A, lam)) @ v; put the "
+                "row vector u.T first and the column vector v last"
+            )
+        middle = left[1:] + right[:-1]
+    else:
+        middle = left + right
+    bad = [f for f in middle if not isinstance(f, _CONTRACTION_LEAVES)]
+    if bad:
+        raise InvalidArgument(
+            f"the contraction of {expr} contains the non-deterministic {bad[0]}; the test "
+            "matrix T (or the vectors) must be deterministic and independent of the resolvent"
+        )
+    return kind, tuple(left), coeff, res, tuple(right)
+
+
+def _contraction_sympy(
+    kind: str, left: Sequence[MatrixExpr], mid: sp.Expr, right: Sequence[MatrixExpr]
+) -> sp.Expr:
+    if kind == "trace":
+        # cyclicity: tr(L M R) = tr(R L M)
+        test = [f.to_sympy() for f in (*right, *left)]
+        n = mid.shape[0]
+        body = sp.MatMul(*test, mid) if test else mid
+        return sp.Trace(body) / n
+    # a 1 x 1 matrix; its trace is the scalar (sympy expands [0, 0] into index sums)
+    mats = [f.to_sympy() for f in left] + [mid] + [f.to_sympy() for f in right]
+    return sp.Trace(sp.MatMul(*mats))
+
+
+def contract_equivalence(
+    expr: Any, inner: OnePoint, kind: str, left: tuple[MatrixExpr, ...], right: tuple[MatrixExpr, ...]
+) -> Contracted:
+    r"""Contract a matrix equivalence ``R ~ E`` with a test matrix or with vectors.
+
+    A deterministic equivalence :math:`R\simeq E` means
+    :math:`\operatorname{tr}T(R-E)\to0` and :math:`u^\top(R-E)v\to0` for every
+    deterministic ``T``, ``u``, ``v`` of bounded norm (MATH.md 2.1), so
+    ``tr(T R) ~ tr(T E)`` and ``u.T R v ~ u.T E v``; ``tr(L R M) = tr(M L R)`` by
+    cyclicity. The fixed points are those of ``R``.
+
+    >>> import sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent, trace
+    >>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
+    >>> S, T = Deterministic("Sigma", D), Deterministic("T", D); X = Gaussian("X", (P, D))
+    >>> eq = derive(trace(T @ (lam * resolvent(S.sqrt() @ X.T @ X @ S.sqrt() / P, lam))))
+    >>> eq.deterministic
+    Trace(T*(kappa*(kappa*I + Sigma)**(-1)))/D
+    >>> eq.derivation[-1].rule
+    'contract_equivalence'
+    """
+    if kind not in ("trace", "quadratic"):
+        raise InvalidArgument(f"kind={kind!r} must be 'trace' or 'quadratic'")
+    before = _contraction_sympy(kind, left, inner.random.to_sympy(), right)
+    after = _contraction_sympy(kind, left, inner.deterministic, right)
+    note = (
+        "normalized trace against the bounded deterministic test matrix (cyclicity of tr)"
+        if kind == "trace"
+        else "quadratic form with bounded deterministic vectors; it fluctuates as O(1/sqrt(N))"
+    )
+    step = Step("contract_equivalence", before, after, "MATH.md 2.1 (definition of the equivalence)", note)
+    return Contracted(
+        random=expr,
+        deterministic=after,
+        inner=inner,
+        kind=kind,
+        left=left,
+        right=right,
+        derivation=(*inner.derivation, step),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Contracted:
+    r"""A scalar equivalent ``tr(T R) ~ tr(T E)`` or ``u.T R v ~ u.T E v`` of a resolvent.
+
+    Attributes
+    ----------
+    random : Trace or MatrixExpr
+        The expression given to :func:`derive`.
+    deterministic : sympy.Expr
+        The scalar equivalent.
+    inner : OnePoint
+        The equivalent ``R ~ E`` of the resolvent that is contracted.
+    kind : str
+        ``"trace"`` or ``"quadratic"``.
+    left, right : tuple of MatrixExpr
+        The deterministic factors left and right of the resolvent.
+    derivation : tuple of Step
+        The inner derivation, then :func:`contract_equivalence`.
+    """
+
+    random: Any
+    deterministic: sp.Expr
+    inner: OnePoint
+    kind: str
+    left: tuple[MatrixExpr, ...]
+    right: tuple[MatrixExpr, ...]
+    derivation: tuple[Step, ...]
+
+    @property
+    def fixed_points(self) -> tuple[FixedPoint, ...]:
+        return self.inner.fixed_points
+
+    @property
+    def lam(self) -> sp.Expr:
+        return self.inner.lam
+
+    def __str__(self) -> str:
+        lines = [f"{self.random}  ~  {self.deterministic}"]
+        lines += [f"  {fp}" for fp in self.fixed_points]
+        lines.append("derivation:")
+        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
+        return "\n".join(lines)
+
+    def check_series(self, order: int = 8) -> SeriesCheck:
+        """The series check of the contracted matrix equivalence (:meth:`OnePoint.check_series`).
+
+        It contracts with a generic non-commuting test letter ``M``; agreement for every
+        ``M`` implies it for ``T`` (and for ``M = n v u^T``, the quadratic form), since
+        the contraction is linear; the contraction step itself is exact.
+        """
+        return self.inner.check_series(order)
+
+    def evaluate(self, values: Mapping[Any, Any]) -> complex | float:
+        """The number: ``values`` as in :meth:`OnePoint.evaluate`, plus the test matrices
+        (spectra or matrices) and the vectors (1-D arrays, by object or name)."""
+        from .numeric import contracted_value
+
+        return contracted_value(self, values)
+
+    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
+        """Monte Carlo witness (:func:`detequiv.codegen.onepoint_mc.check_monte_carlo`)."""
+        witness = _WITNESSES.get("monte_carlo")
+        if witness is None:
+            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.onepoint_mc")
+        return witness(self, sizes, rng=rng, **kwargs)
