@@ -1281,6 +1281,11 @@ class Contracted:
         lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
         return "\n".join(lines)
 
+    def _repr_latex_(self) -> str:
+        eqs = [sp.latex(self.random.to_sympy()) + r" &\simeq " + sp.latex(self.deterministic)]
+        eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
+        return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+
     def check_series(self, order: int = 8) -> SeriesCheck:
         """The series check of the contracted matrix equivalence (:meth:`OnePoint.check_series`).
 

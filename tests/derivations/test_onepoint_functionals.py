@@ -86,6 +86,13 @@ def test_quadratic_form_is_the_contracted_equivalent():
     assert eq.derivation[-1].rule == "contract_equivalence"
 
 
+def test_printing_names_the_contraction_and_the_fixed_point():
+    eq = derive(u.T @ R @ u)
+    assert "contract_equivalence" in str(eq) and "kappa = " in str(eq)
+    tex = eq._repr_latex_()
+    assert tex.startswith("$\\begin{aligned}") and "\\simeq" in tex and "\\kappa &=" in tex
+
+
 def test_series_check_of_a_contraction_passes():
     assert derive(trace(T @ R)).check_series(4).passed
     assert derive(u.T @ R @ u).check_series(4).passed
