@@ -28,6 +28,7 @@ from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # regis
 from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import CumulantLaw as CumulantLaw
 from .derivations import Deterministic as Deterministic
+from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
 from .derivations import OnePoint as OnePoint
@@ -66,6 +67,7 @@ __all__ = [
     "verify",
     "verify_mixed_moment",
     "Deterministic",
+    "DeterministicVector",
     "Gaussian",
     "FreeMatrix",
     "resolvent",

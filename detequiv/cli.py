@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument(
         "--free", action="append", default=[], metavar="NAME:DIM=LAW", help="a free rotation-invariant factor"
     )
+    dv.add_argument(
+        "--vec",
+        action="append",
+        default=[],
+        metavar="NAME:DIM",
+        help="a deterministic vector (quadratic forms)",
+    )
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
 
@@ -214,7 +221,7 @@ def _dimension(text: str, scalars: dict, where: str) -> object:
 
 
 def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
-    from .derivations.expressions import Deterministic, FreeMatrix, Gaussian
+    from .derivations.expressions import Deterministic, DeterministicVector, FreeMatrix, Gaussian
     from .derivations.laws import parse_law
 
     scalars: dict = {}
@@ -231,6 +238,9 @@ def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
     for spec in args.det:
         name, dim = name_of(spec, "--det", ":")
         matrices[name] = Deterministic(name, _dimension(dim, scalars, f"--det {spec}"))
+    for spec in args.vec:
+        name, dim = name_of(spec, "--vec", ":")
+        matrices[name] = DeterministicVector(name, _dimension(dim, scalars, f"--vec {spec}"))
     for spec in args.gaussian:
         name, dims = name_of(spec, "--gaussian", ":")
         parts = dims.split(",")
@@ -252,7 +262,12 @@ def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
     return matrices, scalars
 
 
-_EXAMPLES = {"--det": "--det Sigma:D", "--gaussian": "--gaussian X:P,D", "--free": "--free B:D=wishart:1/2"}
+_EXAMPLES = {
+    "--det": "--det Sigma:D",
+    "--vec": "--vec u:D",
+    "--gaussian": "--gaussian X:P,D",
+    "--free": "--free B:D=wishart:1/2",
+}
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:

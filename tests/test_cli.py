@@ -99,6 +99,15 @@ def test_derive_layered_latex(capsys):
     assert out.startswith("\\begin{align*}") and "\\kappa_{2}" in out
 
 
+def test_derive_trace_and_quadratic_form(capsys):
+    r = "lam*resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, lam)"
+    decl = ("--det", "Sigma:D", "--det", "T:D", "--vec", "u:D", "--gaussian", "X:P,D")
+    status, out, _ = run(capsys, "derive", f"tr(T @ {r})", *decl, "--check", "4")
+    assert status == 0 and "contract_equivalence" in out and "series check passed" in out
+    status, out, _ = run(capsys, "derive", f"u' @ {r} @ u", *decl)
+    assert status == 0 and "kappa" in out
+
+
 def test_derive_two_point(capsys):
     r = "resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, {})"
     expr = "lam*lam2*" + r.format("lam") + " @ M @ " + r.format("lam2")

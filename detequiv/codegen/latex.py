@@ -24,7 +24,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..derivations.onepoint import OnePoint, Step
+from ..derivations.onepoint import Contracted, OnePoint, Step
 from ..derivations.twopoint import TwoPoint
 from ..errors import InvalidArgument
 
@@ -65,7 +65,7 @@ def _text(words: str) -> str:
 
 
 def to_latex(
-    eq: OnePoint | TwoPoint, *, derivation: bool = True, settings: dict[str, Any] | None = None
+    eq: OnePoint | TwoPoint | Contracted, *, derivation: bool = True, settings: dict[str, Any] | None = None
 ) -> str:
     r"""The equivalent, its fixed points and (optionally) its derivation as an ``align*``.
 
@@ -85,7 +85,7 @@ def to_latex(
         ``\begin{align*} ... \end{align*}``, to be used inside a document loading
         ``amsmath`` and ``amssymb`` (see :func:`detequiv.codegen.texdoc.latex_document`).
     """
-    if not isinstance(eq, (OnePoint, TwoPoint)):
+    if not isinstance(eq, (OnePoint, TwoPoint, Contracted)):
         raise InvalidArgument(
             f"to_latex needs a OnePoint or TwoPoint (from derive or derive_two_point), "
             f"got {type(eq).__name__}"

@@ -12,6 +12,7 @@ from .cumulants import cumulants_from_moments as cumulants_from_moments
 from .cumulants import moment_symbols as moment_symbols
 from .cumulants import moments_from_cumulants as moments_from_cumulants
 from .expressions import Deterministic as Deterministic
+from .expressions import DeterministicVector as DeterministicVector
 from .expressions import FreeMatrix as FreeMatrix
 from .expressions import Gaussian as Gaussian
 from .expressions import Identity as Identity
@@ -27,6 +28,7 @@ from .laws import Wishart as Wishart
 from .laws import parse_law as parse_law
 from .mixed import diagram_sum as diagram_sum
 from .mixed import mixed_moment as mixed_moment
+from .onepoint import Contracted as Contracted
 from .onepoint import FixedPoint as FixedPoint
 from .onepoint import OnePoint as OnePoint
 from .onepoint import Step as Step
@@ -39,6 +41,8 @@ from .twopoint import TwoPoint as TwoPoint
 from .twopoint import derive_two_point as derive_two_point
 
 __all__ = [
+    "DeterministicVector",
+    "Contracted",
     "moments_from_cumulants",
     "cumulants_from_moments",
     "cumulant_symbols",

@@ -262,8 +262,7 @@ def _mul(a: Value, b: Value, op: str) -> Value:
                 raise InvalidArgument("division by zero")
             return a / b  # type: ignore[operator]
         return a / b  # type: ignore[operator]
-    if op == "@" and not (isinstance(a, MatrixExpr) and isinstance(b, MatrixExpr)):
-        raise InvalidArgument("@ is the matrix product; use * to multiply by a scalar")
+    # "@" with a scalar operand scales, so that T @ lam*R reads as T (lam R) does in print
     if isinstance(a, MatrixExpr) and isinstance(b, MatrixExpr):
         return a @ b
     return a * b  # type: ignore[operator]

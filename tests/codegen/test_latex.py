@@ -72,3 +72,16 @@ def test_two_point_latex_compiles(tmp_path):
     if find_tex_engine() is None:
         pytest.skip("pdflatex not installed; install Debian's texlive-latex-base to compile")
     assert compile_latex(latex_document([tex]), outdir=tmp_path).exists()
+
+
+def test_contracted_results_latex():
+    import detequiv as de
+
+    lam = sp.Symbol("lam", positive=True)
+    D, P = sp.symbols("D P", positive=True)
+    S, T = de.Deterministic("Sigma", D), de.Deterministic("T", D)
+    X, u = de.Gaussian("X", (P, D)), de.DeterministicVector("u", D)
+    r = lam * de.resolvent(S.sqrt() @ X.T @ X @ S.sqrt() / P, lam)
+    for expr in (de.trace(T @ r), u.T @ r @ u):
+        tex = de.to_latex(de.derive(expr))
+        assert "contract" in tex.replace("\\_", "_") and r"\kappa" in tex
