@@ -32,7 +32,7 @@ from ..derivations.expressions import (
 )
 from ..derivations.twopoint import TwoPoint, register_two_point_witness
 from ..errors import InvalidArgument
-from .onepoint_mc import MonteCarloCheck, _test_matrix
+from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
 from .verify import VerificationReport, verify
 from .witness import sampler_for_law
 
@@ -275,15 +275,6 @@ def check_monte_carlo(
             corr = abs(big - exact(max(sizes), True)) / max(abs(big), 1e-300)
             reports.append(TwoPointReport((lam_c, lam2_c), test, report, naive, corr))
     return TwoPointMonteCarloCheck(tuple(reports))
-
-
-def _law_symbols(law: Any) -> set[sp.Symbol]:
-    out: set[sp.Symbol] = set()
-    for name in getattr(law, "__dataclass_fields__", {}):
-        v = getattr(law, name)
-        if isinstance(v, sp.Basic):
-            out |= v.free_symbols
-    return out
 
 
 register_two_point_witness("monte_carlo", check_monte_carlo)

@@ -105,6 +105,22 @@ def register_witness(name: str, function: Callable[..., Any]) -> None:
     _WITNESSES[name] = function
 
 
+def result_str(eq: Any) -> str:
+    """``random ~ deterministic``, the fixed points and the numbered steps (any result)."""
+    lines = [f"{eq.random}  ~  {eq.deterministic}"]
+    lines += [f"  {fp}" for fp in eq.fixed_points]
+    lines.append("derivation:")
+    lines += [f"  {i + 1}. {s}" for i, s in enumerate(eq.derivation)]
+    return "\n".join(lines)
+
+
+def result_latex(eq: Any) -> str:
+    """The result and its fixed points as an inline ``aligned`` block (notebook display)."""
+    eqs = [sp.latex(eq.random.to_sympy()) + r" &\simeq " + sp.latex(eq.deterministic)]
+    eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in eq.fixed_points]
+    return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+
+
 _REF_SUBORDINATION = "MATH.md 2.2; Nica-Speicher Lecture 18 (S-transform); Biane, Math. Z. 227 (1998)"
 
 
@@ -595,16 +611,10 @@ class OnePoint:
     transforms: tuple[tuple[str, Law], ...] = ()
 
     def __str__(self) -> str:
-        lines = [f"{self.random}  ~  {self.deterministic}"]
-        lines += [f"  {fp}" for fp in self.fixed_points]
-        lines.append("derivation:")
-        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
-        return "\n".join(lines)
+        return result_str(self)
 
     def _repr_latex_(self) -> str:
-        eqs = [sp.latex(self.random.to_sympy()) + r" &\simeq " + sp.latex(self.deterministic)]
-        eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
-        return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+        return result_latex(self)
 
     # -- witnesses ---------------------------------------------------------
     def check_series(self, order: int = 8) -> SeriesCheck:
@@ -1275,16 +1285,10 @@ class Contracted:
         return self.inner.lam
 
     def __str__(self) -> str:
-        lines = [f"{self.random}  ~  {self.deterministic}"]
-        lines += [f"  {fp}" for fp in self.fixed_points]
-        lines.append("derivation:")
-        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
-        return "\n".join(lines)
+        return result_str(self)
 
     def _repr_latex_(self) -> str:
-        eqs = [sp.latex(self.random.to_sympy()) + r" &\simeq " + sp.latex(self.deterministic)]
-        eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
-        return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+        return result_latex(self)
 
     def check_series(self, order: int = 8) -> SeriesCheck:
         """The series check of the contracted matrix equivalence (:meth:`OnePoint.check_series`).

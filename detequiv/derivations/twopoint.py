@@ -64,6 +64,8 @@ from .onepoint import (
     df1,
     gaussian_gram_to_wishart,
     register_witness,
+    result_latex,
+    result_str,
 )
 
 __all__ = [
@@ -388,16 +390,10 @@ class TwoPoint:
         return body if self.prefactor == 1 else sp.MatMul(self.prefactor, body)
 
     def __str__(self) -> str:
-        lines = [f"{self.random}  ~  {self.deterministic}"]
-        lines += [f"  {fp}" for fp in self.fixed_points]
-        lines.append("derivation:")
-        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
-        return "\n".join(lines)
+        return result_str(self)
 
     def _repr_latex_(self) -> str:
-        eqs = [sp.latex(self.random.to_sympy()) + r" &\simeq " + sp.latex(self.deterministic)]
-        eqs += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
-        return r"$\begin{aligned}" + r"\\".join(eqs) + r"\end{aligned}$"
+        return result_latex(self)
 
     def with_scale(self, scale: sp.Expr) -> TwoPoint:
         """A copy with another correction scalar (negative controls)."""
