@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -43,6 +44,7 @@ from .cumulants import (
     moments_from_cumulants,
 )
 from .quantities import tr
+from .transforms import _check_s, moments_from_s, s_taylor
 
 __all__ = [
     "Law",
@@ -52,6 +54,7 @@ __all__ = [
     "Constant",
     "CumulantLaw",
     "DeterministicLaw",
+    "STransformLaw",
     "parse_law",
     "KNOWN_LAWS",
 ]
@@ -167,9 +170,7 @@ class _Substituted:
     kwargs: tuple[tuple[str, Any], ...]
 
     def __call__(self, n: int) -> sp.Expr:
-        return _exact(self.function(n), f"cumulant({n})").subs(
-            *self.args, **dict(self.kwargs)
-        )
+        return _exact(self.function(n), f"cumulant({n})").subs(*self.args, **dict(self.kwargs))
 
 
 def _var(value: Any, what: str) -> sp.Expr:
@@ -242,14 +243,11 @@ class FreePoisson(Law):
     jump: sp.Expr = sp.Integer(1)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "rate", _parameter(self.rate, "free Poisson rate", positive=True)
-        )
+        object.__setattr__(self, "rate", _parameter(self.rate, "free Poisson rate", positive=True))
         jump = _parameter(self.jump, "free Poisson jump")
         if jump.is_zero:
             raise InvalidArgument(
-                "free Poisson jump must be nonzero (jump 0 is the constant law 0); "
-                "use Constant(0) for that"
+                "free Poisson jump must be nonzero (jump 0 is the constant law 0); use Constant(0) for that"
             )
         object.__setattr__(self, "jump", jump)
 
@@ -344,8 +342,7 @@ class Constant(Law):
         _var(t, "t")
         if self.value.is_zero:
             raise UndefinedTransform(
-                "the S-transform of Constant(0) is undefined: it needs m1 != 0 and "
-                "here m1 = 0"
+                "the S-transform of Constant(0) is undefined: it needs m1 != 0 and here m1 = 0"
             )
         return 1 / self.value
 
@@ -390,9 +387,7 @@ class CumulantLaw(Law):
                     f"n -> kappa_n, got {type(cumulants).__name__}"
                 ) from None
             if length == 0:
-                raise InvalidArgument(
-                    "CumulantLaw cumulants is empty; give kappa_1, kappa_2, ... or None"
-                )
+                raise InvalidArgument("CumulantLaw cumulants is empty; give kappa_1, kappa_2, ... or None")
             cumulants = _values(cumulants, length, "CumulantLaw cumulants")
         object.__setattr__(self, "cumulants_given", cumulants)
 
@@ -485,6 +480,196 @@ class DeterministicLaw(Law):
         return r"\operatorname{law}\left(" + self.name + r"\right)"
 
 
+@dataclass(frozen=True, slots=True)
+class STransformLaw(Law):
+    r"""A free law given by a closed-form S-transform :math:`S(t)` (MATH.md 1.5, 2.2).
+
+    :math:`\chi(t)=S(t)\,t/(1+t)` is the compositional inverse of
+    :math:`\psi(z)=\sum_{n\ge1}m_nz^n`, so the moments are exact coefficients of a series
+    reversion (:func:`~detequiv.derivations.transforms.moments_from_s`) and the cumulants
+    follow from :func:`~detequiv.derivations.cumulants.cumulants_from_moments`. In the
+    one-point engine the factor renormalises the ridge by the closed form,
+    :math:`\kappa=\lambda\,S(-\mathrm{df}_1(\kappa))`.
+
+    Parameters
+    ----------
+    s : sympy expression
+        :math:`S(t)`, analytic at :math:`t=0` with :math:`S(0)=1/m_1\ne0`. Built with
+        sympy (text is refused, never parsed). Free symbols other than ``t`` are
+        parameters of the law (they can be substituted with :meth:`subs`).
+    t : sympy.Symbol
+        The variable of ``s``.
+    name : str, optional
+        A display name (letters, digits, ``_``); default ``S(t) = <s>``.
+    spectrum : callable, optional, keyword only
+        ``N -> N eigenvalues`` of a matrix model with this law, used by the Monte Carlo
+        witness (:func:`~detequiv.codegen.witness.sampler_for_law`, Haar rotated); without
+        it the witness inverts :math:`S` numerically. Not compared, hashed or printed.
+
+    Raises
+    ------
+    InvalidArgument
+        ``s`` is text, ``t`` is not a Symbol, ``s`` is not analytic at 0.
+    UndefinedTransform
+        :math:`S(0)=0` (no law with a finite nonzero mean has it).
+
+    Examples
+    --------
+    The white Wishart law of ratio :math:`q`, given by :math:`S(t)=1/(1+qt)`, has the
+    Narayana moments and the cumulants :math:`q^{n-1}` of ``Wishart(q)``:
+
+    >>> import sympy as sp
+    >>> t, q = sp.symbols("t q", positive=True)
+    >>> law = STransformLaw(1 / (1 + q * t), t, "W")
+    >>> law.moments(3)
+    (1, q + 1, q**2 + 3*q + 1)
+    >>> law.cumulants(4)
+    (1, q, q**2, q**3)
+    >>> law.moments(4) == Wishart(q).moments(4)
+    True
+    >>> law.s_transform(-sp.Symbol("d"))
+    1/(-d*q + 1)
+    >>> law.r_transform(sp.Symbol("w"))
+    -1/(q*w - 1)
+
+    The round trip through the truncated S-series of its own moments:
+
+    >>> from detequiv.derivations.transforms import s_series
+    >>> s_series(law.moments(4), 4, t)
+    -q**3*t**3 + q**2*t**2 - q*t + 1
+    >>> STransformLaw((1 + t) ** -2, t).moments(5)       # MP(1) x MP(1): Fuss-Catalan
+    (1, 3, 12, 55, 273)
+    """
+
+    s: sp.Expr
+    t: sp.Symbol
+    label: str | None = None
+    spectrum: Callable[[int], Any] | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self,
+        s: Any,
+        t: Any,
+        name: str | None = None,
+        *,
+        spectrum: Callable[[int], Any] | None = None,
+    ) -> None:
+        expr, var = _check_s(s, t)
+        if name is not None:
+            _name(name, "STransformLaw name")
+        if spectrum is not None and not callable(spectrum):
+            raise InvalidArgument(
+                f"spectrum={spectrum!r} is not callable; pass a function N -> N eigenvalues, "
+                "e.g. lambda N: np.linspace(0.5, 1.5, N)"
+            )
+        head = s_taylor(expr, var, 1)[0]  # analytic at 0, or InvalidArgument
+        if head.is_zero:
+            raise UndefinedTransform(
+                f"S(0) = 0 for S({var}) = {expr}; S(0) = 1/m1 must be nonzero (a law with a "
+                "finite nonzero mean), so this is not an S-transform"
+            )
+        object.__setattr__(self, "s", expr)
+        object.__setattr__(self, "t", var)
+        object.__setattr__(self, "label", name)
+        object.__setattr__(self, "spectrum", spectrum)
+
+    @property
+    def name(self) -> str:
+        return self.label if self.label is not None else f"S({self.t}) = {self.s}"
+
+    @property
+    def parameters(self) -> frozenset[sp.Symbol]:
+        """The free symbols of ``s`` other than ``t``."""
+        return frozenset(self.s.free_symbols - {self.t})
+
+    def moments(self, order: int) -> tuple[sp.Expr, ...]:
+        return moments_from_s(self.s, self.t, _check_order(order))
+
+    def cumulants(self, order: int) -> tuple[sp.Expr, ...]:
+        return _s_law_cumulants(self.s, self.t, _check_order(order))
+
+    def cumulant(self, n: int) -> sp.Expr:
+        return self.cumulants(_check_order(n, "n"))[-1]
+
+    def s_transform(self, t: Any) -> sp.Expr:
+        return self.s.subs(self.t, _var(t, "t"))
+
+    def r_transform(self, w: Any) -> sp.Expr:
+        r"""Closed form of :math:`R(w)` from :math:`R(w)\,S(wR(w))=1`, when cheap.
+
+        Solved exactly when :math:`y\,S(wy)=1` is, after clearing denominators, of
+        degree 1 in :math:`y`, or of degree 2 with numeric coefficients (the root is the
+        one whose series matches the cumulants). Otherwise
+        :class:`~detequiv.errors.UndefinedTransform` (the engine then uses the series).
+        """
+        var = _var(w, "w")
+        return _s_law_r(self.s, self.t, self.name)(var)
+
+    def subs(self, *args: Any, **kwargs: Any) -> Law:
+        """The same law with the substitution applied to the parameters of ``s`` (never to ``t``)."""
+        bound = sp.Dummy(self.t.name)
+        expr = self.s.xreplace({self.t: bound}).subs(*args, **kwargs).xreplace({bound: self.t})
+        return STransformLaw(expr, self.t, self.label, spectrum=self.spectrum)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def _latex(self, printer: Any = None) -> str:
+        return (
+            r"\operatorname{STransformLaw}\left(S("
+            + sp.latex(self.t)
+            + ") = "
+            + sp.latex(self.s)
+            + r"\right)"
+        )
+
+
+@lru_cache(maxsize=256)
+def _s_law_cumulants(s: sp.Expr, t: sp.Symbol, order: int) -> tuple[sp.Expr, ...]:
+    return cumulants_from_moments(order, moments_from_s(s, t, order))
+
+
+@lru_cache(maxsize=128)
+def _s_law_r(s: sp.Expr, t: sp.Symbol, name: str) -> Callable[[sp.Expr], sp.Expr]:
+    """``w -> R(w)`` in closed form for the S-transform ``s``, or UndefinedTransform."""
+    w, y = sp.Dummy("w"), sp.Dummy("y")
+    fallback = UndefinedTransform(
+        f"{name} has no cheap closed-form R-transform (R(w) S(w R(w)) = 1 is not solvable in "
+        "closed form here); use detequiv.derivations.transforms.r_series(law.cumulants(order), "
+        "order, w)"
+    )
+    num, den = sp.fraction(sp.cancel(y * s.subs(t, w * y) - 1))
+    if not num.is_polynomial(y):
+        raise fallback
+    poly = sp.Poly(num, y)
+    degree = poly.degree()
+    if degree == 1:
+        a, b = poly.all_coeffs()
+        root = sp.cancel(-b / a)
+    elif degree == 2 and not (s.free_symbols - {t}):
+        order = 4
+        kappas = _s_law_cumulants(s, t, order)
+        target = sp.Add(*[k * w**i for i, k in enumerate(kappas)])
+        root = None
+        for cand in sp.solve(poly.as_expr(), y):
+            try:
+                ser = sp.series(cand, w, 0, order).removeO()
+            except (ValueError, NotImplementedError, sp.PolynomialError):  # pragma: no cover
+                continue
+            if sp.simplify(sp.expand(ser - target)) == 0:
+                root = cand
+                break
+        if root is None:
+            raise fallback
+    else:
+        raise fallback
+
+    def r(var: sp.Expr) -> sp.Expr:
+        return root.subs(w, var)
+
+    return r
+
+
 # ---------------------------------------------------------------------------
 # command-line parsing
 # ---------------------------------------------------------------------------
@@ -556,9 +741,7 @@ def parse_law(text: str) -> Law:
     def need(count: int | tuple[int, ...]) -> None:
         allowed = (count,) if isinstance(count, int) else count
         if len(params) not in allowed:
-            raise InvalidArgument(
-                f"law {spec!r} has {len(params)} parameter(s); write {KNOWN_LAWS[kind]}"
-            )
+            raise InvalidArgument(f"law {spec!r} has {len(params)} parameter(s); write {KNOWN_LAWS[kind]}")
 
     if kind in ("wishart", "mp"):
         need(1)
@@ -581,15 +764,11 @@ def parse_law(text: str) -> Law:
         label = params[0].strip() if params else "B"
         if not _NAME.match(label):
             raise InvalidArgument(
-                f"bad name {label!r} in law {spec!r}: use a letter, then letters, "
-                "digits or _"
+                f"bad name {label!r} in law {spec!r}: use a letter, then letters, digits or _"
             )
         return CumulantLaw(label)
     need(1)  # deterministic
     label = params[0].strip()
     if not _NAME.match(label):
-        raise InvalidArgument(
-            f"bad name {label!r} in law {spec!r}: use a letter, then letters, "
-            "digits or _"
-        )
+        raise InvalidArgument(f"bad name {label!r} in law {spec!r}: use a letter, then letters, digits or _")
     return DeterministicLaw(label)
