@@ -18,17 +18,28 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..derivations.laws import Constant, FreePoisson, Law, Semicircle, Wishart
+from ..derivations.laws import Constant, FreePoisson, Law, Semicircle, STransformLaw, Wishart
 from ..derivations.mixed import mixed_moment, to_trace_word
 from ..derivations.quantities import tr
 from ..errors import InvalidArgument
-from .montecarlo import Sampler, fixed_matrix_sampler, goe_sampler, wishart_sampler
+from .montecarlo import (
+    Sampler,
+    fixed_matrix_sampler,
+    goe_sampler,
+    quantile_spectrum,
+    rotated_spectrum,
+    spectrum_sampler,
+    wishart_sampler,
+)
 from .verify import VerificationReport, verify
 
 __all__ = ["evaluate_traces", "sampler_for_law", "verify_mixed_moment", "as_matrix_factory"]
@@ -101,7 +112,19 @@ def sampler_for_law(law: Law) -> Sampler:
     ``v``; ``FreePoisson(rate, jump)``: ``rate * jump`` times a white Wishart of
     ratio ``1/rate``; ``Constant(c)``: ``c I``. Laws given only by cumulants have no
     canonical matrix model and raise :class:`InvalidArgument`.
+
+    ``STransformLaw``: ``O diag(e) O^T`` with Haar ``O``, where ``e`` is the law's
+    ``spectrum(N)`` if it was given one, else the ``N`` quantiles ``(k - 1/2)/N`` of its
+    density, found by Stieltjes inversion of the S-transform (see
+    :func:`_s_law_density`). The inversion needs numeric parameters and a compactly
+    supported density without atoms; otherwise it raises :class:`InvalidArgument`
+    (give the law a ``spectrum=`` then).
     """
+    if isinstance(law, STransformLaw):
+        if law.spectrum is not None:
+            return spectrum_sampler(law.spectrum)
+        x, cdf = _s_law_density(law.s, law.t)
+        return _QuantileSampler(x, cdf)
     if isinstance(law, Wishart):
         return wishart_sampler(_number(law.ratio, "ratio"))
     if isinstance(law, Semicircle):
@@ -116,6 +139,157 @@ def sampler_for_law(law: Law) -> Sampler:
         c = _number(law.value, "value")
         return fixed_matrix_sampler(lambda N: c * np.eye(N))
     raise InvalidArgument(f"{law} has no built-in matrix model; pass a sampler for it in `samplers`")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _QuantileSampler:
+    """``(N, rng) -> O diag(quantiles) O^T`` for a law tabulated as a distribution function."""
+
+    x: np.ndarray
+    cdf: np.ndarray
+
+    def quantiles(self, N: int) -> np.ndarray:
+        return quantile_spectrum(lambda u: np.interp(u, self.cdf, self.x), N)
+
+    def __call__(self, N: int, rng: np.random.Generator) -> np.ndarray:
+        return rotated_spectrum(self.quantiles(N), rng)
+
+
+def _stieltjes_on_line(
+    s_num: Callable[[Any], Any],
+    ds_num: Callable[[Any], Any],
+    moments: Sequence[float],
+    x: np.ndarray,
+    height: float,
+    top: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""``G(x + i height)`` on a grid, from :math:`\zeta yS(y)=1+y`, :math:`G=(1+y)/\zeta`.
+
+    With :math:`y=\psi(1/\zeta)=\zeta G(\zeta)-1` the relation
+    :math:`\chi(\psi(u))=u`, :math:`\chi(y)=S(y)y/(1+y)`, reads
+    :math:`\zeta yS(y)=1+y`. The physical root is followed by Newton's method from
+    :math:`\mathrm{Im}\,\zeta=top` (far from the spectrum, where
+    :math:`y\approx\sum_km_k\zeta^{-k}`) down to ``height`` in small geometric steps,
+    all grid points at once; the branch points lie on the real axis, so the root is
+    never lost above it. Returns ``G`` and the final Newton residual.
+    """
+    heights = np.geomspace(top, height, 160)
+    zeta = x + 1j * heights[0]
+    y = sum(m * zeta ** -(k + 1) for k, m in enumerate(moments))
+    residual = np.full(x.shape, np.inf)
+    with np.errstate(all="ignore"):
+        for h in heights:
+            zeta = x + 1j * h
+            for _ in range(30):
+                sv = s_num(y)
+                f = zeta * y * sv - 1 - y
+                df = zeta * (sv + y * ds_num(y)) - 1
+                step = f / df
+                y = y - step
+                if np.all(np.abs(step) <= 1e-13 * (1 + np.abs(y))):
+                    break
+            residual = np.abs(zeta * y * s_num(y) - 1 - y)
+    return (1 + y) / zeta, residual
+
+
+def _adaptive_density(
+    density: Callable[[np.ndarray], tuple[np.ndarray, bool]], x: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    r"""Refine the grid ``x`` where trapezoid and Simpson masses of an interval differ.
+
+    Singular edges (e.g. :math:`x^{-2/3}` at 0 for a product of two Wisharts) and atoms
+    (a Lorentzian of width :math:`\epsilon`) get bisected down to their own scale, so
+    the tabulated mass converges. Returns the grid, the density and whether every
+    evaluation found the physical root.
+    """
+    d, ok = density(x)
+    active = np.ones(x.size - 1, dtype=bool)
+    for _ in range(80):
+        idx = np.flatnonzero(active)
+        if idx.size == 0 or x.size > 400_000:
+            break
+        a, b = x[idx], x[idx + 1]
+        mid = (a + b) / 2
+        dm, good = density(mid)
+        ok = ok and good
+        trap = (b - a) * (d[idx] + d[idx + 1]) / 2
+        simpson = (b - a) * (d[idx] + 4 * dm + d[idx + 1]) / 6
+        refine = np.abs(simpson - trap) > tol
+        keep = idx[refine]
+        x = np.insert(x, keep + 1, mid[refine])
+        d = np.insert(d, keep + 1, dm[refine])
+        # new intervals: both halves of each refined one are active, the rest are done
+        flags = np.zeros(x.size - 1, dtype=bool)
+        shifted = keep + np.arange(keep.size)  # positions of the left halves after insertion
+        flags[shifted] = True
+        flags[shifted + 1] = True
+        active = flags
+    return x, d, ok
+
+
+@lru_cache(maxsize=32)
+def _s_law_density(s: sp.Expr, t: sp.Symbol) -> tuple[np.ndarray, np.ndarray]:
+    r"""Grid ``x`` and distribution function ``cdf`` of the law with S-transform ``s``.
+
+    The density :math:`-\mathrm{Im}\,G(x+i\epsilon)/\pi` (:func:`_stieltjes_on_line`,
+    :math:`\epsilon` a 1e-9 fraction of the window) on an adaptively refined grid
+    (:func:`_adaptive_density`) over a window around the mean, widened until the captured
+    mass is 1 within 1e-3. The table is then checked against the exact moments
+    :math:`m_1, m_2` (relative error 1e-2); any failure (symbolic parameters, unbounded
+    support, a non-physical root) raises :class:`InvalidArgument`.
+    """
+    law_text = f"the law with S({t}) = {s}"
+    hint = "; give the STransformLaw a spectrum=lambda N: eigenvalues to sample it"
+    params = s.free_symbols - {t}
+    if params:
+        raise InvalidArgument(
+            f"{law_text} has the symbolic parameters {sorted(map(str, params))}; give them numbers "
+            "(law.subs(...) or values=) to sample it, or give the STransformLaw a "
+            "spectrum=lambda N: eigenvalues"
+        )
+    from ..derivations.transforms import moments_from_s
+
+    m = [complex(v).real for v in moments_from_s(s, t, 4)]
+    if not s.has(t):  # a constant law: its S-transform is 1/c
+        return np.array([m[0], m[0]]), np.array([0.0, 1.0])
+    s_num = sp.lambdify(t, s, "numpy")
+    ds_num = sp.lambdify(t, sp.diff(s, t), "numpy")
+    sd = math.sqrt(max(m[1] - m[0] ** 2, 0.0))
+    half = max(4.0 * sd, 0.5 * abs(m[0]), 1e-12)
+    for _ in range(6):
+        height, top = 1e-9 * half, 20.0 * (abs(m[0]) + half)
+
+        def density(x: np.ndarray, height: float = height, top: float = top) -> tuple[np.ndarray, bool]:
+            g, residual = _stieltjes_on_line(s_num, ds_num, m, x, height, top)
+            good = bool(np.all(np.isfinite(g))) and float(np.max(residual, initial=0.0)) < 1e-8
+            rho = -g.imag / math.pi
+            good = good and float(np.min(rho, initial=0.0)) > -1e-6 * float(np.max(rho, initial=1.0))
+            return np.clip(np.nan_to_num(rho), 0.0, None), good
+
+        x, d, ok = _adaptive_density(density, np.linspace(m[0] - half, m[0] + half, 2001), 1e-7)
+        mass = float(np.sum((d[1:] + d[:-1]) * np.diff(x)) / 2)
+        edge = max(d[0], d[-1]) * half
+        if ok and abs(mass - 1.0) < 1e-3 and edge < 1e-3:
+            break
+        half *= 2.0
+    else:
+        raise InvalidArgument(
+            f"the numeric Stieltjes inversion of {law_text} did not give a compactly supported "
+            "law of mass 1 (a heavy tail or a non-physical S)" + hint
+        )
+    cdf = np.concatenate([[0.0], np.cumsum((d[1:] + d[:-1]) * np.diff(x) / 2)])
+    cdf /= cdf[-1]
+    e = np.interp((np.arange(20000) + 0.5) / 20000, cdf, x)
+    for k in (1, 2):
+        got, want = float(np.mean(e**k)), m[k - 1]
+        if abs(got - want) > 1e-2 * max(abs(want), m[1]):
+            raise InvalidArgument(
+                f"the numeric Stieltjes inversion of {law_text} gives m{k} = {got:.6g}, but the exact "
+                f"value is {want:.6g}" + hint
+            )
+    x.setflags(write=False)
+    cdf.setflags(write=False)
+    return x, cdf
 
 
 def as_matrix_factory(spec: Any) -> Callable[[int], np.ndarray]:
