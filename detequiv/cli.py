@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
+    dv.add_argument(
+        "--order",
+        metavar="NAMES",
+        help="averaging order of the random matrices, comma-separated (e.g. X,F: data first)",
+    )
 
     x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
     x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
@@ -279,7 +284,13 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
     resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
-    eq = derive_two_point(expr) if len(resolvents) == 2 else derive(expr)
+    order = tuple(n.strip() for n in args.order.split(",") if n.strip()) if args.order else None
+    if len(resolvents) == 2:
+        if order is not None:
+            raise InvalidArgument("--order applies to one-point expressions (one resolvent)")
+        eq = derive_two_point(expr)
+    else:
+        eq = derive(expr, order=order)
     if args.latex:
         from .codegen.latex import to_latex
 

@@ -132,6 +132,8 @@ class _Matrices:
     def matrix(self, m: sp.Basic) -> np.ndarray:
         if isinstance(m, sp.Identity):
             return np.eye(self.dim(m.shape[0]))
+        if isinstance(m, sp.ZeroMatrix):
+            return np.zeros((self.dim(m.shape[0]), self.dim(m.shape[1])))
         if isinstance(m, sp.MatrixSymbol):
             return self.get(m.name, m.shape[0])
         if isinstance(m, sp.MatPow):
@@ -375,8 +377,10 @@ def _general_ridge(
         dvals = [complex(np.mean(e / (e + z))) for e in spectra]
         ddf = [complex(-np.mean(e / (e + z) ** 2)) for e in spectra]
         value = z - complex(f(lv, z, *dvals))
-        deriv = 1 - complex(fr(lv, z, *dvals)) - sum(
-            complex(g(lv, z, *dvals)) * x for g, x in zip(fd, ddf, strict=True)
+        deriv = (
+            1
+            - complex(fr(lv, z, *dvals))
+            - sum(complex(g(lv, z, *dvals)) * x for g, x in zip(fd, ddf, strict=True))
         )
         return value, deriv
 

@@ -13,6 +13,9 @@ produced it (MATH.md 2.1-2.3):
   ``lam (lam + L B R)^{-1} ~ kappa (kappa + L R)^{-1}`` with
   ``kappa = lam S_B(-df1(R L, kappa))`` (multiplicative subordination);
 * :func:`merge_square_roots`: ``A^{1/2} A^{1/2} = A``;
+* :func:`outer_isotropy`: a Gaussian sandwich ``c Z Y Z.T`` (random features in
+  feature space) has an equivalent ``tau I_N``, ``tau = 1 - (D/N)(1 - tr_D`` of the
+  rotated resolvent of ``c Y Z.T Z``), which is derived in turn;
 * :func:`trace_invariance`: the trace of an equivalence identifies every intermediate
   ``df1`` with the innermost one;
 * :func:`layer_composition`: the layered ridges compose into one implicit equation for
@@ -94,6 +97,8 @@ __all__ = [
     "layer_composition",
     "additive_subordination",
     "contract_equivalence",
+    "outer_isotropy",
+    "Isotropic",
 ]
 
 #: Numeric witnesses registered by :mod:`detequiv.codegen` (derivations never imports it).
@@ -598,6 +603,10 @@ class OnePoint:
         ``c / lam`` for an input ``c (A + lam)^{-1}``.
     transforms : tuple of (str, Law)
         Laws whose S-transform is an undefined function ``S_name`` in the equations.
+    isotropic : Isotropic or None
+        Set when the equivalent is a multiple of the identity obtained by
+        :func:`outer_isotropy` (a Gaussian sandwich ``Z Y Z^T``): the rotated problem
+        in the inner space and the scalar ``tau``.
     """
 
     random: MatrixExpr
@@ -609,6 +618,7 @@ class OnePoint:
     matrix: sp.Expr
     prefactor: sp.Expr
     transforms: tuple[tuple[str, Law], ...] = ()
+    isotropic: Isotropic | None = None
 
     def __str__(self) -> str:
         return result_str(self)
@@ -665,7 +675,176 @@ class OnePoint:
         return witness(self, sizes, rng=rng, **kwargs)
 
 
-def derive(expr: Any) -> Any:
+def _free_label(f: FreeMatrix) -> set[str]:
+    """Names that select ``f`` in ``order``: its own, and ``X`` for ``W_X`` from a Gram pair."""
+    out = {f.name}
+    if f.name.startswith("W_"):
+        out.add(f.name[2:])
+    return out
+
+
+def _averaging_order(order: Sequence[str] | None, free: Sequence[FreeMatrix]) -> list[str]:
+    """Validate ``order`` against the free factors present; the names of the factors, in order."""
+    if order is None:
+        return []
+    if isinstance(order, str) or not all(isinstance(o, str) for o in order):
+        raise InvalidArgument(
+            f"order={order!r} must be a sequence of matrix names such as ('X', 'F'), not a string"
+        )
+    out: list[str] = []
+    for name in order:
+        match = [f.name for f in free if name in _free_label(f)]
+        if not match:
+            known = sorted(n for f in free for n in _free_label(f))
+            raise InvalidArgument(
+                f"order names {name!r}, which is not a free factor or Gram pair of the resolvent; "
+                f"known: {known}"
+            )
+        if match[0] in out:
+            raise InvalidArgument(f"order names {name!r} twice; average each source of randomness once")
+        out.append(match[0])
+    return out
+
+
+def _next_free(factors: Sequence[MatrixExpr], wanted: Sequence[str]) -> int:
+    """Index of the next free factor to peel: the first of ``wanted`` present, else the rightmost."""
+    for name in wanted:
+        for i, f in enumerate(factors):
+            if isinstance(f, FreeMatrix) and f.name == name:
+                return i
+    return max(i for i, f in enumerate(factors) if isinstance(f, FreeMatrix))
+
+
+def _gaussian_sandwich(
+    factors: Sequence[MatrixExpr], dim: Any
+) -> tuple[Gaussian, tuple[MatrixExpr, ...]] | None:
+    """``(Z, Y)`` when the product is ``Z Y Z.T`` with ``Z`` Gaussian appearing only there."""
+    if len(factors) < 3:
+        return None
+    first, last = factors[0], factors[-1]
+    if not (isinstance(first, Gaussian) and isinstance(last, Transpose) and last.arg == first):
+        return None
+    mid = tuple(factors[1:-1])
+    for f in mid:
+        if f == first or (isinstance(f, Transpose) and f.arg == first):
+            raise InvalidWord(
+                f"the Gaussian matrix {first.name} appears inside its own sandwich "
+                f"{first.name} ... {first.name}.T; it must appear only at both ends"
+            )
+    return first, mid
+
+
+@dataclass(frozen=True, slots=True)
+class Isotropic:
+    """The rotated problem behind an isotropic equivalent ``tau I_N`` (:func:`outer_isotropy`).
+
+    Attributes
+    ----------
+    inner : OnePoint
+        The equivalent of ``lam (lam + c Y Z^T Z)^{-1}`` in the inner space.
+    tau : sympy.Symbol
+        ``tr_N`` of the equivalent; its fixed point is explicit.
+    gaussian : Gaussian
+        The sandwiching matrix ``Z`` (``N x D``).
+    """
+
+    inner: OnePoint
+    tau: sp.Symbol
+    gaussian: Gaussian
+
+
+_REF_ISOTROPY = (
+    "left rotation invariance of a Gaussian matrix (Z and O Z have the same law for Haar O), "
+    "so E f(Z Y Z^T) commutes with every rotation; Sylvester: Z Y Z^T and Y Z^T Z have the "
+    "same nonzero eigenvalues (MATH.md 2.4, feature-space trace)"
+)
+
+
+def outer_isotropy(
+    expr: Any,
+    c_out: sp.Expr,
+    res: Resolvent,
+    coeff: sp.Expr,
+    sandwich: tuple[Gaussian, tuple[MatrixExpr, ...]],
+    order: Sequence[str] | None = None,
+) -> OnePoint:
+    r"""Equivalent of a Gaussian sandwich: :math:`\lambda(\lambda+cZYZ^	op)^{-1}\simeq	au I_N`.
+
+    ``Z`` (``N x D``) has iid entries and appears only at both ends, so the law of the
+    resolvent is invariant under :math:`Z	o OZ`: its equivalent against deterministic
+    test matrices is a multiple of the identity, :math:`	au=\operatorname{tr}_N`. The
+    nonzero spectra of :math:`ZYZ^	op` and :math:`YZ^	op Z` coincide, so
+
+    .. math:: 	au = 1-rac{D}{N}\Big(1-\operatorname{tr}_D\,
+              \lambda(\lambda+cYZ^	op Z)^{-1}\Big),
+
+    and the inner resolvent is derived by :func:`derive` (with the averaging
+    ``order``): for random features, :math:`	au=1-n/N`, the feature-space trace of
+    MATH.md 2.4.
+
+    >>> import sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
+    >>> lam = sp.Symbol("lam", positive=True); D, N, P = sp.symbols("D N P", positive=True)
+    >>> S = Deterministic("Sigma", D); X = Gaussian("X", (P, D)); F = Gaussian("F", (N, D))
+    >>> eq = derive(lam * resolvent(F @ S.sqrt() @ X.T @ X @ S.sqrt() @ F.T / (N * P), lam))
+    >>> eq.deterministic
+    tau*I
+    >>> eq.fixed_points[-1]
+    FixedPoint(symbol=tau, equation=Eq(tau, -D*df1(Sigma, kappa_2)/N + 1), depends_on=(kappa_2,))
+    """
+    z, mid = sandwich
+    lam = res.lam
+    n_dim, d_dim = z.dims
+    inner_arg = Product.make(coeff, (*mid, Transpose(z), z))
+    inner = derive(lam * Resolvent(inner_arg, lam), order=order)
+    if inner.isotropic is not None:
+        raise InvalidWord(
+            f"nested Gaussian sandwiches ({z.name} around {inner.isotropic.gaussian.name}) are not "
+            "supported yet; write the inner product with a Gram pair"
+        )
+    tau = sp.Symbol("tau")
+    inner_trace = inner.prefactor * (1 - df1(inner.matrix, inner.ridge))
+    rhs = 1 - d_dim / n_dim * (1 - inner_trace)
+    rhs = sp.expand(rhs) if inner.prefactor == 1 else rhs
+    eq = sp.Eq(tau, rhs)
+    identity = sp.Identity(n_dim)
+    step = Step(
+        "outer_isotropy",
+        _ridge_form(lam, res.arg.to_sympy(), n_dim),
+        tau * identity,
+        _REF_ISOTROPY,
+        f"{z.name} is Gaussian and sandwiches the rest: tau = tr_{n_dim} = 1 - ({d_dim}/{n_dim}) "
+        f"(1 - tr_{d_dim} of the rotated resolvent {_ridge_form(lam, inner_arg.to_sympy(), d_dim)})",
+        eq,
+    )
+    close = Step(
+        "trace_of_equivalence",
+        sp.Trace(_ridge_form(lam, inner_arg.to_sympy(), d_dim)) / d_dim,
+        inner_trace,
+        "MATH.md 2.1 (the normalized trace of an equivalence)",
+        "tr kappa (kappa + Y)^-1 = 1 - df1(Y, kappa)",
+        eq,
+    )
+    deps = tuple(
+        sorted((s for s in rhs.free_symbols if s in {fp.symbol for fp in inner.fixed_points}), key=str)
+    )
+    fixed = (*inner.fixed_points, FixedPoint(tau, eq, deps))
+    prefactor = sp.simplify(c_out / lam) * tau
+    return OnePoint(
+        random=expr,
+        deterministic=prefactor * identity,
+        fixed_points=fixed,
+        derivation=(step, *inner.derivation, close),
+        lam=lam,
+        ridge=sp.S.One,
+        matrix=sp.ZeroMatrix(n_dim, n_dim),
+        prefactor=prefactor,
+        transforms=inner.transforms,
+        isotropic=Isotropic(inner=inner, tau=tau, gaussian=z),
+    )
+
+
+def derive(expr: Any, order: Sequence[str] | None = None) -> Any:
     """Derive the deterministic equivalent of ``c * resolvent(A, lam)`` by named rules.
 
     ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
@@ -677,8 +856,18 @@ def derive(expr: Any) -> Any:
     ``A`` is a product (with a scalar coefficient) of :class:`Deterministic` matrices,
     their square roots, Gram pairs ``X.T @ X`` of :class:`Gaussian` matrices and
     :class:`FreeMatrix` factors, each free factor appearing once. Free factors are
-    peeled one at a time, right to left, each giving one layer of ridge
-    renormalization.
+    peeled one at a time, each giving one layer of ridge renormalization: right to
+    left by default, or in the averaging ``order`` given (names of free matrices or of
+    the Gaussian matrices of Gram pairs, e.g. ``("X", "F")`` averages the data ``X``
+    first, then the features ``F``; factors not named follow, right to left). The
+    final scalar renormalization does not depend on the order, the intermediate ridges
+    do (MATH.md 2.3, 2.4).
+
+    A Gaussian sandwich ``A = c Z Y Z.T`` (``Z`` of shape ``N x D`` appearing only
+    there, e.g. random features ``F Sigma_hat F.T / N`` in feature space) is rotated
+    to the inner space by :func:`outer_isotropy`: the equivalent is ``tau I_N``, with
+    ``tau`` from the derivation of ``lam (lam + c Y Z.T Z)^{-1}`` (which takes
+    ``order``).
 
     Raises
     ------
@@ -693,14 +882,22 @@ def derive(expr: Any) -> Any:
     contraction = _contraction_parts(expr)
     if contraction is not None:
         kind, left, c_in, res_in, right = contraction
-        inner = derive(Product.make(c_in, (res_in,)))
+        inner = derive(Product.make(c_in, (res_in,)), order=order)
         return contract_equivalence(expr, inner, kind, left, right)
     c_out, res = _resolvent_parts(expr)
     if _contains_sum(res.arg):
+        if order is not None:
+            raise InvalidArgument(
+                "order= is supported for products of free factors; for resolvents of sums the "
+                "layers are peeled outer to inner"
+            )
         return _derive_layers(expr, c_out, res)
     lam = res.lam
     dim = res.shape[0]
     coeff, factors = _factors_of(res.arg)
+    sandwich = _gaussian_sandwich(factors, dim)
+    if sandwich is not None:
+        return outer_isotropy(expr, c_out, res, coeff, sandwich, order)
     steps: list[Step] = []
     prefactor = sp.simplify(c_out / lam)
 
@@ -755,8 +952,9 @@ def derive(expr: Any) -> Any:
     deltas: list[sp.Expr] = []
     transforms: list[tuple[str, Law]] = []
     current = factors
+    wanted = _averaging_order(order, free)
     for kappa in kappas:
-        index = max(i for i, f in enumerate(current) if isinstance(f, FreeMatrix))
+        index = _next_free(current, wanted)
         b = current[index]
         assert isinstance(b, FreeMatrix)
         new, eq, step = free_factor_renormalization(ridge, current, index, kappa, dim)

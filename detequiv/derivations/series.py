@@ -315,6 +315,8 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
 
     K = _check_order(order)
     _, res = _resolvent_parts(eq.random)
+    if eq.isotropic is not None:
+        return isotropic_series_coefficients(eq, order)
     if _has_sum(res.arg):
         return general_series_coefficients(eq, order)
     dim = res.shape[0]
@@ -354,6 +356,81 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
             sp.Add(*[(-1) ** j * alg.expr(vp[j][k]) * tr(sp.Mul(m, *(y_letters * j))) for j in range(k + 1)])
         )
         dia = sp.expand((-coeff) ** k * mixed_moment(sp.Mul(m, *(word * k)), laws))
+        out.append((eqv, dia))
+    return tuple(out)
+
+
+def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
+    r""":func:`series_coefficients` for an isotropic equivalent ``c tau I_N`` of ``lam (lam + A)^{-1}``,
+    ``A = s Z Y Z^T`` (:func:`~detequiv.derivations.onepoint.outer_isotropy`).
+
+    Equivalent side: the ridges of the rotated problem are solved as series in ``1/lam``
+    from their fixed points, ``df1`` is expanded, and the claimed ``tau`` equation is
+    evaluated on them. Exact side, from the input alone: for :math:`k\ge1`,
+    :math:`\operatorname{tr}_N(MA^k)=\operatorname{tr}(M)\operatorname{tr}_N(A^k)` exactly in
+    expectation (``Z -> O Z`` with Haar ``O`` leaves the law unchanged and
+    :math:`\mathbb E_O\,OBO^\top=\operatorname{tr}(B)I`), and
+    :math:`\operatorname{tr}_N(A^k)=\frac DN\operatorname{tr}_D\big((sYZ^\top Z)^k\big)` by
+    cyclicity; the latter is the planar diagram sum of
+    :func:`~detequiv.derivations.mixed.mixed_moment` with ``Z^T Z`` a white Wishart.
+    """
+    from .onepoint import _factors_of, _resolvent_parts, df1, gaussian_gram_to_wishart
+
+    K = _check_order(order)
+    iso = eq.isotropic
+    assert iso is not None
+    inner = iso.inner
+    c_out, res = _resolvent_parts(eq.random)
+    lam = eq.lam
+    scale = sp.simplify(eq.prefactor / iso.tau)
+    if lam in scale.free_symbols or iso.tau in scale.free_symbols:
+        raise InvalidArgument(f"the prefactor {eq.prefactor} is not a constant times {iso.tau}")
+    if inner.prefactor != 1 or inner.isotropic is not None:
+        raise InvalidArgument(
+            "the series check of an isotropic equivalent needs a rotated problem without additive layers"
+        )
+    tau_fp = next(fp for fp in eq.fixed_points if fp.symbol == iso.tau)
+    # exact side, from the input: A = s Z Y Z^T
+    coeff, factors = _factors_of(res.arg)
+    z = iso.gaussian
+    n_dim, d_dim = z.dims
+    rotated = (*factors[1:-1], factors[-1], factors[0])
+    coeff, rotated, _ = gaussian_gram_to_wishart(coeff, rotated)
+    sqrt_names = {f.base.name for f in rotated if isinstance(f, Sqrt)}
+    sqrt_names |= _sqrt_names_sympy(inner.matrix)
+    for fp in eq.fixed_points:
+        sqrt_names |= _sqrt_names_sympy(fp.rhs)
+    word, laws = _factor_letters(rotated, sqrt_names)
+    m = TEST_LETTER
+    # equivalent side: ridges of the rotated problem, then the tau equation
+    prepared = _prepare(inner, K, sqrt_names)
+    atoms = sorted(tau_fp.rhs.atoms(df1), key=str)
+    targets = [(_moments(_sympy_letters(a.args[0], sqrt_names), K), a.args[1]) for a in atoms]
+    exprs: list[Any] = [tau_fp.rhs.xreplace({a: 0 for a in atoms}), scale]
+    for _, _, terms, tg in prepared:
+        exprs += [c for _, c in terms] + [x for ms, _ in tg for x in ms]
+    exprs += [x for ms, _ in targets for x in ms]
+    alg = _Ring(exprs)
+    solved = _solve_fixed_points(prepared, K, alg)
+    n = K + 1
+    env: dict[sp.Basic, _Series] = {lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1))}
+    env.update({s: (-1, list(u)) for s, u in solved.items()})
+    for a, (ms, kappa) in zip(atoms, targets, strict=True):
+        if kappa not in solved:
+            raise InvalidArgument(f"{a} uses {kappa}, which the rotated problem does not solve")
+        env[a] = (0, _df_series([alg.to(x) for x in ms], solved[kappa], K, alg)[1])
+    shift, cs = _s_eval(tau_fp.rhs, env, n, alg)
+    if shift < 0 and any(cs[:-shift]):
+        raise InvalidArgument(f"{iso.tau} has a pole at lam = infinity; no 1/lam series")
+    cs = cs[-shift:] if shift < 0 else [alg.R.zero] * shift + cs
+    out = []
+    for k in range(K + 1):
+        eqv = sp.expand(scale * alg.expr(cs[k]) * tr(m))
+        if k == 0:
+            dia = sp.expand(scale * tr(m))
+        else:
+            moment = mixed_moment(sp.Mul(*(word * k)), laws)
+            dia = sp.expand(scale * tr(m) * d_dim / n_dim * (-coeff) ** k * moment)
         out.append((eqv, dia))
     return tuple(out)
 
@@ -578,8 +655,13 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     for symbol, implicit, rhs, ds, targets in fps:
         moments_ring = [([alg.to(x) for x in ms], kappa) for ms, kappa in targets]
 
-        def step(u: list[Any], symbol: sp.Symbol = symbol, rhs: sp.Expr = rhs, ds: list[Any] = ds,
-                 moments_ring: list[Any] = moments_ring) -> list[Any]:
+        def step(
+            u: list[Any],
+            symbol: sp.Symbol = symbol,
+            rhs: sp.Expr = rhs,
+            ds: list[Any] = ds,
+            moments_ring: list[Any] = moments_ring,
+        ) -> list[Any]:
             current = {**solved, symbol: u}
             local = dict(env)
             local.update({s: ridge_series(v) for s, v in current.items()})
@@ -589,7 +671,7 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
             value = _s_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
             if value[0] < 0 and any(value[1][: -value[0]]):
                 raise InvalidArgument(f"{symbol} / lam has a pole at lam = infinity; no 1/lam series")
-            cs = value[1][-value[0]:] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
+            cs = value[1][-value[0] :] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
             if len(cs) < n:
                 raise InvalidArgument(
                     f"the equation of {symbol} loses precision ({len(cs)} < {n} coefficients); "
