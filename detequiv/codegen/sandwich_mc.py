@@ -1,0 +1,282 @@
+"""The Monte Carlo witness of a sandwiched equivalent (MATH.md 3.4, acceptance rule).
+
+:func:`check_monte_carlo` samples the *original* expression ``c G1 Mid G2`` of a
+:class:`~detequiv.derivations.sandwich.Combination` (every random matrix drawn once per
+sample and shared by the resolvents and the middle) at several sizes, and compares
+``tr(T .)`` with the combination's value through :func:`verify` at real and complex
+ridge pairs. Deterministic matrices inside the resolvents get the spectrum
+``linspace(0.5, 2, n)``; the others (only in the middle) are dense non-symmetric
+``I + Z / sqrt(n)``. Optional controls (plausible wrong combinations, e.g. a dropped
+term) are checked against the same samples and must fail. Importing this module
+registers it as :meth:`Combination.check_monte_carlo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..derivations.expressions import (
+    Deterministic,
+    FreeMatrix,
+    Gaussian,
+    MatrixExpr,
+    Product,
+    Resolvent,
+    Sqrt,
+)
+from ..derivations.sandwich import Combination, register_sandwich_witness
+from ..errors import InvalidArgument
+from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
+from .twopoint_mc import _numeric, _value
+from .verify import VerificationReport, verify
+from .witness import sampler_for_law
+
+__all__ = ["check_monte_carlo", "SandwichReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class SandwichReport:
+    """One ridge pair and test matrix: the check, and each control (which must fail)."""
+
+    lams: tuple[complex | float, complex | float]
+    test: str
+    report: VerificationReport
+    controls: tuple[tuple[str, VerificationReport], ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """The equivalent passes and every control is rejected."""
+        return self.report.passed and not any(r.passed for _, r in self.controls)
+
+    @property
+    def rejection(self) -> float:
+        """The smallest ``max |err|/tol`` over the controls (``inf`` without controls)."""
+        return min((r.max_ratio for _, r in self.controls), default=float("inf"))
+
+    def __str__(self) -> str:
+        lines = [f"(lam, lam2) = {self.lams}, test {self.test}:", str(self.report)]
+        for name, r in self.controls:
+            lines += [f"control {name} (must fail):", str(r)]
+        return "\n".join(lines)
+
+
+def _leaves(expr: Product) -> list[MatrixExpr]:
+    out: list[MatrixExpr] = []
+    for f in expr.factors:
+        out.extend(f.leaves())
+    return out
+
+
+def check_monte_carlo(
+    comb: Combination,
+    sizes: Sequence[int] = (100, 200, 400),
+    *,
+    rng: np.random.Generator,
+    lams: Sequence[tuple[complex, complex]] = ((0.5, 0.2), (0.1 + 0.3j, 0.2 - 0.1j)),
+    values: Mapping[Any, Any] | None = None,
+    dims: Mapping[Any, float] | None = None,
+    spectrum: Callable[[int], Any] | None = None,
+    samplers: Mapping[Any, Any] | None = None,
+    n_samples: int = 20,
+    c_finite: float = 5.0,
+    n_se: float = 4.0,
+    tests: Sequence[str] = ("I", "T"),
+    controls: Mapping[str, Combination] | None = None,
+) -> MonteCarloCheck:
+    """Compare ``tr(T c G1 Mid G2)`` with the combination by simulation.
+
+    Parameters
+    ----------
+    comb : Combination
+        From :func:`~detequiv.derivations.sandwich.derive_sandwich`.
+    sizes : sequence of int
+        Values of the dimension ``N`` of the resolvents; other dimension symbols are
+        ``dims[d] * N`` (default 2, i.e. ratio 1/2 for a Gram pair ``X.T @ X / P``).
+    rng : numpy.random.Generator
+    lams : sequence of (lam, lam2)
+        Ridge pairs (default a real and a complex pair; equal values are allowed).
+    values : mapping, optional
+        Other scalar symbols (law parameters).
+    spectrum : callable, optional
+        ``n -> eigenvalues`` of the deterministic matrices inside the resolvents
+        (default ``linspace(0.5, 2, n)``).
+    samplers : mapping, optional
+        Free matrix name -> ``(n, rng) -> matrix`` for laws without a built-in model.
+    n_samples, c_finite, n_se
+        As in :func:`detequiv.codegen.verify.verify` (tolerance
+        ``n_se s.e. + c_finite |DE| / N``).
+    tests : sequence of {'I', 'T'}
+        Test matrices: the identity, and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
+    controls : mapping, optional
+        Name -> a wrong :class:`Combination` for the same expression; each is compared
+        with the same samples and must be rejected.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
+        )
+    if not isinstance(comb, Combination):
+        raise InvalidArgument(
+            f"check_monte_carlo needs a Combination (from derive_sandwich), got {type(comb).__name__}"
+        )
+    for name, other in (controls or {}).items():
+        if not isinstance(other, Combination) or other.random != comb.random:
+            raise InvalidArgument(
+                f"control {name!r} must be a Combination of the same expression (use with_terms)"
+            )
+    expr = comb.random
+    assert isinstance(expr, Product)
+    res1, res2 = expr.factors[0], expr.factors[-1]
+    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    n_dim = comb.dim
+    if not isinstance(n_dim, sp.Symbol):
+        raise InvalidArgument(f"the resolvents have the fixed size {n_dim}; give them a symbolic dimension")
+    leaves = _leaves(expr)
+    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
+    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
+    props.update({str(k): float(v) for k, v in (dims or {}).items()})
+    params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
+    spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
+
+    def det_names(xs: Sequence[MatrixExpr]) -> set[str]:
+        return {
+            x.base.name if isinstance(x, Sqrt) else x.name for x in xs if isinstance(x, (Deterministic, Sqrt))
+        }
+
+    inside = det_names([*res1.leaves(), *res2.leaves()])
+    others = sorted(det_names(leaves) - inside)
+    child = np.random.default_rng(rng.integers(2**63))
+    cache: dict[int, Any] = {}
+
+    def prepared(N: int) -> Any:
+        if N not in cache:
+            scal = {**params, **{d: max(1, round(p * N)) for d, p in props.items()}}
+            n = int(_value(n_dim, scal).real)
+            e = np.asarray(spec(n), dtype=float)
+            mats: dict[str, np.ndarray] = {}
+            spectra: dict[str, np.ndarray] = {}
+            for name in sorted(inside):
+                mats[name], mats[name + "^(1/2)"] = np.diag(e), np.diag(np.sqrt(e))
+                spectra[name] = e
+            for name in others:
+                mats[name] = np.eye(n) + child.standard_normal((n, n)) / np.sqrt(n)
+            draws: dict[str, Any] = {}
+            for x in leaves:
+                if isinstance(x, Gaussian) and x.name not in draws:
+                    shape = tuple(int(_value(d, scal).real) for d in x.dims)
+                    draws[x.name] = lambda shape=shape: child.standard_normal(shape)
+                elif isinstance(x, FreeMatrix) and x.name not in draws:
+                    given = next(
+                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
+                    )
+                    if given is None:
+                        law = x.law.subs(
+                            {s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law) if s.name in scal}
+                        )
+                        given = sampler_for_law(law)
+                    m = int(_value(x.dim, scal).real)
+                    draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
+            cache[N] = (scal, spectra, mats, draws)
+        return cache[N]
+
+    evaluated: dict[tuple[int, int, Any, Any], Any] = {}
+
+    def numbers(which: Combination, N: int, lam: Any, lam2: Any) -> Any:
+        key = (id(which), N, lam, lam2)
+        if key not in evaluated:
+            scal, spectra, mats, _ = prepared(N)
+            vals: dict[Any, Any] = {**scal, str(comb.lam): lam, str(comb.lam2): lam2, **spectra}
+            vals.update({k: mats[k] for k in others})
+            evaluated[key] = which.evaluate(vals)
+        return evaluated[key]
+
+    reports = []
+    for pair in lams:
+        lam, lam2 = (complex(z) for z in pair)
+        lam_c: Any = lam if lam.imag else lam.real
+        lam2_c: Any = lam2 if lam2.imag else lam2.real
+        complex_pair = bool(lam.imag or lam2.imag)
+        for test in tests:
+            if test not in ("I", "T"):
+                raise InvalidArgument(f"test {test!r} must be 'I' or 'T'")
+
+            def t_of(n: int, test: str = test) -> np.ndarray:
+                return np.eye(n) if test == "I" else _test_matrix(n)
+
+            def exact_for(which: Combination, lam: Any = lam_c, lam2: Any = lam2_c, t_of: Any = t_of) -> Any:
+                def exact(N: int) -> complex | float:
+                    v = numbers(which, N, lam, lam2)
+                    return v.trace(t_of(v.matrix.shape[0]))
+
+                return exact
+
+            recorded: dict[int, list[complex]] = {}
+            replay: dict[int, list[complex]] = {}
+
+            def functional(
+                m: dict[Any, np.ndarray],
+                lam: Any = lam_c,
+                lam2: Any = lam2_c,
+                t_of: Any = t_of,
+                recorded: Any = recorded,
+                replay: Any = replay,
+                complex_pair: bool = complex_pair,
+            ) -> complex:
+                N = m["N"].shape[0]
+                if replay.get(N):
+                    return replay[N].pop(0)
+                scal, _, mats, draws = prepared(N)
+                sampled = {name: f() for name, f in draws.items()}
+                out = None
+                args: dict[MatrixExpr, np.ndarray] = {}  # G1 and G2 of one matrix: build it once
+                for f in expr.factors:
+                    if isinstance(f, Resolvent):
+                        if f.arg not in args:
+                            args[f.arg] = _numeric(f.arg, mats, sampled, scal)
+                        x = args[f.arg]
+                        ridge = lam if f.lam == comb.lam else lam2
+                        mat = np.linalg.inv(x + ridge * np.eye(x.shape[0]))
+                    else:
+                        mat = _numeric(f, mats, sampled, scal)
+                    out = mat if out is None else out @ mat
+                assert out is not None
+                n = out.shape[0]
+                c = _value(expr.coeff, {**scal, str(comb.lam): lam, str(comb.lam2): lam2})
+                value = c * np.trace(t_of(n) @ out) / n
+                value = value if complex_pair else value.real
+                recorded.setdefault(N, []).append(value)
+                return value
+
+            functional.__name__ = f"tr({test} c G1 Mid G2) at ({lam_c}, {lam2_c})"
+            samplers_n: dict[Any, Any] = {"N": lambda N, _r: np.zeros((N, N))}
+            seed = int(rng.integers(2**63))
+            common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
+            report = verify(
+                exact_for(comb), functional, samplers_n, rng=np.random.default_rng(seed), **common
+            )
+            done: list[tuple[str, VerificationReport]] = []
+            for name, other in (controls or {}).items():
+                replay.update({k: list(v) for k, v in recorded.items()})  # the same samples
+                done.append(
+                    (
+                        name,
+                        verify(
+                            exact_for(other),
+                            functional,
+                            samplers_n,
+                            rng=np.random.default_rng(seed),
+                            label=f"{name}: {functional.__name__}",
+                            **common,
+                        ),
+                    )
+                )
+            reports.append(SandwichReport((lam_c, lam2_c), test, report, tuple(done)))
+    return MonteCarloCheck(tuple(reports))
+
+
+register_sandwich_witness("monte_carlo", check_monte_carlo)
