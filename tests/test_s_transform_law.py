@@ -197,6 +197,8 @@ def test_bad_inputs_are_rejected_with_a_fix():
         STransformLaw(1 / t, t)
     with pytest.raises(InvalidArgument, match="analytic"):
         STransformLaw(sp.sqrt(t) + 1, t)
+    with pytest.raises(InvalidArgument, match="undefined functions"):
+        STransformLaw(sp.Function("f")(t), t)
     with pytest.raises(InvalidArgument, match="name"):
         STransformLaw(1 / (1 + t), t, "bad name")
     with pytest.raises(InvalidArgument, match="callable"):
@@ -260,6 +262,13 @@ def test_numeric_inversion_spectrum_matches_the_moments():
         assert np.allclose(got, exact, rtol=3e-3), (s, got, exact)
 
 
+def test_numeric_inversion_handles_the_atom_of_a_wishart_with_q_above_one():
+    # Wishart q = 2 has an atom of mass 1/2 at 0; Narayana moments 1, 3, 11, 45 (MATH.md 1.4)
+    e = sampler_for_law(STransformLaw(1 / (1 + 2 * t), t)).quantiles(4000)  # type: ignore[attr-defined]
+    assert np.allclose([np.mean(e**k) for k in (1, 2, 3, 4)], [1, 3, 11, 45], rtol=3e-3)
+    assert np.mean(np.abs(e) < 1e-4) == pytest.approx(0.5, abs=2e-3)
+
+
 def test_sampled_matrices_have_the_law_moments():
     law = STransformLaw(1 / (1 + t / 2), t)
     rng = np.random.default_rng(3)
@@ -276,8 +285,13 @@ def test_spectrum_keyword_is_used_and_symbolic_parameters_are_refused():
     assert np.allclose(np.linalg.eigvalsh(m), 7.0)
     with pytest.raises(InvalidArgument, match="symbolic parameters"):
         sampler_for_law(STransformLaw(1 / (1 + q * t), t))
+    with pytest.raises(InvalidArgument, match="not the law"):
+        sampler_for_law(STransformLaw(1 / (1 - t), t))  # moments 1, 0, -1: m2 < m1^2
+    with pytest.raises(InvalidArgument, match="not positive semidefinite"):
+        sampler_for_law(STransformLaw(1 / (1 + t) + t**2, t))  # moments 1, 2, 4, 5: Hankel det < 0
     with pytest.raises(InvalidArgument, match="spectrum="):
-        sampler_for_law(STransformLaw(1 / (1 - t), t))  # moments 1, 0, ...: not a law
+        # moments 1, 2, 6, 21 pass the Hankel test, but Im G > 0 somewhere: no law has this S
+        sampler_for_law(STransformLaw(1 - t + t**3, t))
 
 
 def test_monte_carlo_with_numeric_inversion_passes_and_catches_a_wrong_s():
@@ -305,6 +319,7 @@ def test_monte_carlo_closed_form_against_true_wishart_matrices():
     assert check.passed, str(check)
 
 
+@pytest.mark.slow
 def test_monte_carlo_product_law_by_inversion():
     # the law (1 + t)^-2 sampled by inversion, against the engine's closed form
     eq = _derive(STransformLaw((1 + t) ** -2, t))

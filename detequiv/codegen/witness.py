@@ -115,10 +115,18 @@ def sampler_for_law(law: Law) -> Sampler:
 
     ``STransformLaw``: ``O diag(e) O^T`` with Haar ``O``, where ``e`` is the law's
     ``spectrum(N)`` if it was given one, else the ``N`` quantiles ``(k - 1/2)/N`` of its
-    density, found by Stieltjes inversion of the S-transform (see
-    :func:`_s_law_density`). The inversion needs numeric parameters and a compactly
-    supported density without atoms; otherwise it raises :class:`InvalidArgument`
-    (give the law a ``spectrum=`` then).
+    distribution, found by Stieltjes inversion of the S-transform (see
+    :func:`_s_law_density`; an atom, e.g. at 0 for a Wishart of ratio ``q > 1``, becomes
+    a spike of relative width 1e-9). The inversion needs numeric parameters and a
+    compactly supported law; otherwise it raises :class:`InvalidArgument` (give the law
+    a ``spectrum=`` then).
+
+    >>> import sympy as sp
+    >>> from detequiv.derivations.laws import STransformLaw
+    >>> t = sp.Symbol("t")
+    >>> e = sampler_for_law(STransformLaw(1 / (1 + t / 2), t)).quantiles(1000)
+    >>> [round(float(np.mean(e**k)), 3) for k in (1, 2, 3)]    # MP(1/2): 1, 1.5, 2.75
+    [1.0, 1.5, 2.75]
     """
     if isinstance(law, STransformLaw):
         if law.spectrum is not None:
@@ -171,16 +179,17 @@ def _stieltjes_on_line(
     :math:`\mathrm{Im}\,\zeta=top` (far from the spectrum, where
     :math:`y\approx\sum_km_k\zeta^{-k}`) down to ``height`` in small geometric steps,
     all grid points at once; the branch points lie on the real axis, so the root is
-    never lost above it. Returns ``G`` and the final Newton residual.
+    never lost above it. Returns ``G`` and the final relative residual.
     """
-    heights = np.geomspace(top, height, 160)
+    heights = np.geomspace(top, height, 100)
     zeta = x + 1j * heights[0]
     y = sum(m * zeta ** -(k + 1) for k, m in enumerate(moments))
     residual = np.full(x.shape, np.inf)
     with np.errstate(all="ignore"):
-        for h in heights:
+        for i, h in enumerate(heights):
             zeta = x + 1j * h
-            for _ in range(30):
+            # on the way down a few steps keep track of the root; polish at the end
+            for _ in range(60 if i == heights.size - 1 else 6):
                 sv = s_num(y)
                 f = zeta * y * sv - 1 - y
                 df = zeta * (sv + y * ds_num(y)) - 1
@@ -188,7 +197,7 @@ def _stieltjes_on_line(
                 y = y - step
                 if np.all(np.abs(step) <= 1e-13 * (1 + np.abs(y))):
                     break
-            residual = np.abs(zeta * y * s_num(y) - 1 - y)
+        residual = np.abs(zeta * y * s_num(y) - 1 - y) / (1 + np.abs(y))
     return (1 + y) / zeta, residual
 
 
@@ -206,7 +215,7 @@ def _adaptive_density(
     active = np.ones(x.size - 1, dtype=bool)
     for _ in range(80):
         idx = np.flatnonzero(active)
-        if idx.size == 0 or x.size > 400_000:
+        if idx.size == 0 or x.size > 400_000 or not ok:
             break
         a, b = x[idx], x[idx + 1]
         mid = (a + b) / 2
@@ -254,22 +263,35 @@ def _s_law_density(s: sp.Expr, t: sp.Symbol) -> tuple[np.ndarray, np.ndarray]:
         return np.array([m[0], m[0]]), np.array([0.0, 1.0])
     s_num = sp.lambdify(t, s, "numpy")
     ds_num = sp.lambdify(t, sp.diff(s, t), "numpy")
+    hankel = np.array([[1.0, m[0], m[1]], [m[0], m[1], m[2]], [m[1], m[2], m[3]]])
+    low = float(np.linalg.eigvalsh(hankel)[0])
+    if low < -1e-12 * float(np.abs(hankel).max()):
+        raise InvalidArgument(
+            f"{law_text} has moments {m} whose Hankel matrix (m_(i+j)) is not positive semidefinite "
+            f"(eigenvalue {low:.3g}), so it is not the law of a real symmetric matrix and cannot be sampled"
+        )
     sd = math.sqrt(max(m[1] - m[0] ** 2, 0.0))
-    half = max(4.0 * sd, 0.5 * abs(m[0]), 1e-12)
+    half = max(6.0 * sd, 0.5 * abs(m[0]), 1e-12)
     for _ in range(6):
         height, top = 1e-9 * half, 20.0 * (abs(m[0]) + half)
 
         def density(x: np.ndarray, height: float = height, top: float = top) -> tuple[np.ndarray, bool]:
             g, residual = _stieltjes_on_line(s_num, ds_num, m, x, height, top)
-            good = bool(np.all(np.isfinite(g))) and float(np.max(residual, initial=0.0)) < 1e-8
+            good = bool(np.all(np.isfinite(g))) and float(np.max(residual, initial=0.0)) < 1e-6
             rho = -g.imag / math.pi
             good = good and float(np.min(rho, initial=0.0)) > -1e-6 * float(np.max(rho, initial=1.0))
             return np.clip(np.nan_to_num(rho), 0.0, None), good
 
         x, d, ok = _adaptive_density(density, np.linspace(m[0] - half, m[0] + half, 2001), 1e-7)
+        if not ok:  # no physical root (Im G > 0 or Newton lost it): a wider window cannot help
+            raise InvalidArgument(
+                f"the numeric Stieltjes inversion of {law_text} found no Stieltjes transform of a "
+                "probability law (Im G > 0 or no convergent root): S may not be the S-transform of a "
+                "law" + hint
+            )
         mass = float(np.sum((d[1:] + d[:-1]) * np.diff(x)) / 2)
         edge = max(d[0], d[-1]) * half
-        if ok and abs(mass - 1.0) < 1e-3 and edge < 1e-3:
+        if abs(mass - 1.0) < 1e-3 and edge < 1e-3:
             break
         half *= 2.0
     else:

@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.polys.constructor import construct_domain
 from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyRing
@@ -235,7 +236,14 @@ def _check_s(s: Any, t: Any) -> tuple[sp.Expr, sp.Symbol]:
             f"the variable of the S-transform must be a sympy Symbol, got {t!r} "
             f"({type(t).__name__}); pass e.g. t = sp.Symbol('t')"
         )
-    return _exact(s, "S-transform"), t
+    expr = _exact(s, "S-transform")
+    undefined = sorted(map(str, expr.atoms(AppliedUndef)))
+    if undefined:
+        raise InvalidArgument(
+            f"the S-transform {expr} contains the undefined functions {undefined}; give S as an "
+            "explicit expression in t (for a law known by its moments or cumulants use CumulantLaw)"
+        )
+    return expr, t
 
 
 def _tidy(domain: Any, x: Any) -> sp.Expr:
