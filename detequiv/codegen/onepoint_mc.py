@@ -76,6 +76,12 @@ def _test_matrix(n: int) -> np.ndarray:
     return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
 
 
+def _test_matrix_general(n: int) -> np.ndarray:
+    """The default for a matrix declared ``symmetric=False``: :func:`_test_matrix` plus
+    ``0.5 E`` above the diagonal only, so ``A != A^T``."""
+    return _test_matrix(n) + 0.5 * np.eye(n, k=2)
+
+
 def _test_vector(n: int) -> np.ndarray:
     """A unit vector with uneven weights ``linspace(0.2, 1, n)`` (normalized)."""
     v = np.linspace(0.2, 1.0, n)
@@ -102,6 +108,8 @@ def _numeric_expr(
     if isinstance(expr, (Gaussian, FreeMatrix)):
         return draws[expr.name]
     if isinstance(expr, Transpose):
+        if isinstance(expr.arg, Deterministic):
+            return det[expr.arg.name].T
         return draws[expr.arg.name].T
     raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
 
@@ -175,8 +183,14 @@ def check_monte_carlo(
         props[str(key)] = float(value)
     _, params = _split_values(values or {})
     det_leaves = {x.name: x for x in leaves if isinstance(x, Deterministic)}
+    det_leaves.update(
+        {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Deterministic)}
+    )
     det_leaves.update({x.base.name: x.base for x in leaves if isinstance(x, Sqrt)})
-    spec: dict[str, Any] = {name: (lambda n: np.linspace(0.5, 2.0, n)) for name in det_leaves}
+    spec: dict[str, Any] = {
+        name: (lambda n: np.linspace(0.5, 2.0, n)) if x.symmetric else _test_matrix_general
+        for name, x in det_leaves.items()
+    }
     for key, value in (spectra or {}).items():
         spec[key.name if isinstance(key, Deterministic) else str(key)] = value
     free = {x.name: x for x in leaves if isinstance(x, FreeMatrix)}
@@ -212,6 +226,8 @@ def check_monte_carlo(
                 if e.ndim == 1:
                     mats[name] = np.diag(e)
                     mats[name + "^(1/2)"] = np.diag(np.sqrt(e))
+                elif not det_leaves[name].symmetric:
+                    mats[name] = e
                 else:
                     w, v = np.linalg.eigh(e)
                     mats[name] = e
@@ -236,12 +252,16 @@ def check_monte_carlo(
 
     vec_names: set[str] = set()
     test_names: set[str] = set()
+    general: set[str] = set()
     if isinstance(eq, Contracted):
         for f in (*eq.left, *eq.right):
             if isinstance(f, DeterministicVector):
                 vec_names.add(f.name)
             elif isinstance(f, (Deterministic, Sqrt)):
                 test_names.add(f.base.name if isinstance(f, Sqrt) else f.name)
+            elif isinstance(f, Transpose) and isinstance(f.arg, Deterministic):
+                test_names.add(f.arg.name)
+                general.add(f.arg.name)
     given_vectors = {
         (k.name if isinstance(k, DeterministicVector) else str(k)): v for k, v in (vectors or {}).items()
     }
@@ -259,7 +279,7 @@ def check_monte_carlo(
                 g = given_spectra[name]
                 out[name] = np.asarray(g(n) if callable(g) else g, dtype=float)
             else:
-                out[name] = _test_matrix(n)
+                out[name] = _test_matrix_general(n) if name in general else _test_matrix(n)
         for name in sorted(vec_names):
             g = given_vectors.get(name, _test_vector)
             out[name] = np.asarray(g(n) if callable(g) else g)

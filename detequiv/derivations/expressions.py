@@ -27,7 +27,7 @@ shape mismatch in Sigma @ X: (D, D) @ (P, D); the columns of the left factor mus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
@@ -173,21 +173,36 @@ class MatrixExpr:
 
 @dataclass(frozen=True, slots=True)
 class Deterministic(MatrixExpr):
-    """A deterministic symmetric ``dim x dim`` matrix (a covariance, a test matrix).
+    """A deterministic ``dim x dim`` matrix (a covariance, a test matrix).
+
+    Symmetric by default (``A.T`` is ``A``); ``symmetric=False`` declares a general
+    matrix (a non-symmetric test matrix, a teacher-student coupling), whose transpose
+    ``A.T`` is a letter of its own.
 
     >>> import sympy as sp
-    >>> S = Deterministic("Sigma", sp.Symbol("D", positive=True))
+    >>> D = sp.Symbol("D", positive=True)
+    >>> S = Deterministic("Sigma", D)
     >>> S.T is S, str(S.sqrt()), str(2 * S)
     (True, 'Sigma**(1/2)', '2*Sigma')
+    >>> M = Deterministic("M", D, symmetric=False)
+    >>> str(M.T @ S @ M)
+    'M.T*Sigma*M'
     """
 
     name: str
     dim: sp.Expr
+    symmetric: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise InvalidArgument(f"matrix name {self.name!r} must be an identifier such as 'Sigma'")
+        if not isinstance(self.symmetric, bool):
+            raise InvalidArgument(f"symmetric={self.symmetric!r} must be True or False")
         object.__setattr__(self, "dim", _dim(self.dim, f"dimension of {self.name}"))
+
+    def __repr__(self) -> str:
+        extra = "" if self.symmetric else ", symmetric=False"
+        return f"Deterministic(name={self.name!r}, dim={self.dim!r}{extra})"
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -195,10 +210,15 @@ class Deterministic(MatrixExpr):
 
     @property
     def T(self) -> MatrixExpr:  # noqa: N802
-        return self
+        return self if self.symmetric else Transpose(self)
 
     def sqrt(self) -> Sqrt:
-        """The symmetric square root :math:`A^{1/2}`."""
+        """The symmetric square root :math:`A^{1/2}` (of a symmetric matrix)."""
+        if not self.symmetric:
+            raise InvalidArgument(
+                f"{self.name} is declared symmetric=False; the square root is defined here for "
+                "symmetric positive semidefinite matrices only"
+            )
         return Sqrt(self)
 
     def to_sympy(self) -> sp.Expr:
@@ -351,15 +371,19 @@ class Identity(MatrixExpr):
 
 @dataclass(frozen=True, slots=True)
 class Transpose(MatrixExpr):
-    """The transpose of a :class:`Gaussian` (other transposes are pushed to leaves)."""
+    """The transpose of a :class:`Gaussian` or of a non-symmetric :class:`Deterministic`
+    (other transposes are pushed to the leaves)."""
 
-    arg: Gaussian
+    arg: Gaussian | Deterministic
 
     def __post_init__(self) -> None:
-        if not isinstance(self.arg, Gaussian):
+        ok = isinstance(self.arg, Gaussian) or (
+            isinstance(self.arg, Deterministic) and not self.arg.symmetric
+        )
+        if not ok:
             raise InvalidArgument(
-                f"Transpose wraps a Gaussian only, got {self.arg!r}; use expr.T, which "
-                "pushes transposes to the leaves"
+                f"Transpose wraps a Gaussian or a non-symmetric Deterministic only, got {self.arg!r}; "
+                "use expr.T, which pushes transposes to the leaves"
             )
 
     @property
@@ -489,7 +513,9 @@ def _transpose(arg: MatrixExpr) -> MatrixExpr:
         return Sum.make(tuple(t.T for t in arg.terms))
     if isinstance(arg, Resolvent):
         return Resolvent(arg.arg.T, arg.lam)
-    if isinstance(arg, (Deterministic, Sqrt, FreeMatrix, Identity)):
+    if isinstance(arg, Deterministic):
+        return arg.T
+    if isinstance(arg, (Sqrt, FreeMatrix, Identity)):
         return arg
     if isinstance(arg, DeterministicVector):
         return arg.T

@@ -27,7 +27,15 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from ..errors import InvalidArgument, UndefinedTransform
-from .expressions import Deterministic, DeterministicVector, FreeMatrix, Identity, MatrixExpr, Sqrt
+from .expressions import (
+    Deterministic,
+    DeterministicVector,
+    FreeMatrix,
+    Identity,
+    MatrixExpr,
+    Sqrt,
+    Transpose,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onepoint import Contracted, OnePoint, OnePointValue
@@ -132,6 +140,8 @@ class _Matrices:
     def matrix(self, m: sp.Basic) -> np.ndarray:
         if isinstance(m, sp.Identity):
             return np.eye(self.dim(m.shape[0]))
+        if isinstance(m, sp.Transpose):
+            return self.matrix(m.arg).T
         if isinstance(m, sp.ZeroMatrix):
             return np.zeros((self.dim(m.shape[0]), self.dim(m.shape[1])))
         if isinstance(m, sp.MatrixSymbol):
@@ -436,6 +446,8 @@ def contraction_factor(
         return v.reshape(1, n) if f.transposed else v.reshape(n, 1)
     if isinstance(f, Identity):
         return np.eye(n)
+    if isinstance(f, Transpose):
+        return contraction_factor(f.arg, mats, vectors, n).T
     base = f.base if isinstance(f, Sqrt) else f
     assert isinstance(base, Deterministic)
     m = _Matrices(mats, {})

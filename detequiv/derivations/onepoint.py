@@ -390,7 +390,7 @@ def gaussian_gram_to_wishart(
     while i < len(factors):
         f = factors[i]
         nxt = factors[i + 1] if i + 1 < len(factors) else None
-        if isinstance(f, Transpose) and nxt == f.arg:
+        if isinstance(f, Transpose) and isinstance(f.arg, Gaussian) and nxt == f.arg:
             rows, cols = f.arg.dims
             w = FreeMatrix(f"W_{f.arg.name}", cols, Wishart(sp.simplify(cols / rows)))
             c = c * rows
@@ -399,7 +399,7 @@ def gaussian_gram_to_wishart(
             w = FreeMatrix(f"W_{f.name}", rows, Wishart(sp.simplify(rows / cols)))
             c = c * cols
         else:
-            if isinstance(f, (Gaussian, Transpose)):
+            if isinstance(f, Gaussian) or (isinstance(f, Transpose) and isinstance(f.arg, Gaussian)):
                 g = f if isinstance(f, Gaussian) else f.arg
                 raise InvalidWord(
                     f"the Gaussian matrix {g.name} appears outside a Gram pair "
@@ -1381,7 +1381,14 @@ def _contraction_parts(
         middle = left[1:] + right[:-1]
     else:
         middle = left + right
-    bad = [f for f in middle if not isinstance(f, _CONTRACTION_LEAVES)]
+    bad = [
+        f
+        for f in middle
+        if not (
+            isinstance(f, _CONTRACTION_LEAVES)
+            or (isinstance(f, Transpose) and isinstance(f.arg, Deterministic))
+        )
+    ]
     if bad:
         raise InvalidArgument(
             f"the contraction of {expr} contains the non-deterministic {bad[0]}; the test "

@@ -30,7 +30,7 @@ from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument, InvalidWord
 from .cumulants import _check_order
-from .expressions import Deterministic, FreeMatrix, MatrixExpr, Sqrt
+from .expressions import Deterministic, FreeMatrix, MatrixExpr, Sqrt, Transpose
 from .mixed import mixed_moment
 from .quantities import tr
 from .transforms import s_series
@@ -45,6 +45,11 @@ TEST_LETTER = sp.Symbol("M_test", commutative=False)
 
 def _half(name: str) -> sp.Symbol:
     return sp.Symbol(f"{name}_sqrt", commutative=False)
+
+
+def _transposed(name: str) -> sp.Symbol:
+    """The letter of the transpose of a non-symmetric matrix (a letter of its own)."""
+    return sp.Symbol(f"{name}.T", commutative=False)
 
 
 def _sqrt_names_sympy(expr: sp.Basic) -> set[str]:
@@ -63,6 +68,8 @@ def _sympy_letters(m: sp.Basic, sqrt_names: set[str]) -> tuple[sp.Symbol, ...]:
         if m.name in sqrt_names:
             return (_half(m.name),) * 2
         return (sp.Symbol(m.name, commutative=False),)
+    if isinstance(m, sp.Transpose) and isinstance(m.arg, sp.MatrixSymbol):
+        return (_transposed(m.arg.name),)
     if isinstance(m, sp.MatPow):
         base, exp = m.args
         if isinstance(base, sp.MatrixSymbol) and (2 * exp).is_Integer and exp > 0:
@@ -95,6 +102,8 @@ def _factor_letters(
             letters.append(_half(f.base.name))
         elif isinstance(f, Deterministic):
             letters.extend(_sympy_letters(f.to_sympy(), sqrt_names))
+        elif isinstance(f, Transpose) and isinstance(f.arg, Deterministic):
+            letters.append(_transposed(f.arg.name))
         else:  # pragma: no cover - derive rejects other factors first
             raise InvalidWord(f"no letters for {f}")
     return tuple(letters), laws
