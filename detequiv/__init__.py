@@ -27,6 +27,7 @@ from .codegen.latex import to_latex as to_latex
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
 from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import CumulantLaw as CumulantLaw
+from .derivations import STransformLaw as STransformLaw
 from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
@@ -64,6 +65,7 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "STransformLaw",
     "verify",
     "verify_mixed_moment",
     "Deterministic",

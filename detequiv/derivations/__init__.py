@@ -20,6 +20,7 @@ from .expressions import resolvent as resolvent
 from .expressions import trace as trace
 from .laws import Constant as Constant
 from .laws import CumulantLaw as CumulantLaw
+from .laws import STransformLaw as STransformLaw
 from .laws import DeterministicLaw as DeterministicLaw
 from .laws import FreePoisson as FreePoisson
 from .laws import Law as Law
@@ -53,6 +54,7 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
+    "STransformLaw",
     "DeterministicLaw",
     "parse_law",
     "mixed_moment",
