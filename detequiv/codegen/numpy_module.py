@@ -1,0 +1,758 @@
+r"""Standalone numpy evaluators of one-point results: :func:`to_module` (issue 5, MATH.md 2, 5.6).
+
+:func:`to_module` turns a derived :class:`~detequiv.derivations.onepoint.OnePoint` (or a
+trace :class:`~detequiv.derivations.onepoint.Contracted` ``tr(T R)``) into the source of
+a Python module that needs only numpy at run time. The formulas are printed by sympy's
+:class:`~sympy.printing.numpy.NumPyPrinter` from :mod:`sympy.codegen.ast` function
+definitions after common-subexpression elimination (:func:`sympy.cse`); only the fixed
+scaffolding (input checks, the chunked :math:`\mathrm{df}_1`, the safeguarded Newton
+loop) is literal text.
+
+The evaluators work in the *commuting class*: every deterministic matrix of the result
+is given by its eigenvalues in one common eigenbasis (one covariance ``Sigma``, its
+powers and square roots, a test matrix ``T`` commuting with it), so that
+:math:`\mathrm{df}_1(Y,\kappa)=\operatorname{mean}_k\,y_k/(y_k+\kappa)` over the
+eigenvalues :math:`y_k` of ``Y``. A single test matrix of a trace may be any matrix:
+``tr(T f(Sigma))`` only sees its diagonal in the eigenbasis of ``Sigma``, which is what
+its "eigen-weights" are.
+
+The fixed points are solved in their solve order: an implicit ridge
+:math:`\kappa=\lambda/g(\mathrm{df}_1(Y,\kappa))` on the physical branch (MATH.md 2.1:
+for :math:`\lambda>0` the root of :math:`\kappa\,g(\mathrm{df}_1(\kappa))=\lambda` with
+:math:`\kappa>\kappa_0`; for :math:`\lambda=0` the ridgeless :math:`\kappa_0`, the
+largest zero of :math:`g(\mathrm{df}_1(\kappa))`, 0 if there is none, e.g.
+:math:`\kappa_0=0` for :math:`P\ge D` in the sample covariance) by a vectorized
+safeguarded Newton iteration (bisection when a step leaves the bracket), explicit ones
+by their formula in terms of the ridges already solved.
+
+>>> import importlib.util, sys, tempfile, os
+>>> import numpy as np, sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
+>>> from detequiv.derivations.onepoint import derive
+>>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
+>>> S = Deterministic("Sigma", D); X = Gaussian("X", (P, D))
+>>> source = to_module(derive(lam * resolvent(S.sqrt() @ X.T @ X @ S.sqrt() / P, lam)))
+>>> "import sympy" in source
+False
+>>> namespace = {}
+>>> exec(compile(source, "evaluator.py", "exec"), namespace)
+>>> out = namespace["evaluate"](np.array([0.1, 1.0]), Sigma=np.ones(4), D=1, P=2)
+>>> np.round(out["kappa"], 10)   # MATH.md 7, isotropic (q, lam) = (0.5, 0.1), (0.5, 1)
+array([0.17416574, 1.28077641])
+
+References
+----------
+MATH.md sections 2.1-2.4 (fixed points, physical branch, ridgeless limit), 5.6
+(numerical recipe); DESIGN.md 3.5 (printing and codegen).
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+from sympy.codegen.ast import (
+    Assignment,
+    FunctionCall,
+    FunctionDefinition,
+    QuotedString,
+    Return,
+    Variable,
+    none,
+)
+from sympy.printing.codeprinter import CodePrinter
+from sympy.printing.numpy import NumPyPrinter
+
+from ..derivations.expressions import Deterministic, Sqrt
+from ..derivations.onepoint import Contracted, OnePoint, df1
+from ..errors import InvalidArgument, UndefinedTransform
+
+__all__ = ["to_module"]
+
+
+class _Printer(NumPyPrinter):
+    """NumPyPrinter with plain scalar assignments.
+
+    ``NumPyPrinter._print_Assignment`` routes the right-hand side through its array
+    machinery, which prints ``x0 = D/P`` as ``x0 = D`` (sympy 1.14); scalar code needs
+    the generic :class:`CodePrinter` rule.
+    """
+
+    def _print_Assignment(self, expr: Any) -> str:
+        return CodePrinter._print_Assignment(self, expr)
+
+    def _print_Pow(self, expr: Any, rational: bool = False) -> str:
+        if expr.exp == -1:  # 1/x rather than x**(-1.0)
+            return "1/" + self.parenthesize(expr.base, 1000)
+        return super()._print_Pow(expr, rational=rational)
+
+
+# ---------------------------------------------------------------------------
+# the fixed runtime scaffolding (no formula of the result in here)
+# ---------------------------------------------------------------------------
+
+_RUNTIME = r'''
+_TOL = 1e-13
+_MAXITER = 400
+_CHUNK = 1 << 21  # entries of a (grid, D) block
+
+
+def _spectrum(name, value, nonnegative):
+    """A 1-D float array of eigenvalues (or eigen-weights), checked."""
+    if value is None:
+        raise ValueError(f"missing {name}: pass its eigenvalues as a 1-D array, {name}=...")
+    a = numpy.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers (a 1-D float array), got dtype {a.dtype}")
+    a = numpy.ascontiguousarray(a, dtype=float)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of eigenvalues, got shape {a.shape}")
+    if not numpy.all(numpy.isfinite(a)):
+        raise ValueError(f"{name} has non-finite entries (nan or inf); pass finite eigenvalues")
+    if nonnegative and a.min() < 0:
+        raise ValueError(
+            f"{name} has the negative eigenvalue {a.min():.6g}; it must be positive semidefinite "
+            "(a covariance), so pass eigenvalues >= 0"
+        )
+    return a
+
+
+def _same_length(spectra):
+    sizes = {name: a.shape[0] for name, a in spectra.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"the spectra have different lengths {sizes}; give every matrix by its eigenvalues "
+            "in one common eigenbasis (same length)"
+        )
+    return sizes.popitem()[1] if sizes else 1
+
+
+def _grid(lam_name, lam, params):
+    """Broadcast lam (real, >= 0) and the positive parameters; flat arrays and the shape."""
+    arrays = []
+    for name, value in [(lam_name, lam), *params]:
+        if value is None:
+            raise ValueError(f"missing {name}: pass {name}=... (a positive number or array)")
+        a = numpy.asarray(value)
+        if a.dtype.kind == "c":
+            raise ValueError(f"{name} must be real; complex values are not supported by this evaluator")
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be a real number or array, got dtype {a.dtype}")
+        a = a.astype(float)
+        if not numpy.all(numpy.isfinite(a)):
+            raise ValueError(f"{name} has non-finite values (nan or inf); pass finite numbers")
+        if name == lam_name and a.size and a.min() < 0:
+            raise ValueError(
+                f"{name} = {a.min():.6g} < 0: the physical branch is defined for {name} > 0 and the "
+                f"ridgeless limit {name} = 0; pass {name} >= 0"
+            )
+        if name != lam_name and a.size and a.min() <= 0:
+            raise ValueError(f"{name} = {a.min():.6g} must be > 0 (a dimension or a ratio)")
+        arrays.append(a)
+    try:
+        arrays = numpy.broadcast_arrays(*arrays)
+    except ValueError:
+        shapes = {n: numpy.shape(v) for (n, v) in [(lam_name, lam), *params]}
+        raise ValueError(
+            f"the shapes {shapes} do not broadcast together; use scalars or matching grids"
+        ) from None
+    shape = arrays[0].shape
+    return shape, [numpy.ascontiguousarray(a).reshape(-1) for a in arrays]
+
+
+def _df1(y, k, derivative=False):
+    """mean(y / (y + k)) over the eigenvalues y, for each k (and its k-derivative), in chunks."""
+    y = numpy.broadcast_to(numpy.asarray(y, dtype=float), numpy.shape(y))
+    k = numpy.asarray(k, dtype=float)
+    n = y.shape[0]
+    value = numpy.empty(k.shape)
+    slope = numpy.empty(k.shape) if derivative else None
+    rows = max(1, _CHUNK // max(n, 1))
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, k.shape[0], rows):
+            block = numpy.add.outer(k[start:start + rows], y)
+            numpy.reciprocal(block, out=block)
+            value[start:start + rows] = block @ y / n
+            if derivative:
+                numpy.multiply(block, block, out=block)
+                slope[start:start + rows] = -(block @ y) / n
+    zero = k == 0  # df1(y, 0) = fraction of nonzero eigenvalues
+    if zero.any():
+        value[zero] = numpy.mean(y > 0)
+        if derivative:
+            slope[zero] = -numpy.inf
+    return (value, slope) if derivative else value
+
+
+def _trace_ratio(r, y, w):
+    """mean(w * r / (r + y)) over the eigenvalues y, for each r (0/0 -> 1: the kernel projector)."""
+    y = numpy.asarray(y, dtype=float)
+    w = numpy.asarray(w, dtype=float)
+    n = max(y.size, w.size)
+    y = numpy.broadcast_to(y, (n,))
+    w = numpy.broadcast_to(w, (n,))
+    r = numpy.asarray(r, dtype=float)
+    out = numpy.empty(r.shape)
+    rows = max(1, _CHUNK // n)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, r.shape[0], rows):
+            rr = r[start:start + rows]
+            block = numpy.add.outer(rr, y)
+            numpy.reciprocal(block, out=block)
+            out[start:start + rows] = rr * (block @ w) / n
+    zero = r == 0
+    if zero.any():
+        out[zero] = numpy.mean(w * (y == 0))
+    return out
+
+
+def _newton(fun, lo, hi, x, what):
+    """Vectorized safeguarded Newton for an increasing F with F(lo) <= 0 <= F(hi) (hi may be inf).
+
+    fun(x, idx) returns F and F' at the points idx; a step that leaves the bracket is
+    replaced by bisection (geometric when the bracket spans decades).
+    """
+    lo, hi, x = lo.copy(), hi.copy(), x.copy()
+    idx = numpy.arange(x.shape[0])
+    for _ in range(_MAXITER):
+        if idx.size == 0:
+            return x
+        xa = x[idx]
+        f, df = fun(xa, idx)
+        positive = f > 0
+        h = numpy.where(positive, numpy.minimum(hi[idx], xa), hi[idx])
+        lw = numpy.where(positive, lo[idx], numpy.maximum(lo[idx], xa))
+        hi[idx], lo[idx] = h, lw
+        with numpy.errstate(all="ignore"):
+            new = xa - f / df
+            middle = numpy.where((lw > 0) & (h > 4 * lw), numpy.sqrt(lw * h), 0.5 * (lw + h))
+            fallback = numpy.where(numpy.isfinite(h), middle, 4 * numpy.maximum(xa, lw))
+        inside = numpy.isfinite(new) & (new >= lw) & (new <= h)
+        small = numpy.abs(new - xa) <= _TOL * numpy.abs(xa)
+        new = numpy.where(inside, new, fallback)
+        with numpy.errstate(invalid="ignore"):  # inf - inf when hi = inf
+            collapsed = numpy.isfinite(h) & (h - lw <= _TOL * h)
+        done = collapsed | (inside & small) | (f == 0)
+        x[idx] = new
+        idx = idx[~done]
+    raise RuntimeError(f"the Newton iteration for {what} did not converge in {_MAXITER} steps")
+
+
+def _smallest_positive(candidates, size):
+    """The smallest real positive candidate root at each grid point (inf if none)."""
+    best = numpy.full(size, numpy.inf)
+    for c in candidates:
+        c = numpy.broadcast_to(numpy.asarray(c), (size,))
+        real = numpy.real(c).astype(float)
+        ok = numpy.isfinite(real) & (numpy.abs(numpy.imag(c)) <= 1e-12 * numpy.abs(real)) & (real > 0)
+        best = numpy.where(ok & (real < best), real, best)
+    return best
+
+
+def _threshold(y, dstar):
+    """kappa_0: the root of df1(y, k) = dstar where dstar < df1(y, 0), else 0 (per grid point)."""
+    kappa0 = numpy.zeros(dstar.shape)
+    positive = numpy.mean(y > 0)
+    values, inverse = numpy.unique(dstar, return_inverse=True)
+    todo = values < positive
+    if todo.any():
+        target = values[todo]
+        hi = numpy.max(y) / target
+
+        def fun(k, idx):
+            d, dd = _df1(y, k, True)
+            return target[idx] - d, -dd
+
+        roots = numpy.zeros(values.shape)
+        roots[todo] = _newton(fun, numpy.zeros(target.shape), hi, 0.5 * hi, "the ridgeless ridge kappa_0")
+        kappa0 = roots[inverse.reshape(-1)]
+    return kappa0
+
+
+def _solve_ridge(branch, args, lam, y, dstar, what):
+    """The physical root of k g(df1(y, k)) = lam, k > kappa_0 (kappa_0 at lam = 0)."""
+    kappa0 = _threshold(y, dstar)
+    kappa = kappa0.copy()
+    todo = numpy.flatnonzero(lam > 0)
+    if todo.size == 0:
+        return kappa
+    sub_args = [a[todo] for a in args]
+    if y.shape[0] > 4096:  # warm start from a subsampled spectrum, then polish on the full one
+        stride = -(-y.shape[0] // 2048)
+        coarse = numpy.sort(y)[stride // 2::stride]
+        guess = _solve_ridge(branch, sub_args, lam[todo], coarse, dstar[todo], what)
+    else:
+        guess = kappa0[todo] + lam[todo]
+    start = numpy.where(guess > kappa0[todo], guess, kappa0[todo] + lam[todo])
+    target = lam[todo]
+
+    def fun(k, idx):
+        d, dd = _df1(y, k, True)
+        g, dg = branch(d, *[a[idx] for a in sub_args])
+        return k * g - target[idx], g + k * dg * dd
+
+    lo = kappa0[todo]
+    hi = numpy.full(todo.shape, numpy.inf)
+    kappa[todo] = _newton(fun, lo, hi, start, what)
+    return kappa
+
+
+def _finish(shape, lam, outputs):
+    """Reshape to the grid; a non-finite output is an error, never a silent nan."""
+    result = {}
+    for name, value in outputs.items():
+        value = numpy.broadcast_to(numpy.asarray(value), lam.shape)
+        bad = ~numpy.isfinite(value)
+        if bad.any():
+            where = lam[bad][:3]
+            raise ValueError(
+                f"{name} is not finite at lam = {where} (0/0 or a pole, e.g. the ridgeless limit of "
+                "a quantity that diverges there); use lam > 0"
+            )
+        result[name] = numpy.array(value).reshape(shape)
+    return result
+'''
+
+
+# ---------------------------------------------------------------------------
+# the plan: sympy pieces of the evaluator
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What the generated module computes, as sympy expressions (built by :func:`_plan`)."""
+
+    lam: sp.Symbol
+    spectra: dict[str, bool] = field(default_factory=dict)  # name -> must be >= 0
+    dims: list[sp.Symbol] = field(default_factory=list)  # default: the spectrum length
+    params: set[sp.Symbol] = field(default_factory=set)
+    ys: list[sp.Expr] = field(default_factory=list)  # elementwise spectra of the df1 matrices
+    atoms: dict[tuple[int, sp.Symbol], sp.Symbol] = field(default_factory=dict)  # (y, kappa) -> d
+    functions: list[FunctionDefinition] = field(default_factory=list)
+    statements: list[Any] = field(default_factory=list)  # body of the solver, in order
+    outputs: list[tuple[str, sp.Symbol]] = field(default_factory=list)
+    reserved: set[str] = field(default_factory=set)
+    emitted: set[sp.Symbol] = field(default_factory=set)
+    branches: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)  # k -> g with lam = k g(df1)
+
+
+def _cse_function(name: str, args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]) -> FunctionDefinition:
+    """``def name(args): ...; return exprs`` with common subexpressions as assignments."""
+    replacements, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_t"), order="canonical")
+    body: list[Any] = [Assignment(s, e) for s, e in replacements]
+    body.append(Return(reduced[0] if len(reduced) == 1 else sp.Tuple(*reduced)))
+    return FunctionDefinition(none, name, [Variable(a) for a in args], body)
+
+
+def _sorted(symbols: Any) -> list[sp.Symbol]:
+    return sorted(symbols, key=lambda s: s.name)
+
+
+def _spectral_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, nonnegative=True)
+
+
+def _elementwise(plan: _Plan, m: sp.Basic, deterministic: dict[str, Deterministic], test: bool) -> sp.Expr:
+    """The eigenvalues of a matrix expression of commuting matrices, as a scalar expression."""
+    if isinstance(m, sp.MatrixSymbol):
+        if m.name not in deterministic:
+            raise InvalidArgument(
+                f"{m.name} is not a deterministic matrix of the result; the generated evaluator "
+                "takes deterministic matrices by their eigenvalues only (a random factor left in "
+                "the equivalent is outside its class)"
+            )
+        leaf = deterministic[m.name]
+        if not test:
+            if not leaf.symmetric:
+                raise InvalidArgument(
+                    f"{m.name} is declared symmetric=False but enters a df1 or the equivalent; the "
+                    "generated evaluator needs commuting symmetric matrices given by their eigenvalues"
+                )
+            plan.spectra[m.name] = True
+        else:
+            plan.spectra.setdefault(m.name, False)
+        return _spectral_symbol(m.name)
+    if isinstance(m, sp.Identity):
+        return sp.S.One
+    if isinstance(m, sp.ZeroMatrix):
+        return sp.S.Zero
+    if isinstance(m, sp.Transpose):
+        return _elementwise(plan, m.arg, deterministic, test)
+    if isinstance(m, sp.Inverse):
+        return 1 / _elementwise(plan, m.arg, deterministic, test)
+    if isinstance(m, sp.MatPow):
+        base, exp = m.args
+        return _elementwise(plan, base, deterministic, test) ** exp
+    if isinstance(m, sp.MatMul):
+        coeff, mats = m.as_coeff_matrices()
+        if sp.sympify(coeff).free_symbols:
+            raise InvalidArgument(
+                f"the matrix {m} has the symbolic coefficient {coeff}; the generated evaluator needs "
+                "the matrices of df1 and of the equivalent free of scalar parameters"
+            )
+        return coeff * sp.Mul(*[_elementwise(plan, f, deterministic, test) for f in mats])
+    if isinstance(m, sp.MatAdd):
+        return sp.Add(*[_elementwise(plan, a, deterministic, test) for a in m.args])
+    raise InvalidArgument(f"cannot express the matrix {m} by eigenvalues of commuting matrices")
+
+
+def _leaves(expr: Any) -> list[Any]:
+    """The matrix leaves of a result's input (a matrix expression or a Trace of one)."""
+    return list(expr.leaves() if hasattr(expr, "leaves") else expr.arg.leaves())
+
+
+def _y_index(plan: _Plan, y: sp.Expr) -> int:
+    if y not in plan.ys:
+        plan.ys.append(y)
+    return plan.ys.index(y)
+
+
+def _y_name(i: int) -> sp.Symbol:
+    return sp.Symbol(f"_y{i}")
+
+
+def _use_atom(plan: _Plan, y: int, kappa: sp.Symbol, solved: set[sp.Symbol]) -> sp.Symbol:
+    """The variable holding df1(y, kappa), computed (once) as soon as it is first used."""
+    key = (y, kappa)
+    if key not in plan.atoms:
+        plan.atoms[key] = sp.Symbol(f"_d{len(plan.atoms)}")
+    d = plan.atoms[key]
+    if d not in plan.emitted:
+        if kappa not in solved:  # pragma: no cover - guarded by the callers
+            raise InvalidArgument(f"df1 of {kappa} is needed before {kappa} is solved")
+        plan.emitted.add(d)
+        plan.statements.append(Assignment(d, FunctionCall("_df1", [_y_name(y), kappa])))
+    return d
+
+
+def _scalar(
+    plan: _Plan, expr: sp.Expr, deterministic: dict[str, Deterministic], solved: set[sp.Symbol], what: str
+) -> sp.Expr:
+    """``expr`` with each df1 atom replaced by its variable (all its ridges solved)."""
+    undefined = [f for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef)]
+    if undefined:
+        raise UndefinedTransform(
+            f"{undefined[0].func} in {what} has no closed form, so the generated evaluator cannot "
+            "compute it; use a law with a closed-form S-transform (Wishart, FreePoisson, Constant)"
+        )
+    rep = {}
+    for atom in sorted(expr.atoms(df1), key=str):
+        ymat, kappa = atom.args
+        if kappa not in solved:
+            raise InvalidArgument(f"{atom} in {what} needs {kappa}, which is not solved before it")
+        y = _elementwise(plan, ymat, deterministic, test=False)
+        rep[atom] = _use_atom(plan, _y_index(plan, y), kappa, solved)
+    return expr.xreplace(rep)
+
+
+def _name_ok(plan: _Plan, s: sp.Symbol) -> None:
+    if not s.name.isidentifier() or keyword.iskeyword(s.name) or s.name.startswith("_"):
+        raise InvalidArgument(
+            f"the symbol {s.name!r} cannot be a Python argument name; rename it (an identifier "
+            "not starting with '_')"
+        )
+    if s.name in plan.reserved:
+        raise InvalidArgument(f"the symbol {s.name!r} is also a matrix name; rename one of them")
+
+
+def _plan(result: Any) -> _Plan:
+    if isinstance(result, Contracted):
+        if result.kind != "trace":
+            raise InvalidArgument(
+                "to_module supports traces tr(T R) of one-point results; the quadratic form "
+                f"{result.random} is not supported yet (contract with a trace instead)"
+            )
+        inner: OnePoint = result.inner
+        test = (*result.right, *result.left)
+    elif isinstance(result, OnePoint):
+        inner, test = result, ()
+    else:
+        raise InvalidArgument(
+            f"to_module takes a one-point result (OnePoint or a trace Contracted from derive), got "
+            f"{type(result).__name__}"
+        )
+    lam = inner.lam
+    if not isinstance(lam, sp.Symbol):
+        raise InvalidArgument(f"the ridge {lam} of the result must be a symbol such as lam")
+    plan = _Plan(lam=lam)
+    leaves = [*_leaves(result.random), *test]
+    deterministic: dict[str, Deterministic] = {}
+    for leaf in leaves:
+        base = leaf.base if isinstance(leaf, Sqrt) else getattr(leaf, "arg", leaf)
+        if isinstance(base, Deterministic):
+            deterministic[base.name] = base
+    dims = {d.dim for d in deterministic.values()}
+    if len(dims) > 1:
+        raise InvalidArgument(
+            f"the deterministic matrices live in spaces of different sizes {sorted(map(str, dims))}; "
+            "the generated evaluator needs them all in one eigenbasis"
+        )
+    plan.reserved = set(deterministic)
+    plan.dims = [d for d in dims if isinstance(d, sp.Symbol)]
+    _name_ok(plan, lam)
+
+    solved: set[sp.Symbol] = set()
+    for fp in inner.fixed_points:
+        k = fp.symbol
+        _name_ok(plan, k)
+        if fp.implicit:
+            _implicit(plan, fp, deterministic, solved, inner.fixed_points)
+        else:
+            rhs = _scalar(plan, fp.rhs, deterministic, solved, f"the fixed point {k}")
+            rhs = _eliminate_lam(plan, rhs, solved)
+            args = _sorted(rhs.free_symbols)
+            fname = f"_fixed_point_{k.name}"
+            plan.functions.append(_cse_function(fname, args, [rhs]))
+            plan.statements.append(Assignment(k, FunctionCall(fname, args)))
+            plan.params |= {s for s in rhs.free_symbols if not s.name.startswith("_") and s not in solved}
+        solved.add(k)
+        plan.outputs.append((k.name, k))
+
+    ridge = _scalar(plan, sp.sympify(inner.ridge), deterministic, solved, "the ridge")
+    prefactor = _scalar(plan, sp.sympify(inner.prefactor), deterministic, solved, "the prefactor")
+    r, c = sp.Symbol("_ridge"), sp.Symbol("_prefactor")
+    for var, expr, fname in ((r, ridge, "_ridge"), (c, prefactor, "_prefactor")):
+        args = _sorted(expr.free_symbols)
+        plan.functions.append(_cse_function(f"{fname}_of", args, [expr]))
+        plan.statements.append(Assignment(var, FunctionCall(f"{fname}_of", args)))
+        plan.params |= {s for s in args if not s.name.startswith("_") and s not in solved}
+
+    y_value = _elementwise(plan, inner.matrix, deterministic, test=False)
+    weights: sp.Expr = sp.S.One
+    for f in test:
+        weights = weights * _elementwise(plan, f.to_sympy(), deterministic, test=True)
+    ye, we, value = sp.Symbol("_y_equivalent"), sp.Symbol("_weights"), sp.Symbol("_value")
+    for var, expr, fname in ((ye, y_value, "_equivalent_spectrum"), (we, weights, "_test_weights")):
+        args = _sorted(expr.free_symbols)
+        plan.functions.append(_cse_function(fname, args, [expr]))
+        plan.statements.append(Assignment(var, FunctionCall(fname, args)))
+    plan.statements.append(Assignment(value, FunctionCall("_trace_ratio", [r, ye, we])))
+    plan.statements.append(Assignment(value, c * value))
+    plan.outputs += [("ridge", r), ("prefactor", c), ("value", value)]
+    plan.params -= {lam}
+    for s in plan.params:
+        _name_ok(plan, s)
+    return plan
+
+
+def _implicit(
+    plan: _Plan,
+    fp: Any,
+    deterministic: dict[str, Deterministic],
+    solved: set[sp.Symbol],
+    fixed_points: Sequence[Any],
+) -> None:
+    k, lam = fp.symbol, plan.lam
+    atoms = sorted(fp.rhs.atoms(df1), key=str)
+    own = [a for a in atoms if a.args[1] == k]
+    outside = (
+        f"the fixed point {fp} is not of the form {k} = {lam} / g(df1(Y, {k})) with one df1 of "
+        f"{k} (additive layers, mixed chains); it is outside the class of the generated "
+        "evaluator: use result.evaluate for it"
+    )
+    if len(own) != 1:
+        raise InvalidArgument(outside)
+    d = sp.Symbol("_d")
+    rhs = fp.rhs.xreplace({own[0]: d})
+    rhs = _scalar(plan, rhs, deterministic, solved, f"the fixed point {k}")
+    g = sp.simplify(lam / rhs)
+    if k in g.free_symbols or lam in g.free_symbols:
+        raise InvalidArgument(outside)
+    y = _y_index(plan, _elementwise(plan, own[0].args[0], deterministic, test=False))
+    args = _sorted(g.free_symbols - {d})
+    branch = f"_branch_{k.name}"
+    plan.functions.append(_cse_function(branch, [d, *args], [g, sp.diff(g, d)]))
+    try:
+        roots = sp.solve(sp.numer(sp.together(g)), d)
+    except NotImplementedError:
+        raise InvalidArgument(
+            f"cannot find the zeros of g = {g} in closed form (the ridgeless threshold of {k})"
+        ) from None
+    roots = [r for r in roots if not r.has(d)]
+    threshold = f"_threshold_{k.name}"
+    targs = _sorted(set().union(*[r.free_symbols for r in roots]))
+    plan.functions.append(_cse_function(threshold, targs, [sp.Tuple(*roots)]))
+    dstar = sp.Symbol(f"_dstar_{k.name}")
+    plan.statements.append(
+        Assignment(
+            dstar,
+            FunctionCall("_smallest_positive", [FunctionCall(threshold, targs), sp.Symbol("_size")]),
+        )
+    )
+    plan.statements.append(
+        Assignment(
+            k,
+            FunctionCall(
+                "_solve_ridge",
+                [sp.Symbol(branch), sp.Tuple(*args), lam, _y_name(y), dstar, QuotedString(f"the ridge {k}")],
+            ),
+        )
+    )
+    plan.params |= {s for s in (*args, *targs) if not s.name.startswith("_") and s not in solved}
+    key = (y, k)
+    if key not in plan.atoms:
+        plan.atoms[key] = sp.Symbol(f"_d{len(plan.atoms)}")
+    plan.branches[k] = g.xreplace({d: plan.atoms[key]})
+
+
+def _eliminate_lam(plan: _Plan, rhs: sp.Expr, solved: set[sp.Symbol]) -> sp.Expr:
+    """Replace ``lam`` by ``k g(df1(y, k))`` of the implicit ridge ``k`` (exact on the branch)
+    when that removes ``lam``: an intermediate ridge of a layered chain, ``lam / (1 - n/P)``,
+    becomes ``k (1 - n/N)``, finite at ``lam = 0`` on both sides of the threshold."""
+    lam = plan.lam
+    branches = [k for k in plan.branches if k in solved]
+    if lam not in rhs.free_symbols or len(branches) != 1:
+        return rhs
+    k = branches[0]
+    candidate = sp.factor(sp.cancel(sp.together(rhs.xreplace({lam: k * plan.branches[k]}))))
+    if lam in candidate.free_symbols:
+        return rhs
+    for (y, kappa), d in list(plan.atoms.items()):
+        if d in candidate.free_symbols:
+            _use_atom(plan, y, kappa, solved)
+    return candidate
+
+
+# ---------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------
+
+
+def _describe(result: Any) -> tuple[str, str]:
+    """The result and its fixed points as text and as LaTeX (for the docstring)."""
+    inner = result.inner if isinstance(result, Contracted) else result
+    text = [f"{result.random}  ~  {result.deterministic}"]
+    text += [f"    {fp.symbol} = {fp.rhs}" for fp in inner.fixed_points]
+    tex = [sp.latex(result.deterministic)]
+    tex += [f"{sp.latex(fp.symbol)} = {sp.latex(fp.rhs)}" for fp in inner.fixed_points]
+    return "\n".join(text), "\n".join(tex)
+
+
+def _docstring_text(text: str) -> str:
+    return text.replace('"""', "'''")
+
+
+def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
+    r"""The source of a standalone numpy module that evaluates a one-point result on grids.
+
+    Parameters
+    ----------
+    result : OnePoint or Contracted
+        From :func:`~detequiv.derivations.onepoint.derive`: an equivalent
+        ``c (lam + A)^{-1} ~ prefactor * kappa (kappa + Y)^{-1}`` or a trace of it
+        ``tr(T R)``, whose deterministic matrices commute (given by eigenvalues in one
+        eigenbasis) and whose implicit fixed points have the form
+        ``kappa = lam / g(df1(Y, kappa))`` (Gram, Wishart and other closed-form free
+        factors, layered chains).
+    name : str
+        The module's name (a Python identifier), used in its docstring.
+
+    Returns
+    -------
+    str
+        Python source with a function ``evaluate(lam, *, <matrices>, <parameters>)``:
+        ``lam`` a real array (or number) ``>= 0``, each deterministic matrix by its
+        eigenvalues (1-D arrays of one length; a test matrix ``T`` by its diagonal in
+        that eigenbasis), dimensions and ratios as positive numbers or arrays that
+        broadcast with ``lam`` (a matrix dimension defaults to the spectrum length).
+        It returns a dict of arrays of the broadcast shape: each fixed point by name,
+        ``ridge``, ``prefactor`` and ``value``, the normalized trace ``tr(E)`` of the
+        equivalent ``E`` (``tr(T E)`` for a contracted result). Bad inputs raise
+        ``ValueError``.
+
+    Raises
+    ------
+    InvalidArgument
+        If the result is outside the class above (a quadratic form, a random matrix
+        left in the equivalent, an additive layer, matrices of different sizes).
+    UndefinedTransform
+        If a fixed point uses an S-transform with no closed form.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent, trace
+    >>> from detequiv.derivations.onepoint import derive
+    >>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
+    >>> S, T = Deterministic("Sigma", D), Deterministic("T", D); X = Gaussian("X", (P, D))
+    >>> src = to_module(derive(trace(T @ (lam * resolvent(X.T @ X @ S / P, lam)))), "ridge_trace")
+    >>> "def evaluate(lam, *, Sigma=None, T=None, D=None, P=None):" in src
+    True
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InvalidArgument(f"module name {name!r} must be a Python identifier such as 'evaluator'")
+    plan = _plan(result)
+    printer = _Printer({"fully_qualified_modules": True})
+    text, tex = _describe(result)
+
+    defs = []
+    for i, y in enumerate(plan.ys):
+        defs.append(_cse_function(f"_spectrum_{i}", _sorted(y.free_symbols), [y]))
+    defs += plan.functions
+    generated = "\n\n\n".join(printer.doprint(f) for f in defs)
+
+    spectra = sorted(plan.spectra)
+    params = _sorted(plan.params)
+    dims = [d for d in params if d in plan.dims]
+    lam = plan.lam.name
+    signature = ", ".join([lam, "*", *[f"{s}=None" for s in spectra], *[f"{p.name}=None" for p in params]])
+    body = []
+    for s in spectra:
+        body.append(f"{s} = _spectrum({s!r}, {s}, {plan.spectra[s]})")
+    body.append("_n = _same_length({" + ", ".join(f"{s!r}: {s}" for s in spectra) + "})")
+    for d in dims:
+        body.append(f"if {d.name} is None:\n        {d.name} = _n")
+    names = [lam, *[p.name for p in params]]
+    pairs = "[" + ", ".join(f"({p.name!r}, {p.name})" for p in params) + "]"
+    body.append(f"_shape, ({', '.join(names)},) = _grid({lam!r}, {lam}, {pairs})")
+    body.append(f"_size = {lam}.shape[0]")
+    solver = [f"_y{i} = _spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))})"
+              for i, y in enumerate(plan.ys)]
+    for st in plan.statements:
+        solver.append(printer.doprint(st))
+    body.append("with numpy.errstate(all=\"ignore\"):\n" + "\n".join("        " + line for line in solver))
+    outputs = ", ".join(f"{n!r}: {printer.doprint(v)}" for n, v in plan.outputs)
+    body.append(f"return _finish(_shape, {lam}, {{{outputs}}})")
+
+    matrices = "\n".join(
+        f"    {s} : array of shape (n,)\n        Eigenvalues of {s}"
+        + (" (>= 0)." if plan.spectra[s] else " (its diagonal in the common eigenbasis).")
+        for s in spectra
+    )
+    scalars = "\n".join(
+        f"    {p.name} : positive number or array"
+        + (", optional\n        Defaults to the spectrum length n." if p in dims else "")
+        for p in params
+    )
+    fixed = ", ".join(repr(n) for n, _ in plan.outputs[:-3])
+    doc = (
+        f"Evaluate the equivalent on a grid of {lam}.\n\n    Parameters\n    ----------\n"
+        f"    {lam} : number or array, >= 0\n        The ridge; {lam} = 0 is the ridgeless limit.\n"
+        f"{matrices}\n{scalars}\n\n    Returns\n    -------\n    dict of numpy arrays (broadcast shape)\n"
+        f"        The fixed points {fixed}, 'ridge', 'prefactor' and 'value' (the normalized trace).\n"
+    )
+    header = (
+        f'r"""{name}: evaluator of a deterministic equivalent, generated by detequiv.codegen.to_module.\n\n'
+        "Only numpy is needed at run time. The equivalent (trace-normalized, tr = Tr/n) and\n"
+        "its fixed points, solved in this order (df1(Y, k) = mean(y / (y + k)) over the\n"
+        "eigenvalues y of Y; implicit ridges on the physical branch, MATH.md 2.1):\n\n"
+        f"{_docstring_text(text)}\n\nLaTeX:\n\n{_docstring_text(tex)}\n\n"
+        "Call ``evaluate(lam, *, matrices..., parameters...)``.\n"
+        '"""\n'
+    )
+    imports = sorted(f"import {m}" for m in printer.module_imports) or ["import numpy"]
+    if "import numpy" not in imports:
+        imports.insert(0, "import numpy")
+    parts = [
+        header,
+        "\n".join(imports),
+        '__all__ = ["evaluate"]',
+        _RUNTIME.strip("\n"),
+        "# generated: sympy.cse + sympy.codegen.ast, printed by NumPyPrinter\n\n" + generated,
+        f"def evaluate({signature}):\n    " + '"""' + doc + '    """\n    ' + "\n    ".join(body),
+    ]
+    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
