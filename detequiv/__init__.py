@@ -27,13 +27,14 @@ from .codegen.latex import to_latex as to_latex
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
 from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import CumulantLaw as CumulantLaw
-from .derivations import STransformLaw as STransformLaw
 from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
 from .derivations import OnePoint as OnePoint
+from .derivations import Rectangular as Rectangular
 from .derivations import Semicircle as Semicircle
+from .derivations import STransformLaw as STransformLaw
 from .derivations import TwoPoint as TwoPoint
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
@@ -71,6 +72,7 @@ __all__ = [
     "Deterministic",
     "DeterministicVector",
     "Gaussian",
+    "Rectangular",
     "FreeMatrix",
     "resolvent",
     "trace",

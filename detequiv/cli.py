@@ -91,13 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dv.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
     dv.add_argument(
-        "--det", action="append", default=[], metavar="NAME:DIM", help="a deterministic DIM x DIM matrix"
+        "--det",
+        action="append",
+        default=[],
+        metavar="NAME:DIM[:general]",
+        help="a deterministic DIM x DIM matrix (symmetric unless :general)",
     )
     dv.add_argument(
         "--gaussian", action="append", default=[], metavar="NAME:ROWS,COLS", help="iid N(0,1) entries"
     )
     dv.add_argument(
         "--free", action="append", default=[], metavar="NAME:DIM=LAW", help="a free rotation-invariant factor"
+    )
+    dv.add_argument(
+        "--rect",
+        action="append",
+        default=[],
+        metavar="NAME:ROWS,COLS",
+        help="a deterministic rectangular matrix (fixed features, a sketch)",
     )
     dv.add_argument(
         "--vec",
@@ -226,7 +237,7 @@ def _dimension(text: str, scalars: dict, where: str) -> object:
 
 
 def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
-    from .derivations.expressions import Deterministic, DeterministicVector, FreeMatrix, Gaussian
+    from .derivations.expressions import Deterministic, DeterministicVector, FreeMatrix, Gaussian, Rectangular
     from .derivations.laws import parse_law
 
     scalars: dict = {}
@@ -242,17 +253,23 @@ def _declarations(args: argparse.Namespace) -> tuple[dict, dict]:
 
     for spec in args.det:
         name, dim = name_of(spec, "--det", ":")
-        matrices[name] = Deterministic(name, _dimension(dim, scalars, f"--det {spec}"))
+        dim, general, kind = dim.partition(":")
+        if general and kind != "general":
+            raise InvalidArgument(
+                f"--det {spec!r}: the only option is ':general' (not symmetric), e.g. --det M:D:general"
+            )
+        matrices[name] = Deterministic(name, _dimension(dim, scalars, f"--det {spec}"), symmetric=not general)
     for spec in args.vec:
         name, dim = name_of(spec, "--vec", ":")
         matrices[name] = DeterministicVector(name, _dimension(dim, scalars, f"--vec {spec}"))
-    for spec in args.gaussian:
-        name, dims = name_of(spec, "--gaussian", ":")
-        parts = dims.split(",")
-        if len(parts) != 2:
-            raise InvalidArgument(f"--gaussian {spec!r}: give two dimensions, e.g. --gaussian X:P,D")
-        rows, cols = (_dimension(d, scalars, f"--gaussian {spec}") for d in parts)
-        matrices[name] = Gaussian(name, (rows, cols))
+    for flag, specs, cls in (("--gaussian", args.gaussian, Gaussian), ("--rect", args.rect, Rectangular)):
+        for spec in specs:
+            name, dims = name_of(spec, flag, ":")
+            parts = dims.split(",")
+            if len(parts) != 2:
+                raise InvalidArgument(f"{flag} {spec!r}: give two dimensions, e.g. {_EXAMPLES[flag]}")
+            rows, cols = (_dimension(d, scalars, f"{flag} {spec}") for d in parts)
+            matrices[name] = cls(name, (rows, cols))
     for spec in args.free:
         name, rest = name_of(spec, "--free", ":")
         dim, ok, law = rest.partition("=")
@@ -271,6 +288,7 @@ _EXAMPLES = {
     "--det": "--det Sigma:D",
     "--vec": "--vec u:D",
     "--gaussian": "--gaussian X:P,D",
+    "--rect": "--rect F:N,D",
     "--free": "--free B:D=wishart:1/2",
 }
 

@@ -24,6 +24,7 @@ from ..derivations.expressions import (
     Gaussian,
     MatrixExpr,
     Product,
+    Rectangular,
     Sqrt,
     Sum,
     Transpose,
@@ -82,6 +83,12 @@ def _test_matrix_general(n: int) -> np.ndarray:
     return _test_matrix(n) + 0.5 * np.eye(n, k=2)
 
 
+def _test_rectangular(rows: int, cols: int) -> np.ndarray:
+    """The default for a :class:`Rectangular` matrix: one fixed draw of iid N(0, 1) entries
+    (seeded by the shape, so it is the same matrix in every sample: deterministic)."""
+    return np.random.default_rng(rows * 100003 + cols).standard_normal((rows, cols))
+
+
 def _test_vector(n: int) -> np.ndarray:
     """A unit vector with uneven weights ``linspace(0.2, 1, n)`` (normalized)."""
     v = np.linspace(0.2, 1.0, n)
@@ -107,8 +114,10 @@ def _numeric_expr(
         return det[expr.base.name + "^(1/2)"]
     if isinstance(expr, (Gaussian, FreeMatrix)):
         return draws[expr.name]
+    if isinstance(expr, Rectangular):
+        return det[expr.name]
     if isinstance(expr, Transpose):
-        if isinstance(expr.arg, Deterministic):
+        if isinstance(expr.arg, (Deterministic, Rectangular)):
             return det[expr.arg.name].T
         return draws[expr.arg.name].T
     raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
@@ -186,13 +195,19 @@ def check_monte_carlo(
     det_leaves.update(
         {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Deterministic)}
     )
+    rect_leaves = {x.name: x for x in leaves if isinstance(x, Rectangular)}
+    rect_leaves.update(
+        {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Rectangular)}
+    )
     det_leaves.update({x.base.name: x.base for x in leaves if isinstance(x, Sqrt)})
     spec: dict[str, Any] = {
         name: (lambda n: np.linspace(0.5, 2.0, n)) if x.symmetric else _test_matrix_general
         for name, x in det_leaves.items()
     }
+    rect_spec: dict[str, Any] = {name: _test_rectangular for name in rect_leaves}
     for key, value in (spectra or {}).items():
-        spec[key.name if isinstance(key, Deterministic) else str(key)] = value
+        name = key.name if isinstance(key, (Deterministic, Rectangular)) else str(key)
+        (rect_spec if name in rect_leaves else spec)[name] = value
     free = {x.name: x for x in leaves if isinstance(x, FreeMatrix)}
     free_samplers: dict[str, Any] = {}
     for name, x in free.items():
@@ -212,6 +227,15 @@ def check_monte_carlo(
             n = int(_substitute(x.dim, scal))
             e = np.asarray(spec[name](n) if callable(spec[name]) else spec[name], dtype=float)
             det[name] = e
+        for name, r in rect_leaves.items():
+            rows, cols = (int(_substitute(d, scal)) for d in r.dims)
+            f = rect_spec[name]
+            value = np.asarray(f(rows, cols) if callable(f) else f, dtype=float)
+            if value.shape != (rows, cols):
+                raise InvalidArgument(
+                    f"the matrix given for {name} has shape {value.shape}, want {(rows, cols)}"
+                )
+            det[name] = value
         return dd, det
 
     child = np.random.default_rng(rng.integers(2**63))
@@ -223,7 +247,9 @@ def check_monte_carlo(
             scal = {**params, **dd}
             mats: dict[str, np.ndarray] = {}
             for name, e in det.items():
-                if e.ndim == 1:
+                if name in rect_leaves:
+                    mats[name] = e
+                elif e.ndim == 1:
                     mats[name] = np.diag(e)
                     mats[name + "^(1/2)"] = np.diag(np.sqrt(e))
                 elif not det_leaves[name].symmetric:

@@ -16,15 +16,16 @@ from .expressions import DeterministicVector as DeterministicVector
 from .expressions import FreeMatrix as FreeMatrix
 from .expressions import Gaussian as Gaussian
 from .expressions import Identity as Identity
+from .expressions import Rectangular as Rectangular
 from .expressions import resolvent as resolvent
 from .expressions import trace as trace
 from .laws import Constant as Constant
 from .laws import CumulantLaw as CumulantLaw
-from .laws import STransformLaw as STransformLaw
 from .laws import DeterministicLaw as DeterministicLaw
 from .laws import FreePoisson as FreePoisson
 from .laws import Law as Law
 from .laws import Semicircle as Semicircle
+from .laws import STransformLaw as STransformLaw
 from .laws import Wishart as Wishart
 from .laws import parse_law as parse_law
 from .mixed import diagram_sum as diagram_sum
@@ -65,6 +66,7 @@ __all__ = [
     "s_from_cumulants",
     "Deterministic",
     "Gaussian",
+    "Rectangular",
     "FreeMatrix",
     "Identity",
     "resolvent",

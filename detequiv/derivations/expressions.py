@@ -41,6 +41,7 @@ __all__ = [
     "DeterministicVector",
     "Sqrt",
     "Gaussian",
+    "Rectangular",
     "FreeMatrix",
     "Identity",
     "Transpose",
@@ -316,6 +317,46 @@ class Gaussian(MatrixExpr):
 
 
 @dataclass(frozen=True, slots=True)
+class Rectangular(MatrixExpr):
+    """A deterministic ``rows x cols`` matrix (fixed features, a sketch, a projection).
+
+    Inside a resolvent it makes a rectangular chain, e.g. ``F @ Sigma_hat @ F.T`` in
+    feature space with the features ``F`` held fixed (MATH.md 2.4, data first).
+
+    >>> import sympy as sp
+    >>> N, D = sp.symbols("N D", positive=True)
+    >>> F = Rectangular("F", (N, D))
+    >>> F.shape, str(F @ F.T)
+    ((N, D), 'F*F.T')
+    """
+
+    name: str
+    dims: tuple[sp.Expr, sp.Expr]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise InvalidArgument(f"matrix name {self.name!r} must be an identifier such as 'F'")
+        try:
+            rows, cols = self.dims
+        except (TypeError, ValueError):
+            raise InvalidArgument(
+                f"Rectangular {self.name!r} needs a shape (rows, cols), got {self.dims!r}"
+            ) from None
+        object.__setattr__(
+            self,
+            "dims",
+            (_dim(rows, f"rows of {self.name}"), _dim(cols, f"columns of {self.name}")),
+        )
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.dims
+
+    def to_sympy(self) -> sp.Expr:
+        return sp.MatrixSymbol(self.name, *self.dims)
+
+
+@dataclass(frozen=True, slots=True)
 class FreeMatrix(MatrixExpr):
     """A symmetric rotation-invariant random matrix, free from everything else.
 
@@ -374,16 +415,16 @@ class Transpose(MatrixExpr):
     """The transpose of a :class:`Gaussian` or of a non-symmetric :class:`Deterministic`
     (other transposes are pushed to the leaves)."""
 
-    arg: Gaussian | Deterministic
+    arg: Gaussian | Deterministic | Rectangular
 
     def __post_init__(self) -> None:
-        ok = isinstance(self.arg, Gaussian) or (
+        ok = isinstance(self.arg, (Gaussian, Rectangular)) or (
             isinstance(self.arg, Deterministic) and not self.arg.symmetric
         )
         if not ok:
             raise InvalidArgument(
-                f"Transpose wraps a Gaussian or a non-symmetric Deterministic only, got {self.arg!r}; "
-                "use expr.T, which pushes transposes to the leaves"
+                f"Transpose wraps a Gaussian, a Rectangular or a non-symmetric Deterministic only, "
+                f"got {self.arg!r}; use expr.T, which pushes transposes to the leaves"
             )
 
     @property
@@ -519,7 +560,7 @@ def _transpose(arg: MatrixExpr) -> MatrixExpr:
         return arg
     if isinstance(arg, DeterministicVector):
         return arg.T
-    if isinstance(arg, Gaussian):
+    if isinstance(arg, (Gaussian, Rectangular)):
         return Transpose(arg)
     raise InvalidArgument(f"cannot transpose {arg!r}: not a matrix expression")
 

@@ -125,6 +125,15 @@ class _Matrices:
             raise InvalidArgument(f"{name} must be a spectrum (1-D) or a square matrix, got shape {m.shape}")
         return m
 
+    def rectangular(self, name: str, shape: tuple[sp.Expr, sp.Expr]) -> np.ndarray:
+        if name not in self.mats:
+            raise InvalidArgument(f"no matrix for {name}; pass {{{name}: array of shape {shape}}} in values")
+        m = self.mats[name]
+        want = tuple(_substitute(sp.sympify(d), self.scalars) for d in shape)
+        if m.ndim != 2 or any(not w.free_symbols and int(w) != k for w, k in zip(want, m.shape, strict=True)):
+            raise InvalidArgument(f"{name} has shape {m.shape}; its declared shape is {shape} = {want}")
+        return m
+
     def sqrt(self, name: str, d: sp.Expr) -> np.ndarray:
         if name not in self._sqrt:
             m = self.mats.get(name)
@@ -145,6 +154,8 @@ class _Matrices:
         if isinstance(m, sp.ZeroMatrix):
             return np.zeros((self.dim(m.shape[0]), self.dim(m.shape[1])))
         if isinstance(m, sp.MatrixSymbol):
+            if m.shape[0] != m.shape[1]:
+                return self.rectangular(m.name, m.shape)
             return self.get(m.name, m.shape[0])
         if isinstance(m, sp.MatPow):
             base, exp = m.args

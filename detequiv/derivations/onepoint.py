@@ -483,7 +483,7 @@ def free_factor_renormalization(
     assert isinstance(b, FreeMatrix)
     left, right = factors[:index], factors[index + 1 :]
     rl = merge_square_roots(right + left)
-    delta = df1(_product_sympy(rl, dim), kappa)
+    delta = df1(_product_sympy(rl, b.dim), kappa)
     s_value, note = _s_transform(b.law, b.name, -delta)
     eq = sp.Eq(kappa, ridge * s_value)
     new = merge_square_roots(left + right)
@@ -984,7 +984,9 @@ def derive(expr: Any, order: Sequence[str] | None = None) -> Any:
         for eq in final:
             for old in sorted(eq.rhs.atoms(df1), key=str):
                 if old != target:
-                    eq, step = trace_invariance(eq, old, target)
+                    # normalized traces in different spaces: d_old df1_old = d_target df1_target
+                    ratio = sp.simplify(target.args[0].shape[0] / old.args[0].shape[0])
+                    eq, step = trace_invariance(eq, old, ratio * target)
                     steps.append(step)
             rewritten.append(eq)
         final = tuple(rewritten)

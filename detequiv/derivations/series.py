@@ -30,7 +30,7 @@ from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument, InvalidWord
 from .cumulants import _check_order
-from .expressions import Deterministic, FreeMatrix, MatrixExpr, Sqrt, Transpose
+from .expressions import Deterministic, FreeMatrix, MatrixExpr, Rectangular, Sqrt, Transpose
 from .mixed import mixed_moment
 from .quantities import tr
 from .transforms import s_series
@@ -50,6 +50,61 @@ def _half(name: str) -> sp.Symbol:
 def _transposed(name: str) -> sp.Symbol:
     """The letter of the transpose of a non-symmetric matrix (a letter of its own)."""
     return sp.Symbol(f"{name}.T", commutative=False)
+
+
+Shapes = dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]
+
+
+def _rect_shapes(m: sp.Basic) -> Shapes:
+    """Letters of the rectangular matrices in a sympy matrix expression, with their shapes."""
+    out: Shapes = {}
+    for a in m.atoms(sp.MatrixSymbol):
+        r, c = a.shape
+        if r != c:
+            out[sp.Symbol(a.name, commutative=False)] = (r, c)
+            out[_transposed(a.name)] = (c, r)
+    return out
+
+
+def _rotated(letters: Sequence[sp.Symbol], rect: Shapes) -> tuple[sp.Expr, tuple[sp.Symbol, ...]]:
+    r"""``tr`` of a word with rectangular letters, rotated into the inner space.
+
+    With ``F`` of shape ``N x D``, :math:`\operatorname{tr}_N(w)=\frac DN\operatorname{tr}_D(w')`
+    where :math:`w'` is the cyclic rotation of :math:`w` that starts in D-space; every
+    excursion ``F.T ... F`` into N-space becomes one compound deterministic letter of
+    D-space. Returns ``(D/N, w')`` (``(1, w)`` when nothing is rectangular), so both sides of
+    a series check name the same traces.
+    """
+    letters = tuple(letters)
+    where = [i for i, x in enumerate(letters) if x in rect]
+    if not where:
+        return sp.S.One, letters
+    inner = {rect[x][1] for x in rect if not x.name.endswith(".T")}
+    if len(inner) != 1:
+        raise InvalidWord(f"rectangular letters with several inner spaces {sorted(map(str, inner))}")
+    (d_in,) = inner
+    n = len(letters)
+    space = [None] * (n + 1)
+    space[where[0]] = rect[letters[where[0]]][0]
+    for step in range(n):
+        i = (where[0] + step) % n
+        after = rect[letters[i]][1] if letters[i] in rect else space[i]
+        space[(i + 1) % n] = after
+    cuts = [i for i in range(n) if space[i] == d_in]
+    base = space[0]
+    out: list[sp.Symbol] = []
+    for a, b in zip(cuts, cuts[1:] + [cuts[0] + n], strict=True):
+        group = [letters[k % n] for k in range(a, b)]
+        if len(group) == 1 and group[0] not in rect:
+            out.append(group[0])
+        else:
+            out.append(sp.Symbol("(" + "*".join(x.name for x in group) + ")", commutative=False))
+    return sp.simplify(d_in / base), tuple(out)
+
+
+def _trace_rect(letters: Sequence[sp.Symbol], rect: Shapes) -> sp.Expr:
+    factor, word = _rotated(letters, rect)
+    return factor * tr(sp.Mul(*word)) if word else factor
 
 
 def _sqrt_names_sympy(expr: sp.Basic) -> set[str]:
@@ -102,8 +157,10 @@ def _factor_letters(
             letters.append(_half(f.base.name))
         elif isinstance(f, Deterministic):
             letters.extend(_sympy_letters(f.to_sympy(), sqrt_names))
-        elif isinstance(f, Transpose) and isinstance(f.arg, Deterministic):
+        elif isinstance(f, Transpose) and isinstance(f.arg, (Deterministic, Rectangular)):
             letters.append(_transposed(f.arg.name))
+        elif isinstance(f, Rectangular):
+            letters.append(sp.Symbol(f.name, commutative=False))
         else:  # pragma: no cover - derive rejects other factors first
             raise InvalidWord(f"no letters for {f}")
     return tuple(letters), laws
@@ -252,7 +309,9 @@ def _evaluate_g(
     return total
 
 
-def _moments(letters: tuple[sp.Symbol, ...], K: int) -> list[sp.Expr]:
+def _moments(letters: tuple[sp.Symbol, ...], K: int, rect: Shapes | None = None) -> list[sp.Expr]:
+    if rect:
+        return [_trace_rect(letters * j, rect) if letters else sp.S.One for j in range(K + 1)]
     return [tr(sp.Mul(*(letters * j))) if letters else sp.S.One for j in range(K + 1)]
 
 
@@ -297,7 +356,7 @@ def _prepare(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tuple[Any, ...]
             y, kappa = a.args
             if kappa not in symbols:
                 raise InvalidArgument(f"{a} uses {kappa}, which is not a fixed-point symbol")
-            targets.append((_moments(_sympy_letters(y, sqrt_names), K), kappa))
+            targets.append((_moments(_sympy_letters(y, sqrt_names), K, _rect_shapes(y)), kappa))
         out.append((fp.symbol, fp.implicit, _g_polynomial(g, ds, K), targets))
     return out
 
@@ -342,6 +401,7 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
     for fp in eq.fixed_points:
         sqrt_names |= _sqrt_names_sympy(fp.rhs)
     word, laws = _factor_letters(factors, sqrt_names)
+    rect = _rect_shapes(res.arg.to_sympy())
 
     prepared = _prepare(eq, K, sqrt_names)
     ratio = None
@@ -362,9 +422,15 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
     out = []
     for k in range(K + 1):
         eqv = sp.expand(
-            sp.Add(*[(-1) ** j * alg.expr(vp[j][k]) * tr(sp.Mul(m, *(y_letters * j))) for j in range(k + 1)])
+            sp.Add(
+                *[
+                    (-1) ** j * alg.expr(vp[j][k]) * _trace_rect((m, *(y_letters * j)), rect)
+                    for j in range(k + 1)
+                ]
+            )
         )
-        dia = sp.expand((-coeff) ** k * mixed_moment(sp.Mul(m, *(word * k)), laws))
+        factor, rotated = _rotated((m, *(word * k)), rect)
+        dia = sp.expand((-coeff) ** k * factor * mixed_moment(sp.Mul(*rotated), laws))
         out.append((eqv, dia))
     return tuple(out)
 
