@@ -461,8 +461,13 @@ def _parts(expr: Any) -> tuple[sp.Expr, Resolvent, tuple[MatrixExpr, ...], Resol
     )
 
 
-def derive_two_point(expr: Any) -> TwoPoint:
+def derive_two_point(expr: Any) -> Any:
     """Derive the two-point equivalent of ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)``.
+
+    With one free factor the result is a :class:`TwoPoint`; when the resolvents contain
+    several free factors (layered chains such as the random-feature model) it is a
+    :class:`~detequiv.derivations.twopoint_layers.LayeredTwoPoint` from
+    :func:`~detequiv.derivations.twopoint_layers.derive_layered_two_point`.
 
     Raises
     ------
@@ -478,6 +483,10 @@ def derive_two_point(expr: Any) -> TwoPoint:
         raise InvalidArgument(
             f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
         )
+    from .twopoint_layers import derive_layered_two_point, layered_free_count
+
+    if layered_free_count(expr) > 1:
+        return derive_layered_two_point(expr)
     s1, s2 = _side(res1, "left"), _side(res2, "right")
     if s1.free != s2.free:
         raise InvalidWord(

@@ -23,16 +23,17 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument
-from .expressions import Deterministic, Sqrt
+from .expressions import Deterministic, FreeMatrix, Sqrt
 from .mixed import mixed_moment
 from .onepoint import df1
-from .quantities import tr
+from .quantities import tr, word_letters
 from .transforms import s_series
 
 if TYPE_CHECKING:  # pragma: no cover
     from .twopoint import TwoPoint, TwoPointSeriesCheck
+    from .twopoint_layers import LayeredTwoPoint
 
-__all__ = ["check_series", "series_coefficients"]
+__all__ = ["check_series", "series_coefficients", "layered_series_coefficients", "check_layered_series"]
 
 TEST_LETTER = sp.Symbol("N_test", commutative=False)
 _INF = 10**9
@@ -41,13 +42,15 @@ _INF = 10**9
 class _Alg:
     """Laurent polynomials over QQ in atoms (each with an inverse generator)."""
 
-    def __init__(self, atoms: set[sp.Expr]) -> None:
+    def __init__(self, atoms: set[sp.Expr], invertible: Any = None) -> None:
         ordered = sorted(atoms, key=str)
+        inv_ok = (lambda a: True) if invertible is None else invertible
         self.forward = {a: sp.Dummy(f"g{i}") for i, a in enumerate(ordered)}
-        self.inverse = {self.forward[a]: sp.Dummy(f"h{i}") for i, a in enumerate(ordered)}
+        self.inverse = {self.forward[a]: sp.Dummy(f"h{i}") for i, a in enumerate(ordered) if inv_ok(a)}
         gens = list(self.forward.values()) + list(self.inverse.values())
         self.R, *_ = ring(gens or [sp.Dummy("unused")], QQ)
         self.n = len(ordered)
+        self.inv_index = {i: self.n + j for j, i in enumerate(i for i, a in enumerate(ordered) if inv_ok(a))}
         back: dict[Any, Any] = {g: a for a, g in self.forward.items()}
         back.update({h: 1 / back[g] for g, h in self.inverse.items()})
         self.back = back
@@ -74,9 +77,14 @@ class _Alg:
         ((monom, c),) = terms
         new = [0] * self.R.ngens
         for i in range(self.n):
-            e = monom[i] - monom[self.n + i]
+            j = self.inv_index.get(i)
+            e = monom[i] - (monom[j] if j is not None else 0)
             if e > 0:
-                new[self.n + i] = e
+                if j is None:
+                    raise InvalidArgument(
+                        f"cannot invert {self.expr(r)}: {list(self.forward)[i]} is not invertible"
+                    )
+                new[j] = e
             elif e < 0:
                 new[i] = -e
         return self.R({tuple(new): 1 / c})
@@ -243,8 +251,11 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
     for f in sorted(special - {tp.lam, tp.lam2, tp.kappa, tp.kappa2}, key=str):
         plain_scale = plain_scale.xreplace({f: sp.Dummy()})
     base_syms |= {s for s in plain_scale.free_symbols if not isinstance(s, sp.Dummy)} - special
-    words_nm = {(j, k): _word(n_l, _letters_of_power(a_l, half, j), m_l, _letters_of_power(a_l, half, k))
-                for j in range(K + 1) for k in range(K + 1 - j)}
+    words_nm = {
+        (j, k): _word(n_l, _letters_of_power(a_l, half, j), m_l, _letters_of_power(a_l, half, k))
+        for j in range(K + 1)
+        for k in range(K + 1 - j)
+    }
     a = tp.exponent
     words_m = [_word(m_l, _letters_of_power(a_l, half, a + j)) for j in range(K + 1)]
     words_n = [_word(n_l, _letters_of_power(a_l, half, 2 - a + j)) for j in range(K + 1)]
@@ -383,10 +394,16 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
         raise InvalidArgument(f"the series is known only to total order {total.prec - 1} < {K}")
 
     # -- the exact side -----------------------------------------------------------------
-    x1 = (*_letters_of_power(a_l, half, tp.left_powers[0]), sp.Symbol(tp.free.name, commutative=False),
-          *_letters_of_power(a_l, half, 1 - tp.left_powers[0]))
-    x2 = (*_letters_of_power(a_l, half, tp.left_powers[1]), sp.Symbol(tp.free.name, commutative=False),
-          *_letters_of_power(a_l, half, 1 - tp.left_powers[1]))
+    x1 = (
+        *_letters_of_power(a_l, half, tp.left_powers[0]),
+        sp.Symbol(tp.free.name, commutative=False),
+        *_letters_of_power(a_l, half, 1 - tp.left_powers[0]),
+    )
+    x2 = (
+        *_letters_of_power(a_l, half, tp.left_powers[1]),
+        sp.Symbol(tp.free.name, commutative=False),
+        *_letters_of_power(a_l, half, 1 - tp.left_powers[1]),
+    )
     laws = {sp.Symbol(tp.free.name, commutative=False): law}
     out = []
     for s in range(K + 1):
@@ -409,5 +426,280 @@ def check_series(tp: TwoPoint, order: int) -> TwoPointSeriesCheck:
     from .twopoint import TwoPointSeriesCheck
 
     coefficients = series_coefficients(tp, order)
+    failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
+    return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)
+
+
+# ---------------------------------------------------------------------------
+# layered two-point results (MATH.md 6.5)
+# ---------------------------------------------------------------------------
+
+
+def _taylor_in_df1(
+    rhs: sp.Expr, kappa: sp.Symbol, ridge: sp.Expr, lam: sp.Expr, L: int
+) -> tuple[sp.Expr, list[sp.Expr]]:
+    """``(df1 atom, [g_0, g_1, ...])`` for ``kappa = ridge * G(df1)``: the Taylor coefficients of G."""
+    atoms = sorted(rhs.atoms(df1), key=str)
+    if len(atoms) != 1 or atoms[0].args[1] != kappa:
+        raise InvalidArgument(f"the fixed point {kappa} = {rhs} is not kappa = lam G(df1(Y, kappa))")
+    d = sp.Dummy("d")
+    g = sp.simplify(rhs.xreplace({atoms[0]: d}) / ridge)
+    if g.free_symbols & {lam, kappa}:
+        raise InvalidArgument(f"the fixed point {kappa} = {rhs} is not kappa = lam G(df1(Y, kappa))")
+    tt = sp.Dummy("t")
+    taylor = sp.expand(sp.series(g.xreplace({d: tt}), tt, 0, L + 1).removeO())
+    return atoms[0], [sp.expand(taylor.coeff(tt, i)) for i in range(L + 1)]
+
+
+def layered_series_coefficients(
+    tp: LayeredTwoPoint, order: int
+) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
+    """``((a, b), equivalent, diagram sum)`` for all ``a + b <= order`` (a layered result).
+
+    The innermost ridges solve ``kappa_L = (lam / c) G(df1(Y, kappa_L))`` as power series in
+    ``x = 1/lam`` (``y = 1/lam2``); the intermediate ridges are explicit in ``lam`` and
+    ``df1``; every ``tr(word)`` with resolvent letters ``R_kappa = sum_j (-Y)^j kappa^(-j-1)``
+    becomes a double series whose coefficients are deterministic traces. The diagram side is
+    :func:`~detequiv.derivations.mixed.mixed_moment` of ``N X1^a M X2^b`` with every free
+    letter given its law (MATH.md 6.5: the nested planar sum).
+    """
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise InvalidArgument(f"order must be an integer >= 1, got {order!r}")
+    n_layers = sum(1 for f in tp.side1 if hasattr(f, "law"))
+    extra = 2
+    while True:
+        try:
+            return _layered_series(tp, order, order + extra)
+        except _LowPrecision:
+            if extra > 2 * n_layers + 4:  # pragma: no cover - the valuations are bounded
+                raise InvalidArgument(f"the series of {tp.random} does not reach order {order}") from None
+            extra += 1
+
+
+class _LowPrecision(Exception):
+    pass
+
+
+def _layered_series(
+    tp: LayeredTwoPoint, order: int, L: int
+) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
+    from .twopoint_layers import _Letters
+
+    K = order
+    lam, lam2 = tp.lam, tp.lam2
+    ridge1 = sp.simplify(lam / tp.coeff)
+    pre = sp.sympify(tp.prefactor)
+    if pre.free_symbols & {lam, lam2}:
+        raise InvalidArgument(
+            f"the prefactor {pre} depends on the ridges; the series check needs lam lam2 G M G2"
+        )
+    letters = _Letters(tp.sqrt_names)
+    n_l = (TEST_LETTER,)
+
+    # -- the chains ---------------------------------------------------------------------------
+    half = len(tp.fixed_points) // 2
+    left_fps, right_fps = tp.fixed_points[:half], tp.fixed_points[half:]
+    inner_fp = next(fp for fp in left_fps if fp.implicit)
+    inner2_fp = next(fp for fp in right_fps if fp.implicit)
+    k_in, k_in2 = inner_fp.symbol, inner2_fp.symbol
+    df_atom, g_coeffs = _taylor_in_df1(inner_fp.rhs, k_in, ridge1, lam, L)
+    y_word = letters.sym(df_atom.args[0])
+    res = {r: (k, y) for r, k, y in tp.resolvents}
+    for r, (k, yw) in res.items():
+        if k not in (k_in, k_in2) or yw != y_word:
+            raise InvalidArgument(f"the resolvent letter {r} is not (kappa_L + Y)^-1 of the innermost ridge")
+
+    # -- expansions of traces with resolvent letters (sympy, before the ring exists) ----------
+    def expand_trace(t: sp.Expr) -> dict[tuple[int, int], sp.Expr]:
+        w = word_letters(t.args[0])
+        pos = [i for i, x in enumerate(w) if x in res]
+        out: dict[tuple[int, int], sp.Expr] = {}
+
+        def rec(i: int, J: int, Kk: int, sign: int, acc: list[tuple[sp.Symbol, ...]]) -> None:
+            if i == len(pos):
+                parts: list[sp.Symbol] = []
+                it = iter(acc)
+                for j, x in enumerate(w):
+                    parts.extend(next(it) if j in pos else (x,))
+                key = (J, Kk)
+                out[key] = out.get(key, sp.S.Zero) + sign * (tr(sp.Mul(*parts)) if parts else sp.S.One)
+                return
+            is_x = res[w[pos[i]]][0] == k_in
+            for j in range(L + 1):
+                nJ, nK = (J + j + 1, Kk) if is_x else (J, Kk + j + 1)
+                if nJ > L or nK > L:
+                    break
+                rec(i + 1, nJ, nK, sign * (-1) ** j, [*acc, y_word * j])
+
+        rec(0, 0, 0, 1, [])
+        return out
+
+    terms = [(w, sp.sympify(c)) for w, c in tp.polynomial]
+    test_traces = [tr(sp.Mul(*n_l, *w)) for w, _ in terms]
+    r_traces: set[sp.Expr] = {
+        t for t in test_traces if t != 1 and any(x in res for x in word_letters(t.args[0]))
+    }
+    for _, c in terms:
+        r_traces |= {t for t in c.atoms(tr) if any(x in res for x in word_letters(t.args[0]))}
+    chain_rhs = [fp.rhs for fp in tp.fixed_points if not fp.implicit]
+    expansions = {t: expand_trace(t) for t in sorted(r_traces, key=str)}
+    moments_sym = [_word(y_word * j) for j in range(2 * L + 4)]
+
+    # -- ring atoms ---------------------------------------------------------------------------
+    special = {lam, lam2, *[fp.symbol for fp in tp.fixed_points]}
+    base_syms: set[sp.Expr] = set()
+
+    def collect(e: sp.Expr) -> None:
+        e = sp.sympify(e)
+        for t in e.atoms(tr):
+            if t not in expansions:
+                base_syms.add(t)
+        for t in e.atoms(df1):
+            e = e.xreplace({t: sp.Dummy()})
+        base_syms.update(s for s in e.free_symbols if s.is_commutative and not isinstance(s, sp.Dummy))
+
+    for e in [pre, tp.coeff, *g_coeffs, *moments_sym, *chain_rhs]:
+        collect(e)
+    for _, c in terms:
+        collect(c.xreplace({t: sp.S.One for t in c.atoms(tr) if t in expansions}))
+    for ex in expansions.values():
+        for v in ex.values():
+            collect(v)
+    for t in test_traces:
+        collect(t)
+    base_syms = {s for s in base_syms if not (isinstance(s, sp.Symbol) and not s.is_commutative)}
+    base_syms -= special
+    alg = _Alg(base_syms, invertible=lambda a: not isinstance(a, tr))
+    alg.cap = L + 4
+    one, zero = alg.R.one, alg.R.zero
+
+    def const(e: Any) -> _BS:
+        return _BS.const(alg, alg.to(e))
+
+    x = _BS(alg, {(1, 0): one}, _INF)
+    y = _BS(alg, {(0, 1): one}, _INF)
+    moments = [alg.to(m) for m in moments_sym]
+    gc = [alg.to(sp.expand(c / tp.coeff)) for c in g_coeffs]
+
+    def df_of(v: _BS, prec: int = L + 1) -> _BS:
+        out = _BS(alg, {}, _INF)
+        p = _BS.const(alg, one)
+        for j in range(1, prec + 1):
+            p = _BS(alg, (p * v).c, prec)
+            c = moments[j] if j % 2 else -moments[j]
+            out = out + p * _BS.const(alg, c)
+        return _BS(alg, out.c, min(out.prec, prec))
+
+    # each pass fixes one more order of u = kappa_L / lam: work at the precision it has
+    u = _BS(alg, {(0, 0): gc[0]}, 1)
+    for step in range(L + 1):
+        pr = min(step + 2, L + 1)
+        u = _BS(alg, u.c, pr)
+        v = _BS(alg, (x * u.inverse()).c, pr)
+        delta = df_of(v, pr)
+        new = _BS(alg, {}, pr)
+        p = _BS.const(alg, one)
+        for c in gc[:pr]:
+            new = new + p * _BS.const(alg, c)
+            p = _BS(alg, (p * delta).c, pr)
+        u = _BS(alg, new.c, pr)
+    ux = u
+    uy = _BS(alg, {(j, i): c for (i, j), c in ux.c.items()}, ux.prec)
+    vx = x * ux.inverse()
+    vy = y * uy.inverse()
+
+    def powers(v: _BS, axis: int) -> list[list[Any]]:
+        out = []
+        p = _BS.const(alg, one)
+        for _ in range(L + 1):
+            out.append([p.c.get((a, 0) if axis == 0 else (0, a), zero) for a in range(L + 1)])
+            p = _BS(alg, (p * v).c, L + 1)
+        return out
+
+    pwx, pwy = powers(vx, 0), powers(vy, 1)
+    prec_v = min(vx.prec, L + 1)
+
+    env: dict[sp.Basic, _BS] = {
+        lam: x.inverse(),
+        lam2: y.inverse(),
+        k_in: ux * x.inverse(),
+        k_in2: uy * y.inverse(),
+        df1(df_atom.args[0], k_in): df_of(vx),
+        df1(df_atom.args[0], k_in2): df_of(vy),
+    }
+    memo: dict[sp.Basic, _BS] = {}
+
+    def series_of_trace(t: sp.Expr) -> _BS:
+        ex = expansions[t]
+        ring_c = {k: alg.to(v) for k, v in ex.items() if v != 0}
+        out: dict[tuple[int, int], Any] = {}
+        for a in range(prec_v):
+            for b in range(prec_v - a):
+                acc = zero
+                for (J, Kk), c in ring_c.items():
+                    if J <= a and Kk <= b and pwx[J][a] and pwy[Kk][b]:
+                        acc = acc + pwx[J][a] * pwy[Kk][b] * c
+                if acc:
+                    out[(a, b)] = acc
+        return _BS(alg, out, prec_v)
+
+    def ev(e: sp.Expr) -> _BS:
+        if e in env:
+            return env[e]
+        if e in memo:
+            return memo[e]
+        if e in expansions:
+            out = series_of_trace(e)
+        elif not (e.free_symbols & set(env)) and not any(
+            a in expansions or a in env for a in e.atoms(sp.Function)
+        ):
+            out = const(e)
+        elif isinstance(e, sp.Add):
+            out = ev(e.args[0])
+            for t in e.args[1:]:
+                out = out + ev(t)
+        elif isinstance(e, sp.Mul):
+            out = ev(e.args[0])
+            for t in e.args[1:]:
+                out = out * ev(t)
+        elif isinstance(e, sp.Pow) and e.exp.is_Integer:
+            out = ev(e.base) ** int(e.exp)
+        else:
+            raise InvalidArgument(f"cannot expand {e} as a series in 1/lam, 1/lam2")
+        memo[e] = out
+        return out
+
+    for fp in tp.fixed_points:
+        if not fp.implicit:
+            env[fp.symbol] = ev(fp.rhs)
+
+    total = _BS(alg, {}, _INF)
+    for (_w, c), t in zip(terms, test_traces, strict=True):
+        total = total + ev(c) * ev(t)
+    total = total * const(pre)
+    if total.prec < K + 1:
+        raise _LowPrecision
+
+    # -- the exact side -------------------------------------------------------------------------
+    laws = {sp.Symbol(f.name, commutative=False): f.law for f in tp.side1 if isinstance(f, FreeMatrix)}
+    x1 = tuple(s for f in tp.side1 for s in letters.of(f))
+    x2 = tuple(s for f in tp.side2 for s in letters.of(f))
+    m_l = tuple(s for f in tp.middle for s in letters.of(f))
+    out = []
+    for s in range(K + 1):
+        for i in range(s + 1):
+            j = s - i
+            eqv = alg.expr(total.c.get((i, j), zero))
+            word = sp.Mul(*n_l, *(x1 * i), *m_l, *(x2 * j))
+            dia = sp.expand(pre * (-tp.coeff) ** s * mixed_moment(word, laws))
+            out.append(((i, j), eqv, dia))
+    return tuple(out)
+
+
+def check_layered_series(tp: LayeredTwoPoint, order: int) -> TwoPointSeriesCheck:
+    """Compare every coefficient of a layered result (see :func:`layered_series_coefficients`)."""
+    from .twopoint import TwoPointSeriesCheck
+
+    coefficients = layered_series_coefficients(tp, order)
     failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
     return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)

@@ -1,0 +1,868 @@
+r"""Layered two-point equivalents: one renormalized ridge per source of randomness (MATH.md 3.5).
+
+:func:`derive_layered_two_point` takes ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)``
+where ``X1``, ``X2`` contain several free factors (Gram pairs or free matrices), e.g. the
+linear random-feature model :math:`T=\lambda\lambda'(\lambda+\hat\Sigma W_F)^{-1}M
+(\lambda'+W_F\hat\Sigma)^{-1}`. The outer free factor ``B`` (the rightmost free factor of
+``X1``, the one :func:`~detequiv.derivations.onepoint.derive` peels first) is averaged
+first, with the rest ``A`` of the product (random) treated as deterministic with respect
+to it; the sides must be ``A B`` or ``B A`` with the same ``A``. The rules of the
+single-layer engine apply unchanged (:mod:`detequiv.derivations.twopoint`):
+
+* ``free_factor_renormalization``: :math:`k_1=r\,S_B(-\mathrm{df}_1(A,k_1))` for both ridges;
+* ``conjugation_exponent``: :math:`a=1-l_1+l_2` (``A B``: :math:`l=1`; ``B A``: :math:`l=0`);
+* ``operator_valued_subordination`` and ``linear_divided_difference``:
+
+  .. math:: rr'(r+X_1)^{-1}M(r'+X_2)^{-1}\simeq k_1k_1'\hat RM\hat R'
+            +\frac{k_1k_1'\beta}{\alpha-\beta\,\mathrm{df}_2(A,k_1,k_1')}
+            \operatorname{tr}(MA^a\hat R\hat R')\,A^{2-a}\hat R\hat R',
+            \qquad \hat R=(k_1+A)^{-1};
+
+then every random piece is reduced exactly to one- and two-point functions of ``A``
+(:func:`resolvent_absorption`: :math:`A\hat R=I-k_1\hat R`, so
+:math:`A\hat R\hat R'=(k_1'\hat R'-k_1k_1'\hat R\hat R')/k_1'` and
+:math:`A^2\hat R\hat R'=I-k_1\hat R-k_1'\hat R'+k_1k_1'\hat R\hat R'`), each of which is
+derived by :func:`~detequiv.derivations.onepoint.derive` (``k_1 \hat R``) and, recursively,
+by this engine or :func:`~detequiv.derivations.twopoint.derive_two_point`
+(``k_1 k_1' \hat R N \hat R'``, ``N`` = ``M`` or ``I``). Traces of equivalents are traces of
+the random matrices (:func:`trace_of_equivalence`) and the scalar
+:math:`\mathrm{df}_2(A,\cdot)`, a trace, concentrates (:func:`trace_concentration`). The
+intermediate ridges are the one-point chain's (``kappa_1``, ..., ``kappa_L`` and primed).
+
+The result (:class:`LayeredTwoPoint`) is a noncommutative polynomial in the deterministic
+letters, the resolvent letters :math:`R_{\kappa}=(\kappa+Y)^{-1}` of the innermost
+matrix ``Y`` and ``tr(...)`` scalars. It checks itself exactly
+(:meth:`LayeredTwoPoint.check_series`, the planar diagram sums of
+:math:`N X_1^a M X_2^b`) and by simulation (``check_monte_carlo``).
+
+>>> import sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
+>>> lam, lam2 = sp.symbols("lam lam2", positive=True)
+>>> D, N, P = sp.symbols("D N P", positive=True)
+>>> S = Deterministic("Sigma", D); M = Deterministic("M", D)
+>>> X = Gaussian("X", (P, D)); F = Gaussian("F", (N, D))
+>>> Sh = S.sqrt() @ X.T @ X @ S.sqrt() / P; WF = F.T @ F / N
+>>> T = derive_layered_two_point(lam * lam2 * resolvent(Sh @ WF, lam) @ M @ resolvent(WF @ Sh, lam2))
+>>> [str(fp.symbol) for fp in T.fixed_points]
+['kappa_2', 'kappa_1', "kappa_2'", "kappa_1'"]
+>>> T.check_series(2).passed
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import DetEquivError, InvalidArgument, InvalidWord, VerificationError
+from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
+from .onepoint import (
+    _WITNESSES,
+    FixedPoint,
+    OnePoint,
+    Step,
+    derive,
+    df1,
+    free_factor_renormalization,
+    gaussian_gram_to_wishart,
+    register_witness,
+    result_latex,
+    result_str,
+)
+from .quantities import tr, word_letters
+
+__all__ = [
+    "LayeredTwoPoint",
+    "LayeredTwoPointValue",
+    "derive_layered_two_point",
+    "resolvent_absorption",
+    "trace_of_equivalence",
+    "trace_concentration",
+    "register_layered_witness",
+]
+
+_Word = tuple[sp.Symbol, ...]
+_REF_LAYERS = "MATH.md 3.5 (average the outer free factor first, then the inner ones); MATH.md 3.2-3.4"
+
+
+def register_layered_witness(name: str, function: Any) -> None:
+    """Register a witness (``"monte_carlo"``) for :class:`LayeredTwoPoint` (by :mod:`detequiv.codegen`)."""
+    register_witness("layered_two_point/" + name, function)
+
+
+# ---------------------------------------------------------------------------
+# noncommutative polynomials with scalar (sympy) coefficients
+# ---------------------------------------------------------------------------
+
+
+class _Poly:
+    """``sum_w coeff_w * w`` over words ``w`` (tuples of noncommutative letters)."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: Mapping[_Word, sp.Expr] | None = None) -> None:
+        self.terms: dict[_Word, sp.Expr] = {}
+        for w, c in (terms or {}).items():
+            c = sp.sympify(c)
+            if c != 0:
+                self.terms[w] = self.terms.get(w, sp.S.Zero) + c
+
+    @classmethod
+    def word(cls, w: _Word, c: Any = 1) -> _Poly:
+        return cls({tuple(w): sp.sympify(c)})
+
+    def __add__(self, o: _Poly) -> _Poly:
+        out = dict(self.terms)
+        for w, c in o.terms.items():
+            out[w] = out[w] + c if w in out else c
+        return _Poly(out)
+
+    def __sub__(self, o: _Poly) -> _Poly:
+        return self + o.scale(-1)
+
+    def scale(self, c: Any) -> _Poly:
+        c = sp.sympify(c)
+        return _Poly({w: c * v for w, v in self.terms.items()})
+
+    def __matmul__(self, o: _Poly) -> _Poly:
+        out: dict[_Word, sp.Expr] = {}
+        for w1, c1 in self.terms.items():
+            for w2, c2 in o.terms.items():
+                w = w1 + w2
+                out[w] = out[w] + c1 * c2 if w in out else c1 * c2
+        return _Poly(out)
+
+    def trace(self, left: _Word = ()) -> sp.Expr:
+        """``tr(left . self)`` (normalized trace, linear in the words)."""
+        return sp.Add(*[c * _tr(left + w) for w, c in self.terms.items()])
+
+    def xreplace(self, rep: Mapping[Any, Any]) -> _Poly:
+        return _Poly({w: c.xreplace(rep) for w, c in self.terms.items()})
+
+
+def _tr(w: _Word) -> sp.Expr:
+    return tr(sp.Mul(*w)) if w else sp.S.One
+
+
+# ---------------------------------------------------------------------------
+# the rules specific to layers
+# ---------------------------------------------------------------------------
+
+
+def resolvent_absorption(a: int, q1: Any, q2: Any, p_i: Any, k1: sp.Expr, k2: sp.Expr) -> Any:
+    r""":math:`A^a\hat R\hat R'` in terms of :math:`Q_1=k_1\hat R`, :math:`Q_2=k_1'\hat R'` and
+    :math:`P=k_1k_1'\hat R\hat R'` (exact: :math:`A\hat R=I-k_1\hat R`, MATH.md 3.4).
+
+    ``a = 0``: :math:`P/(k_1k_1')`; ``a = 1``: :math:`(Q_2-P)/k_1'`; ``a = 2``:
+    :math:`I-Q_1-Q_2+P`. Works on anything with ``+``, ``-``, ``.scale`` and an identity
+    (``_Poly``).
+    """
+    if a == 0:
+        return p_i.scale(1 / (k1 * k2))
+    if a == 1:
+        return (q2 - p_i).scale(1 / k2)
+    if a == 2:
+        return _Poly.word(()) - q1 - q2 + p_i
+    raise InvalidArgument(f"A^{a} R R': the exponent must be 0, 1 or 2")
+
+
+def trace_of_equivalence(left: _Word, equivalent: _Poly) -> sp.Expr:
+    """``tr(L X) ~ tr(L E)`` for a random ``X ~ E`` and a deterministic word ``L``: an equivalence
+    holds under every deterministic contraction (MATH.md 2.1)."""
+    return equivalent.trace(left)
+
+
+def trace_concentration(expr: sp.Expr, atom: sp.Expr, value: sp.Expr) -> sp.Expr:
+    r"""Replace the random trace ``atom`` (``df2(A, k, k')``) by the trace of its equivalent.
+
+    Normalized traces of resolvent products concentrate (fluctuations :math:`O(1/N)`), so a
+    rational function of them equals, to leading order, the same function of their
+    equivalents (MATH.md 3.2: ratio of traces -> ratio of equivalents).
+    """
+    return expr.xreplace({atom: value})
+
+
+# ---------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LayeredTwoPointValue:
+    """Numbers from :meth:`LayeredTwoPoint.evaluate`.
+
+    ``kappas`` maps ``'kappa_1'``, ``"kappa_1'"``, ... to the solved ridges; ``matrix`` is the
+    equivalent, ``no_outer`` the same without the outermost correction term (the inner
+    two-point alone; a negative control).
+    """
+
+    kappas: dict[str, complex | float]
+    matrix: np.ndarray = field(repr=False)
+    no_outer: np.ndarray = field(repr=False)
+
+    def trace(self, test: Any = None) -> complex | float:
+        n = self.matrix.shape[0]
+        return _plain(np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n)
+
+    def no_outer_trace(self, test: Any = None) -> complex | float:
+        n = self.no_outer.shape[0]
+        return _plain(np.trace(self.no_outer if test is None else np.asarray(test) @ self.no_outer) / n)
+
+
+def _plain(value: Any) -> complex | float:
+    z = complex(value)
+    return z.real if z.imag == 0 else z
+
+
+@dataclass(frozen=True, slots=True)
+class _Letters:
+    """Letters of the polynomial: deterministic matrices (``X`` or ``X_sqrt``) and resolvents."""
+
+    sqrt_names: frozenset[str]
+    resolvents: tuple[tuple[sp.Symbol, sp.Symbol, _Word], ...] = ()
+
+    def det(self, name: str) -> _Word:
+        if name in self.sqrt_names:
+            s = sp.Symbol(f"{name}_sqrt", commutative=False)
+            return (s, s)
+        return (sp.Symbol(name, commutative=False),)
+
+    def half(self, name: str) -> _Word:
+        return (sp.Symbol(f"{name}_sqrt", commutative=False),)
+
+    def of(self, f: MatrixExpr) -> _Word:
+        if isinstance(f, Deterministic):
+            return self.det(f.name)
+        if isinstance(f, Sqrt):
+            return self.half(f.base.name)
+        if isinstance(f, FreeMatrix):
+            return (sp.Symbol(f.name, commutative=False),)
+        if isinstance(f, Identity):
+            return ()
+        raise InvalidWord(f"{f} cannot be a letter of a layered two-point word")
+
+    def sym(self, m: sp.Basic) -> _Word:
+        """Letters of a sympy matrix expression (MatrixSymbol, its square root, products)."""
+        if isinstance(m, sp.MatrixSymbol):
+            return self.det(m.name)
+        if isinstance(m, sp.MatPow) and m.exp == sp.Rational(1, 2) and isinstance(m.base, sp.MatrixSymbol):
+            return self.half(m.base.name)
+        if isinstance(m, sp.MatPow) and m.exp.is_Integer and m.exp > 0:
+            return self.sym(m.base) * int(m.exp)
+        if isinstance(m, sp.MatMul):
+            return tuple(x for f in m.args for x in self.sym(f))
+        if isinstance(m, sp.Identity):
+            return ()
+        raise InvalidWord(f"{m} is not a product of deterministic matrices")
+
+
+# ---------------------------------------------------------------------------
+# the result
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LayeredTwoPoint:
+    r"""A layered two-point equivalent ``random ~ deterministic`` (see the module doc).
+
+    ``polynomial`` is the equivalent as ``((word, coefficient), ...)``: words in the letters
+    ``X`` / ``X_sqrt`` of deterministic matrices and ``R_kappa`` (``(kappa + Y)^{-1}``, see
+    ``resolvents``), coefficients commutative sympy expressions in the ridges, the
+    dimensions and ``tr(...)``. ``outer`` is the outermost correction term alone (the part the
+    feature layer adds to the inner two-point function).
+    """
+
+    random: MatrixExpr
+    lam: sp.Expr
+    lam2: sp.Expr
+    fixed_points: tuple[FixedPoint, ...]
+    derivation: tuple[Step, ...]
+    polynomial: tuple[tuple[_Word, sp.Expr], ...]
+    outer: tuple[tuple[_Word, sp.Expr], ...]
+    resolvents: tuple[tuple[sp.Symbol, sp.Symbol, _Word], ...]
+    dim: sp.Expr
+    prefactor: sp.Expr
+    coeff: sp.Expr
+    left_chain: OnePoint
+    right_chain: OnePoint
+    side1: tuple[MatrixExpr, ...]
+    side2: tuple[MatrixExpr, ...]
+    middle: tuple[MatrixExpr, ...]
+    sqrt_names: frozenset[str]
+
+    # -- printing ------------------------------------------------------------
+    def _sympy_of(self, w: _Word) -> sp.Expr:
+        res = {r: (k, y) for r, k, y in self.resolvents}
+        n = self.dim
+        mats: list[sp.Expr] = []
+        i = 0
+        while i < len(w):
+            x = w[i]
+            i += 1
+            if x.name.endswith("_sqrt") and i < len(w) and w[i] == x:
+                mats.append(sp.MatrixSymbol(x.name[: -len("_sqrt")], n, n))
+                i += 1
+                continue
+            if x in res:
+                k, y = res[x]
+                ys = [self._sympy_of((t,)) for t in y]
+                ymat = ys[0] if len(ys) == 1 else sp.MatMul(*ys)
+                mats.append(sp.Inverse(sp.MatAdd(ymat, k * sp.Identity(n))))
+            elif x.name.endswith("_sqrt"):
+                mats.append(sp.MatPow(sp.MatrixSymbol(x.name[: -len("_sqrt")], n, n), sp.Rational(1, 2)))
+            else:
+                mats.append(sp.MatrixSymbol(x.name, n, n))
+        if not mats:
+            return sp.Identity(n)
+        return mats[0] if len(mats) == 1 else sp.MatMul(*mats)
+
+    def _scalar_sympy(self, c: sp.Expr) -> sp.Expr:
+        rep = {}
+        for t in c.atoms(tr):
+            rep[t] = sp.Trace(self._sympy_of(word_letters(t.args[0]))) / self.dim
+        return c.xreplace(rep)
+
+    @property
+    def deterministic(self) -> sp.Expr:
+        """The equivalent as a sympy matrix expression (``tr`` written ``Trace / dim``)."""
+        parts = []
+        for w, c in self.polynomial:
+            m = self._sympy_of(w)
+            c2 = self._scalar_sympy(sp.sympify(c))
+            parts.append(m if c2 == 1 else sp.MatMul(c2, m))
+        body = parts[0] if len(parts) == 1 else sp.MatAdd(*parts)
+        return body if self.prefactor == 1 else sp.MatMul(self.prefactor, body)
+
+    def __str__(self) -> str:
+        return result_str(self)
+
+    def _repr_latex_(self) -> str:
+        return result_latex(self)
+
+    def without_outer(self) -> LayeredTwoPoint:
+        """A copy without the outermost correction term (negative control: the inner two-point alone)."""
+        keep = _Poly(dict(self.polynomial)) - _Poly(dict(self.outer))
+        return replace(self, polynomial=tuple(keep.terms.items()), outer=())
+
+    # -- witnesses -------------------------------------------------------------
+    def check_series(self, order: int = 6) -> Any:
+        """Exact double series in ``1/lam``, ``1/lam2`` against the planar diagram sums of
+        ``tr(N X1^a M X2^b)`` (:func:`detequiv.derivations.twopoint_series.check_layered_series`)."""
+        from .twopoint_series import check_layered_series
+
+        return check_layered_series(self, order)
+
+    def verify_series(self, order: int = 6) -> Any:
+        """:meth:`check_series`, raising :class:`VerificationError` with the evidence on failure."""
+        result = self.check_series(order)
+        if not result.passed:
+            raise VerificationError(str(result))
+        return result
+
+    def evaluate(self, values: Mapping[Any, Any]) -> LayeredTwoPointValue:
+        """Numbers: ``values`` maps ``lam``, ``lam2``, the dimensions and the deterministic
+        matrices (objects or names; spectra or matrices) to numbers. The one-point chains are
+        solved at ``lam`` and ``lam2`` by the one-point engine (physical branch, real or
+        complex ridges), then the polynomial is evaluated."""
+        return _evaluate(self, values)
+
+    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200), *, rng: Any, **kwargs: Any) -> Any:
+        """Monte Carlo witness (:func:`detequiv.codegen.twopoint_layers_mc.check_monte_carlo`)."""
+        witness = _WITNESSES.get("layered_two_point/monte_carlo")
+        if witness is None:
+            raise DetEquivError(
+                "no Monte Carlo witness is registered; import detequiv.codegen.twopoint_layers_mc"
+            )
+        return witness(self, sizes, rng=rng, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# derive
+# ---------------------------------------------------------------------------
+
+
+def _chain_symbol(i: int, prime: bool) -> sp.Symbol:
+    return sp.Symbol(f"kappa_{i}" + ("'" if prime else ""))
+
+
+def _rename_derive(one: OnePoint, offset: int, prime: bool) -> dict[sp.Symbol, sp.Symbol]:
+    """derive's ``kappa`` / ``kappa_j`` -> the chain's ``kappa_{offset + j}`` (primed on the right)."""
+    rep: dict[sp.Symbol, sp.Symbol] = {}
+    for fp in one.fixed_points:
+        name = fp.symbol.name
+        j = 1 if name == "kappa" else int(name.split("_")[1])
+        rep[fp.symbol] = _chain_symbol(offset + j, prime)
+    return rep
+
+
+def _free_count(factors: Sequence[MatrixExpr]) -> int:
+    return sum(isinstance(f, FreeMatrix) for f in factors)
+
+
+def _mexpr(factors: Sequence[MatrixExpr], coeff: Any = 1) -> MatrixExpr:
+    return Product.make(sp.sympify(coeff), tuple(factors))
+
+
+class _Engine:
+    def __init__(self, dim: sp.Expr, letters: _Letters, middle: tuple[MatrixExpr, ...]) -> None:
+        self.dim = dim
+        self.letters = letters
+        self.middle = middle
+        self.steps: list[Step] = []
+        self.resolvents: dict[sp.Symbol, tuple[sp.Symbol, _Word]] = {}
+        self.cache: dict[Any, _Poly] = {}
+        self.outer: _Poly | None = None
+
+    # -- letters ----------------------------------------------------------------
+    def r_letter(self, kappa: sp.Symbol, y: _Word) -> sp.Symbol:
+        s = sp.Symbol(f"R_{kappa.name}", commutative=False)
+        self.resolvents[s] = (kappa, y)
+        return s
+
+    def scalar(self, e: sp.Expr) -> sp.Expr:
+        """df1 / df2 of deterministic matrices -> tr(...) with resolvent letters."""
+        from .twopoint import df2
+
+        rep: dict[sp.Basic, sp.Expr] = {}
+        for atom in e.atoms(df1):
+            y = self.letters.sym(atom.args[0])
+            rep[atom] = _tr(y + (self.r_letter(atom.args[1], y),))
+        for atom in e.atoms(df2):
+            y = self.letters.sym(atom.args[0])
+            rep[atom] = _tr(y + y + (self.r_letter(atom.args[1], y), self.r_letter(atom.args[2], y)))
+        return e.xreplace(rep)
+
+    # -- one point ----------------------------------------------------------------
+    def one(self, level: int, ridge: sp.Symbol, a: tuple[MatrixExpr, ...], prime: bool) -> _Poly:
+        key = ("one", level, ridge, a)
+        if key in self.cache:
+            return self.cache[key]
+        rho = sp.Symbol("rho_ridge")  # derive names its ridges kappa_j: keep them apart from ours
+        eq = derive(rho * Resolvent(_mexpr(a), rho))
+        rep: dict[sp.Basic, sp.Expr] = {**_rename_derive(eq, level, prime), rho: ridge}
+        k = eq.ridge.xreplace(rep)
+        y = self.letters.sym(eq.matrix)
+        pre = sp.sympify(eq.prefactor).xreplace(rep)
+        out = _Poly.word((self.r_letter(k, y),), pre * k)
+        self.steps.append(
+            Step(
+                "one_point_chain",
+                ridge * sp.Inverse(_mexpr(a).to_sympy() + ridge * sp.Identity(self.dim)),
+                eq.deterministic.xreplace(rep),
+                "MATH.md 2.1-2.3 (derive)",
+                f"the one-point function of the inner matrix at the ridge {ridge}, "
+                f"{len(eq.derivation)} steps of derive",
+            )
+        )
+        self.cache[key] = out
+        return out
+
+    # -- two point ----------------------------------------------------------------
+    def two(
+        self,
+        level: int,
+        r1: sp.Expr,
+        r2: sp.Expr,
+        side1: tuple[MatrixExpr, ...],
+        side2: tuple[MatrixExpr, ...],
+        mid: tuple[MatrixExpr, ...],
+    ) -> _Poly:
+        key = ("two", level, r1, r2, side1, side2, mid)
+        if key in self.cache:
+            return self.cache[key]
+        if _free_count(side1) == 1:
+            out = self.base(level, r1, r2, side1, side2, mid)
+        else:
+            out = self.layer(level, r1, r2, side1, side2, mid)
+        self.cache[key] = out
+        return out
+
+    def base(
+        self,
+        level: int,
+        r1: sp.Expr,
+        r2: sp.Expr,
+        side1: tuple[MatrixExpr, ...],
+        side2: tuple[MatrixExpr, ...],
+        mid: tuple[MatrixExpr, ...],
+    ) -> _Poly:
+        from .twopoint import derive_two_point
+
+        rho, rho2 = sp.Symbol("rho_ridge"), sp.Symbol("rho_ridge2")  # apart from derive's names
+        expr = Product.make(rho * rho2, (Resolvent(_mexpr(side1), rho), *mid, Resolvent(_mexpr(side2), rho2)))
+        tp = derive_two_point(expr)
+        k, k2 = _chain_symbol(level + 1, False), _chain_symbol(level + 1, True)
+        rep = {tp.kappa: k, tp.kappa2: k2, rho: r1, rho2: r2}
+        a_word = self.letters.det(tp.a_matrix.name)
+        r_1, r_2 = self.r_letter(k, a_word), self.r_letter(k2, a_word)
+        m_word = tuple(x for f in mid for x in self.letters.of(f))
+
+        def apow(e: sp.Rational) -> _Word:
+            if tp.a_matrix.name in self.letters.sqrt_names:
+                return self.letters.half(tp.a_matrix.name) * int(2 * e)
+            if not sp.Rational(e).is_integer:  # pragma: no cover - half letters are set then
+                raise InvalidWord(f"{tp.a_matrix.name}^{e} needs square-root letters")
+            return a_word * int(e)
+
+        from .twopoint import divided_difference
+
+        if tp.scale.atoms(divided_difference):
+            raise InvalidWord(
+                f"the inner free factor {tp.free.name} ~ {tp.free.law} keeps the divided difference "
+                "c(lam, lam'); the layered engine needs S_B(t) = 1/(alpha + beta t) (Wishart / Gram layers)"
+            )
+        scale = self.scalar(tp.scale.xreplace(rep))
+        pre = sp.sympify(tp.prefactor).xreplace(rep)
+        inner = _tr(m_word + apow(tp.exponent) + (r_1, r_2))
+        out = _Poly.word((r_1, *m_word, r_2), pre * k * k2) + _Poly.word(
+            apow(2 - tp.exponent) + (r_1, r_2), pre * scale * inner
+        )
+        self.steps.append(
+            Step(
+                "two_point_single_layer",
+                expr.to_sympy().xreplace(rep),
+                tp.deterministic.xreplace(rep),
+                "MATH.md 3.1-3.2 (derive_two_point: " + ", ".join(s.rule for s in tp.derivation) + ")",
+                f"one free factor {tp.free.name}: form {tp.form}, a = {tp.exponent}; "
+                f"kappa -> {k}, kappa' -> {k2}",
+            )
+        )
+        return out
+
+    def split(
+        self, side: tuple[MatrixExpr, ...], b: FreeMatrix, which: str
+    ) -> tuple[tuple[MatrixExpr, ...], int]:
+        if side.count(b) != 1:
+            raise InvalidWord(
+                f"the {which} resolvent has {side.count(b)} copies of the outer free factor {b.name}; the "
+                "layered engine needs it once on both sides"
+            )
+        i = side.index(b)
+        left, right = side[:i], side[i + 1 :]
+        if left and right:
+            raise InvalidWord(
+                f"the {which} resolvent is L {b.name} R with both L = {_mexpr(left)} and R = {_mexpr(right)} "
+                f"nonempty; the layered engine needs A {b.name} or {b.name} A (write the product so the "
+                "outer free factor stands at an end)"
+            )
+        return (left or right), (1 if left else 0)
+
+    def layer(
+        self,
+        level: int,
+        r1: sp.Expr,
+        r2: sp.Expr,
+        side1: tuple[MatrixExpr, ...],
+        side2: tuple[MatrixExpr, ...],
+        mid: tuple[MatrixExpr, ...],
+    ) -> _Poly:
+        from .twopoint import (
+            conjugation_exponent,
+            df2,
+            linear_divided_difference,
+            operator_valued_subordination,
+        )
+
+        # at inner levels the one-point chains (derive) peel the rightmost free factor first
+        index = (
+            _outer_index(side1)
+            if level == 0
+            else max(i for i, f in enumerate(side1) if isinstance(f, FreeMatrix))
+        )
+        b = side1[index]
+        assert isinstance(b, FreeMatrix)
+        a1, l1 = self.split(side1, b, "left")
+        a2, l2 = self.split(side2, b, "right")
+        if a1 != a2:
+            raise InvalidWord(
+                f"the resolvents leave different matrices {_mexpr(a1)} and {_mexpr(a2)} next to {b.name}; "
+                "the layered engine needs A B or B A with the same A on both sides"
+            )
+        a_mat = a1
+        k, k2 = _chain_symbol(level + 1, False), _chain_symbol(level + 1, True)
+        _, eq, step = free_factor_renormalization(r1, side1, index, k, self.dim)
+        self.steps.append(replace(step, note=f"layer {level + 1}, left: {step.note}"))
+        _, eq2, step2 = free_factor_renormalization(r2, side2, side2.index(b), k2, self.dim)
+        self.steps.append(replace(step2, note=f"layer {level + 1}, right: {step2.note}"))
+        a = conjugation_exponent(sp.Rational(l1), sp.Rational(l2))
+        self.steps.append(
+            Step(
+                "conjugation_exponent",
+                sp.Tuple(l1, l2),
+                a,
+                "exact algebra (MATH.md 3.1)",
+                f"layer {level + 1}: A = {_mexpr(a_mat)} is deterministic with respect to {b.name}; "
+                f"A^{a} stays inside the trace, A^{2 - a} moves outside",
+            )
+        )
+        a_sym = _mexpr(a_mat).to_sympy()
+        scale = operator_valued_subordination(r1, r2, k, k2, a_sym)
+        self.steps.append(
+            Step(
+                "operator_valued_subordination",
+                sp.Tuple(r1, r2),
+                scale,
+                "MATH.md 3.2 (M_2(C) subordination), A random but free from " + b.name,
+                f"layer {level + 1}: {b.name} ~ {b.law} is rotation invariant and free from A and M",
+            )
+        )
+        linear = linear_divided_difference(scale, eq, r1, r2, k2)
+        if linear is None:
+            raise InvalidWord(
+                f"the outer free factor {b.name} ~ {b.law} has a ridge equation that is not linear in df1; "
+                "the layered engine needs S_B(t) = 1/(alpha + beta t) (Wishart / Gram layers)"
+            )
+        scale, lstep = linear
+        self.steps.append(lstep)
+        k_one, k2_one = self.one(level + 1, k, a_mat, False), self.one(level + 1, k2, a_mat, True)
+        p_m = self.two(level + 1, k, k2, a_mat, a_mat, mid)
+        p_i = p_m if not mid else self.two(level + 1, k, k2, a_mat, a_mat, ())
+        pieces = {e: resolvent_absorption(e, k_one, k2_one, p_i, k, k2) for e in {int(a), int(2 - a)}}
+        self.steps.append(
+            Step(
+                "resolvent_absorption",
+                sp.Tuple(*[sp.Symbol(f"A^{e} R R'") for e in sorted(pieces)]),
+                sp.Tuple(*[sp.Symbol(f"piece_{e}") for e in sorted(pieces)]),
+                "MATH.md 3.4 (A (k + A)^-1 = I - k (k + A)^-1, exact)",
+                f"layer {level + 1}: every A^e R R' in terms of k R, k' R' and k k' R R' (one- and two-point "
+                "functions of A)",
+            )
+        )
+        m_word = tuple(x for f in mid for x in self.letters.of(f))
+        inner = trace_of_equivalence(m_word, pieces[int(a)])
+        df2_atoms = scale.atoms(df2)
+        df2_value = trace_of_equivalence((), resolvent_absorption(2, k_one, k2_one, p_i, k, k2))
+        for atom in sorted(df2_atoms, key=str):
+            scale = trace_concentration(scale, atom, df2_value)
+        self.steps.append(
+            Step(
+                "trace_of_equivalence",
+                sp.Symbol(f"tr(M A^{a} R R'), df2(A, {k}, {k2})"),
+                sp.Tuple(inner, df2_value),
+                "MATH.md 2.1 (equivalence under deterministic contractions); 3.2 (traces concentrate)",
+                f"layer {level + 1}: traces of the random pieces are traces of their equivalents",
+            )
+        )
+        correction = pieces[int(2 - a)].scale(scale * inner)
+        if level == 0:
+            self.outer = correction
+        return p_m + correction
+
+
+def _outer_index(side: tuple[MatrixExpr, ...]) -> int:
+    """The outer free factor: the rightmost free factor if it ends the product (derive peels it
+    first), else the first factor if it is free; otherwise the rightmost (``split`` then explains)."""
+    free = [i for i, f in enumerate(side) if isinstance(f, FreeMatrix)]
+    if free[-1] == len(side) - 1 or not isinstance(side[0], FreeMatrix):
+        return free[-1]
+    return 0
+
+
+def _sides(res: Resolvent) -> tuple[sp.Expr, tuple[MatrixExpr, ...]]:
+    arg = res.arg
+    coeff, factors = (arg.coeff, arg.factors) if isinstance(arg, Product) else (sp.S.One, (arg,))
+    factors = tuple(f for f in factors if not isinstance(f, Identity))
+    coeff, factors, _ = gaussian_gram_to_wishart(coeff, factors)
+    for f in factors:
+        if not isinstance(f, (Deterministic, Sqrt, FreeMatrix)):
+            raise InvalidWord(f"{f} in {res} is not a deterministic matrix, a Gram pair or a free matrix")
+    return sp.sympify(coeff), factors
+
+
+def layered_free_count(expr: Any) -> int:
+    """The number of free factors in the left resolvent of ``c G1 M G2`` (0 if not of that shape)."""
+    if not (isinstance(expr, Product) and len(expr.factors) >= 2 and isinstance(expr.factors[0], Resolvent)):
+        return 0
+    try:
+        return _free_count(_sides(expr.factors[0])[1])
+    except InvalidWord:
+        return 0
+
+
+def derive_layered_two_point(expr: Any) -> LayeredTwoPoint:
+    """Derive ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)`` with several free factors.
+
+    Raises
+    ------
+    InvalidArgument
+        If ``expr`` is not of that shape or both ridges are the same symbol.
+    InvalidWord
+        If a resolvent is not ``A B`` / ``B A`` (``B`` the outer free factor, the same ``A`` on
+        both sides) at some layer, the scales differ, something random stands between the
+        resolvents, or a layer's law is not Wishart-like.
+    """
+    from .twopoint import _parts
+
+    c_out, res1, middle, res2 = _parts(expr)
+    lam, lam2 = res1.lam, res2.lam
+    if lam == lam2:
+        raise InvalidArgument(
+            f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
+        )
+    coeff1, side1 = _sides(res1)
+    coeff2, side2 = _sides(res2)
+    if sp.simplify(coeff1 - coeff2) != 0:
+        raise InvalidWord(f"the resolvents have different scales {coeff1} and {coeff2}; use the same")
+    if sorted(f.name for f in side1 if isinstance(f, FreeMatrix)) != sorted(
+        f.name for f in side2 if isinstance(f, FreeMatrix)
+    ):
+        raise InvalidWord("the two resolvents must contain the same free factors")
+    if _free_count(side1) < 2:
+        raise InvalidWord(f"{res1} has fewer than two free factors; use derive_two_point")
+    dim = res1.shape[0]
+    sqrt_names = frozenset(f.base.name for f in (*side1, *side2, *middle) if isinstance(f, Sqrt))
+    letters = _Letters(sqrt_names)
+    engine = _Engine(dim, letters, middle)
+    r1 = sp.simplify(lam / coeff1)
+    r2 = sp.simplify(lam2 / coeff1)
+    if coeff1 != 1:
+        engine.steps.append(
+            Step(
+                "ridge_rescaling",
+                sp.Tuple(lam, lam2),
+                sp.Tuple(r1, r2),
+                "exact algebra",
+                f"divide by {coeff1}",
+            )
+        )
+    body = engine.two(0, r1, r2, side1, side2, middle)
+    assert engine.outer is not None
+    # the one-point chains (names kappa_1..kappa_L), peeled in the engine's order: A B
+    b = side1[_outer_index(side1)]
+    assert isinstance(b, FreeMatrix)
+    a_mat, _ = engine.split(side1, b, "left")
+    chain_expr = _mexpr((*a_mat, b), coeff1)
+    left = derive(lam * Resolvent(chain_expr, lam))
+    right0 = derive(lam2 * Resolvent(chain_expr, lam2))
+    rename = {fp.symbol: _chain_symbol(int(fp.symbol.name.split("_")[1]), True) for fp in right0.fixed_points}
+    right_fps = tuple(
+        FixedPoint(
+            rename[fp.symbol],
+            sp.Eq(rename[fp.symbol], fp.rhs.xreplace(rename)),
+            tuple(rename[d] for d in fp.depends_on),
+        )
+        for fp in right0.fixed_points
+    )
+    fixed = (*left.fixed_points, *right_fps)
+    steps = [
+        Step(
+            "layered_chain",
+            sp.Tuple(lam, lam2),
+            sp.Tuple(*[fp.symbol for fp in fixed]),
+            "MATH.md 2.3-2.4 (derive: one renormalized ridge per free factor)",
+            f"the one-point chain of {chain_expr} at both ridges gives the intermediate ridges",
+        ),
+        *engine.steps,
+    ]
+    prefactor = sp.simplify(c_out / (lam * lam2))
+    return LayeredTwoPoint(
+        random=expr,
+        lam=lam,
+        lam2=lam2,
+        fixed_points=fixed,
+        derivation=tuple(steps),
+        polynomial=tuple(body.terms.items()),
+        outer=tuple(engine.outer.terms.items()),
+        resolvents=tuple(
+            (s, k, y) for s, (k, y) in sorted(engine.resolvents.items(), key=lambda kv: kv[0].name)
+        ),
+        dim=dim,
+        prefactor=prefactor,
+        coeff=coeff1,
+        left_chain=left,
+        right_chain=right0,
+        side1=side1,
+        side2=side2,
+        middle=middle,
+        sqrt_names=sqrt_names,
+    )
+
+
+# ---------------------------------------------------------------------------
+# numbers
+# ---------------------------------------------------------------------------
+
+
+def _lookup(values: Mapping[Any, Any], name: str) -> Any:
+    for k, v in values.items():
+        if (isinstance(k, str) and k == name) or getattr(k, "name", None) == name:
+            return v
+    raise InvalidArgument(f"values has no entry for {name}; pass it")
+
+
+def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPointValue:
+    lam_v = _lookup(values, str(tp.lam))
+    lam2_v = _lookup(values, str(tp.lam2))
+    rest = {k: v for k, v in values.items() if str(getattr(k, "name", k)) not in (str(tp.lam), str(tp.lam2))}
+    lv = tp.left_chain.evaluate({**rest, tp.left_chain.lam: lam_v})
+    rv = tp.right_chain.evaluate({**rest, tp.right_chain.lam: lam2_v})
+    kappas: dict[str, complex | float] = {str(s): v for s, v in lv.fixed_points}
+    kappas.update({str(s) + "'": v for s, v in rv.fixed_points})
+    scalars: dict[sp.Basic, Any] = {tp.lam: complex(lam_v), tp.lam2: complex(lam2_v)}
+    for fp in tp.fixed_points:
+        scalars[fp.symbol] = complex(kappas[str(fp.symbol)])
+    for k, v in values.items():
+        if np.ndim(v) == 0:
+            scalars[sp.Symbol(k if isinstance(k, str) else k.name, positive=True)] = complex(v)
+            scalars[sp.Symbol(k if isinstance(k, str) else k.name)] = complex(v)
+    mats: dict[sp.Symbol, np.ndarray] = {}
+    res = {r: (k, y) for r, k, y in tp.resolvents}
+    names: set[str] = set()
+    for w, _ in tp.polynomial:
+        names.update(x.name for x in w)
+
+    def matrix(x: sp.Symbol) -> np.ndarray:
+        if x in mats:
+            return mats[x]
+        if x in res:
+            k, y = res[x]
+            ym = _word_matrix(y)
+            out = np.linalg.inv(ym + scalars[k] * np.eye(ym.shape[0]))
+        else:
+            sqrt = x.name.endswith("_sqrt")
+            base = x.name[: -len("_sqrt")] if sqrt else x.name
+            m = np.asarray(_lookup(values, base))
+            m = np.diag(m) if m.ndim == 1 else m
+            if sqrt:
+                w_, v_ = np.linalg.eigh((m + m.T) / 2)
+                out = (v_ * np.sqrt(np.clip(w_, 0, None))) @ v_.T
+            else:
+                out = m
+        mats[x] = out.astype(complex)
+        return mats[x]
+
+    def _word_matrix(w: _Word) -> np.ndarray:
+        out = matrix(w[0])
+        for x in w[1:]:
+            out = out @ matrix(x)
+        return out
+
+    n = _word_matrix(tp.resolvents[0][2]).shape[0]
+
+    def coefficient(c: sp.Expr) -> complex:
+        rep: dict[sp.Basic, Any] = {}
+        for t in c.atoms(tr):
+            rep[t] = sp.sympify(complex(np.trace(_word_matrix(word_letters(t.args[0]))) / n))
+        rep.update({s: sp.sympify(v) for s, v in scalars.items()})
+        value = sp.sympify(c).xreplace(rep)
+        try:
+            return complex(value)
+        except TypeError:
+            raise InvalidArgument(
+                f"values lacks {sorted(map(str, value.free_symbols))}; pass numbers"
+            ) from None
+
+    def total(poly: Sequence[tuple[_Word, sp.Expr]]) -> np.ndarray:
+        out = np.zeros((n, n), dtype=complex)
+        for w, c in poly:
+            out = out + coefficient(c) * (_word_matrix(w) if w else np.eye(n))
+        return out
+
+    pre = coefficient(tp.prefactor)
+    full = pre * total(tp.polynomial)
+    outer = pre * total(tp.outer)
+    return LayeredTwoPointValue(kappas, full, full - outer)
