@@ -66,7 +66,7 @@ from sympy.codegen.ast import (
 from sympy.printing.codeprinter import CodePrinter
 from sympy.printing.numpy import NumPyPrinter
 
-from ..derivations.expressions import Deterministic, Sqrt
+from ..derivations.expressions import Deterministic, DeterministicVector, Sqrt
 from ..derivations.onepoint import Contracted, OnePoint, df1
 from ..errors import InvalidArgument, UndefinedTransform
 
@@ -337,6 +337,7 @@ class _Plan:
     outputs: list[tuple[str, sp.Symbol]] = field(default_factory=list)
     reserved: set[str] = field(default_factory=set)
     emitted: set[sp.Symbol] = field(default_factory=set)
+    vectors: set[str] = field(default_factory=set)
     branches: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)  # k -> g with lam = k g(df1)
 
 
@@ -367,7 +368,7 @@ def _elementwise(plan: _Plan, m: sp.Basic, deterministic: dict[str, Deterministi
             )
         leaf = deterministic[m.name]
         if not test:
-            if not leaf.symmetric:
+            if not getattr(leaf, "symmetric", False):
                 raise InvalidArgument(
                     f"{m.name} is declared symmetric=False but enters a df1 or the equivalent; the "
                     "generated evaluator needs commuting symmetric matrices given by their eigenvalues"
@@ -461,13 +462,9 @@ def _name_ok(plan: _Plan, s: sp.Symbol) -> None:
 
 def _plan(result: Any) -> _Plan:
     if isinstance(result, Contracted):
-        if result.kind != "trace":
-            raise InvalidArgument(
-                "to_module supports traces tr(T R) of one-point results; the quadratic form "
-                f"{result.random} is not supported yet (contract with a trace instead)"
-            )
         inner: OnePoint = result.inner
-        test = (*result.right, *result.left)
+        # tr(L R M) = tr(M L R); a quadratic form u.T L R M v keeps its order (all commute)
+        test = (*result.right, *result.left) if result.kind == "trace" else (*result.left, *result.right)
     elif isinstance(result, OnePoint):
         inner, test = result, ()
     else:
@@ -483,8 +480,10 @@ def _plan(result: Any) -> _Plan:
     deterministic: dict[str, Deterministic] = {}
     for leaf in leaves:
         base = leaf.base if isinstance(leaf, Sqrt) else getattr(leaf, "arg", leaf)
-        if isinstance(base, Deterministic):
+        if isinstance(base, (Deterministic, DeterministicVector)):
             deterministic[base.name] = base
+        if isinstance(base, DeterministicVector):
+            plan.vectors.add(base.name)
     dims = {d.dim for d in deterministic.values()}
     if len(dims) > 1:
         raise InvalidArgument(
@@ -531,7 +530,9 @@ def _plan(result: Any) -> _Plan:
         plan.functions.append(_cse_function(fname, args, [expr]))
         plan.statements.append(Assignment(var, FunctionCall(fname, args)))
     plan.statements.append(Assignment(value, FunctionCall("_trace_ratio", [r, ye, we])))
-    plan.statements.append(Assignment(value, c * value))
+    quadratic = isinstance(result, Contracted) and result.kind == "quadratic"
+    # a quadratic form sums over the eigenbasis: n * mean
+    plan.statements.append(Assignment(value, c * value * sp.Symbol("_n") if quadratic else c * value))
     plan.outputs += [("ridge", r), ("prefactor", c), ("value", value)]
     plan.params -= {lam}
     for s in plan.params:
@@ -647,7 +648,8 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
         ``tr(T R)``, whose deterministic matrices commute (given by eigenvalues in one
         eigenbasis) and whose implicit fixed points have the form
         ``kappa = lam / g(df1(Y, kappa))`` (Gram, Wishart and other closed-form free
-        factors, layered chains).
+        factors, layered chains); or a quadratic form ``u.T R v`` (vectors given by
+        their coordinates in the eigenbasis).
     name : str
         The module's name (a Python identifier), used in its docstring.
 
@@ -661,14 +663,14 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
         broadcast with ``lam`` (a matrix dimension defaults to the spectrum length).
         It returns a dict of arrays of the broadcast shape: each fixed point by name,
         ``ridge``, ``prefactor`` and ``value``, the normalized trace ``tr(E)`` of the
-        equivalent ``E`` (``tr(T E)`` for a contracted result). Bad inputs raise
-        ``ValueError``.
+        equivalent ``E`` (``tr(T E)`` or ``u.T E v`` for a contracted result). Bad
+        inputs raise ``ValueError``.
 
     Raises
     ------
     InvalidArgument
-        If the result is outside the class above (a quadratic form, a random matrix
-        left in the equivalent, an additive layer, matrices of different sizes).
+        If the result is outside the class above (a random matrix left in the
+        equivalent, an additive layer, matrices of different sizes).
     UndefinedTransform
         If a fixed point uses an S-transform with no closed form.
 
@@ -710,30 +712,43 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
     pairs = "[" + ", ".join(f"({p.name!r}, {p.name})" for p in params) + "]"
     body.append(f"_shape, ({', '.join(names)},) = _grid({lam!r}, {lam}, {pairs})")
     body.append(f"_size = {lam}.shape[0]")
-    solver = [f"_y{i} = _spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))})"
-              for i, y in enumerate(plan.ys)]
+    solver = [
+        f"_y{i} = _spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))})"
+        for i, y in enumerate(plan.ys)
+    ]
     for st in plan.statements:
         solver.append(printer.doprint(st))
-    body.append("with numpy.errstate(all=\"ignore\"):\n" + "\n".join("        " + line for line in solver))
+    body.append('with numpy.errstate(all="ignore"):\n' + "\n".join("        " + line for line in solver))
     outputs = ", ".join(f"{n!r}: {printer.doprint(v)}" for n, v in plan.outputs)
     body.append(f"return _finish(_shape, {lam}, {{{outputs}}})")
 
-    matrices = "\n".join(
-        f"    {s} : array of shape (n,)\n        Eigenvalues of {s}"
-        + (" (>= 0)." if plan.spectra[s] else " (its diagonal in the common eigenbasis).")
-        for s in spectra
-    )
+    def _describe_input(s: str) -> str:
+        if s in plan.vectors:
+            meaning = f"The coordinates of the vector {s} in the common eigenbasis."
+        elif plan.spectra[s]:
+            meaning = f"Eigenvalues of {s} (>= 0)."
+        else:
+            meaning = f"Eigen-weights of {s}: its diagonal in the common eigenbasis."
+        return f"    {s} : array of shape (n,)\n        {meaning}"
+
+    matrices = "\n".join(_describe_input(s) for s in spectra)
     scalars = "\n".join(
         f"    {p.name} : positive number or array"
         + (", optional\n        Defaults to the spectrum length n." if p in dims else "")
         for p in params
     )
     fixed = ", ".join(repr(n) for n, _ in plan.outputs[:-3])
+    if isinstance(result, Contracted) and result.kind == "quadratic":
+        what = "the quadratic form"
+    elif isinstance(result, Contracted):
+        what = "the normalized trace against the test matrix"
+    else:
+        what = "the normalized trace of the equivalent"
     doc = (
         f"Evaluate the equivalent on a grid of {lam}.\n\n    Parameters\n    ----------\n"
         f"    {lam} : number or array, >= 0\n        The ridge; {lam} = 0 is the ridgeless limit.\n"
         f"{matrices}\n{scalars}\n\n    Returns\n    -------\n    dict of numpy arrays (broadcast shape)\n"
-        f"        The fixed points {fixed}, 'ridge', 'prefactor' and 'value' (the normalized trace).\n"
+        f"        The fixed points {fixed}, 'ridge', 'prefactor' and 'value' ({what}).\n"
     )
     header = (
         f'r"""{name}: evaluator of a deterministic equivalent, generated by detequiv.codegen.to_module.\n\n'
