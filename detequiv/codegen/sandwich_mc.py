@@ -232,22 +232,32 @@ def check_monte_carlo(
                     return replay[N].pop(0)
                 scal, _, mats, draws = prepared(N)
                 sampled = {name: f() for name, f in draws.items()}
-                out = None
-                args: dict[MatrixExpr, np.ndarray] = {}  # G1 and G2 of one matrix: build it once
+                # runs of non-resolvent factors are multiplied first (real), each resolvent
+                # matrix is built once; tr(T F_1 ... F_k) = sum((T F_1 ... F_(k-1)) * F_k^T)
+                args: dict[MatrixExpr, np.ndarray] = {}
+                chain: list[np.ndarray] = []
+                run: np.ndarray | None = None
                 for f in expr.factors:
                     if isinstance(f, Resolvent):
+                        if run is not None:
+                            chain.append(run)
+                            run = None
                         if f.arg not in args:
                             args[f.arg] = _numeric(f.arg, mats, sampled, scal)
                         x = args[f.arg]
                         ridge = lam if f.lam == comb.lam else lam2
-                        mat = np.linalg.inv(x + ridge * np.eye(x.shape[0]))
+                        chain.append(np.linalg.inv(x + ridge * np.eye(x.shape[0])))
                     else:
                         mat = _numeric(f, mats, sampled, scal)
-                    out = mat if out is None else out @ mat
-                assert out is not None
-                n = out.shape[0]
+                        run = mat if run is None else run @ mat
+                if run is not None:
+                    chain.append(run)
+                n = chain[0].shape[0]
+                out = t_of(n)
+                for mat in chain[:-1]:
+                    out = out @ mat
                 c = _value(expr.coeff, {**scal, str(comb.lam): lam, str(comb.lam2): lam2})
-                value = c * np.trace(t_of(n) @ out) / n
+                value = c * np.sum(out * chain[-1].T) / n
                 value = value if complex_pair else value.real
                 recorded.setdefault(N, []).append(value)
                 return value
