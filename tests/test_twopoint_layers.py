@@ -349,3 +349,68 @@ def test_monte_carlo_more_sizes_and_three_layers(tf, td):
         lam * lam2 * resolvent(SH @ WF @ WG, lam) @ M @ resolvent(WG @ SH @ WF, lam2)
     )
     assert t3.check_monte_carlo((100, 200), rng=rng).passed
+
+
+# -- MATH.md 3.5 symbolically: its displays pass the same exact series check -----------------------------
+
+
+def _math_polynomial(display, k, k2, qp, qn):
+    """MATH.md 3.5 written as a polynomial in the letters Sigma_sqrt, M, R_kappa_2, R_kappa_2'.
+
+    display 1 (features first): Theta(M) + qN tr Theta / (1 - qN tr Psi) Psi;
+    display 2's bracket (data first, the form lam lam2 (lam + W_X A')^-1 M (lam2 + A' W_X)^-1):
+    Theta_F(M) + qP tr(M Xi)/(1 - qP tr Xi) Theta_F(I)."""
+    from detequiv.derivations.quantities import tr
+
+    s, m = sp.symbols("Sigma_sqrt M", commutative=False)
+    r, r2 = sp.Symbol("R_kappa_2", commutative=False), sp.Symbol("R_kappa_2'", commutative=False)
+    sig = (s, s)
+
+    def poly(*pairs):
+        out = {}
+        for word, c in pairs:
+            out[tuple(word)] = out.get(tuple(word), 0) + c
+        return out
+
+    def trace(p, left=()):
+        return sum(c * (tr(sp.Mul(*left, *w)) if (left + w) else 1) for w, c in p.items())
+
+    def add(p, q, c=1):
+        out = dict(p)
+        for w, v in q.items():
+            out[w] = out.get(w, 0) + c * v
+        return out
+
+    def theta(q, mid):
+        g = q * tr(sp.Mul(*sig, *sig, r, r2))
+        mm = (m,) if mid else ()
+        return poly(
+            ((r, *mm, r2), k * k2), ((*sig, r, r2), k * k2 * q * (tr(sp.Mul(*mm, *sig, r, r2)) / (1 - g)))
+        )
+
+    def psi(q):
+        g = q * tr(sp.Mul(*sig, *sig, r, r2))
+        return poly(((*sig, *sig, r, r2), 1), ((*sig, r, r2), k * k2 * q * tr(sp.Mul(*sig, r, r2)) / (1 - g)))
+
+    if display == 1:
+        th, ps = theta(qp, True), psi(qp)
+        return add(th, ps, qn * trace(th) / (1 - qn * trace(ps)))
+    xi = psi(qn)
+    return add(theta(qn, True), theta(qn, False), qp * trace(xi, (m,)) / (1 - qp * trace(xi)))
+
+
+@pytest.mark.parametrize("display", [1, 2])
+def test_math_displays_pass_the_series_check(tf, td, display):
+    """The formulas of MATH.md 3.5, put in place of the engine's polynomial, agree with the nested
+    diagram sums to total order 4: independent confirmation of what the engine is compared with."""
+    from dataclasses import replace
+
+    base = tf if display == 1 else td
+    k, k2 = sp.Symbol("kappa_2"), sp.Symbol("kappa_2'")
+    poly = _math_polynomial(display, k, k2, D / P, D / N)
+    math = replace(base, polynomial=tuple(poly.items()), outer=())
+    assert math.check_series(4).passed
+    # and a plausible misreading (qP and qN swapped in display 1) fails
+    if display == 1:
+        wrong = replace(base, polynomial=tuple(_math_polynomial(1, k, k2, D / N, D / P).items()), outer=())
+        assert not wrong.check_series(2).passed
