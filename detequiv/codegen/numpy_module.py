@@ -96,8 +96,10 @@ class _Printer(NumPyPrinter):
 
 _RUNTIME = r'''
 _TOL = 1e-13
+_QUADRATIC = 1e-7
 _MAXITER = 400
-_CHUNK = 1 << 21  # entries of a (grid, D) block
+_BLOCK = 1 << 16  # entries of a (grid, D) block: small enough for a fast cache
+_COLUMNS = 8192  # eigenvalues per block
 
 
 def _spectrum(name, value, nonnegative):
@@ -163,28 +165,43 @@ def _grid(lam_name, lam, params):
     return shape, [numpy.ascontiguousarray(a).reshape(-1) for a in arrays]
 
 
+def _blocks(k, n):
+    """(row slice, column slice) blocks of a (len(k), n) array that fit in a fast cache."""
+    cols = min(n, _COLUMNS)
+    rows = max(1, _BLOCK // cols)
+    for c0 in range(0, n, cols):
+        for r0 in range(0, k.shape[0], rows):
+            yield slice(r0, r0 + rows), slice(c0, c0 + cols)
+
+
 def _df1(y, k, derivative=False):
-    """mean(y / (y + k)) over the eigenvalues y, for each k (and its k-derivative), in chunks."""
-    y = numpy.broadcast_to(numpy.asarray(y, dtype=float), numpy.shape(y))
+    """mean(y / (y + k)) over the eigenvalues y, for each k (and its k-derivative), blockwise."""
+    y = numpy.asarray(y, dtype=float)
     k = numpy.asarray(k, dtype=float)
     n = y.shape[0]
-    value = numpy.empty(k.shape)
-    slope = numpy.empty(k.shape) if derivative else None
-    rows = max(1, _CHUNK // max(n, 1))
+    value = numpy.zeros(k.shape)
+    slope = numpy.zeros(k.shape) if derivative else None
+    buffer = numpy.empty(min(_BLOCK, max(k.shape[0], 1) * min(n, _COLUMNS)))
     with numpy.errstate(divide="ignore", invalid="ignore"):
-        for start in range(0, k.shape[0], rows):
-            block = numpy.add.outer(k[start:start + rows], y)
-            numpy.reciprocal(block, out=block)
-            value[start:start + rows] = block @ y / n
+        for rows, cols in _blocks(k, n):
+            kk, yy = k[rows], y[cols]
+            block = buffer[: kk.shape[0] * yy.shape[0]].reshape(kk.shape[0], yy.shape[0])
+            numpy.add(kk[:, None], yy, out=block)
+            numpy.divide(1.0, block, out=block)
+            value[rows] += block @ yy
             if derivative:
                 numpy.multiply(block, block, out=block)
-                slope[start:start + rows] = -(block @ y) / n
+                slope[rows] -= block @ yy
+    value /= n
     zero = k == 0  # df1(y, 0) = fraction of nonzero eigenvalues
     if zero.any():
         value[zero] = numpy.mean(y > 0)
-        if derivative:
-            slope[zero] = -numpy.inf
-    return (value, slope) if derivative else value
+    if not derivative:
+        return value
+    slope /= n
+    if zero.any():
+        slope[zero] = -numpy.inf
+    return value, slope
 
 
 def _trace_ratio(r, y, w):
@@ -192,28 +209,33 @@ def _trace_ratio(r, y, w):
     y = numpy.asarray(y, dtype=float)
     w = numpy.asarray(w, dtype=float)
     n = max(y.size, w.size)
-    y = numpy.broadcast_to(y, (n,))
-    w = numpy.broadcast_to(w, (n,))
+    y = numpy.ascontiguousarray(numpy.broadcast_to(y, (n,)))
+    w = numpy.ascontiguousarray(numpy.broadcast_to(w, (n,)))
     r = numpy.asarray(r, dtype=float)
-    out = numpy.empty(r.shape)
-    rows = max(1, _CHUNK // n)
+    out = numpy.zeros(r.shape)
+    buffer = numpy.empty(min(_BLOCK, max(r.shape[0], 1) * min(n, _COLUMNS)))
     with numpy.errstate(divide="ignore", invalid="ignore"):
-        for start in range(0, r.shape[0], rows):
-            rr = r[start:start + rows]
-            block = numpy.add.outer(rr, y)
-            numpy.reciprocal(block, out=block)
-            out[start:start + rows] = rr * (block @ w) / n
+        for rows, cols in _blocks(r, n):
+            rr, yy = r[rows], y[cols]
+            block = buffer[: rr.shape[0] * yy.shape[0]].reshape(rr.shape[0], yy.shape[0])
+            numpy.add(rr[:, None], yy, out=block)
+            numpy.divide(1.0, block, out=block)
+            out[rows] += block @ w[cols]
+    out *= r / n
     zero = r == 0
     if zero.any():
         out[zero] = numpy.mean(w * (y == 0))
     return out
 
 
-def _newton(fun, lo, hi, x, what):
+def _newton(fun, lo, hi, x, what, floor=None):
     """Vectorized safeguarded Newton for an increasing F with F(lo) <= 0 <= F(hi) (hi may be inf).
 
     fun(x, idx) returns F and F' at the points idx; a step that leaves the bracket is
-    replaced by bisection (geometric when the bracket spans decades).
+    replaced by bisection (geometric when the bracket spans decades). With ``floor`` (a
+    point where F is smooth and increasing to the root, kappa_0), a Newton step below
+    _QUADRATIC (x - floor) is accepted without another evaluation: the error left after
+    it is of order its square.
     """
     lo, hi, x = lo.copy(), hi.copy(), x.copy()
     idx = numpy.arange(x.shape[0])
@@ -235,6 +257,8 @@ def _newton(fun, lo, hi, x, what):
         new = numpy.where(inside, new, fallback)
         with numpy.errstate(invalid="ignore"):  # inf - inf when hi = inf
             collapsed = numpy.isfinite(h) & (h - lw <= _TOL * h)
+        if floor is not None:
+            small |= numpy.abs(new - xa) <= _QUADRATIC * (new - floor[idx])
         done = collapsed | (inside & small) | (f == 0)
         x[idx] = new
         idx = idx[~done]
@@ -272,6 +296,68 @@ def _threshold(y, dstar):
     return kappa0
 
 
+def _invert_table(branch, params, targets, y, kappa0, size):
+    """Guesses of k(lam) from an exact table of lam(k) = k g(df1(y, k)) on k = kappa0 + t.
+
+    t is log-spaced over the range the targets need; log t is interpolated as a function
+    of log lam by cubic Hermite pieces with the exact slopes lam / (t lam'(k)).
+    """
+
+    def table(t):
+        k = kappa0 + t
+        d, dd = _df1(y, k, True)
+        g, dg = branch(d, *[numpy.full(t.shape, p) for p in params])
+        return k * g, g + k * dg * dd
+
+    scale = max(float(numpy.max(y)), kappa0, float(numpy.max(targets)), 1e-300)
+    t_hi = numpy.array([4 * scale])
+    for _ in range(60):
+        if table(t_hi)[0][0] >= targets.max():
+            break
+        t_hi = 4 * t_hi
+    t_lo = numpy.array([min(float(numpy.min(targets)), scale) * 1e-3])
+    for _ in range(60):
+        if table(t_lo)[0][0] <= targets.min():
+            break
+        t_lo = 1e-3 * t_lo
+    t = numpy.geomspace(t_lo[0], t_hi[0], size)
+    h, dh = table(t)
+    ok = numpy.isfinite(h) & numpy.isfinite(dh) & (h > 0) & (dh > 0)
+    t, h, dh = t[ok], h[ok], dh[ok]
+    v = numpy.log(h)
+    if t.size < 4 or numpy.any(numpy.diff(v) <= 0):
+        return numpy.full(targets.shape, numpy.nan)
+    u = numpy.log(t)
+    slope = h / (t * dh)
+    w = numpy.log(targets)
+    i = numpy.clip(numpy.searchsorted(v, w) - 1, 0, v.size - 2)
+    step = v[i + 1] - v[i]
+    s = numpy.clip((w - v[i]) / step, 0.0, 1.0)
+    s2, s3 = s * s, s * s * s
+    u_w = (
+        (2 * s3 - 3 * s2 + 1) * u[i]
+        + (s3 - 2 * s2 + s) * step * slope[i]
+        + (3 * s2 - 2 * s3) * u[i + 1]
+        + (s3 - s2) * step * slope[i + 1]
+    )
+    inside = (w >= v[0]) & (w <= v[-1])
+    return numpy.where(inside, kappa0 + numpy.exp(u_w), numpy.nan)
+
+
+def _warm_start(branch, args, lam, y, kappa0, size=160):
+    """Tabulated guesses for each distinct (kappa0, parameters) group when that is cheap."""
+    guess = numpy.full(lam.shape, numpy.nan)
+    keys = numpy.stack([kappa0, *args], axis=1)
+    rows, inverse = numpy.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if rows.shape[0] * size > lam.shape[0]:
+        return guess
+    for j in range(rows.shape[0]):
+        members = numpy.flatnonzero(inverse == j)
+        guess[members] = _invert_table(branch, rows[j, 1:], lam[members], y, rows[j, 0], size)
+    return guess
+
+
 def _solve_ridge(branch, args, lam, y, dstar, what):
     """The physical root of k g(df1(y, k)) = lam, k > kappa_0 (kappa_0 at lam = 0)."""
     kappa0 = _threshold(y, dstar)
@@ -280,23 +366,25 @@ def _solve_ridge(branch, args, lam, y, dstar, what):
     if todo.size == 0:
         return kappa
     sub_args = [a[todo] for a in args]
-    if y.shape[0] > 4096:  # warm start from a subsampled spectrum, then polish on the full one
+    target, floor = lam[todo], kappa0[todo]
+    guess = _warm_start(branch, sub_args, target, y, floor)
+    missing = ~(guess > floor)
+    if missing.any() and y.shape[0] > 4096:  # solve on a subsampled spectrum, polish on the full one
         stride = -(-y.shape[0] // 2048)
-        coarse = numpy.sort(y)[stride // 2::stride]
-        guess = _solve_ridge(branch, sub_args, lam[todo], coarse, dstar[todo], what)
-    else:
-        guess = kappa0[todo] + lam[todo]
-    start = numpy.where(guess > kappa0[todo], guess, kappa0[todo] + lam[todo])
-    target = lam[todo]
+        coarse = numpy.sort(y)[stride // 2 :: stride]
+        where = numpy.flatnonzero(missing)
+        guess[where] = _solve_ridge(
+            branch, [a[where] for a in sub_args], target[where], coarse, dstar[todo][where], what
+        )
+    start = numpy.where(guess > floor, guess, floor + target)
 
     def fun(k, idx):
         d, dd = _df1(y, k, True)
         g, dg = branch(d, *[a[idx] for a in sub_args])
         return k * g - target[idx], g + k * dg * dd
 
-    lo = kappa0[todo]
     hi = numpy.full(todo.shape, numpy.inf)
-    kappa[todo] = _newton(fun, lo, hi, start, what)
+    kappa[todo] = _newton(fun, floor, hi, start, what, floor)
     return kappa
 
 
