@@ -18,6 +18,7 @@ import sympy as sp
 
 from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
 from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.twopoint_layers import derive_layered_two_point
 
 TARGET_SECONDS = 30.0
 
@@ -31,18 +32,20 @@ def main(order: int = 6) -> None:
     SH = S.sqrt() @ WX @ S.sqrt()
     AP = S.sqrt() @ WF @ S.sqrt()
     models = {
-        "single layer (III), baseline": (SH, SH),
-        "RF, features first": (SH @ WF, WF @ SH),
-        "RF, data first": (WX @ AP, AP @ WX),
+        "single layer (III), baseline": (SH, SH, None),
+        "RF, features first": (SH @ WF, WF @ SH, None),
+        "RF, data first (outer=W_X)": (SH @ WF, WF @ SH, "W_X"),
+        "RF, data first, W_X A' form": (WX @ AP, AP @ WX, None),
     }
     print(
         f"{'model':<30} {'K':>2} {'derive (s)':>10} {'check (s)':>10} {'total (s)':>10} "
         f"{'/target':>8} {'/baseline':>9}  passed"
     )
     baseline = None
-    for name, (x1, x2) in models.items():
+    for name, (x1, x2, outer) in models.items():
         t0 = time.perf_counter()
-        tp = derive_two_point(lam * lam2 * resolvent(x1, lam) @ M @ resolvent(x2, lam2))
+        expr = lam * lam2 * resolvent(x1, lam) @ M @ resolvent(x2, lam2)
+        tp = derive_two_point(expr) if outer is None else derive_layered_two_point(expr, outer=outer)
         t1 = time.perf_counter()
         result = tp.check_series(order)
         t2 = time.perf_counter()

@@ -186,6 +186,26 @@ def test_lowest_order_by_hand(tf):
     assert sp.expand(coeffs[(1, 1)][0] - expected) == 0
 
 
+def test_data_first_on_the_same_matrix_by_conjugation(tf):
+    """outer='W_X' on T itself: (lam + S^1/2 W_X S^1/2 W_F)^-1 = S^1/2 (lam + W_X A')^-1 S^-1/2 (exact
+    similarity), so the middle is S^-1/2 M S^-1/2 and the square roots cancel in the result: the
+    exact series, and the numbers of MATH.md display 2 and of the features-first derivation."""
+    t = derive_layered_two_point(
+        lam * lam2 * resolvent(SH @ WF, lam) @ M @ resolvent(WF @ SH, lam2), outer="W_X"
+    )
+    assert "similarity_conjugation" in [s.rule for s in t.derivation]
+    assert t.check_series(4).passed
+    sig, m = random_case(7)
+    e = np.linalg.eigvalsh(sig)
+    lv, lv2 = 0.4, 0.15
+    k, k2 = kappa_rf(lv, e, QP, QN), kappa_rf(lv2, e, QP, QN)
+    got = t.evaluate({"lam": lv, "lam2": lv2, "Sigma": sig, "M": m, **DIMS})
+    assert np.allclose(got.matrix, math_display_2(sig, m, k, k2, QP, QN), rtol=1e-8, atol=1e-10)
+    other = tf.evaluate({"lam": lv, "lam2": lv2, "Sigma": sig, "M": m, **DIMS})
+    assert np.allclose(got.matrix, other.matrix, rtol=1e-8, atol=1e-10)
+    assert got.kappas["kappa_1"] == pytest.approx(lv / (1 - QP * np.mean(e / (e + k))), rel=1e-9)
+
+
 def test_series_m_equal_sigma():
     assert features_first(S).check_series(3).passed
 
@@ -297,9 +317,13 @@ def test_errors():
     with pytest.raises(InvalidWord, match="same A"):
         other = S.sqrt() @ WX @ S
         derive_layered_two_point(lam * lam2 * resolvent(SH @ WF, lam) @ M @ resolvent(WF @ other, lam2))
-    with pytest.raises(InvalidWord, match="at an end"):
-        side = S.sqrt() @ WF @ S @ WX @ S.sqrt()
-        derive_layered_two_point(lam * lam2 * resolvent(side, lam) @ M @ resolvent(side, lam2))
+    with pytest.raises(InvalidWord, match="both random"):
+        side = WF @ S @ WX @ S @ WG
+        derive_layered_two_point(lam * lam2 * resolvent(side, lam) @ M @ resolvent(side, lam2), outer="W_X")
+    with pytest.raises(InvalidArgument, match="outer='W_Q'"):
+        derive_layered_two_point(
+            lam * lam2 * resolvent(SH @ WF, lam) @ M @ resolvent(WF @ SH, lam2), outer="W_Q"
+        )
     B = FreeMatrix("B", D, CumulantLaw("b"))
     with pytest.raises(InvalidWord, match="alpha"):
         derive_layered_two_point(lam * lam2 * resolvent(SH @ B, lam) @ M @ resolvent(B @ SH, lam2))
@@ -363,7 +387,8 @@ def _math_polynomial(display, k, k2, qp, qn):
     from detequiv.derivations.quantities import tr
 
     s, m = sp.symbols("Sigma_sqrt M", commutative=False)
-    r, r2 = sp.Symbol("R_kappa_2", commutative=False), sp.Symbol("R_kappa_2'", commutative=False)
+    r = sp.Symbol("R_kappa_2(Sigma)", commutative=False)
+    r2 = sp.Symbol("R_kappa_2'(Sigma)", commutative=False)
     sig = (s, s)
 
     def poly(*pairs):

@@ -145,7 +145,61 @@ class _Poly:
 
 
 def _tr(w: _Word) -> sp.Expr:
+    w = normal_word(w, cyclic=True)
     return tr(sp.Mul(*w)) if w else sp.S.One
+
+
+def _family(x: sp.Symbol) -> tuple[str, int] | None:
+    """``(base name, half-power)`` of ``X_sqrt`` (+1) / ``X_isqrt`` (-1); resolvent letters
+    ``R_kappa(X)`` (``(kappa + X)^-1``) are ``(X, 0)``; others ``None``."""
+    name = x.name
+    if name.endswith("_isqrt"):
+        return name[: -len("_isqrt")], -1
+    if name.endswith("_sqrt"):
+        return name[: -len("_sqrt")], 1
+    if name.startswith("R_") and name.endswith(")") and "(" in name:
+        return name[name.rindex("(") + 1 : -1], 0
+    return None
+
+
+def normal_word(w: _Word, cyclic: bool = False) -> _Word:
+    """Merge commuting runs: powers of ``X^{1/2}``, ``X^{-1/2}`` and resolvents of ``X`` commute, so
+    a run of them is ``X^{e/2}`` followed by its resolvent letters (sorted). Exact algebra; with
+    ``cyclic`` the word is a trace and is first rotated to start outside a run."""
+    w = tuple(w)
+    if not w:
+        return w
+    fams = [_family(x) for x in w]
+    if cyclic:
+        starts = [i for i, f in enumerate(fams) if f is None]
+        if not starts:
+            if len({f[0] for f in fams if f is not None}) == 1:
+                return _run(w, fams)
+            return w
+        i = starts[0]
+        w, fams = w[i:] + w[:i], fams[i:] + fams[:i]
+    out: list[sp.Symbol] = []
+    i = 0
+    while i < len(w):
+        f = fams[i]
+        if f is None:
+            out.append(w[i])
+            i += 1
+            continue
+        j = i
+        while j < len(w) and fams[j] is not None and fams[j][0] == f[0]:  # type: ignore[index]
+            j += 1
+        out.extend(_run(w[i:j], fams[i:j]))
+        i = j
+    return tuple(out)
+
+
+def _run(w: _Word, fams: list[Any]) -> _Word:
+    base = fams[0][0]
+    e = sum(f[1] for f in fams)
+    rs = sorted((x for x, f in zip(w, fams, strict=True) if f[1] == 0), key=lambda x: x.name)
+    power = sp.Symbol(f"{base}_sqrt" if e > 0 else f"{base}_isqrt", commutative=False)
+    return (power,) * abs(e) + tuple(rs)
 
 
 # ---------------------------------------------------------------------------
@@ -234,6 +288,14 @@ class _Letters:
     def half(self, name: str) -> _Word:
         return (sp.Symbol(f"{name}_sqrt", commutative=False),)
 
+    def inverse(self, f: MatrixExpr) -> _Word:
+        """Letters of ``f^-1`` for a deterministic ``f`` (``X^-1/2`` letters ``X_isqrt``)."""
+        if isinstance(f, Sqrt):
+            return (sp.Symbol(f"{f.base.name}_isqrt", commutative=False),)
+        if isinstance(f, Deterministic) and f.name in self.sqrt_names:
+            return (sp.Symbol(f"{f.name}_isqrt", commutative=False),) * 2
+        raise InvalidWord(f"{f} cannot be inverted in a conjugation; only A and A^(1/2) can")
+
     def of(self, f: MatrixExpr) -> _Word:
         if isinstance(f, Deterministic):
             return self.det(f.name)
@@ -312,6 +374,8 @@ class LayeredTwoPoint:
                 ys = [self._sympy_of((t,)) for t in y]
                 ymat = ys[0] if len(ys) == 1 else sp.MatMul(*ys)
                 mats.append(sp.Inverse(sp.MatAdd(ymat, k * sp.Identity(n))))
+            elif x.name.endswith("_isqrt"):
+                mats.append(sp.MatPow(sp.MatrixSymbol(x.name[: -len("_isqrt")], n, n), sp.Rational(-1, 2)))
             elif x.name.endswith("_sqrt"):
                 mats.append(sp.MatPow(sp.MatrixSymbol(x.name[: -len("_sqrt")], n, n), sp.Rational(1, 2)))
             else:
@@ -416,10 +480,13 @@ class _Engine:
         self.resolvents: dict[sp.Symbol, tuple[sp.Symbol, _Word]] = {}
         self.cache: dict[Any, _Poly] = {}
         self.outer: _Poly | None = None
+        self.outer_name: str | None = None
 
     # -- letters ----------------------------------------------------------------
     def r_letter(self, kappa: sp.Symbol, y: _Word) -> sp.Symbol:
-        s = sp.Symbol(f"R_{kappa.name}", commutative=False)
+        fams = {f[0] if f is not None else None for f in map(_family, y)}
+        tag = f"({next(iter(fams))})" if len(fams) == 1 and None not in fams else ""
+        s = sp.Symbol(f"R_{kappa.name}{tag}", commutative=False)  # the tag: functions of X commute
         self.resolvents[s] = (kappa, y)
         return s
 
@@ -469,7 +536,7 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: tuple[MatrixExpr, ...],
+        mid: _Word,
     ) -> _Poly:
         key = ("two", level, r1, r2, side1, side2, mid)
         if key in self.cache:
@@ -488,18 +555,22 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: tuple[MatrixExpr, ...],
+        mid: _Word,
     ) -> _Poly:
         from .twopoint import derive_two_point
 
         rho, rho2 = sp.Symbol("rho_ridge"), sp.Symbol("rho_ridge2")  # apart from derive's names
-        expr = Product.make(rho * rho2, (Resolvent(_mexpr(side1), rho), *mid, Resolvent(_mexpr(side2), rho2)))
+        # M enters linearly: a placeholder letter stands for the word ``mid`` (e.g. S^-1/2 M S^-1/2)
+        holder = (Deterministic("M_mid", self.dim),) if mid else ()
+        expr = Product.make(
+            rho * rho2, (Resolvent(_mexpr(side1), rho), *holder, Resolvent(_mexpr(side2), rho2))
+        )
         tp = derive_two_point(expr)
         k, k2 = _chain_symbol(level + 1, False), _chain_symbol(level + 1, True)
         rep = {tp.kappa: k, tp.kappa2: k2, rho: r1, rho2: r2}
         a_word = self.letters.det(tp.a_matrix.name)
         r_1, r_2 = self.r_letter(k, a_word), self.r_letter(k2, a_word)
-        m_word = tuple(x for f in mid for x in self.letters.of(f))
+        m_word = mid
 
         def apow(e: sp.Rational) -> _Word:
             if tp.a_matrix.name in self.letters.sqrt_names:
@@ -528,7 +599,7 @@ class _Engine:
                 tp.deterministic.xreplace(rep),
                 "MATH.md 3.1-3.2 (derive_two_point: " + ", ".join(s.rule for s in tp.derivation) + ")",
                 f"one free factor {tp.free.name}: form {tp.form}, a = {tp.exponent}; "
-                f"kappa -> {k}, kappa' -> {k2}",
+                f"kappa -> {k}, kappa' -> {k2}" + (f"; M_mid = {sp.Mul(*mid)}" if mid else ""),
             )
         )
         return out
@@ -558,7 +629,7 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: tuple[MatrixExpr, ...],
+        mid: _Word,
     ) -> _Poly:
         from .twopoint import (
             conjugation_exponent,
@@ -569,7 +640,7 @@ class _Engine:
 
         # at inner levels the one-point chains (derive) peel the rightmost free factor first
         index = (
-            _outer_index(side1)
+            next(i for i, f in enumerate(side1) if isinstance(f, FreeMatrix) and f.name == self.outer_name)
             if level == 0
             else max(i for i, f in enumerate(side1) if isinstance(f, FreeMatrix))
         )
@@ -632,7 +703,7 @@ class _Engine:
                 "functions of A)",
             )
         )
-        m_word = tuple(x for f in mid for x in self.letters.of(f))
+        m_word = mid
         inner = trace_of_equivalence(m_word, pieces[int(a)])
         df2_atoms = scale.atoms(df2)
         df2_value = trace_of_equivalence((), resolvent_absorption(2, k_one, k2_one, p_i, k, k2))
@@ -683,8 +754,50 @@ def layered_free_count(expr: Any) -> int:
         return 0
 
 
-def derive_layered_two_point(expr: Any) -> LayeredTwoPoint:
-    """Derive ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)`` with several free factors.
+def _deterministic(fs: tuple[MatrixExpr, ...]) -> bool:
+    return bool(fs) and all(isinstance(f, (Deterministic, Sqrt)) for f in fs)
+
+
+def _inverse_letters(fs: tuple[MatrixExpr, ...], letters: _Letters) -> _Word:
+    return tuple(x for f in reversed(fs) for x in letters.inverse(f))
+
+
+def _conjugation_plan(
+    side: tuple[MatrixExpr, ...], b: FreeMatrix, which: str
+) -> tuple[tuple[MatrixExpr, ...], int, str, tuple[MatrixExpr, ...]]:
+    """``(A, l, kind, C)`` for a resolvent of ``L B R``: ``kind`` '' (``A B`` / ``B A`` already),
+    'L' (``(r + L B R)^-1 = L (r + B A)^-1 L^-1``, ``A = R L``, C = L) or 'R'
+    (``= R^-1 (r + A B)^-1 R``, ``A = R L``, C = R); exact similarity, C deterministic."""
+    from .onepoint import merge_square_roots
+
+    if side.count(b) != 1:
+        raise InvalidWord(f"the {which} resolvent must contain the outer free factor {b.name} once")
+    i = side.index(b)
+    left, right = side[:i], side[i + 1 :]
+    if not right:
+        return left, 1, "", ()
+    if not left:
+        return right, 0, "", ()
+    a = merge_square_roots(right + left)
+    if _deterministic(left):
+        return a, 0, "L", left
+    if _deterministic(right):
+        return a, 1, "R", right
+    raise InvalidWord(
+        f"the {which} resolvent is L {b.name} R with L = {_mexpr(left)} and R = {_mexpr(right)} both random; "
+        f"the layered engine needs {b.name} at an end, or L or R deterministic (then it conjugates)"
+    )
+
+
+def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoPoint:
+    r"""Derive ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)`` with several free factors.
+
+    ``outer`` names the free factor averaged first (e.g. ``"W_X"`` for data first in
+    :math:`(\lambda+\hat\Sigma W_F)^{-1}`); by default the rightmost free factor of ``X1`` if
+    it ends the product, else its first factor if free. When the chosen factor stands inside a
+    resolvent as ``L B R`` with ``L`` or ``R`` deterministic, the resolvent is conjugated
+    (``(r + L B R)^-1 = L (r + B R L)^-1 L^-1``): the middle becomes ``L^-1 M ...`` and
+    the result is sandwiched (:func:`normal_word` cancels the square roots).
 
     Raises
     ------
@@ -714,9 +827,56 @@ def derive_layered_two_point(expr: Any) -> LayeredTwoPoint:
     if _free_count(side1) < 2:
         raise InvalidWord(f"{res1} has fewer than two free factors; use derive_two_point")
     dim = res1.shape[0]
-    sqrt_names = frozenset(f.base.name for f in (*side1, *side2, *middle) if isinstance(f, Sqrt))
+    if outer is None:
+        b = side1[_outer_index(side1)]
+    else:
+        named = [f for f in side1 if isinstance(f, FreeMatrix) and f.name == outer]
+        if not named:
+            raise InvalidArgument(
+                f"outer={outer!r} is not a free factor of {res1}; use one of "
+                f"{[f.name for f in side1 if isinstance(f, FreeMatrix)]}"
+            )
+        b = named[0]
+    assert isinstance(b, FreeMatrix)
+    a1, l1, kind1, c1 = _conjugation_plan(side1, b, "left")
+    a2, l2, kind2, c2 = _conjugation_plan(side2, b, "right")
+    if a1 != a2:
+        raise InvalidWord(
+            f"the resolvents leave different matrices {_mexpr(a1)} and {_mexpr(a2)} next to {b.name}; "
+            "the layered engine needs A B or B A with the same A on both sides"
+        )
+    conj = [f for f in (*c1, *c2) if isinstance(f, Deterministic)]
+    sqrt_names = frozenset(
+        [f.base.name for f in (*side1, *side2, *middle) if isinstance(f, Sqrt)] + [f.name for f in conj]
+    )
     letters = _Letters(sqrt_names)
     engine = _Engine(dim, letters, middle)
+    out_left: _Word = ()
+    in_left: _Word = ()
+    in_right: _Word = ()
+    out_right: _Word = ()
+    if kind1 == "L":
+        out_left, in_left = tuple(x for f in c1 for x in letters.of(f)), _inverse_letters(c1, letters)
+    elif kind1 == "R":
+        out_left, in_left = _inverse_letters(c1, letters), tuple(x for f in c1 for x in letters.of(f))
+    if kind2 == "L":
+        in_right, out_right = tuple(x for f in c2 for x in letters.of(f)), _inverse_letters(c2, letters)
+    elif kind2 == "R":
+        in_right, out_right = _inverse_letters(c2, letters), tuple(x for f in c2 for x in letters.of(f))
+    for kind, c, which in ((kind1, c1, "left"), (kind2, c2, "right")):
+        if kind:
+            engine.steps.append(
+                Step(
+                    "similarity_conjugation",
+                    _mexpr(side1 if which == "left" else side2).to_sympy(),
+                    _mexpr((*a1, b) if (l1 if which == "left" else l2) else (b, *a1)).to_sympy(),
+                    "exact algebra: (r + L B R)^-1 = L (r + B R L)^-1 L^-1 = R^-1 (r + R L B)^-1 R",
+                    f"{which} resolvent conjugated by {_mexpr(c)} so that {b.name} stands at an end",
+                )
+            )
+    side1c = (*a1, b) if l1 else (b, *a1)
+    side2c = (*a2, b) if l2 else (b, *a2)
+    mid_word = in_left + tuple(x for f in middle for x in letters.of(f)) + in_right
     r1 = sp.simplify(lam / coeff1)
     r2 = sp.simplify(lam2 / coeff1)
     if coeff1 != 1:
@@ -729,13 +889,19 @@ def derive_layered_two_point(expr: Any) -> LayeredTwoPoint:
                 f"divide by {coeff1}",
             )
         )
-    body = engine.two(0, r1, r2, side1, side2, middle)
+    engine.outer_name = b.name
+    body = engine.two(0, r1, r2, side1c, side2c, normal_word(mid_word))
     assert engine.outer is not None
+
+    def sandwich(p: _Poly) -> _Poly:
+        out = _Poly()
+        for w, c in p.terms.items():
+            out = out + _Poly.word(normal_word(out_left + w + out_right), c)
+        return out
+
+    body, outer_part = sandwich(body), sandwich(engine.outer)
     # the one-point chains (names kappa_1..kappa_L), peeled in the engine's order: A B
-    b = side1[_outer_index(side1)]
-    assert isinstance(b, FreeMatrix)
-    a_mat, _ = engine.split(side1, b, "left")
-    chain_expr = _mexpr((*a_mat, b), coeff1)
+    chain_expr = _mexpr((*a1, b), coeff1)
     left = derive(lam * Resolvent(chain_expr, lam))
     right0 = derive(lam2 * Resolvent(chain_expr, lam2))
     rename = {fp.symbol: _chain_symbol(int(fp.symbol.name.split("_")[1]), True) for fp in right0.fixed_points}
@@ -766,7 +932,7 @@ def derive_layered_two_point(expr: Any) -> LayeredTwoPoint:
         fixed_points=fixed,
         derivation=tuple(steps),
         polynomial=tuple(body.terms.items()),
-        outer=tuple(engine.outer.terms.items()),
+        outer=tuple(outer_part.terms.items()),
         resolvents=tuple(
             (s, k, y) for s, (k, y) in sorted(engine.resolvents.items(), key=lambda kv: kv[0].name)
         ),
@@ -823,13 +989,14 @@ def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPoint
             ym = _word_matrix(y)
             out = np.linalg.inv(ym + scalars[k] * np.eye(ym.shape[0]))
         else:
-            sqrt = x.name.endswith("_sqrt")
-            base = x.name[: -len("_sqrt")] if sqrt else x.name
+            fam = _family(x)
+            base = fam[0] if fam is not None else x.name
             m = np.asarray(_lookup(values, base))
             m = np.diag(m) if m.ndim == 1 else m
-            if sqrt:
+            if fam is not None:
                 w_, v_ = np.linalg.eigh((m + m.T) / 2)
-                out = (v_ * np.sqrt(np.clip(w_, 0, None))) @ v_.T
+                power = np.sqrt(np.clip(w_, 0, None)) if fam[1] > 0 else 1 / np.sqrt(w_)
+                out = (v_ * power) @ v_.T
             else:
                 out = m
         mats[x] = out.astype(complex)

@@ -483,7 +483,11 @@ class _LowPrecision(Exception):
 def _layered_series(
     tp: LayeredTwoPoint, order: int, L: int
 ) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
-    from .twopoint_layers import _Letters
+    from .twopoint_layers import _Letters, normal_word
+
+    def _tr_normal(w: tuple[sp.Symbol, ...]) -> sp.Expr:
+        w = normal_word(w, cyclic=True)
+        return tr(sp.Mul(*w)) if w else sp.S.One
 
     K = order
     lam, lam2 = tp.lam, tp.lam2
@@ -522,7 +526,8 @@ def _layered_series(
                 for j, x in enumerate(w):
                     parts.extend(next(it) if j in pos else (x,))
                 key = (J, Kk)
-                out[key] = out.get(key, sp.S.Zero) + sign * (tr(sp.Mul(*parts)) if parts else sp.S.One)
+                normal = normal_word(tuple(parts), cyclic=True)
+                out[key] = out.get(key, sp.S.Zero) + sign * (tr(sp.Mul(*normal)) if normal else sp.S.One)
                 return
             is_x = res[w[pos[i]]][0] == k_in
             for j in range(L + 1):
@@ -535,7 +540,7 @@ def _layered_series(
         return out
 
     terms = [(w, sp.sympify(c)) for w, c in tp.polynomial]
-    test_traces = [tr(sp.Mul(*n_l, *w)) for w, _ in terms]
+    test_traces = [_tr_normal(n_l + tuple(w)) for w, _ in terms]
     r_traces: set[sp.Expr] = {
         t for t in test_traces if t != 1 and any(x in res for x in word_letters(t.args[0]))
     }
