@@ -279,6 +279,46 @@ def test_large_spectrum_uses_the_warm_start_and_agrees(sample_result, tmp_path):
         assert out["kappa"][i] == pytest.approx(kappa_sample_reference(spec, x, 4.0), rel=1e-11)
 
 
+def test_large_grids_use_interpolated_sums_and_agree(rf_result, tmp_path):
+    """1e3-point grids take the interpolated-sum path (Chebyshev in log k); every 50th point
+    is checked against the brentq reference of MATH.md 2.4, and a sub-grid evaluated alone
+    (exact sums) gives the same numbers."""
+    evaluate = load(rf_result, tmp_path).evaluate
+    spec = powerlaw(3000, 1.1)
+    grid = np.concatenate([[0.0], np.geomspace(1e-8, 1e3, 999)])
+    for n_feat, p_value in [(1000, 2000), (5000, 1500)]:
+        out = evaluate(grid, Sigma=spec, N=n_feat, P=p_value)
+        pick = np.arange(0, grid.size, 50)
+        for i in pick:
+            k2 = kappa2_reference(spec, grid[i], n_feat, p_value)
+            n = float(np.sum(spec / (spec + k2)))
+            assert out["kappa_2"][i] == pytest.approx(k2, rel=1e-11)
+            assert out["value"][i] == pytest.approx(1 - n / 3000, rel=1e-11)
+        alone = evaluate(grid[pick], Sigma=spec, N=n_feat, P=p_value)
+        for key in ("kappa_2", "kappa_1", "value"):
+            # kappa_1 = kappa_2 (1 - n/N) is 0 up to rounding at lam = 0 when n = N
+            np.testing.assert_allclose(out[key][pick], alone[key], rtol=1e-12, atol=1e-16)
+
+
+def test_interpolated_sums_against_exact_sums(sample_result, tmp_path):
+    """The runtime's Stieltjes sums: interpolated in log k (many k) against exact blocks."""
+    module = load(sample_result, tmp_path)
+    rng = np.random.default_rng(5)
+    k = np.geomspace(1e-12, 1e12, 4000)
+    spectra = [powerlaw(2000), np.concatenate([np.zeros(7), rng.exponential(size=300)]), np.ones(20)]
+    for y in spectra:
+        for ridge, w in ((False, None), (True, rng.normal(size=y.size))):
+            value, slope = module._sums(y, w, k, ridge, True)
+            weights = np.ones(y.size) if w is None else w
+            # independent: the sums written out directly, one k at a time
+            f = (k[:, None] / (k[:, None] + y)) if ridge else (y / (k[:, None] + y))
+            df = (1 if ridge else -1) * y / (k[:, None] + y) ** 2
+            scale = np.abs(weights) @ f.T / y.size
+            np.testing.assert_array_less(np.abs(value - f @ weights / y.size), 1e-13 * scale)
+            dscale = np.abs(weights) @ np.abs(df).T / y.size
+            np.testing.assert_array_less(np.abs(slope - df @ weights / y.size), 1e-12 * dscale)
+
+
 def test_other_matrices_of_the_commuting_class(tmp_path):
     """Y = Sigma^2 in lam (lam + Sigma X^T X Sigma / P)^-1; tr(Sigma R) with T = Sigma."""
     result = de.derive(lam * de.resolvent(Sigma @ X.T @ X @ Sigma / P, lam))
