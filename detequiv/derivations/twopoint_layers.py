@@ -29,6 +29,12 @@ the random matrices (:func:`trace_of_equivalence`) and the scalar
 :math:`\mathrm{df}_2(A,\cdot)`, a trace, concentrates (:func:`trace_concentration`). The
 intermediate ridges are the one-point chain's (``kappa_1``, ..., ``kappa_L`` and primed).
 
+Another factor can be averaged first (``outer="W_X"``: data first): a resolvent
+``(r + L B R)^-1`` with ``L`` or ``R`` deterministic is conjugated to ``L (r + B R L)^-1 L^-1``
+(the ``similarity_conjugation`` step; the middle becomes ``L^-1 M ...``) and
+:func:`normal_word` cancels the square roots in the result. Both orders give the same
+matrix (MATH.md 3.5, both displays).
+
 The result (:class:`LayeredTwoPoint`) is a noncommutative polynomial in the deterministic
 letters, the resolvent letters :math:`R_{\kappa}=(\kappa+Y)^{-1}` of the innermost
 matrix ``Y`` and ``tr(...)`` scalars. It checks itself exactly
@@ -76,6 +82,7 @@ from .onepoint import (
 from .quantities import tr, word_letters
 
 __all__ = [
+    "normal_word",
     "LayeredTwoPoint",
     "LayeredTwoPointValue",
     "derive_layered_two_point",
