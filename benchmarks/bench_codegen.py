@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -114,7 +115,7 @@ def main() -> None:
 
     folder = tempfile.mkdtemp(prefix="bench_codegen_")
     results = {name: de.derive(expr) for name, expr in MODELS.items()}
-    modules = {}
+    modules: dict[str, Any] = {}
     print("1. generating the module (to_module, after derive)")
     for name, result in results.items():
         seconds, source = best_of(lambda r=result: to_module(r, "evaluator"), args.repeats)

@@ -85,6 +85,8 @@ from ..errors import InvalidArgument, UndefinedTransform
 
 __all__ = ["to_module"]
 
+_Leaf = Deterministic | DeterministicVector
+
 
 class _Printer(NumPyPrinter):
     """NumPyPrinter with plain scalar assignments.
@@ -503,7 +505,7 @@ def _spectral_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, nonnegative=True)
 
 
-def _elementwise(plan: _Plan, m: sp.Basic, deterministic: dict[str, Deterministic], test: bool) -> sp.Expr:
+def _elementwise(plan: _Plan, m: sp.Basic, deterministic: dict[str, _Leaf], test: bool) -> sp.Expr:
     """The eigenvalues of a matrix expression of commuting matrices, as a scalar expression."""
     if isinstance(m, sp.MatrixSymbol):
         if m.name not in deterministic:
@@ -577,7 +579,7 @@ def _use_atom(plan: _Plan, y: int, kappa: sp.Symbol, solved: set[sp.Symbol]) -> 
 
 
 def _scalar(
-    plan: _Plan, expr: sp.Expr, deterministic: dict[str, Deterministic], solved: set[sp.Symbol], what: str
+    plan: _Plan, expr: sp.Expr, deterministic: dict[str, _Leaf], solved: set[sp.Symbol], what: str
 ) -> sp.Expr:
     """``expr`` with each df1 atom replaced by its variable (all its ridges solved)."""
     undefined = [f for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef)]
@@ -624,7 +626,7 @@ def _plan(result: Any) -> _Plan:
         raise InvalidArgument(f"the ridge {lam} of the result must be a symbol such as lam")
     plan = _Plan(lam=lam)
     leaves = [*_leaves(result.random), *test]
-    deterministic: dict[str, Deterministic] = {}
+    deterministic: dict[str, _Leaf] = {}
     for leaf in leaves:
         base = leaf.base if isinstance(leaf, Sqrt) else getattr(leaf, "arg", leaf)
         if isinstance(base, (Deterministic, DeterministicVector)):
@@ -691,7 +693,7 @@ def _plan(result: Any) -> _Plan:
 def _implicit(
     plan: _Plan,
     fp: Any,
-    deterministic: dict[str, Deterministic],
+    deterministic: dict[str, _Leaf],
     solved: set[sp.Symbol],
     fixed_points: Sequence[Any],
 ) -> None:
