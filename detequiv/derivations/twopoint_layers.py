@@ -704,7 +704,18 @@ class _Engine:
             Step(
                 "resolvent_absorption",
                 sp.Tuple(*[sp.Symbol(f"A^{e} R R'") for e in sorted(pieces)]),
-                sp.Tuple(*[sp.Symbol(f"piece_{e}") for e in sorted(pieces)]),
+                sp.Tuple(
+                    *[
+                        sp.Symbol(
+                            {
+                                0: f"({k} {k2} R R')/({k} {k2})",
+                                1: f"({k2} R' - {k} {k2} R R')/{k2}",
+                                2: f"I - {k} R - {k2} R' + {k} {k2} R R'",
+                            }[e]
+                        )
+                        for e in sorted(pieces)
+                    ]
+                ),
                 "MATH.md 3.4 (A (k + A)^-1 = I - k (k + A)^-1, exact)",
                 f"layer {level + 1}: every A^e R R' in terms of k R, k' R' and k k' R R' (one- and two-point "
                 "functions of A)",
