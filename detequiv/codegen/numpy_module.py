@@ -24,7 +24,9 @@ largest zero of :math:`g(\mathrm{df}_1(\kappa))`, 0 if there is none, e.g.
 :math:`\kappa_0=0` for :math:`P\ge D` in the sample covariance; the zeros of ``g`` are
 found by sympy when the module is generated), explicit ones by their formula in terms
 of the ridges already solved, rewritten with :math:`\lambda=\kappa\,g` when that removes
-a ``0/0`` at :math:`\lambda=0` (the intermediate ridge of a layered chain).
+a ``0/0`` at :math:`\lambda=0` (the intermediate ridge of a layered chain). A complex
+:math:`\lambda` is reached by Newton continuation along the arc from :math:`|\lambda|`
+(MATH.md 2.1, 5.6), with exact sums.
 
 The run-time solver is vectorized over the grid: :math:`\lambda(\kappa)` is tabulated
 exactly on a log grid of :math:`\kappa-\kappa_0` and inverted by cubic Hermite pieces
@@ -113,6 +115,7 @@ _RUNTIME = r'''
 _TOL = 1e-13
 _QUADRATIC = 1e-7
 _MAXITER = 400
+_ARC = 64  # continuation steps from |lam| to a complex lam
 _BLOCK = 1 << 16  # entries of a (grid, D) block: small enough for a fast cache
 _COLUMNS = 8192  # eigenvalues per block
 _NODES = 24  # Chebyshev points (second kind) per piece of log k
@@ -153,14 +156,24 @@ def _same_length(spectra):
 
 
 def _grid(lam_name, lam, params):
-    """Broadcast lam (real, >= 0) and the positive parameters; flat arrays and the shape."""
+    """Broadcast lam (>= 0 or complex) and the positive parameters; flat arrays and the shape."""
     arrays = []
     for name, value in [(lam_name, lam), *params]:
         if value is None:
             raise ValueError(f"missing {name}: pass {name}=... (a positive number or array)")
         a = numpy.asarray(value)
-        if a.dtype.kind == "c":
-            raise ValueError(f"{name} must be real; complex values are not supported by this evaluator")
+        if a.dtype.kind == "c" and name == lam_name:
+            if not numpy.all(numpy.isfinite(a)):
+                raise ValueError(f"{name} has non-finite values (nan or inf); pass finite numbers")
+            bad = (a.imag == 0) & (a.real < 0)
+            if bad.any():
+                raise ValueError(
+                    f"{name} = {a.real[bad].min():.6g} < 0 on the real axis: the physical branch is "
+                    f"defined for {name} > 0, {name} = 0 (ridgeless) and complex {name} off the "
+                    "negative axis; pass one of those"
+                )
+            arrays.append(a.astype(complex) if numpy.any(a.imag != 0) else a.real.astype(float))
+            continue
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be a real number or array, got dtype {a.dtype}")
         a = a.astype(float)
@@ -195,13 +208,14 @@ def _blocks(k, n):
 
 
 def _exact_sums(y, w, k, ridge, derivative):
-    """mean(w f) and mean(w df/dk) over the eigenvalues y, f = k/(k+y) or y/(y+k), k > 0."""
+    """mean(w f) and mean(w df/dk) over the eigenvalues y, f = k/(k+y) or y/(y+k), k not <= 0."""
     n = y.shape[0]
     wf = w if ridge else w * y  # f = k w/(k+y) or w y/(y+k)
     wy = w * y  # d/dk: +- w y/(y+k)^2
-    value = numpy.zeros(k.shape)
-    slope = numpy.zeros(k.shape)
-    buffer = numpy.empty(min(_BLOCK, max(k.shape[0], 1) * min(n, _COLUMNS)))
+    dtype = numpy.result_type(k, float)
+    value = numpy.zeros(k.shape, dtype)
+    slope = numpy.zeros(k.shape, dtype)
+    buffer = numpy.empty(min(_BLOCK, max(k.shape[0], 1) * min(n, _COLUMNS)), dtype)
     for rows, cols in _blocks(k, n):
         kk, yy = k[rows], y[cols]
         block = buffer[: kk.shape[0] * yy.shape[0]].reshape(kk.shape[0], yy.shape[0])
@@ -228,11 +242,19 @@ def _sums(y, w, k, ridge, derivative=False):
     y = numpy.asarray(y, dtype=float)
     n = y.shape[0]
     w = numpy.ones(n) if w is None else numpy.ascontiguousarray(numpy.broadcast_to(w, (n,)), dtype=float)
-    k = numpy.asarray(k, dtype=float)
-    value = numpy.empty(k.shape)
-    slope = numpy.empty(k.shape)
-    positive = k > 0
-    kp = k[positive]
+    k = numpy.asarray(k)
+    if numpy.iscomplexobj(k):  # complex k: exact sums
+        value = numpy.empty(k.shape, complex)
+        slope = numpy.empty(k.shape, complex)
+        positive = k != 0
+        value[positive], slope[positive] = _exact_sums(y, w, k[positive], ridge, derivative)
+        kp = k[:0].real
+    else:
+        k = k.astype(float)
+        value = numpy.empty(k.shape)
+        slope = numpy.empty(k.shape)
+        positive = k > 0
+        kp = k[positive]
     if kp.size:
         logs = numpy.log(kp)
         low, high = logs.min(), logs.max()
@@ -272,7 +294,7 @@ def _trace_ratio(r, y, w):
     y = numpy.asarray(y, dtype=float)
     n = max(y.size, numpy.size(w))
     y = numpy.ascontiguousarray(numpy.broadcast_to(y, (n,)))
-    return _sums(y, w, numpy.asarray(r, dtype=float), True)
+    return _sums(y, w, numpy.asarray(r), True)
 
 
 def _newton(fun, lo, hi, x, what, floor=None, tol=_TOL, atol=0.0):
@@ -416,8 +438,34 @@ def _warm_start(branch, args, lam, y, kappa0, size=160):
     return guess
 
 
+def _continue_ridge(branch, args, lam, y, dstar, what):
+    """Complex lam: Newton continuation along the arc from |lam| (MATH.md 2.1, complex lam)."""
+    radius, angle = numpy.abs(lam), numpy.angle(lam)
+    z = _solve_ridge(branch, args, radius, y, dstar, what).astype(complex)
+    for j in range(1, _ARC + 1):
+        target = radius * numpy.exp(1j * angle * (j / _ARC))
+        for _ in range(_MAXITER):
+            d, dd = _df1(y, z, True)
+            g, dg = branch(d, *args)
+            step = (z * g - target) / (g + z * dg * dd)
+            z = z - step
+            if numpy.all(numpy.abs(step) <= _TOL * numpy.abs(z)):
+                break
+        else:
+            raise RuntimeError(f"the Newton continuation for {what} did not converge on the arc")
+    return z
+
+
 def _solve_ridge(branch, args, lam, y, dstar, what):
     """The physical root of k g(df1(y, k)) = lam, k > kappa_0 (kappa_0 at lam = 0)."""
+    if numpy.iscomplexobj(lam):
+        kappa = numpy.empty(lam.shape, complex)
+        real = lam.imag == 0
+        for part, solve, values in ((real, _solve_ridge, lam.real), (~real, _continue_ridge, lam)):
+            where = numpy.flatnonzero(part)
+            if where.size:
+                kappa[where] = solve(branch, [a[where] for a in args], values[where], y, dstar[where], what)
+        return kappa
     kappa0 = _threshold(y, dstar)
     kappa = kappa0.copy()
     todo = numpy.flatnonzero(lam > 0)
@@ -819,12 +867,13 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
     -------
     str
         Python source with a function ``evaluate(lam, *, <matrices>, <parameters>)``:
-        ``lam`` a real array (or number) ``>= 0``, each deterministic matrix by its
-        eigenvalues (1-D arrays of one length; a test matrix ``T`` by its diagonal in
-        that eigenbasis), dimensions and ratios as positive numbers or arrays that
-        broadcast with ``lam`` (a matrix dimension defaults to the spectrum length).
-        It returns a dict of arrays of the broadcast shape: each fixed point by name,
-        ``ridge``, ``prefactor`` and ``value``, the normalized trace ``tr(E)`` of the
+        ``lam`` an array (or number), real ``>= 0`` or complex (off the negative
+        axis), each deterministic matrix by its eigenvalues (1-D arrays of one length;
+        a test matrix ``T`` by its diagonal in that eigenbasis), dimensions and ratios
+        as positive numbers or arrays that broadcast with ``lam`` (a matrix dimension
+        defaults to the spectrum length). It returns a dict of arrays of the broadcast
+        shape (complex for a complex grid): each fixed point by name, ``ridge``,
+        ``prefactor`` and ``value``, the normalized trace ``tr(E)`` of the
         equivalent ``E`` (``tr(T E)`` or ``u.T E v`` for a contracted result). Bad
         inputs raise ``ValueError``.
 
@@ -908,7 +957,8 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
         what = "the normalized trace of the equivalent"
     doc = (
         f"Evaluate the equivalent on a grid of {lam}.\n\n    Parameters\n    ----------\n"
-        f"    {lam} : number or array, >= 0\n        The ridge; {lam} = 0 is the ridgeless limit.\n"
+        f"    {lam} : number or array, >= 0 or complex\n        The ridge; {lam} = 0 is the ridgeless "
+        "limit, complex values are\n        reached by continuation along the arc from |lam|.\n"
         f"{matrices}\n{scalars}\n\n    Returns\n    -------\n    dict of numpy arrays (broadcast shape)\n"
         f"        The fixed points {fixed}, 'ridge', 'prefactor' and 'value'\n        ({what}).\n"
     )

@@ -319,6 +319,38 @@ def test_interpolated_sums_against_exact_sums(sample_result, tmp_path):
             np.testing.assert_array_less(np.abs(slope - df @ weights / y.size), 1e-12 * dscale)
 
 
+def test_complex_lam_by_continuation(sample_result, rf_result, tmp_path):
+    """Complex lam (Talbot contours): against the reference solver, conj symmetry, the sign
+    of Im kappa (MATH.md 2.1) and the isotropic quadratic closed form (MATH.md 4.4)."""
+    spec = np.linspace(0.2, 2.0, 60)
+    grid = np.array([0.3 + 0.4j, -0.02 + 0.05j, 1 - 2j, -1 + 1e-3j, 0.1, 0.0])
+    for result, values in ((sample_result, {"P": 40}), (rf_result, {"P": 40, "N": 30})):
+        out = load(result, tmp_path, f"complex_{len(values)}").evaluate(grid, Sigma=spec, **values)
+        key = str(result.ridge)
+        assert out[key].dtype == complex
+        for i, x in enumerate(grid[:-1]):
+            ref = result.evaluate(
+                {Sigma: spec, lam: complex(x), D: 60, **{sp.Symbol(k): v for k, v in values.items()}}
+            )
+            assert out[key][i] == pytest.approx(complex(ref[key]), rel=1e-12)
+            assert out["value"][i] == pytest.approx(complex(ref.trace()), rel=1e-12)
+            assert np.sign(out[key][i].imag) == np.sign(x.imag)
+        conj = load(result, tmp_path, f"conj_{len(values)}").evaluate(grid.conj(), Sigma=spec, **values)
+        np.testing.assert_allclose(conj[key], out[key].conj(), rtol=1e-13)
+    # isotropic: kappa^2 + (1 - q - lam) kappa - lam = 0, the root with Im kappa of the sign of Im lam
+    evaluate = load(sample_result, tmp_path, "iso").evaluate
+    for ratio in (0.5, 2.0):
+        z = np.array([0.2 + 0.3j, -0.5 + 0.1j, 2 - 1j, -3 - 0.01j])
+        out = evaluate(z, Sigma=np.ones(6), P=6 / ratio)
+        b = z + ratio - 1
+        roots = np.stack([(b + np.sqrt(b * b + 4 * z)) / 2, (b - np.sqrt(b * b + 4 * z)) / 2])
+        physical = np.sign(roots.imag) == np.sign(z.imag)
+        assert np.all(physical.sum(axis=0) == 1)
+        np.testing.assert_allclose(
+            out["kappa"], roots[physical.argmax(axis=0), np.arange(z.size)], rtol=1e-12
+        )
+
+
 def test_other_matrices_of_the_commuting_class(tmp_path):
     """Y = Sigma^2 in lam (lam + Sigma X^T X Sigma / P)^-1; tr(Sigma R) with T = Sigma."""
     result = de.derive(lam * de.resolvent(Sigma @ X.T @ X @ Sigma / P, lam))
@@ -344,7 +376,8 @@ def test_other_matrices_of_the_commuting_class(tmp_path):
     [
         ({"lam": -0.1}, "lam = -0.1 < 0"),
         ({"lam": np.array([0.1, np.nan])}, "lam has non-finite"),
-        ({"lam": 0.1 + 0.2j}, "lam must be real"),
+        ({"lam": np.array([-0.5 + 0j, 0.1j])}, "< 0 on the real axis"),
+        ({"P": 5 + 1j}, "P must be a real number"),
         ({"Sigma": np.array([1.0, -0.5, 2.0])}, "negative eigenvalue -0.5"),
         ({"Sigma": np.array([1.0, np.inf, 2.0])}, "Sigma has non-finite"),
         ({"Sigma": np.ones((3, 3))}, "1-D array"),
