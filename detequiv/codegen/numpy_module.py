@@ -506,7 +506,7 @@ def _finish(shape, lam, outputs):
                 f"{name} is not finite at lam = {where} (0/0 or a pole, e.g. the ridgeless limit of "
                 "a quantity that diverges there); use lam > 0"
             )
-        result[name] = numpy.array(value).reshape(shape)
+        result[name] = numpy.array(value, dtype=numpy.result_type(value, float)).reshape(shape)
     return result
 '''
 

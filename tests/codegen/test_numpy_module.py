@@ -351,6 +351,38 @@ def test_complex_lam_by_continuation(sample_result, rf_result, tmp_path):
         )
 
 
+def test_feature_space_and_three_layers(tmp_path):
+    """Feature space: tau I_N with tau = 1 - n/N (MATH.md 2.4); three Gram layers:
+    lam = k3 (1 - n/P)(1 - n/Q)(1 - n/N), checked by brentq written here."""
+    spec = np.linspace(0.2, 2.0, 120)
+    grid = np.array([0.0, 0.02, 0.5])
+    out = load(de.derive(lam * de.resolvent(F @ SIGMA_HAT @ F.T / N, lam)), tmp_path, "fs").evaluate(
+        grid, Sigma=spec, N=60, P=90
+    )
+    for i, x in enumerate(grid):
+        k2 = kappa2_reference(spec, x, 60, 90)
+        n = float(np.sum(spec / (spec + k2)))
+        assert out["value"][i] == pytest.approx(1 - n / 60, rel=1e-10, abs=1e-14)
+    assert out["ridge"].dtype == float
+    Q = sp.Symbol("Q", positive=True)
+    Y = de.Gaussian("Y", (Q, D))
+    word = F @ Sigma.sqrt() @ X.T @ X @ Y.T @ Y @ Sigma.sqrt() @ F.T / (N * P * Q)
+    evaluate = load(
+        de.derive(lam * de.resolvent(word, lam), order=("Y", "X", "F")), tmp_path, "three"
+    ).evaluate
+    out = evaluate(grid, Sigma=spec, N=60, P=90, Q=150)
+
+    def n_of(k):
+        return float(np.sum(spec / (spec + k)))
+
+    k0 = brentq(lambda k: n_of(k) - 60, 1e-9, 1e3, xtol=1e-300, rtol=1e-15)
+    for i, x in enumerate(grid):
+        f = lambda k, x=x: k * (1 - n_of(k) / 90) * (1 - n_of(k) / 150) * (1 - n_of(k) / 60) - x  # noqa: E731
+        k3 = k0 if x == 0 else brentq(f, k0, 1e3, xtol=1e-300, rtol=1e-15)
+        assert out["kappa_3"][i] == pytest.approx(k3, rel=1e-11)
+        assert out["tau"][i] == pytest.approx(1 - n_of(k3) / 60, rel=1e-10, abs=1e-14)
+
+
 def test_other_matrices_of_the_commuting_class(tmp_path):
     """Y = Sigma^2 in lam (lam + Sigma X^T X Sigma / P)^-1; tr(Sigma R) with T = Sigma."""
     result = de.derive(lam * de.resolvent(Sigma @ X.T @ X @ Sigma / P, lam))
