@@ -145,6 +145,11 @@ def _spectrum(name, value, nonnegative):
     return a
 
 
+def _eigenvalues(value, n):
+    """The eigenvalues of a matrix of the result as a float array of length n."""
+    return numpy.ascontiguousarray(numpy.broadcast_to(numpy.asarray(value, dtype=float), (n,)))
+
+
 def _same_length(spectra):
     sizes = {name: a.shape[0] for name, a in spectra.items()}
     if len(set(sizes.values())) > 1:
@@ -208,13 +213,16 @@ def _blocks(k, n):
 
 
 def _exact_sums(y, w, k, ridge, derivative):
-    """mean(w f) and mean(w df/dk) over the eigenvalues y, f = k/(k+y) or y/(y+k), k not <= 0."""
+    """mean(w f) and mean(w df/dk) over the eigenvalues y, f = k/(k+y) or y/(y+k), k not <= 0.
+
+    ``w = None`` means unit weights.
+    """
     n = y.shape[0]
-    wf = w if ridge else w * y  # f = k w/(k+y) or w y/(y+k)
-    wy = w * y  # d/dk: +- w y/(y+k)^2
+    wy = y if w is None else w * y  # d/dk: +- w y/(y+k)^2
+    wf = wy if not ridge else (numpy.ones(n) if w is None else w)  # f = w y/(y+k) or k w/(k+y)
     dtype = numpy.result_type(k, float)
     value = numpy.zeros(k.shape, dtype)
-    slope = numpy.zeros(k.shape, dtype)
+    slope = numpy.zeros(k.shape, dtype) if derivative else None
     buffer = numpy.empty(min(_BLOCK, max(k.shape[0], 1) * min(n, _COLUMNS)), dtype)
     for rows, cols in _blocks(k, n):
         kk, yy = k[rows], y[cols]
@@ -227,7 +235,10 @@ def _exact_sums(y, w, k, ridge, derivative):
             slope[rows] += block @ wy[cols]
     if ridge:
         value *= k
-    return value / n, (slope if ridge else -slope) / n
+    value /= n
+    if derivative:
+        slope /= n if ridge else -n
+    return value, slope
 
 
 def _sums(y, w, k, ridge, derivative=False):
@@ -237,25 +248,23 @@ def _sums(y, w, k, ridge, derivative=False):
     |Im log k| < pi (its poles are at k = -y), so Chebyshev interpolation on pieces of
     length _PIECE with _NODES points is accurate to ~1e-16 relative to the local size of
     the sum (the Bernstein ellipse of the pieces stays in 0.9 of the strip). Each piece's
-    nodes are summed exactly; few k are summed exactly.
+    nodes are summed exactly; few k are summed exactly. ``w = None``: unit weights.
     """
-    y = numpy.asarray(y, dtype=float)
     n = y.shape[0]
-    w = numpy.ones(n) if w is None else numpy.ascontiguousarray(numpy.broadcast_to(w, (n,)), dtype=float)
+    if w is not None:
+        w = numpy.ascontiguousarray(numpy.broadcast_to(w, (n,)), dtype=float)
     k = numpy.asarray(k)
-    if numpy.iscomplexobj(k):  # complex k: exact sums
-        value = numpy.empty(k.shape, complex)
-        slope = numpy.empty(k.shape, complex)
-        positive = k != 0
-        value[positive], slope[positive] = _exact_sums(y, w, k[positive], ridge, derivative)
-        kp = k[:0].real
-    else:
+    complex_k = k.dtype.kind == "c"
+    if not complex_k and k.dtype != float:
         k = k.astype(float)
-        value = numpy.empty(k.shape)
-        slope = numpy.empty(k.shape)
-        positive = k > 0
+    positive = (k != 0) if complex_k else (k > 0)
+    if positive.all():
+        positive, kp = None, k
+    else:
         kp = k[positive]
-    if kp.size:
+    if complex_k or kp.size <= 4 * _NODES:
+        v, d = _exact_sums(y, w, kp, ridge, derivative)
+    else:
         logs = numpy.log(kp)
         low, high = logs.min(), logs.max()
         pieces = max(1, int(numpy.ceil((high - low) / _PIECE)))
@@ -274,19 +283,25 @@ def _sums(y, w, k, ridge, derivative=False):
             den = terms.sum(axis=1)
             v = (terms * fv.reshape(pieces, _NODES)[piece]).sum(axis=1) / den
             d = (terms * fd.reshape(pieces, _NODES)[piece]).sum(axis=1) / den if derivative else None
+    if positive is None:
+        value, slope = v, d
+    else:
+        value = numpy.empty(k.shape, v.dtype)
         value[positive] = v
+        zero = ~positive  # k = 0: f -> [y == 0] (ridge) or [y > 0]
+        mask = (y == 0) if ridge else (y > 0)
+        value[zero] = numpy.mean(mask if w is None else w * mask)
+        slope = None
         if derivative:
+            slope = numpy.empty(k.shape, v.dtype)
             slope[positive] = d
-    zero = ~positive  # k = 0: f -> [y == 0] (ridge) or [y > 0]
-    if zero.any():
-        value[zero] = numpy.mean(w * (y == 0)) if ridge else numpy.mean(w * (y > 0))
-        slope[zero] = numpy.inf if ridge else -numpy.inf
+            slope[zero] = numpy.inf if ridge else -numpy.inf
     return (value, slope) if derivative else value
 
 
 def _df1(y, k, derivative=False):
     """mean(y / (y + k)) over the eigenvalues y, for each k (and its k-derivative)."""
-    return _sums(y, None, k, False, derivative)
+    return _sums(numpy.atleast_1d(numpy.asarray(y, dtype=float)), None, k, False, derivative)
 
 
 def _trace_ratio(r, y, w):
@@ -294,7 +309,10 @@ def _trace_ratio(r, y, w):
     y = numpy.asarray(y, dtype=float)
     n = max(y.size, numpy.size(w))
     y = numpy.ascontiguousarray(numpy.broadcast_to(y, (n,)))
-    return _sums(y, w, numpy.asarray(r), True)
+    w = None if numpy.ndim(w) == 0 and w == 1 else w
+    r = numpy.asarray(r)
+    value = _sums(y, w, numpy.atleast_1d(r), True)
+    return value.reshape(r.shape)
 
 
 def _newton(fun, lo, hi, x, what, floor=None, tol=_TOL, atol=0.0):
@@ -924,7 +942,7 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
     body.append(f"_shape, ({', '.join(names)},) = _grid({lam!r}, {lam}, {pairs})")
     body.append(f"_size = {lam}.shape[0]")
     solver = [
-        f"_y{i} = _spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))})"
+        f"_y{i} = _eigenvalues(_spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))}), _n)"
         for i, y in enumerate(plan.ys)
     ]
     for st in plan.statements:

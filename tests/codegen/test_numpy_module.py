@@ -238,6 +238,17 @@ def test_isotropic_marchenko_pastur_closed_forms(sample_result, tmp_path):
         assert float(out["kappa"]) == pytest.approx(expected, abs=1e-10)
 
 
+def test_pure_marchenko_pastur_without_matrices(tmp_path):
+    """lam (lam + W)^-1, W ~ MP(q) alone: no spectrum argument, q broadcast (MATH.md 7)."""
+    wishart = de.FreeMatrix("W", D, de.Wishart(q))
+    module = load(de.derive(lam * de.resolvent(wishart, lam)), tmp_path, "mp")
+    out = module.evaluate(np.array([0.0, 0.1, 1.0]), q=np.array([[0.5], [2.0]]))
+    expected = [[0.0, 0.1741657387, 1.2807764064], [1.0, 1.1844288770, 1 + math.sqrt(2)]]
+    np.testing.assert_allclose(out["kappa"], expected, rtol=1e-10, atol=1e-15)
+    # tr lam (lam + W)^-1 = 1 - df1(I, kappa) = kappa / (1 + kappa)
+    np.testing.assert_allclose(out["value"], out["kappa"] / (1 + out["kappa"]), rtol=1e-14)
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.9, 1.0, 1.1, 2.0])
 def test_ridgeless_both_sides_of_the_threshold_isotropic(sample_result, tmp_path, ratio):
     """MATH.md 4.4: kappa = ((lam + q - 1) + sqrt((lam + q - 1)^2 + 4 lam)) / 2, q = D/P."""
