@@ -216,6 +216,26 @@ def test_data_first_on_the_same_matrix_by_conjugation(tf):
     assert got.kappas["kappa_1"] == pytest.approx(lv / (1 - QP * np.mean(e / (e + k))), rel=1e-9)
 
 
+def test_unnormalized_gram_and_scaled_resolvents(tf):
+    """X.T @ X and F.T @ F without 1/P, 1/N (ridge rescaling by N P), and 3 lam lam2 (lam + 2 ...)^-1."""
+    raw = derive_layered_two_point(
+        lam
+        * lam2
+        * resolvent(S.sqrt() @ X.T @ X @ S.sqrt() @ F.T @ F, lam)
+        @ M
+        @ resolvent(F.T @ F @ S.sqrt() @ X.T @ X @ S.sqrt(), lam2)
+    )
+    assert raw.coeff == N * P and raw.check_series(2).passed
+    sig, m = random_case(0)
+    v = raw.evaluate({"lam": 0.3 * 40, "lam2": 0.5 * 40, "Sigma": sig, "M": m, **DIMS})
+    w = tf.evaluate({"lam": 0.3, "lam2": 0.5, "Sigma": sig, "M": m, **DIMS})
+    assert np.allclose(v.matrix, w.matrix, rtol=1e-9)  # lam (lam + c Y)^-1 = (lam/c) (lam/c + Y)^-1
+    scaled = derive_layered_two_point(
+        3 * lam * lam2 * resolvent(2 * SH @ WF, lam) @ M @ resolvent(2 * WF @ SH, lam2)
+    )
+    assert scaled.prefactor == 3 and scaled.check_series(2).passed
+
+
 def test_series_m_equal_sigma():
     assert features_first(S).check_series(2).passed
 

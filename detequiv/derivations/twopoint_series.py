@@ -70,8 +70,24 @@ class _Alg:
     def expr(self, r: Any) -> sp.Expr:
         return sp.expand(r.as_expr().xreplace(self.back))
 
+    def reduce(self, r: Any) -> Any:
+        """The same element with ``g_i h_i = 1`` cancelled in every monomial (canonical form)."""
+        if not self.inv_index:
+            return r
+        out: dict[tuple[int, ...], Any] = {}
+        for monom, c in r.terms():
+            m = list(monom)
+            for i, j in self.inv_index.items():
+                k = min(m[i], m[j])
+                if k:
+                    m[i] -= k
+                    m[j] -= k
+            key = tuple(m)
+            out[key] = out[key] + c if key in out else c
+        return self.R({k: v for k, v in out.items() if v})
+
     def inv(self, r: Any) -> Any:
-        terms = r.terms()
+        terms = self.reduce(r).terms()
         if len(terms) != 1:
             raise InvalidArgument(f"cannot invert {self.expr(r)}: not a single monomial")
         ((monom, c),) = terms
@@ -130,6 +146,9 @@ class _BS:
         return _BS(self.alg, {(i + di, j + dj): v for (i, j), v in self.c.items()}, self.prec + di + dj)
 
     def inverse(self) -> _BS:
+        reduced = {k: self.alg.reduce(v) for k, v in self.c.items()}
+        if any(not v for v in reduced.values()):  # a hidden zero (g h - 1): drop it first
+            return _BS(self.alg, reduced, self.prec).inverse()
         if not self.c:
             raise InvalidArgument("division by a series that vanishes to the working order")
         i0 = min(i for i, _ in self.c)
