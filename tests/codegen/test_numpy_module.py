@@ -461,5 +461,11 @@ def test_results_outside_the_class_are_refused():
     )
     with pytest.raises(UndefinedTransform, match="no closed form"):
         to_module(de.derive(undefined))
+    general = de.Deterministic("M", D, symmetric=False)
+    with pytest.raises(InvalidArgument, match="symmetric=False"):
+        to_module(de.derive(lam * de.resolvent(general.T @ X.T @ X @ general / P, lam)))
+    feature_test = de.Deterministic("TN", N)
+    with pytest.raises(InvalidArgument, match="different sizes"):
+        to_module(de.derive(de.trace(feature_test @ (lam * de.resolvent(F @ SIGMA_HAT @ F.T / N, lam)))))
     with pytest.raises(InvalidArgument, match="OnePoint"):
         to_module("lam (lam + Sigma_hat)^-1")
