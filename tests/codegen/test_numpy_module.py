@@ -221,6 +221,19 @@ def test_random_feature_chain(rf_result, tmp_path, n_feat, p_value):
             assert out["kappa_1"][i] == pytest.approx(k2 * (1 - n / n_feat), rel=1e-10, abs=1e-14)
 
 
+def test_negative_control_single_layer_formula_is_rejected(rf_result, tmp_path):
+    """The same check fails for a plausible wrong result: the random-feature chain with the
+    data layer forgotten (lam = kappa (1 - n/N))."""
+    from detequiv.derivations.onepoint import FixedPoint, df1, with_fixed_points
+
+    k2 = sp.Symbol("kappa_2")
+    d = df1(Sigma.to_sympy(), k2)
+    wrong = with_fixed_points(rf_result, (FixedPoint(k2, sp.Eq(k2, lam / (1 - D / N * d))),))
+    spec = np.linspace(0.2, 2.0, 120)
+    out = load(wrong, tmp_path, "wrong").evaluate(np.array([0.05]), Sigma=spec, N=60)
+    assert out["kappa_2"][0] != pytest.approx(kappa2_reference(spec, 0.05, 60, 90), rel=1e-3)
+
+
 def test_isotropic_marchenko_pastur_closed_forms(sample_result, tmp_path):
     """MATH.md 7, isotropic kappa; Sigma = I, q = D/P."""
     evaluate = load(sample_result, tmp_path).evaluate
