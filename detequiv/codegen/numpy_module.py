@@ -714,7 +714,7 @@ def _plan(result: Any) -> _Plan:
         k = fp.symbol
         _name_ok(plan, k)
         if fp.implicit:
-            _implicit(plan, fp, deterministic, solved, inner.fixed_points)
+            _implicit(plan, fp, deterministic, solved)
         else:
             original = _scalar(plan, fp.rhs, deterministic, solved, f"the fixed point {k}")
             rhs = _eliminate_lam(plan, original, solved)
@@ -756,13 +756,9 @@ def _plan(result: Any) -> _Plan:
     return plan
 
 
-def _implicit(
-    plan: _Plan,
-    fp: Any,
-    deterministic: dict[str, _Leaf],
-    solved: set[sp.Symbol],
-    fixed_points: Sequence[Any],
-) -> None:
+def _implicit(plan: _Plan, fp: Any, deterministic: dict[str, _Leaf], solved: set[sp.Symbol]) -> None:
+    """Emit the physical-branch solve of ``k = lam / g(df1(Y, k))``: g and g' (cse), the
+    closed-form zeros of g (the ridgeless threshold), and the call of the Newton solver."""
     k, lam = fp.symbol, plan.lam
     atoms = sorted(fp.rhs.atoms(df1), key=str)
     own = [a for a in atoms if a.args[1] == k]
