@@ -236,6 +236,20 @@ def test_unnormalized_gram_and_scaled_resolvents(tf):
     assert scaled.prefactor == 3 and scaled.check_series(2).passed
 
 
+def _poisson_layer():
+    from detequiv.derivations.laws import FreePoisson
+
+    B = FreeMatrix("B", D, FreePoisson(sp.Rational(3, 2), sp.Rational(1, 2)))
+    return derive_layered_two_point(lam * lam2 * resolvent(SH @ B, lam) @ M @ resolvent(B @ SH, lam2))
+
+
+def test_free_poisson_outer_layer_series():
+    """A free (non-Gram) outer factor with S(t) = 1/(a(t + r)): lam = kappa a (r - df1) is linear."""
+    t = _poisson_layer()
+    assert "linear_divided_difference" in [s.rule for s in t.derivation]
+    assert t.check_series(3).passed
+
+
 def test_series_m_equal_sigma():
     assert features_first(S).check_series(2).passed
 
@@ -403,6 +417,7 @@ def test_monte_carlo_more_sizes_and_three_layers(tf, td):
         lam * lam2 * resolvent(SH @ WF @ WG, lam) @ M @ resolvent(WG @ SH @ WF, lam2)
     )
     assert t3.check_monte_carlo((100, 200), rng=rng).passed
+    assert _poisson_layer().check_monte_carlo((100, 200), rng=rng, n_samples=12).passed
     conj = derive_layered_two_point(
         lam * lam2 * resolvent(SH @ WF, lam) @ M @ resolvent(WF @ SH, lam2), outer="W_X"
     )

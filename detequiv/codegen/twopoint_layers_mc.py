@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..derivations.expressions import Deterministic, Gaussian, Product, Resolvent, Sqrt
+from ..derivations.expressions import Deterministic, FreeMatrix, Gaussian, Product, Resolvent, Sqrt
 from ..derivations.twopoint_layers import LayeredTwoPoint, register_layered_witness
 from ..errors import InvalidArgument
-from .onepoint_mc import MonteCarloCheck, _test_matrix
+from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
 from .twopoint_mc import _numeric, _value
 from .verify import VerificationReport, verify
+from .witness import sampler_for_law
 
 __all__ = ["check_monte_carlo", "LayeredReport"]
 
@@ -71,6 +72,7 @@ def check_monte_carlo(
     dims: Mapping[Any, float] | None = None,
     spectrum: Callable[[int], Any] | None = None,
     dense_m: bool = True,
+    samplers: Mapping[Any, Any] | None = None,
     n_samples: int = 20,
     c_finite: float = 5.0,
     n_se: float = 4.0,
@@ -89,6 +91,8 @@ def check_monte_carlo(
         Ridge pairs (default a real and a complex pair).
     spectrum : callable, optional
         ``n -> eigenvalues`` of the covariance (default ``linspace(0.5, 2, n)``).
+    samplers : mapping, optional
+        Free matrix name -> ``(n, rng) -> matrix`` for laws without a built-in model.
     dense_m : bool
         Deterministic matrices of ``M`` that are not the covariance become dense non-symmetric
         ``I + Z / sqrt(n)`` (fixed per size); otherwise their spectrum is the covariance's.
@@ -158,7 +162,19 @@ def check_monte_carlo(
                 w, v = np.linalg.eig(mats[name])
                 mats[name + "^(1/2)"] = np.real((v * np.sqrt(w.astype(complex))) @ np.linalg.inv(v))
             shapes = {g.name: tuple(int(_value(d, scal).real) for d in g.dims) for g in gaussians}
-            cache[n_size] = (scal, e, mats, shapes)
+            free: dict[str, Any] = {}
+            for x in leaves:
+                if isinstance(x, FreeMatrix) and x.name not in free:
+                    given = next(
+                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
+                    )
+                    if given is None:
+                        law = x.law.subs(
+                            {q: sp.sympify(scal[q.name]) for q in _law_symbols(x.law) if q.name in scal}
+                        )
+                        given = sampler_for_law(law)
+                    free[x.name] = (given, int(_value(x.dim, scal).real))
+            cache[n_size] = (scal, e, mats, (shapes, free))
         return cache[n_size]
 
     evaluated: dict[tuple[int, Any, Any], Any] = {}
@@ -206,8 +222,9 @@ def check_monte_carlo(
                 n_size = m["N"].shape[0]
                 if replay.get(n_size):
                     return replay[n_size].pop(0)
-                scal, _, mats, shapes = prepared(n_size)
+                scal, _, mats, (shapes, free) = prepared(n_size)
                 draws = {name: child.standard_normal(shape) for name, shape in shapes.items()}
+                draws.update({name: np.asarray(g(k, child)) for name, (g, k) in free.items()})
                 x1 = _numeric(res1.arg, mats, draws, scal)
                 x2 = _numeric(res2.arg, mats, draws, scal)
                 n = x1.shape[0]
