@@ -24,21 +24,27 @@ from . import diagrams as diagrams
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
 from .codegen.latex import to_latex as to_latex
+from .codegen.learning_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
+from .codegen.sandwich_mc import check_monte_carlo as _check_sandwich  # noqa: F401 - registers the witness
 from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
+from .derivations import Combination as Combination
 from .derivations import CumulantLaw as CumulantLaw
 from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
+from .derivations import LossFormula as LossFormula
 from .derivations import OnePoint as OnePoint
 from .derivations import Rectangular as Rectangular
+from .derivations import RidgeRegression as RidgeRegression
 from .derivations import Semicircle as Semicircle
 from .derivations import STransformLaw as STransformLaw
 from .derivations import TwoPoint as TwoPoint
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
 from .derivations import derive as derive
+from .derivations import derive_sandwich as derive_sandwich
 from .derivations import derive_two_point as derive_two_point
 from .derivations import diagram_sum as diagram_sum
 from .derivations import mixed_moment as mixed_moment
@@ -66,6 +72,10 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "Combination",
+    "LossFormula",
+    "RidgeRegression",
+    "derive_sandwich",
     "STransformLaw",
     "verify",
     "verify_mixed_moment",

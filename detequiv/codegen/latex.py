@@ -24,7 +24,9 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from ..derivations.learning import LossFormula
 from ..derivations.onepoint import Contracted, OnePoint, Step
+from ..derivations.sandwich import Combination
 from ..derivations.twopoint import TwoPoint
 from ..errors import InvalidArgument
 
@@ -64,9 +66,7 @@ def _text(words: str) -> str:
     return r"\text{" + escaped + "}"
 
 
-def to_latex(
-    eq: OnePoint | TwoPoint | Contracted, *, derivation: bool = True, settings: dict[str, Any] | None = None
-) -> str:
+def to_latex(eq: Any, *, derivation: bool = True, settings: dict[str, Any] | None = None) -> str:
     r"""The equivalent, its fixed points and (optionally) its derivation as an ``align*``.
 
     Parameters
@@ -85,18 +85,25 @@ def to_latex(
         ``\begin{align*} ... \end{align*}``, to be used inside a document loading
         ``amsmath`` and ``amssymb`` (see :func:`detequiv.codegen.texdoc.latex_document`).
     """
-    if not isinstance(eq, (OnePoint, TwoPoint, Contracted)):
+    if not isinstance(eq, (OnePoint, TwoPoint, Contracted, Combination, LossFormula)):
         raise InvalidArgument(
-            f"to_latex needs a OnePoint or TwoPoint (from derive or derive_two_point), "
-            f"got {type(eq).__name__}"
+            f"to_latex needs a derived result (derive, derive_two_point, derive_sandwich or a "
+            f"LossFormula), got {type(eq).__name__}"
         )
     steps: tuple[Step, ...] = eq.derivation if derivation else ()
-    exprs: list[sp.Basic] = [eq.random.to_sympy(), eq.deterministic]
+    if isinstance(eq, LossFormula):
+        heads: list[tuple[sp.Basic, sp.Basic]] = [(sp.Symbol(k), v) for k, v in eq.terms.items()]
+        first = [(sp.Symbol(eq.name), sp.Add(*[sp.Symbol(k) for k in eq.terms], evaluate=False))]
+    else:
+        heads, first = [], [(eq.random.to_sympy(), eq.deterministic)]
+    exprs: list[sp.Basic] = [x for pair in first + heads for x in pair]
     exprs += [fp.equation for fp in eq.fixed_points]
     exprs += [x for s in steps for x in (s.before, s.after, s.equation) if x is not None]
     printer = DetEquivLatexPrinter({"symbol_names": symbol_names(*exprs), **(settings or {})})
     p = printer.doprint
-    rows = [p(eq.random.to_sympy()) + r" &\simeq " + p(eq.deterministic)]
+    relation = " &= " if isinstance(eq, LossFormula) else r" &\simeq "
+    rows = [p(first[0][0]) + relation + p(first[0][1])]
+    rows += [p(a) + " &= " + p(b) for a, b in heads]
     rows += [p(fp.symbol) + " &= " + p(fp.rhs) for fp in eq.fixed_points]
     if steps:
         rows.append(

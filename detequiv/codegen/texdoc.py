@@ -39,16 +39,19 @@ class MissingTexEngine(DetEquivError, RuntimeError):
     """No TeX engine on this machine; the message says what to install."""
 
 
-def latex_document(blocks: Sequence[str], *, title: str | None = None) -> str:
+def latex_document(blocks: str | Sequence[str], *, title: str | None = None) -> str:
     """A complete ``article`` document holding the given LaTeX blocks, one per paragraph.
 
     Parameters
     ----------
-    blocks : sequence of str
-        Display math (``equation*``, ``align*`` environments) or text.
+    blocks : str or sequence of str
+        Display math (``equation*``, ``align*`` environments) or text; one string is one
+        block.
     title : str, optional
         Printed as an unnumbered section heading.
     """
+    if isinstance(blocks, str):
+        blocks = [blocks]
     lines = [r"\documentclass{article}"]
     lines += [rf"\usepackage{{{p}}}" for p in PACKAGES]
     lines += [r"\begin{document}"]

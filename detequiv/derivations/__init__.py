@@ -28,6 +28,8 @@ from .laws import Semicircle as Semicircle
 from .laws import STransformLaw as STransformLaw
 from .laws import Wishart as Wishart
 from .laws import parse_law as parse_law
+from .learning import LossFormula as LossFormula
+from .learning import RidgeRegression as RidgeRegression
 from .mixed import diagram_sum as diagram_sum
 from .mixed import mixed_moment as mixed_moment
 from .onepoint import Contracted as Contracted
@@ -36,6 +38,8 @@ from .onepoint import OnePoint as OnePoint
 from .onepoint import Step as Step
 from .onepoint import derive as derive
 from .quantities import tr as tr
+from .sandwich import Combination as Combination
+from .sandwich import derive_sandwich as derive_sandwich
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
 from .transforms import s_series as s_series
@@ -55,6 +59,10 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
+    "LossFormula",
+    "RidgeRegression",
+    "Combination",
+    "derive_sandwich",
     "STransformLaw",
     "DeterministicLaw",
     "parse_law",

@@ -46,7 +46,7 @@ def test_symbol_names():
 
 
 def test_to_latex_rejects_other_objects():
-    with pytest.raises(InvalidArgument, match="OnePoint"):
+    with pytest.raises(InvalidArgument, match="derived result"):
         to_latex(Sigma)  # type: ignore[arg-type]
 
 

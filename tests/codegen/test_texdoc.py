@@ -34,3 +34,22 @@ def test_printed_results_compile(tmp_path):
 def test_broken_latex_is_reported(tmp_path):
     with pytest.raises(LatexCompileError, match="Undefined control sequence"):
         compile_latex(latex_document([r"$\notacommand{x}$"]), outdir=tmp_path)
+
+
+@needs_tex
+def test_loss_formula_and_combination_compile():
+    import detequiv as de
+
+    D, P = sp.symbols("D P", positive=True)
+    ridge = de.RidgeRegression(
+        de.Deterministic("Sigma", D), de.Gaussian("X", (P, D)), de.DeterministicVector("b", D)
+    )
+    tex = de.to_latex(ridge.test_error())
+    assert r"E_{test} &= bias + noise + variance" in tex
+    assert "implicit" in tex and "two\\_point\\_coincidence" in tex
+    assert compile_latex(latex_document(tex)).exists()
+    lam, lam2 = sp.symbols("lam lam2", positive=True)
+    s, x = de.Deterministic("Sigma", D), de.Gaussian("X", (P, D))
+    sh = s.sqrt() @ x.T @ x @ s.sqrt() / P
+    comb = de.derive_sandwich(lam * lam2 * de.resolvent(sh, lam) @ sh @ de.resolvent(sh, lam2))
+    assert compile_latex(latex_document([de.to_latex(comb)])).exists()
