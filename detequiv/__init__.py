@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from . import codegen as codegen
 from . import derivations as derivations
 from . import diagrams as diagrams
+from .codegen import to_module as to_module
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
 from .codegen.latex import to_latex as to_latex
@@ -72,6 +73,7 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "to_module",
     "Combination",
     "LossFormula",
     "RidgeRegression",

@@ -55,6 +55,42 @@ def _pos_int(text: str) -> int:
     return value
 
 
+def _add_declarations(parser: argparse.ArgumentParser) -> None:
+    """The matrix declarations shared by ``derive`` and ``codegen``."""
+    parser.add_argument(
+        "--det",
+        action="append",
+        default=[],
+        metavar="NAME:DIM[:general]",
+        help="a deterministic DIM x DIM matrix (symmetric unless :general)",
+    )
+    parser.add_argument(
+        "--gaussian", action="append", default=[], metavar="NAME:ROWS,COLS", help="iid N(0,1) entries"
+    )
+    parser.add_argument(
+        "--free", action="append", default=[], metavar="NAME:DIM=LAW", help="a free rotation-invariant factor"
+    )
+    parser.add_argument(
+        "--rect",
+        action="append",
+        default=[],
+        metavar="NAME:ROWS,COLS",
+        help="a deterministic rectangular matrix (fixed features, a sketch)",
+    )
+    parser.add_argument(
+        "--vec",
+        action="append",
+        default=[],
+        metavar="NAME:DIM",
+        help="a deterministic vector (quadratic forms)",
+    )
+    parser.add_argument(
+        "--order",
+        metavar="NAMES",
+        help="averaging order of the random matrices, comma-separated (e.g. X,F: data first)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``detequiv`` command."""
     p = argparse.ArgumentParser(
@@ -90,40 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         "derive", help="deterministic equivalent of one resolvent, or of two around a matrix (two-point)"
     )
     dv.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
-    dv.add_argument(
-        "--det",
-        action="append",
-        default=[],
-        metavar="NAME:DIM[:general]",
-        help="a deterministic DIM x DIM matrix (symmetric unless :general)",
-    )
-    dv.add_argument(
-        "--gaussian", action="append", default=[], metavar="NAME:ROWS,COLS", help="iid N(0,1) entries"
-    )
-    dv.add_argument(
-        "--free", action="append", default=[], metavar="NAME:DIM=LAW", help="a free rotation-invariant factor"
-    )
-    dv.add_argument(
-        "--rect",
-        action="append",
-        default=[],
-        metavar="NAME:ROWS,COLS",
-        help="a deterministic rectangular matrix (fixed features, a sketch)",
-    )
-    dv.add_argument(
-        "--vec",
-        action="append",
-        default=[],
-        metavar="NAME:DIM",
-        help="a deterministic vector (quadratic forms)",
-    )
+    _add_declarations(dv)
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
-    dv.add_argument(
-        "--order",
-        metavar="NAMES",
-        help="averaging order of the random matrices, comma-separated (e.g. X,F: data first)",
-    )
+
+    cg = sub.add_parser("codegen", help="write a standalone numpy evaluator of a derived one-point result")
+    cg.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
+    _add_declarations(cg)
+    cg.add_argument("-o", "--output", metavar="FILE.py", help="write the module there (default: stdout)")
+    cg.add_argument("--name", help="module name in its docstring (default: the file's stem)")
 
     x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
     x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
@@ -322,6 +333,36 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_codegen(args: argparse.Namespace) -> int:
+    from .codegen.numpy_module import to_module
+    from .derivations.expressions import Resolvent
+    from .derivations.onepoint import derive
+    from .derivations.parser import parse_expression
+
+    matrices, scalars = _declarations(args)
+    expr = parse_expression(args.expression, matrices, scalars=scalars)
+    resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
+    if len(resolvents) > 1:
+        raise InvalidArgument(
+            "codegen writes evaluators of one-point results (one resolvent) for now; two-point "
+            "expressions are derived with 'detequiv derive'"
+        )
+    order = tuple(n.strip() for n in args.order.split(",") if n.strip()) if args.order else None
+    eq = derive(expr, order=order)
+    name = args.name or (Path(args.output).stem if args.output else "evaluator")
+    if not name.isidentifier():
+        raise InvalidArgument(f"--name {name!r} is not a Python identifier; pass --name my_evaluator")
+    source = to_module(eq, name)
+    if args.output:
+        Path(args.output).write_text(source)
+        print(
+            f"wrote {args.output} ({len(source.splitlines())} lines); import it and call evaluate(lam, ...)"
+        )
+    else:
+        print(source)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -337,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "moments": _cmd_moments,
         "mixed": _cmd_mixed,
         "derive": _cmd_derive,
+        "codegen": _cmd_codegen,
         "demo": _cmd_demo,
     }
     t0 = time.perf_counter()

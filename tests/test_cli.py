@@ -144,3 +144,42 @@ def test_demo_runs_and_passes(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout
+
+
+def test_codegen_writes_an_importable_evaluator(capsys, tmp_path):
+    out = tmp_path / "mp_ridge.py"
+    code, text, _ = run(
+        capsys,
+        "codegen",
+        "lam*resolvent(Sigma^(1/2) @ X.T @ X @ Sigma^(1/2) / P, lam)",
+        "--det",
+        "Sigma:D",
+        "--gaussian",
+        "X:P,D",
+        "-o",
+        str(out),
+    )
+    assert code == 0 and "wrote" in text
+    assert "import sympy" not in out.read_text()
+    # run it in a fresh interpreter; MATH.md 7: isotropic kappa(q=0.5, lam=0.1) = 0.1741657387
+    script = (
+        "import numpy as np, sys; sys.path.insert(0, sys.argv[1]); import mp_ridge; "
+        "print(repr(float(mp_ridge.evaluate(0.1, Sigma=np.ones(300), D=300, P=600)['kappa'])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert abs(float(done.stdout) - 0.1741657387) < 1e-9
+
+
+def test_codegen_refuses_two_point(capsys):
+    code, _, err = run(
+        capsys,
+        "codegen",
+        "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ resolvent(Sigma @ X.T @ X / P, lam2)",
+        "--det",
+        "Sigma:D",
+        "--gaussian",
+        "X:P,D",
+    )
+    assert code == 2 and "one-point" in err

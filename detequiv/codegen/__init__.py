@@ -1,5 +1,6 @@
 """Stage 3, codegen: the numeric side. Seeded Monte Carlo samplers and the witness that
-compares exact results with simulation at several sizes.
+compares exact results with simulation at several sizes; LaTeX export; standalone numpy
+evaluators of derived results (:func:`to_module`).
 """
 
 from .montecarlo import MCEstimate as MCEstimate
@@ -14,6 +15,7 @@ from .montecarlo import trace_moment as trace_moment
 from .montecarlo import trace_moments as trace_moments
 from .montecarlo import white_wishart as white_wishart
 from .montecarlo import wishart_sampler as wishart_sampler
+from .numpy_module import to_module as to_module
 from .verify import VerificationReport as VerificationReport
 from .verify import check_mc as check_mc
 from .verify import is_consistent_mc as is_consistent_mc
@@ -42,4 +44,5 @@ __all__ = [
     "evaluate_traces",
     "sampler_for_law",
     "verify_mixed_moment",
+    "to_module",
 ]
