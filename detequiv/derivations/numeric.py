@@ -246,7 +246,9 @@ def physical_ridge(
         hi *= 2
     else:  # pragma: no cover - g bounded below away from the branch point
         raise InvalidArgument(f"no root of lam(kappa) = {lam_abs} found; is the law's S-transform positive?")
-    kappa = float(brentq(lambda k: h(k) - lam_abs, lo, hi, xtol=1e-15 * hi, rtol=1e-15, maxiter=500))
+    # absolute tolerance relative to the root scale (kappa >= lam on this branch), not to the bracket
+    xtol = 1e-15 * max(lam_abs, kappa0, 1e-300)
+    kappa = float(brentq(lambda k: h(k) - lam_abs, lo, hi, xtol=xtol, rtol=1e-15, maxiter=500))
     if lam.imag == 0:
         return kappa
     theta = cmath.phase(lam)
@@ -316,6 +318,13 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
             d = sp.Dummy("d")
             gexpr = sp.simplify(eq.lam / rhs.xreplace({own[0]: d})) if len(atoms) == 1 and own else None
             if gexpr is None or gexpr.free_symbols - {d}:
+                if lam == 0:
+                    raise InvalidArgument(
+                        f"{eq.lam} = 0: the ridgeless limit is implemented for multiplicative chains "
+                        f"(kappa = lam G(df1)); the fixed point {fp} is not of that form (an additive "
+                        "layer), and lam = 0 may lie inside its spectrum; use a small positive or a "
+                        "complex lam"
+                    )
                 known[fp.symbol] = _general_ridge(fp.symbol, rhs, eq.lam, lam, known, atoms, eigs)
                 continue
             g = sp.lambdify(d, gexpr, "numpy")

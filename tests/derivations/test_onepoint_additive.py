@@ -269,3 +269,21 @@ def test_monte_carlo_rejects_composition_without_the_additive_trace_prefactor():
     assert good.passed, str(good)
     bad = wrong.check_monte_carlo(rng=np.random.default_rng(3), **kw)
     assert not bad.passed, str(bad)
+
+
+def test_ridgeless_additive_is_refused_not_silently_zero():
+    """lam = 0 for Sigma + semicircle noise: the spectrum can reach below 0, so there is no
+    ridgeless value to return; before, evaluate returned 0."""
+    import numpy as _np
+    import sympy as _sp
+
+    import detequiv as _de
+    from detequiv.errors import InvalidArgument as _Bad
+
+    lam = _sp.Symbol("lam", positive=True)
+    d = _sp.Symbol("D", positive=True)
+    s = _de.Deterministic("Sigma", d)
+    b = _de.FreeMatrix("B", d, _de.Semicircle(_sp.Rational(1, 4)))
+    eq = _de.derive(lam * _de.resolvent(s + b, lam))
+    with pytest.raises(_Bad, match="ridgeless"):
+        eq.evaluate({s: _np.linspace(0.5, 2, 50), lam: 0, d: 50})
