@@ -28,6 +28,7 @@ from .codegen.latex import to_latex as to_latex
 from .codegen.learning_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
 from .codegen.sandwich_mc import check_monte_carlo as _check_sandwich  # noqa: F401 - registers the witness
+from .codegen.twopoint_layers_mc import check_monte_carlo as _check_layered  # noqa: F401 - registers the witness
 from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import Combination as Combination
 from .derivations import CumulantLaw as CumulantLaw
@@ -35,6 +36,7 @@ from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
+from .derivations import LayeredTwoPoint as LayeredTwoPoint
 from .derivations import LossFormula as LossFormula
 from .derivations import OnePoint as OnePoint
 from .derivations import Rectangular as Rectangular
@@ -73,6 +75,7 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "LayeredTwoPoint",
     "to_module",
     "Combination",
     "LossFormula",

@@ -183,3 +183,33 @@ def test_codegen_refuses_two_point(capsys):
         "X:P,D",
     )
     assert code == 2 and "one-point" in err
+
+
+def test_derive_sandwich_and_layered_latex(capsys):
+    code, text, _ = run(
+        capsys,
+        "derive",
+        "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ X.T @ X / P @ resolvent(Sigma @ X.T @ X / P, lam2)",
+        "--det",
+        "Sigma:D",
+        "--gaussian",
+        "X:P,D",
+        "--check",
+        "3",
+    )
+    assert code == 0 and "resolvent_absorption" in text and "series check passed" in text
+    code, text, _ = run(
+        capsys,
+        "derive",
+        "lam*lam2*resolvent(Sigma @ X.T @ X @ F.T @ F / (P*N), lam) @ M @ resolvent(F.T @ F @ Sigma @ X.T @ X / (N*P), lam2)",
+        "--det",
+        "Sigma:D",
+        "--det",
+        "M:D",
+        "--gaussian",
+        "X:P,D",
+        "--gaussian",
+        "F:N,D",
+        "--latex",
+    )
+    assert code == 0 and text.startswith("\\begin{align*}")

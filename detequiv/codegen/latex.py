@@ -28,6 +28,7 @@ from ..derivations.learning import LossFormula
 from ..derivations.onepoint import Contracted, OnePoint, Step
 from ..derivations.sandwich import Combination
 from ..derivations.twopoint import TwoPoint
+from ..derivations.twopoint_layers import LayeredTwoPoint
 from ..errors import InvalidArgument
 
 __all__ = ["DetEquivLatexPrinter", "to_latex", "symbol_names"]
@@ -85,7 +86,7 @@ def to_latex(eq: Any, *, derivation: bool = True, settings: dict[str, Any] | Non
         ``\begin{align*} ... \end{align*}``, to be used inside a document loading
         ``amsmath`` and ``amssymb`` (see :func:`detequiv.codegen.texdoc.latex_document`).
     """
-    if not isinstance(eq, (OnePoint, TwoPoint, Contracted, Combination, LossFormula)):
+    if not isinstance(eq, (OnePoint, TwoPoint, LayeredTwoPoint, Contracted, Combination, LossFormula)):
         raise InvalidArgument(
             f"to_latex needs a derived result (derive, derive_two_point, derive_sandwich or a "
             f"LossFormula), got {type(eq).__name__}"

@@ -45,6 +45,8 @@ from .transforms import s_from_cumulants as s_from_cumulants
 from .transforms import s_series as s_series
 from .twopoint import TwoPoint as TwoPoint
 from .twopoint import derive_two_point as derive_two_point
+from .twopoint_layers import LayeredTwoPoint as LayeredTwoPoint
+from .twopoint_layers import derive_layered_two_point as derive_layered_two_point
 
 __all__ = [
     "DeterministicVector",
@@ -59,6 +61,8 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
+    "LayeredTwoPoint",
+    "derive_layered_two_point",
     "LossFormula",
     "RidgeRegression",
     "Combination",

@@ -477,6 +477,10 @@ def derive_two_point(expr: Any) -> Any:
         If a resolvent is not ``A^l B A^(1-l)`` with one free factor ``B`` shared by both,
         or something random stands between the resolvents.
     """
+    from .sandwich import derive_sandwich, is_sandwich
+
+    if is_sandwich(expr):  # a random matrix between the resolvents (MATH.md 3.4)
+        return derive_sandwich(expr)
     c_out, res1, middle, res2 = _parts(expr)
     lam, lam2 = res1.lam, res2.lam
     if lam == lam2:
