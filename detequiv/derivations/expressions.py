@@ -73,6 +73,17 @@ def _dim(value: Any, what: str) -> sp.Expr:
     return expr
 
 
+def _shape(name: Any, dims: Any, kind: str, example: str) -> tuple[sp.Expr, sp.Expr]:
+    """Validated ``(rows, cols)`` of a rectangular matrix called ``name``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InvalidArgument(f"matrix name {name!r} must be an identifier such as {example!r}")
+    try:
+        rows, cols = dims
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{kind} {name!r} needs a shape (rows, cols), got {dims!r}") from None
+    return (_dim(rows, f"rows of {name}"), _dim(cols, f"columns of {name}"))
+
+
 def _scalar(value: Any) -> sp.Expr:
     """A commutative sympy scalar, or InvalidArgument."""
     if isinstance(value, MatrixExpr):
@@ -294,19 +305,7 @@ class Gaussian(MatrixExpr):
     dims: tuple[sp.Expr, sp.Expr]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise InvalidArgument(f"matrix name {self.name!r} must be an identifier such as 'X'")
-        try:
-            rows, cols = self.dims
-        except (TypeError, ValueError):
-            raise InvalidArgument(
-                f"Gaussian {self.name!r} needs a shape (rows, cols), got {self.dims!r}"
-            ) from None
-        object.__setattr__(
-            self,
-            "dims",
-            (_dim(rows, f"rows of {self.name}"), _dim(cols, f"columns of {self.name}")),
-        )
+        object.__setattr__(self, "dims", _shape(self.name, self.dims, "Gaussian", "X"))
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -334,19 +333,7 @@ class Rectangular(MatrixExpr):
     dims: tuple[sp.Expr, sp.Expr]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise InvalidArgument(f"matrix name {self.name!r} must be an identifier such as 'F'")
-        try:
-            rows, cols = self.dims
-        except (TypeError, ValueError):
-            raise InvalidArgument(
-                f"Rectangular {self.name!r} needs a shape (rows, cols), got {self.dims!r}"
-            ) from None
-        object.__setattr__(
-            self,
-            "dims",
-            (_dim(rows, f"rows of {self.name}"), _dim(cols, f"columns of {self.name}")),
-        )
+        object.__setattr__(self, "dims", _shape(self.name, self.dims, "Rectangular", "F"))
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
