@@ -1,0 +1,569 @@
+r"""Online (one-pass) SGD on linear regression: the exact Volterra equation (MATH.md 5.2).
+
+Fresh Gaussian batches :math:`x_b\sim\mathcal N(0,\Sigma)`, labels
+:math:`y_b=\beta\cdot x_b+\varepsilon_b` with :math:`\operatorname{Var}\varepsilon=\sigma^2`,
+and the step :math:`w\leftarrow w-\frac\eta B\sum_b x_b(x_b\cdot w-y_b)` on the batch
+**mean** (MATH.md 5 conventions: :math:`L=\mathbb E(w\cdot x-y)^2` includes
+:math:`\sigma^2`, no factor 1/2, :math:`w_0=0`). :func:`derive_online_sgd` derives, as
+named steps with sympy expressions,
+
+* ``gaussian_fourth_moment``:
+  :math:`\mathbb E[xx^\top Cxx^\top]=2\Sigma C\Sigma+\Sigma\operatorname{Tr}\Sigma C`
+  (Isserlis; checked symbolically on a generic 2x2 case);
+* ``batch_gradient_noise``: the covariance of the batch-mean gradient given the error
+  :math:`e=w-\beta`, :math:`\frac1B[\Sigma ee^\top\Sigma+\Sigma(e^\top\Sigma e+\sigma^2)]`;
+* ``second_moment_recursion``:
+  :math:`C_{t+1}=(I-\eta\Sigma)C_t(I-\eta\Sigma)+\frac{\eta^2}B[\Sigma C_t\Sigma+\Sigma L_t]`;
+* ``eigenbasis_projection``: the diagonal of that recursion closes mode by mode,
+  :math:`c_k(t+1)=a_kc_k(t)+b_kL_t` with :math:`a_k=(1-\eta\lambda_k)^2+\frac{\eta^2}B\lambda_k^2`
+  and :math:`b_k=\frac{\eta^2}B\lambda_k` (computed, not typed: the off-diagonal entries drop out);
+* ``forcing_term`` and ``sgd_kernel``: unrolling gives :math:`F_t=\sigma^2+\sum_k\lambda_kv_k^2a_k^t`
+  and :math:`K_\tau=\sum_k\lambda_kb_ka_k^\tau`;
+* ``volterra_equation``: :math:`L_t=F_t+\sum_{s<t}K_{t-1-s}L_s`;
+* ``noise_floor``: the final-value theorem on :math:`L(z)=F(z)/(1-zK(z))` gives
+  :math:`L_\infty=\sigma^2/(1-\sum_\tau K_\tau)`, the per-mode geometric sum simplified by sympy;
+* ``stability``: :math:`a_k<1` for every mode and :math:`\sum_\tau K_\tau<1`.
+
+:class:`OnlineSGD` evaluates the curve numerically from a spectrum, vectorized over the
+modes, with the per-mode coefficients lambdified from the derivation: the exact
+discrete-time recursion costs :math:`O(TD)` (``method="recursion"``, the default), the
+Volterra form by direct convolution :math:`O(T^2+TD)` (``method="volterra"``).
+:mod:`detequiv.codegen.sgd_mc` simulates the SGD itself.
+
+>>> import numpy as np
+>>> k = np.arange(1, 301)
+>>> model = OnlineSGD(k**-1.5, k**-0.25, eta=0.2, batch=1, noise=0.04)
+>>> round(model.kernel_sum(), 4), round(model.floor(), 6)
+(0.279, 0.055477)
+>>> curve = model.loss_curve(2000)
+>>> curve.shape, float(curve[0]) == 0.04 + float(np.sum(k**-1.5 * k**-0.5))
+((2001,), True)
+
+References
+----------
+MATH.md 5.2 and 7 ("Online SGD floor"); the one-pass SGD Volterra equation in the
+spirit of arXiv 2405.15074 and 2402.01092 (notation here is MATH.md's own).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import sympy as sp
+
+from ..errors import InvalidArgument
+from .onepoint import Step
+
+__all__ = [
+    "OnlineSGD",
+    "SGDDerivation",
+    "derive_online_sgd",
+    "iter_online_sgd_steps",
+    "online_sgd_floor",
+]
+
+_REF = "MATH.md 5.2"
+
+# symbols of the per-mode derivation
+eta, B, lam, sigma2, L = sp.symbols("eta B lambda sigma2 L", positive=True)
+c, v = sp.symbols("c v", real=True)
+t, s, tau, k = sp.symbols("t s tau k", integer=True, nonnegative=True)
+a_sym, b_sym = sp.symbols("a b", positive=True)
+
+
+def _isserlis_check() -> tuple[sp.Matrix, sp.Matrix]:
+    """Both sides of the Gaussian fourth-moment identity on a generic symmetric 2x2 case."""
+    s11, s12, s22, c11, c12, c22 = sp.symbols("S11 S12 S22 C11 C12 C22", real=True)
+    S = sp.Matrix([[s11, s12], [s12, s22]])
+    C = sp.Matrix([[c11, c12], [c12, c22]])
+    n = 2
+
+    def pair(i: int, j: int, m: int, l_: int) -> sp.Expr:  # Isserlis: sum over the 3 pairings
+        return S[i, j] * S[m, l_] + S[i, m] * S[j, l_] + S[i, l_] * S[j, m]
+
+    lhs = sp.Matrix(
+        n,
+        n,
+        lambda i, l_: sp.expand(sp.Add(*[C[j, m] * pair(i, j, m, l_) for j in range(n) for m in range(n)])),
+    )
+    rhs = (2 * S * C * S + S * (S * C).trace()).applyfunc(sp.expand)
+    return lhs, rhs
+
+
+def _projected_recursion() -> sp.Expr:
+    """The (0, 0) entry of the matrix recursion for a diagonal 2x2 Sigma and generic C.
+
+    Returns the new per-mode second moment as an expression of ``c`` (the old diagonal
+    entry), ``L``, ``lambda``, ``eta`` and ``B``; raises if an off-diagonal entry or the
+    other mode's ``c`` survives (the closure would then not be per-mode).
+    """
+    l2, c12, c22 = sp.symbols("lambda_2 C12 C22", positive=True)
+    S = sp.diag(lam, l2)
+    C = sp.Matrix([[c, c12], [c12, c22]])
+    eye = sp.eye(2)
+    new = (eye - eta * S) * C * (eye - eta * S) + eta**2 / B * (S * C * S + S * L)
+    entry = sp.expand(new[0, 0])
+    if entry.free_symbols & {l2, c12, c22}:  # pragma: no cover - would be a derivation bug
+        raise AssertionError(f"the eigenbasis projection does not close: {entry}")
+    return entry
+
+
+def iter_online_sgd_steps() -> Iterator[Step]:
+    """The named steps of the online-SGD derivation, in order (a generator).
+
+    >>> [st.rule for st in iter_online_sgd_steps()][:3]
+    ['gaussian_fourth_moment', 'batch_gradient_noise', 'second_moment_recursion']
+    """
+    D = sp.Symbol("D", integer=True, positive=True)
+    Sig = sp.MatrixSymbol("Sigma", D, D)
+    Cm = sp.MatrixSymbol("C", D, D)
+    e = sp.MatrixSymbol("e", D, 1)
+    eye = sp.Identity(D)
+    expect = sp.Function("E")
+    cov = sp.Function("Cov")
+    tr = sp.Trace
+
+    lhs, rhs = _isserlis_check()
+    if (lhs - rhs).applyfunc(sp.expand) != sp.zeros(2, 2):  # pragma: no cover
+        raise AssertionError("Isserlis check of the Gaussian fourth moment failed")
+    yield Step(
+        "gaussian_fourth_moment",
+        expect(sp.Symbol("x x^T C x x^T")),
+        2 * Sig * Cm * Sig + Sig * tr(Sig * Cm),
+        _REF,
+        "Isserlis' theorem for x ~ N(0, Sigma), C symmetric; both sides expanded and "
+        "compared symbolically on a generic 2x2 Sigma and C",
+    )
+    Lt = sp.Symbol("L_t", positive=True)
+    yield Step(
+        "batch_gradient_noise",
+        cov(sp.Symbol("g | e")),
+        (Sig * e * e.T * Sig + Sig * (tr(e.T * Sig * e) + sigma2)) / B,
+        _REF,
+        "g = (1/B) sum_b x_b (x_b.e - eps_b): B independent terms, each of covariance "
+        "E[x x^T e e^T x x^T] + sigma2 Sigma - Sigma e e^T Sigma (fourth moment with C = e e^T)",
+    )
+    Ct = sp.MatrixSymbol("C_t", D, D)
+    Ct1 = sp.MatrixSymbol("C_t+1", D, D)
+    matrix_rec = (eye - eta * Sig) * Ct * (eye - eta * Sig) + eta**2 / B * (Sig * Ct * Sig + Sig * Lt)
+    yield Step(
+        "second_moment_recursion",
+        Ct1,
+        matrix_rec,
+        _REF,
+        "e_{t+1} = (I - eta Sigma) e_t - eta (g - Sigma e_t); average the outer product over "
+        "the batch (given e_t) and then over e_t; L_t = Tr(Sigma C_t) + sigma2",
+        equation=sp.Eq(Lt, tr(Sig * Ct) + sigma2),
+    )
+    entry = _projected_recursion()
+    coeff_c = sp.factor_terms(sp.expand(entry).coeff(c))
+    coeff_l = sp.factor_terms(sp.expand(entry).coeff(L))
+    if sp.expand(entry - coeff_c * c - coeff_l * L) != 0:  # pragma: no cover
+        raise AssertionError(f"the per-mode recursion is not linear in (c, L): {entry}")
+    c_next = sp.Symbol("c_k(t+1)")
+    yield Step(
+        "eigenbasis_projection",
+        c_next,
+        a_sym * sp.Symbol("c_k(t)") + b_sym * L,
+        _REF,
+        "diagonal entry of the recursion in the eigenbasis of Sigma (computed on diag(lambda, "
+        "lambda_2) with a generic C: off-diagonal entries and other modes drop out)",
+        equation=sp.Tuple(sp.Eq(a_sym, coeff_c), sp.Eq(b_sym, coeff_l)),
+    )
+    lam_k = sp.IndexedBase("lambda")[k]
+    v_k = sp.IndexedBase("v")[k]
+    a_k = sp.IndexedBase("a")[k]
+    b_k = sp.IndexedBase("b")[k]
+    Lidx = sp.IndexedBase("L")
+    Dk = sp.Symbol("D", integer=True, positive=True)
+    forcing = sigma2 + sp.Sum(lam_k * v_k**2 * a_k**t, (k, 1, Dk))
+    yield Step(
+        "forcing_term",
+        sp.Symbol("F_t"),
+        forcing,
+        _REF,
+        "unroll c_k(t) = a_k^t v_k^2 + sum_{s<t} a_k^(t-1-s) b_k L_s with v = w_0 - beta; "
+        "the homogeneous part of L_t = sigma2 + sum_k lambda_k c_k(t)",
+    )
+    kernel = sp.Sum(lam_k * b_k * a_k**tau, (k, 1, Dk))
+    yield Step(
+        "sgd_kernel",
+        sp.Symbol("K_tau"),
+        kernel,
+        _REF,
+        "the driven part of the unrolled recursion, tau = t - 1 - s; lambda_k b_k = eta^2 lambda_k^2 / B",
+    )
+    yield Step(
+        "volterra_equation",
+        Lidx[t],
+        forcing + sp.Sum(kernel.subs(tau, t - 1 - s) * Lidx[s], (s, 0, t - 1)),
+        _REF,
+        "exact in expectation for Gaussian x at any D (no large-D limit); generating "
+        "function L(z) = F(z) / (1 - z K(z))",
+    )
+    per_mode = sp.simplify(lam * coeff_l / (1 - coeff_c))
+    ksum = sp.Sum(per_mode.subs(lam, lam_k), (k, 1, Dk))
+    yield Step(
+        "noise_floor",
+        sp.Symbol("L_inf"),
+        sigma2 / (1 - ksum),
+        _REF,
+        "final value theorem: (1 - z) L(z) at z -> 1; F_inf = sigma2 and sum_tau K_tau "
+        "is the per-mode geometric series lambda b / (1 - a), simplified",
+        equation=sp.Eq(sp.Symbol("Sum_tau K_tau"), ksum),
+    )
+    yield Step(
+        "stability",
+        sp.Symbol("stable"),
+        sp.And(sp.Lt(coeff_c, 1), sp.Lt(ksum, 1)),
+        _REF,
+        "every mode contracts (a_k < 1, i.e. eta lambda_k (1 + 1/B) < 2) and the "
+        "renewal equation is subcritical (sum_tau K_tau < 1)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SGDDerivation:
+    """The online-SGD derivation: its steps and the derived per-mode expressions.
+
+    Attributes
+    ----------
+    steps : tuple of Step
+        The named steps of :func:`iter_online_sgd_steps`.
+    decay : sympy.Expr
+        :math:`a=(1-\\eta\\lambda)^2+\\eta^2\\lambda^2/B` as derived.
+    drive : sympy.Expr
+        :math:`b=\\eta^2\\lambda/B`, the coefficient of :math:`L_t` in :math:`c(t+1)`.
+    kernel_sum_per_mode : sympy.Expr
+        :math:`\\lambda b/(1-a)`, one mode's contribution to :math:`\\sum_\\tau K_\\tau`.
+    symbols : tuple of sympy.Symbol
+        ``(eta, B, lambda, sigma2)`` as used in the expressions.
+    """
+
+    steps: tuple[Step, ...]
+    decay: sp.Expr
+    drive: sp.Expr
+    kernel_sum_per_mode: sp.Expr
+    symbols: tuple[sp.Symbol, ...] = field(default=(eta, B, lam, sigma2))
+
+    def rules(self) -> tuple[str, ...]:
+        """The rule names, in order."""
+        return tuple(st.rule for st in self.steps)
+
+    def __str__(self) -> str:
+        return "\n".join(str(st) for st in self.steps)
+
+
+@functools.lru_cache(maxsize=1)
+def derive_online_sgd() -> SGDDerivation:
+    r"""Derive the online-SGD Volterra equation (MATH.md 5.2) as named steps.
+
+    Returns
+    -------
+    SGDDerivation
+        The steps and the per-mode coefficients as sympy expressions.
+
+    Examples
+    --------
+    >>> d = derive_online_sgd()
+    >>> d.rules()[3:6]
+    ('eigenbasis_projection', 'forcing_term', 'sgd_kernel')
+    >>> import sympy as sp
+    >>> eta, B, lam, _ = d.symbols
+    >>> sp.expand(d.decay - ((1 - eta * lam) ** 2 + eta**2 * lam**2 / B))
+    0
+    >>> d.drive
+    eta**2*lambda/B
+    >>> sp.simplify(d.kernel_sum_per_mode - eta * lam / (B * (2 - eta * lam * (1 + 1 / B))))
+    0
+    """
+    steps = tuple(iter_online_sgd_steps())
+    proj = next(st for st in steps if st.rule == "eigenbasis_projection")
+    assert isinstance(proj.equation, sp.Tuple)
+    decay = proj.equation[0].rhs
+    drive = proj.equation[1].rhs
+    per_mode = sp.simplify(lam * drive / (1 - decay))
+    return SGDDerivation(steps, decay, drive, per_mode)
+
+
+@functools.lru_cache(maxsize=1)
+def _coefficients() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """numpy functions ``(eta, B, lambda) -> a, b, lambda b / (1 - a)`` lambdified from the derivation."""
+    d = derive_online_sgd()
+    args = (eta, B, lam)
+    return (
+        sp.lambdify(args, d.decay, "numpy"),
+        sp.lambdify(args, d.drive, "numpy"),
+        sp.lambdify(args, d.kernel_sum_per_mode, "numpy"),
+    )
+
+
+def _as_spectrum(name: str, value: Any, size: int | None = None) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InvalidArgument(f"{name} must be a non-empty 1-D array; got shape {arr.shape}")
+    if size is not None and arr.size != size:
+        raise InvalidArgument(
+            f"{name} has {arr.size} entries but eigenvalues has {size}; give one coefficient per mode"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise InvalidArgument(f"{name} has non-finite entries; pass finite values")
+    return arr
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidArgument(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class OnlineSGD:
+    r"""Online SGD on Gaussian linear regression, from the spectrum (MATH.md 5.2).
+
+    Parameters
+    ----------
+    eigenvalues : array_like, shape (D,)
+        Eigenvalues :math:`\lambda_k\ge0` of the input covariance :math:`\Sigma`.
+    beta : array_like, shape (D,)
+        Target coefficients :math:`\beta_k` in the eigenbasis (only :math:`\beta_k^2`
+        enters when ``w0`` is zero).
+    eta : float
+        Learning rate, a step on the batch-mean gradient.
+    batch : int
+        Batch size ``B`` (fresh samples every step).
+    noise : float
+        Label-noise variance :math:`\sigma^2` (included in the loss).
+    w0 : array_like, optional
+        Initial weights in the eigenbasis (default zero).
+
+    Raises
+    ------
+    InvalidArgument
+        Bad shapes or signs, or a learning rate at which the dynamics is unstable
+        (some :math:`a_k\ge1` or :math:`\sum_\tau K_\tau\ge1`); the message gives the
+        largest stable learning rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> OnlineSGD(np.ones(10), np.ones(10), eta=1.0, batch=1, noise=0.1)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: eta=1.0 is unstable for batch=1: a_k = 1 >= 1 for the largest eigenvalue 1 (need eta * lambda_max * (1 + 1/B) < 2) and sum_tau K_tau = inf >= 1 (the loss diverges); the largest stable learning rate is eta < 0.166667
+    """  # noqa: E501
+
+    eigenvalues: np.ndarray
+    beta: np.ndarray
+    eta: float
+    batch: int = 1
+    noise: float = 0.0
+    w0: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        lams = _as_spectrum("eigenvalues", self.eigenvalues)
+        if np.any(lams < 0):
+            raise InvalidArgument(
+                f"eigenvalues must be >= 0 (a covariance spectrum); the smallest is {lams.min():g}"
+            )
+        beta = _as_spectrum("beta", self.beta, lams.size)
+        w0 = None if self.w0 is None else _as_spectrum("w0", self.w0, lams.size)
+        batch = _positive_int("batch", self.batch)
+        if not isinstance(self.eta, numbers.Real) or not self.eta > 0 or not math.isfinite(self.eta):
+            raise InvalidArgument(f"eta={self.eta!r} must be a finite learning rate > 0")
+        if not isinstance(self.noise, numbers.Real) or not self.noise >= 0 or not math.isfinite(self.noise):
+            raise InvalidArgument(
+                f"noise={self.noise!r} is the label-noise variance sigma^2; it must be >= 0"
+            )
+        object.__setattr__(self, "eigenvalues", lams)
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "w0", w0)
+        object.__setattr__(self, "batch", batch)
+        object.__setattr__(self, "eta", float(self.eta))
+        object.__setattr__(self, "noise", float(self.noise))
+        self._check_stable()
+
+    # -- coefficients ---------------------------------------------------------------
+    @property
+    def decay(self) -> np.ndarray:
+        """Per-mode contraction :math:`a_k=(1-\\eta\\lambda_k)^2+\\eta^2\\lambda_k^2/B`."""
+        fa, _, _ = _coefficients()
+        return np.asarray(fa(self.eta, self.batch, self.eigenvalues), dtype=float)
+
+    @property
+    def drive(self) -> np.ndarray:
+        """Per-mode coefficient :math:`b_k=\\eta^2\\lambda_k/B` of :math:`L_t` in :math:`c_k(t+1)`."""
+        _, fb, _ = _coefficients()
+        return np.broadcast_to(
+            np.asarray(fb(self.eta, self.batch, self.eigenvalues), dtype=float), (self.size,)
+        )
+
+    @property
+    def size(self) -> int:
+        """Number of modes ``D``."""
+        return int(self.eigenvalues.size)
+
+    @property
+    def initial_error(self) -> np.ndarray:
+        """:math:`v=w_0-\\beta` in the eigenbasis."""
+        return (np.zeros_like(self.beta) if self.w0 is None else self.w0) - self.beta
+
+    def _kernel_sum_at(self, eta_value: float) -> float:
+        _, _, fk = _coefficients()
+        a = np.asarray(_coefficients()[0](eta_value, self.batch, self.eigenvalues))
+        if np.any(a >= 1):
+            return math.inf
+        return float(np.sum(fk(eta_value, self.batch, self.eigenvalues)))
+
+    def _max_stable_eta(self) -> float:
+        lmax = float(self.eigenvalues.max())
+        if lmax == 0:
+            return math.inf
+        hi = 2.0 / (lmax * (1 + 1 / self.batch))
+        lo = 0.0
+        for _ in range(80):  # bisection on the increasing sum_tau K_tau(eta) = 1
+            mid = 0.5 * (lo + hi)
+            if self._kernel_sum_at(mid) < 1:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _check_stable(self) -> None:
+        a = self.decay
+        ksum = self._kernel_sum_at(self.eta)
+        if np.all(a < 1) and ksum < 1:
+            return
+        reasons = []
+        if not np.all(a < 1):
+            lmax = float(self.eigenvalues.max())
+            reasons.append(
+                f"a_k = {float(a.max()):g} >= 1 for the largest eigenvalue {lmax:g} "
+                "(need eta * lambda_max * (1 + 1/B) < 2)"
+            )
+        reasons.append(f"sum_tau K_tau = {ksum:g} >= 1 (the loss diverges)" if ksum >= 1 else "")
+        why = " and ".join(r for r in reasons if r)
+        raise InvalidArgument(
+            f"eta={self.eta!r} is unstable for batch={self.batch}: {why}; "
+            f"the largest stable learning rate is eta < {self._max_stable_eta():g}"
+        )
+
+    # -- closed forms -----------------------------------------------------------------
+    def kernel_sum(self) -> float:
+        r""":math:`\sum_\tau K_\tau=\frac\eta B\sum_k\lambda_k/(2-\eta\lambda_k(1+1/B))`."""
+        return self._kernel_sum_at(self.eta)
+
+    def floor(self) -> float:
+        r"""The :math:`t\to\infty` loss :math:`L_\infty=\sigma^2/(1-\sum_\tau K_\tau)`."""
+        return self.noise / (1.0 - self.kernel_sum())
+
+    def forcing(self, times: Any) -> np.ndarray:
+        r""":math:`F_t=\sigma^2+\sum_k\lambda_kv_k^2a_k^t` at integer ``times`` (any shape)."""
+        tt = np.asarray(times)
+        if not np.issubdtype(tt.dtype, np.integer) or np.any(tt < 0):
+            raise InvalidArgument("times must be non-negative integers (SGD steps)")
+        w = self.eigenvalues * self.initial_error**2
+        return self.noise + self._power_sum(w, tt)
+
+    def kernel(self, lags: Any) -> np.ndarray:
+        r""":math:`K_\tau=\sum_k\lambda_kb_ka_k^\tau` at integer lags ``tau >= 0``."""
+        tt = np.asarray(lags)
+        if not np.issubdtype(tt.dtype, np.integer) or np.any(tt < 0):
+            raise InvalidArgument("lags must be non-negative integers")
+        return self._power_sum(self.eigenvalues * self.drive, tt)
+
+    def _power_sum(self, weights: np.ndarray, times: np.ndarray, chunk: int = 2**22) -> np.ndarray:
+        """``sum_k weights_k a_k^t`` for each t, in chunks of about ``chunk`` entries."""
+        a = self.decay
+        keep = weights != 0
+        a, weights = a[keep], weights[keep]
+        flat = times.reshape(-1).astype(float)
+        out = np.zeros(flat.shape)
+        if a.size == 0:
+            return out.reshape(times.shape)
+        with np.errstate(divide="ignore"):
+            loga = np.log(a)  # a_k = 0 (eta lambda = 1/(1+1/B)) gives -inf: a^0 = 1, a^t = 0
+        step = max(1, chunk // a.size)
+        for i in range(0, flat.size, step):
+            tt = flat[i : i + step, None]
+            with np.errstate(invalid="ignore"):
+                pw = np.where(tt == 0, 1.0, np.exp(tt * loga))
+            out[i : i + step] = pw @ weights
+        return out.reshape(times.shape)
+
+    # -- the curve ------------------------------------------------------------------------
+    def loss_curve(self, steps: int, *, method: Literal["recursion", "volterra"] = "recursion") -> np.ndarray:
+        r"""The expected loss :math:`L_t` for :math:`t=0,\dots,` ``steps``.
+
+        Parameters
+        ----------
+        steps : int
+            Number of SGD steps ``T``; the result has ``T + 1`` entries.
+        method : {"recursion", "volterra"}
+            ``"recursion"`` iterates the exact per-mode second moments,
+            :math:`c\leftarrow ac+bL_t`, :math:`O(TD)`; ``"volterra"`` builds
+            :math:`F_t`, :math:`K_\tau` and solves the Volterra equation by direct
+            convolution, :math:`O(T^2+TD)`. Both are exact (to rounding).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = OnlineSGD(np.array([1.0]), np.array([1.0]), eta=0.5, batch=2, noise=0.0)
+        >>> m.loss_curve(2).round(6).tolist()  # one mode: L_{t+1} = (a + b) L_t, a + b = 0.375 + 0.125
+        [1.0, 0.5, 0.25]
+        """
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise InvalidArgument(f"steps={steps!r} must be a non-negative integer")
+        n = int(steps) + 1
+        if method == "recursion":
+            return self._by_recursion(n)
+        if method == "volterra":
+            return self._by_volterra(n)
+        raise InvalidArgument(f"method={method!r} is unknown; use 'recursion' or 'volterra'")
+
+    def _by_recursion(self, n: int) -> np.ndarray:
+        a = self.decay
+        b = np.ascontiguousarray(self.drive)
+        lams = self.eigenvalues
+        cvec = self.initial_error**2
+        out = np.empty(n)
+        tmp = np.empty_like(cvec)
+        sig = self.noise
+        for i in range(n):
+            loss = sig + float(lams @ cvec)
+            out[i] = loss
+            np.multiply(cvec, a, out=cvec)
+            np.multiply(b, loss, out=tmp)
+            cvec += tmp
+        return out
+
+    def _by_volterra(self, n: int) -> np.ndarray:
+        times = np.arange(n)
+        f = self.forcing(times)
+        kern = self.kernel(times)
+        out = np.empty(n)
+        rev = kern[::-1]  # rev[n-1-j] = K_j
+        for i in range(n):
+            # L_i = F_i + sum_{s<i} K_{i-1-s} L_s
+            out[i] = f[i] + (float(rev[n - i : n] @ out[:i]) if i else 0.0)
+        return out
+
+
+def online_sgd_floor(eigenvalues: Any, *, eta: float, batch: int = 1, noise: float) -> float:
+    r"""The noise floor :math:`L_\infty=\sigma^2/(1-\frac\eta B\sum_k\lambda_k/(2-\eta\lambda_k(1+1/B)))`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> k = np.arange(1, 301)
+    >>> round(online_sgd_floor(k**-1.5, eta=0.2, batch=1, noise=0.2**2), 6)
+    0.055477
+    """
+    lams = np.asarray(eigenvalues, dtype=float)
+    return OnlineSGD(lams, np.zeros_like(lams), eta=eta, batch=batch, noise=noise).floor()
