@@ -1,0 +1,525 @@
+r"""Standalone numpy evaluators of derived loss formulas: :func:`loss_to_module` (issue 5).
+
+:func:`loss_to_module` turns a :class:`~detequiv.derivations.learning.LossFormula` (the
+test error of ridge regression split into bias, variance and noise, its training error,
+the covariate-shifted test error) into the source of a Python module that needs only
+numpy at run time and evaluates every term on a grid of ridges ``lam``.
+
+All matrices of a ridge loss commute: ``Sigma`` and a test covariance ``Sigma_t`` are
+given by their eigenvalues in one eigenbasis and the target ``beta`` by its coordinates
+in it. Every :class:`~detequiv.derivations.learning.mtr` atom of the formula is then a
+spectral sum, written by sympy (matrices replaced by scalars, :math:`(\kappa I+\Sigma)^{-1}`
+by :math:`1/(\kappa+s)`):
+
+* a normalized trace :math:`\operatorname{tr}f(\Sigma,\Sigma_t)` is
+  :math:`\operatorname{mean}_k f(s_k,t_k)`;
+* a quadratic form :math:`\beta^\top f(\Sigma,\Sigma_t)\beta` is :math:`\sum_k\beta_k^2f(s_k,t_k)`.
+
+The ridge ``lam`` is eliminated from the terms with the fixed point
+:math:`\lambda=\kappa\,g(\mathrm{df}_1(\kappa))` (exact on the physical branch; sympy
+``cancel`` then removes the ``1/lam`` of the derivatives), so the terms are rational
+functions of :math:`\kappa` and the sums, and the ridgeless limit ``lam = 0`` is their
+value at :math:`\kappa_0` (on both sides of the interpolation threshold; a divergent
+limit is a ``ValueError``). Linear combinations of sums with coefficients in
+:math:`\kappa` are merged into one sum whose summand sympy simplifies, e.g.
+:math:`\operatorname{tr}\Sigma R-\kappa\operatorname{tr}\Sigma R^2=\operatorname{tr}\Sigma^2R^2`,
+which avoids the cancellation at large ``lam``.
+
+The printing reuses :mod:`detequiv.codegen.numpy_module`: its printer, its
+``cse`` + :mod:`sympy.codegen.ast` function definitions, its run-time scaffolding (input
+checks, the vectorized safeguarded Newton iteration for :math:`\kappa` on the physical
+branch, the ridgeless :math:`\kappa_0`) and its plan of the implicit fixed point. The
+spectral sums of many :math:`\kappa` are interpolated in :math:`\log\kappa` by the same
+Chebyshev pieces (each sum is analytic in :math:`|\operatorname{Im}\log\kappa|<\pi`).
+
+>>> import numpy as np, sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+>>> from detequiv.derivations.learning import RidgeRegression
+>>> D, P = sp.symbols("D P", positive=True)
+>>> ridge = RidgeRegression(Deterministic("Sigma", D), Gaussian("X", (P, D)), DeterministicVector("beta", D))
+>>> source = loss_to_module(ridge.test_error(), "ridge_test_error")
+>>> "import sympy" in source
+False
+>>> namespace = {}
+>>> exec(compile(source, "ridge_test_error.py", "exec"), namespace)
+>>> out = namespace["evaluate"](np.array([0.0, 1.0]), Sigma=np.ones(4), beta=np.full(4, 0.5),
+...                             D=1, P=2, sigma2=0.25)
+>>> np.round(out["total"], 10)   # MATH.md 7: isotropic q = 0.5, ridgeless and lam = 1
+array([0.5       , 0.62545945])
+
+References
+----------
+MATH.md sections 2.1 (fixed point, physical branch, ridgeless limit), 4.1-4.4 (the
+losses), 5.6 (numerical recipe), 7 (isotropic values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from ..derivations.expressions import Deterministic, DeterministicVector
+from ..derivations.learning import LossFormula, _to_atoms, mtr
+from ..errors import InvalidArgument
+from .numpy_module import (
+    _RUNTIME,
+    _cse_function,
+    _docstring_text,
+    _elementwise,
+    _implicit,
+    _name_ok,
+    _Plan,
+    _Printer,
+    _sorted,
+    _spectral_symbol,
+)
+
+__all__ = ["loss_to_module"]
+
+
+# ---------------------------------------------------------------------------
+# run-time additions (fixed scaffolding; no formula in here)
+# ---------------------------------------------------------------------------
+
+_LOSS_RUNTIME = r'''
+def _loss_grid(lam_name, lam, positive, nonnegative):
+    """Broadcast the real grid lam >= 0, the positive parameters and the nonnegative ones."""
+    if numpy.iscomplexobj(numpy.asarray(lam)):
+        raise ValueError(f"{lam_name} must be real (>= 0): a loss is evaluated at real ridges")
+    checked = []
+    for name, value in nonnegative:
+        if value is None:
+            raise ValueError(f"missing {name}: pass {name}=... (a number or array >= 0)")
+        a = numpy.asarray(value)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be a real number or array, got dtype {a.dtype}")
+        a = a.astype(float)
+        if not numpy.all(numpy.isfinite(a)):
+            raise ValueError(f"{name} has non-finite values (nan or inf); pass finite numbers")
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} = {a.min():.6g} must be >= 0 (a noise variance)")
+        checked.append(a)
+    try:
+        shape = numpy.broadcast_shapes(
+            numpy.shape(lam), *[numpy.shape(v) for _, v in positive], *[a.shape for a in checked]
+        )
+    except ValueError:
+        shapes = {n: numpy.shape(v) for n, v in [(lam_name, lam), *positive, *nonnegative]}
+        raise ValueError(
+            f"the shapes {shapes} do not broadcast together; use scalars or matching grids"
+        ) from None
+    lam = numpy.broadcast_to(numpy.asarray(lam), shape)
+    positive = [(n, numpy.broadcast_to(numpy.asarray(v), shape)) for n, v in positive if v is not None] + [
+        (n, v) for n, v in positive if v is None
+    ]
+    shape, flat = _grid(lam_name, lam, positive)
+    rest = [numpy.ascontiguousarray(numpy.broadcast_to(a, shape)).reshape(-1) for a in checked]
+    return shape, flat + rest
+
+
+def _exact_spectral_sums(summands, kinds, k, spectra):
+    """For each atom j: sum_i f_j(k, spectra_i) (kind False) or its mean (kind True)."""
+    n = spectra[0].shape[0]
+    out = numpy.zeros((len(kinds), k.shape[0]))
+    for rows, cols in _blocks(k, n):
+        kk = k[rows][:, None]
+        values = summands(kk, *[s[None, cols] for s in spectra])
+        if not isinstance(values, tuple):
+            values = (values,)
+        shape = (kk.shape[0], spectra[0][cols].shape[0])
+        for j, v in enumerate(values):
+            out[j, rows] += numpy.broadcast_to(v, shape).sum(axis=1)
+    for j, mean in enumerate(kinds):
+        if mean:
+            out[j] /= n
+    return out
+
+
+def _spectral_sums(summands, kinds, k, spectra):
+    """The spectral sums of every atom at each ridge k >= 0 (rows: atoms).
+
+    Each sum is a rational function of k with poles at k = -s_i only, hence analytic in
+    log k in the strip |Im log k| < pi; many k are served by Chebyshev interpolation in
+    log k from exact sums at the nodes (as for df1), few k and k = 0 exactly.
+    """
+    positive = k > 0
+    out = numpy.empty((len(kinds), k.shape[0]))
+    zero = numpy.flatnonzero(~positive)
+    if zero.size:
+        out[:, zero] = _exact_spectral_sums(summands, kinds, numpy.zeros(1), spectra)
+    kp = k[positive]
+    if kp.size == 0:
+        return out
+    logs = numpy.log(kp)
+    low, high = logs.min(), logs.max()
+    pieces = max(1, int(numpy.ceil((high - low) / _PIECE)))
+    if kp.size <= 4 * _NODES or 2 * pieces * _NODES > kp.size:
+        out[:, positive] = _exact_spectral_sums(summands, kinds, kp, spectra)
+        return out
+    half = max((high - low) / pieces, 1e-12) / 2
+    centers = low + half * (2 * numpy.arange(pieces) + 1)
+    nodes = (centers[:, None] + half * _CHEB[None, :]).reshape(-1)
+    at_nodes = _exact_spectral_sums(summands, kinds, numpy.exp(nodes), spectra)
+    piece = numpy.clip(((logs - low) / (2 * half)).astype(int), 0, pieces - 1)
+    x = (logs - centers[piece]) / half
+    diff = x[:, None] - _CHEB[None, :]
+    diff[diff == 0] = 1e-300  # a node: its term dominates the others
+    terms = _BARY[None, :] / diff
+    den = terms.sum(axis=1)
+    for j in range(len(kinds)):
+        out[j, positive] = (terms * at_nodes[j].reshape(pieces, _NODES)[piece]).sum(axis=1) / den
+    return out
+'''
+
+
+# ---------------------------------------------------------------------------
+# the plan: atoms as spectral sums, terms as rational functions of them
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sum:
+    """A spectral sum: ``mean_i summand`` (``mean``) or ``sum_i summand`` (quadratic forms)."""
+
+    mean: bool
+    summand: sp.Expr
+
+
+@dataclass
+class _LossPlan:
+    plan: _Plan
+    kappa: sp.Symbol
+    sums: list[_Sum] = field(default_factory=list)
+    symbols: list[sp.Symbol] = field(default_factory=list)  # _a0, _a1, ... one per sum
+    vectors: dict[str, sp.Symbol] = field(default_factory=dict)
+    nonnegative: set[sp.Symbol] = field(default_factory=set)
+
+    def atom(self, s: _Sum) -> sp.Expr:
+        """A number times the variable of a spectral sum (one variable per distinct summand)."""
+        number, summand = sp.factor(sp.cancel(s.summand)).as_coeff_Mul()
+        key = _Sum(s.mean, summand)
+        if key not in self.sums:
+            self.sums.append(key)
+            self.symbols.append(sp.Symbol(f"_a{len(self.symbols)}"))
+        return number * self.symbols[self.sums.index(key)]
+
+
+def _deterministic(loss: LossFormula) -> dict[str, Deterministic | DeterministicVector]:
+    model = loss.model
+    if model is None or not all(hasattr(model, a) for a in ("sigma", "beta", "test_covariance")):
+        raise InvalidArgument(
+            f"loss_to_module needs a loss derived from a model (RidgeRegression(...).test_error() "
+            f"or .training_error()), got a LossFormula {loss.name!r} without one"
+        )
+    leaves = [model.sigma, model.beta]
+    if model.test_covariance is not None:
+        leaves.append(model.test_covariance)
+    return {leaf.name: leaf for leaf in leaves}
+
+
+def _eigen(lp: _LossPlan, m: sp.Basic, deterministic: dict[str, Any]) -> sp.Expr:
+    """Eigenvalues of a matrix expression of commuting matrices whose coefficients may hold
+    ``kappa`` (``(kappa I + Sigma)^-1`` becomes ``1/(kappa + Sigma)``)."""
+    if isinstance(m, sp.MatMul):
+        coeff, mats = m.as_coeff_matrices()
+        return coeff * sp.Mul(*[_eigen(lp, f, deterministic) for f in mats])
+    if isinstance(m, sp.MatAdd):
+        return sp.Add(*[_eigen(lp, a, deterministic) for a in m.args])
+    if isinstance(m, sp.Inverse):
+        return 1 / _eigen(lp, m.arg, deterministic)
+    if isinstance(m, sp.MatPow):
+        return _eigen(lp, m.args[0], deterministic) ** m.args[1]
+    if isinstance(m, sp.Transpose):
+        return _eigen(lp, m.arg, deterministic)
+    return _elementwise(lp.plan, m, deterministic, test=False)
+
+
+def _summand(lp: _LossPlan, atom: mtr, deterministic: dict[str, Any]) -> _Sum:
+    """An :class:`mtr` atom as a spectral sum (matrices by their eigenvalues)."""
+    m = atom.args[0]
+    coeff, mats = m.as_coeff_matrices() if isinstance(m, sp.MatMul) else (sp.S.One, [m])
+    mats = list(mats)
+    if m.shape == (1, 1):
+        first, last = mats[0], mats[-1] if len(mats) > 1 else None
+        if not (
+            isinstance(first, sp.Transpose)
+            and isinstance(first.arg, sp.MatrixSymbol)
+            and isinstance(last, sp.MatrixSymbol)
+            and first.arg == last
+            and last.name in lp.vectors
+        ):
+            raise InvalidArgument(
+                f"the scalar atom {atom} is not a quadratic form v.T M v of the target vector; "
+                "it is outside the class of the generated evaluator"
+            )
+        middle = mats[1:-1]
+        inner = sp.MatMul(*middle).doit() if len(middle) > 1 else (middle[0] if middle else None)
+        value = sp.S.One if inner is None else _eigen(lp, inner, deterministic)
+        return _Sum(False, coeff * lp.vectors[last.name] ** 2 * value)
+    return _Sum(True, coeff * _eigen(lp, m, deterministic))
+
+
+def _merge(expr: sp.Expr, lp: _LossPlan) -> sp.Expr:
+    """Merge linear combinations of sums of one kind with coefficients in ``kappa`` only
+    into a single sum (its summand simplified), bottom-up through the expression."""
+    if not expr.args:
+        return expr
+    expr = expr.func(*[_merge(a, lp) for a in expr.args])
+    if not isinstance(expr, sp.Add):
+        return expr
+    by_symbol = dict(zip(lp.symbols, lp.sums, strict=True))
+    groups: dict[tuple[bool, sp.Expr], list[tuple[sp.Expr, _Sum]]] = {}
+    rest = []
+    for term in expr.args:
+        atoms = [a for a in term.free_symbols if a in by_symbol]
+        if len(atoms) == 1:
+            c = sp.cancel(term / atoms[0])
+            outside, inside = c.as_independent(lp.kappa, as_Add=False)
+            number, outside = outside.as_coeff_Mul()
+            if not (outside.free_symbols & by_symbol.keys()) and not (inside.free_symbols - {lp.kappa}):
+                s = by_symbol[atoms[0]]
+                groups.setdefault((s.mean, outside), []).append((number * inside, s))
+                continue
+        rest.append(term)
+    out = list(rest)
+    for (mean, outside), members in groups.items():
+        if len(members) == 1:
+            c, s = members[0]
+            out.append(outside * c * lp.atom(s))
+            continue
+        summand = sp.Add(*[c * s.summand for c, s in members])
+        out.append(outside * lp.atom(_Sum(mean, summand)))
+    return sp.Add(*out)
+
+
+def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[str, sp.Expr]]:
+    """The kappa solve (numpy_module's plan) and each term as a function of kappa and sums."""
+    if not isinstance(loss, LossFormula):
+        raise InvalidArgument(
+            f"loss_to_module takes a LossFormula (e.g. RidgeRegression(...).test_error()), got "
+            f"{type(loss).__name__}"
+        )
+    deterministic = _deterministic(loss)
+    lam, kappa = loss.lam, loss.kappa
+    if len(loss.fixed_points) != 1 or not loss.fixed_points[0].implicit:
+        raise InvalidArgument(
+            f"the loss {loss.name} has the fixed points {list(loss.fixed_points)}; the generated "
+            "evaluator handles one implicit ridge kappa = lam / g(df1(Sigma, kappa)); use "
+            "loss.evaluate for it"
+        )
+    fp = loss.fixed_points[0]
+    if fp.symbol != kappa:
+        raise InvalidArgument(f"the fixed point solves {fp.symbol} but the terms use {kappa}")
+    plan = _Plan(lam=lam)
+    plan.reserved = set(deterministic)
+    dims = {leaf.dim for leaf in deterministic.values()}
+    if len(dims) > 1:
+        raise InvalidArgument(
+            f"the matrices live in spaces of different sizes {sorted(map(str, dims))}; the "
+            "generated evaluator needs them all in one eigenbasis"
+        )
+    plan.dims = [d for d in dims if isinstance(d, sp.Symbol)]
+    _name_ok(plan, lam)
+    _name_ok(plan, kappa)
+    for leaf in deterministic.values():
+        if isinstance(leaf, DeterministicVector):
+            plan.vectors.add(leaf.name)
+            plan.spectra[leaf.name] = False
+    _implicit(plan, fp, deterministic, set())
+    lp = _LossPlan(plan=plan, kappa=kappa, vectors={v: sp.Symbol(v, real=True) for v in sorted(plan.vectors)})
+    # lam = kappa g(df1): the df1 variable of numpy_module's plan is a spectral sum here
+    ((key, d_symbol),) = plan.atoms.items()
+    y = plan.ys[key[0]]
+    g = plan.branches[kappa].xreplace({d_symbol: lp.atom(_Sum(True, y / (y + kappa)))})
+    fixed_params = set(plan.params)
+    originals: dict[str, sp.Expr] = {}
+    terms: dict[str, sp.Expr] = {}
+    for name, expr in loss.terms.items():
+        e = _to_atoms(sp.sympify(expr))
+        originals[name] = e
+        rep = {a: lp.atom(_summand(lp, a, deterministic)) for a in sorted(e.atoms(mtr), key=str)}
+        e = e.xreplace(rep)
+        eliminated = sp.factor(sp.cancel(sp.together(e.xreplace({lam: kappa * g}))))
+        e = eliminated if lam not in eliminated.free_symbols else e
+        terms[name] = sp.factor(_merge(sp.expand(sp.numer(e)), lp)) / sp.factor(
+            _merge(sp.expand(sp.denom(e)), lp)
+        )
+    # only the sums the terms use
+    used = set().union(*[t.free_symbols for t in terms.values()])
+    keep = [i for i, s in enumerate(lp.symbols) if s in used]
+    renumber = {lp.symbols[i]: sp.Symbol(f"_a{j}") for j, i in enumerate(keep)}
+    lp.sums = [lp.sums[i] for i in keep]
+    lp.symbols = [renumber[lp.symbols[i]] for i in keep]
+    terms = {n: t.xreplace(renumber) for n, t in terms.items()}
+    spectral = {_spectral_symbol(s) for s in plan.spectra} | set(lp.vectors.values())
+    for name, t in terms.items():
+        for s in t.free_symbols - set(lp.symbols) - {kappa, lam} - spectral:
+            _name_ok(plan, s)
+            if s not in fixed_params and s not in plan.dims:
+                lp.nonnegative.add(s)
+            else:
+                plan.params.add(s)
+        if name in ("total", kappa.name) or not name.isidentifier():
+            raise InvalidArgument(f"the term name {name!r} clashes with an output; rename the term")
+    plan.params -= {lam}
+    return lp, originals, terms
+
+
+# ---------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------
+
+
+def _describe(loss: LossFormula, lp: _LossPlan, originals: dict[str, sp.Expr], terms: dict[str, Any]) -> str:
+    lines = [f"{loss.name} = {' + '.join(loss.terms)}", ""]
+    for name, e in originals.items():
+        lines.append(f"{name} = {e}")
+    fp = loss.fixed_points[0]
+    lines += ["", f"{fp.symbol} = {fp.rhs}   (physical branch)", "", "evaluated as (lam eliminated):", ""]
+    for name, t in terms.items():
+        lines.append(f"{name} = {t}")
+    lines.append("")
+    for s, a in zip(lp.symbols, lp.sums, strict=True):
+        kind = "mean_k" if a.mean else "sum_k"
+        lines.append(f"{s} = {kind} {a.summand}")
+    return "\n".join(lines)
+
+
+def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
+    r"""The source of a standalone numpy module that evaluates a loss formula on ``lam`` grids.
+
+    Parameters
+    ----------
+    loss : LossFormula
+        A derived ridge loss: ``RidgeRegression(...).test_error()`` (bias, variance,
+        noise; with ``test_covariance`` the covariate-shifted error) or
+        ``.training_error()``. Its matrices must commute (given by eigenvalues in one
+        eigenbasis) and its fixed point must be one implicit ridge
+        ``kappa = lam / g(df1(Sigma, kappa))``.
+    name : str
+        The module's name (a Python identifier), used in its docstring.
+
+    Returns
+    -------
+    str
+        Python source with ``evaluate(lam, *, <matrices>, <vector>, <parameters>)``:
+        ``lam`` real ``>= 0`` (number or array; 0 is the ridgeless limit), each
+        covariance by its eigenvalues and the target by its coordinates in the common
+        eigenbasis (1-D arrays of one length), dimensions (``D`` defaults to the
+        spectrum length) and ratios ``> 0``, noise variances ``>= 0``, all broadcasting
+        with ``lam``. It returns a dict of arrays of the broadcast shape: every term,
+        ``total`` and ``kappa``. Bad inputs (and a divergent ridgeless limit) raise
+        ``ValueError``.
+
+    Raises
+    ------
+    InvalidArgument
+        If ``loss`` is not a model's LossFormula in the class above or ``name`` is not
+        an identifier.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+    >>> from detequiv.derivations.learning import RidgeRegression
+    >>> D, P = sp.symbols("D P", positive=True)
+    >>> S, X = Deterministic("Sigma", D), Gaussian("X", (P, D))
+    >>> model = RidgeRegression(S, X, DeterministicVector("beta", D))
+    >>> src = loss_to_module(model.training_error(), "ridge_train")
+    >>> "def evaluate(lam, *, Sigma=None, beta=None, D=None, P=None, sigma2=None):" in src
+    True
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InvalidArgument(f"module name {name!r} must be a Python identifier such as 'loss_evaluator'")
+    lp, originals, terms = _plan_loss(loss)
+    plan, kappa, lam = lp.plan, lp.kappa, loss.lam
+    printer = _Printer({"fully_qualified_modules": True})
+
+    spectra = sorted(plan.spectra)
+    spectral_symbols = [lp.vectors[s] if s in lp.vectors else _spectral_symbol(s) for s in spectra]
+    defs = [_cse_function(f"_spectrum_{i}", _sorted(y.free_symbols), [y]) for i, y in enumerate(plan.ys)]
+    defs += plan.functions
+    defs.append(_cse_function("_summands", [kappa, *spectral_symbols], [a.summand for a in lp.sums]))
+    params = _sorted(plan.params)
+    nonnegative = _sorted(lp.nonnegative)
+    term_args = [kappa, *lp.symbols, *params, *nonnegative]
+    defs.append(_cse_function("_terms", term_args, [sp.Tuple(*terms.values())]))
+    generated = "\n\n\n".join(printer.doprint(f) for f in defs)
+
+    dims = [d for d in params if d in plan.dims]
+    signature = ", ".join(
+        [lam.name, "*", *[f"{s}=None" for s in spectra], *[f"{p.name}=None" for p in (*params, *nonnegative)]]
+    )
+    body = [f"{s} = _spectrum({s!r}, {s}, {plan.spectra[s]})" for s in spectra]
+    body.append("_n = _same_length({" + ", ".join(f"{s!r}: {s}" for s in spectra) + "})")
+    for d in dims:
+        body.append(f"if {d.name} is None:\n        {d.name} = _n")
+    names = [lam.name, *[p.name for p in params], *[p.name for p in nonnegative]]
+    pos = "[" + ", ".join(f"({p.name!r}, {p.name})" for p in params) + "]"
+    nonneg = "[" + ", ".join(f"({p.name!r}, {p.name})" for p in nonnegative) + "]"
+    body.append(f"_shape, ({', '.join(names)},) = _loss_grid({lam.name!r}, {lam.name}, {pos}, {nonneg})")
+    body.append(f"_size = {lam.name}.shape[0]")
+    solver = [
+        f"_y{i} = _eigenvalues(_spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))}), _n)"
+        for i, y in enumerate(plan.ys)
+    ]
+    solver += [printer.doprint(st) for st in plan.statements]
+    kinds = "(" + "".join(f"{a.mean}, " for a in lp.sums) + ")"
+    solver.append(
+        f"({', '.join(s.name for s in lp.symbols)},) = _spectral_sums(_summands, {kinds}, {kappa.name}, "
+        f"({', '.join(spectra)},))"
+    )
+    term_vars = [f"_term{i}" for i in range(len(terms))]
+    solver.append(f"({', '.join(term_vars)},) = _terms({', '.join(s.name for s in term_args)})")
+    body.append('with numpy.errstate(all="ignore"):\n' + "\n".join("        " + line for line in solver))
+    outputs = [f"{n!r}: {v}" for n, v in zip(terms, term_vars, strict=True)]
+    outputs.append(f"'total': {' + '.join(term_vars)}")
+    outputs.append(f"{kappa.name!r}: {kappa.name}")
+    body.append(f"return _finish(_shape, {lam.name}, {{{', '.join(outputs)}}})")
+
+    def _describe_input(s: str) -> str:
+        if s in lp.vectors:
+            meaning = f"The coordinates of the vector {s} in the common eigenbasis."
+        else:
+            meaning = f"Eigenvalues of {s} (>= 0), in the common eigenbasis."
+        return f"    {s} : array of shape (n,)\n        {meaning}"
+
+    scalars = "\n".join(
+        f"    {p.name} : positive number or array"
+        + (", optional\n        Defaults to the spectrum length n." if p in dims else "")
+        for p in params
+    )
+    scalars += "".join(f"\n    {p.name} : number or array >= 0" for p in nonnegative)
+    doc = (
+        f"Evaluate the loss on a grid of {lam.name}.\n\n    Parameters\n    ----------\n"
+        f"    {lam.name} : number or array, real >= 0\n        The ridge; {lam.name} = 0 is the "
+        "ridgeless limit.\n"
+        + "\n".join(_describe_input(s) for s in spectra)
+        + f"\n{scalars}\n\n    Returns\n    -------\n    dict of numpy arrays (broadcast shape)\n"
+        f"        The terms {', '.join(repr(t) for t in terms)}, 'total' and the ridge "
+        f"{kappa.name!r}.\n\n    Raises\n    ------\n    ValueError\n        For bad inputs, "
+        "or where a value is not finite (a divergent ridgeless limit).\n"
+    )
+    header = (
+        f'r"""{name}: evaluator of the loss {loss.name}, generated by detequiv.codegen.loss_to_module.\n\n'
+        "Only numpy is needed at run time. The terms (tr = Tr/n; a quadratic form b.T M b is\n"
+        "sum_k b_k^2 m_k in the common eigenbasis) and the fixed point (MATH.md 2.1, 4.1-4.3):\n\n"
+        f"{_docstring_text(_describe(loss, lp, originals, terms))}\n\n"
+        "Call ``evaluate(lam, *, matrices..., parameters...)``.\n"
+        '"""\n'
+    )
+    imports = sorted(f"import {m}" for m in printer.module_imports) or ["import numpy"]
+    if "import numpy" not in imports:
+        imports.insert(0, "import numpy")
+    parts = [
+        header,
+        "\n".join(imports),
+        '__all__ = ["evaluate"]',
+        _RUNTIME.strip("\n"),
+        _LOSS_RUNTIME.strip("\n"),
+        "# generated: sympy.cse + sympy.codegen.ast, printed by NumPyPrinter\n\n" + generated,
+        f"def evaluate({signature}):\n    " + '"""' + doc + '    """\n    ' + "\n    ".join(body),
+    ]
+    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
