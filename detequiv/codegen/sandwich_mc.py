@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,9 @@ from ..derivations.expressions import (
 )
 from ..derivations.sandwich import Combination, register_sandwich_witness
 from ..errors import InvalidArgument
-from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
-from .twopoint_mc import _numeric, _value
-from .verify import VerificationReport, verify
-from .witness import sampler_for_law
+from .onepoint_mc import MonteCarloCheck
+from .twopoint_mc import _check_generator, _check_pairs, _free_sampler, _numeric, _trace_of, _value
+from .verify import VerificationReport
 
 __all__ = ["check_monte_carlo", "SandwichReport"]
 
@@ -116,10 +116,7 @@ def check_monte_carlo(
         Name -> a wrong :class:`Combination` for the same expression; each is compared
         with the same samples and must be rejected.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    _check_generator(rng)
     if not isinstance(comb, Combination):
         raise InvalidArgument(
             f"check_monte_carlo needs a Combination (from derive_sandwich), got {type(comb).__name__}"
@@ -171,15 +168,7 @@ def check_monte_carlo(
                     shape = tuple(int(_value(d, scal).real) for d in x.dims)
                     draws[x.name] = lambda shape=shape: child.standard_normal(shape)
                 elif isinstance(x, FreeMatrix) and x.name not in draws:
-                    given = next(
-                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
-                    )
-                    if given is None:
-                        law = x.law.subs(
-                            {s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law) if s.name in scal}
-                        )
-                        given = sampler_for_law(law)
-                    m = int(_value(x.dim, scal).real)
+                    given, m = _free_sampler(x, samplers, scal)
                     draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
             cache[N] = (scal, spectra, mats, draws)
         return cache[N]
@@ -195,97 +184,51 @@ def check_monte_carlo(
             evaluated[key] = which.evaluate(vals)
         return evaluated[key]
 
-    reports = []
-    for pair in lams:
-        lam, lam2 = (complex(z) for z in pair)
-        lam_c: Any = lam if lam.imag else lam.real
-        lam2_c: Any = lam2 if lam2.imag else lam2.real
-        complex_pair = bool(lam.imag or lam2.imag)
-        for test in tests:
-            if test not in ("I", "T"):
-                raise InvalidArgument(f"test {test!r} must be 'I' or 'T'")
-
-            def t_of(n: int, test: str = test) -> np.ndarray:
-                return np.eye(n) if test == "I" else _test_matrix(n)
-
-            def exact_for(which: Combination, lam: Any = lam_c, lam2: Any = lam2_c, t_of: Any = t_of) -> Any:
-                def exact(N: int) -> complex | float:
-                    v = numbers(which, N, lam, lam2)
-                    return v.trace(t_of(v.matrix.shape[0]))
-
-                return exact
-
-            recorded: dict[int, list[complex]] = {}
-            replay: dict[int, list[complex]] = {}
-
-            def functional(
-                m: dict[Any, np.ndarray],
-                lam: Any = lam_c,
-                lam2: Any = lam2_c,
-                t_of: Any = t_of,
-                recorded: Any = recorded,
-                replay: Any = replay,
-                complex_pair: bool = complex_pair,
-            ) -> complex:
-                N = m["N"].shape[0]
-                if replay.get(N):
-                    return replay[N].pop(0)
-                scal, _, mats, draws = prepared(N)
-                sampled = {name: f() for name, f in draws.items()}
-                # runs of non-resolvent factors are multiplied first (real), each resolvent
-                # matrix is built once; tr(T F_1 ... F_k) = sum((T F_1 ... F_(k-1)) * F_k^T)
-                args: dict[MatrixExpr, np.ndarray] = {}
-                chain: list[np.ndarray] = []
-                run: np.ndarray | None = None
-                for f in expr.factors:
-                    if isinstance(f, Resolvent):
-                        if run is not None:
-                            chain.append(run)
-                            run = None
-                        if f.arg not in args:
-                            args[f.arg] = _numeric(f.arg, mats, sampled, scal)
-                        x = args[f.arg]
-                        ridge = lam if f.lam == comb.lam else lam2
-                        chain.append(np.linalg.inv(x + ridge * np.eye(x.shape[0])))
-                    else:
-                        mat = _numeric(f, mats, sampled, scal)
-                        run = mat if run is None else run @ mat
+    def sample(N: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]) -> Any:
+        scal, _, mats, draws = prepared(N)
+        sampled = {name: f() for name, f in draws.items()}
+        # runs of non-resolvent factors are multiplied first (real), each resolvent
+        # matrix is built once; tr(T F_1 ... F_k) = sum((T F_1 ... F_(k-1)) * F_k^T)
+        args: dict[MatrixExpr, np.ndarray] = {}
+        chain: list[np.ndarray] = []
+        run: np.ndarray | None = None
+        for f in expr.factors:
+            if isinstance(f, Resolvent):
                 if run is not None:
                     chain.append(run)
-                n = chain[0].shape[0]
-                out = t_of(n)
-                for mat in chain[:-1]:
-                    out = out @ mat
-                c = _value(expr.coeff, {**scal, str(comb.lam): lam, str(comb.lam2): lam2})
-                value = c * np.sum(out * chain[-1].T) / n
-                value = value if complex_pair else value.real
-                recorded.setdefault(N, []).append(value)
-                return value
+                    run = None
+                if f.arg not in args:
+                    args[f.arg] = _numeric(f.arg, mats, sampled, scal)
+                x = args[f.arg]
+                ridge = lam if f.lam == comb.lam else lam2
+                chain.append(np.linalg.inv(x + ridge * np.eye(x.shape[0])))
+            else:
+                mat = _numeric(f, mats, sampled, scal)
+                run = mat if run is None else run @ mat
+        if run is not None:
+            chain.append(run)
+        n = chain[0].shape[0]
+        out = t_of(n)
+        for mat in chain[:-1]:
+            out = out @ mat
+        c = _value(expr.coeff, {**scal, str(comb.lam): lam, str(comb.lam2): lam2})
+        return c * np.sum(out * chain[-1].T) / n
 
-            functional.__name__ = f"tr({test} c G1 Mid G2) at ({lam_c}, {lam2_c})"
-            samplers_n: dict[Any, Any] = {"N": lambda N, _r: np.zeros((N, N))}
-            seed = int(rng.integers(2**63))
-            common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
-            report = verify(
-                exact_for(comb), functional, samplers_n, rng=np.random.default_rng(seed), **common
-            )
-            done: list[tuple[str, VerificationReport]] = []
-            for name, other in (controls or {}).items():
-                replay.update({k: list(v) for k, v in recorded.items()})  # the same samples
-                done.append(
-                    (
-                        name,
-                        verify(
-                            exact_for(other),
-                            functional,
-                            samplers_n,
-                            rng=np.random.default_rng(seed),
-                            label=f"{name}: {functional.__name__}",
-                            **common,
-                        ),
-                    )
-                )
-            reports.append(SandwichReport((lam_c, lam2_c), test, report, tuple(done)))
+    checks = _check_pairs(
+        lams,
+        tests,
+        rng=rng,
+        exact=_trace_of(partial(numbers, comb)),
+        sample=sample,
+        controls={name: _trace_of(partial(numbers, other)) for name, other in (controls or {}).items()},
+        name="tr({test} c G1 Mid G2)",
+        control_label="{name}: ",
+        sizes=sizes,
+        n_samples=n_samples,
+        c_finite=c_finite,
+        n_se=n_se,
+    )
+    reports = [SandwichReport(c.lams, c.test, c.report, c.controls) for c in checks]
     return MonteCarloCheck(tuple(reports))
 
 

@@ -23,10 +23,9 @@ import sympy as sp
 from ..derivations.expressions import Deterministic, FreeMatrix, Gaussian, Product, Resolvent, Sqrt
 from ..derivations.twopoint_layers import LayeredTwoPoint, register_layered_witness
 from ..errors import InvalidArgument
-from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
-from .twopoint_mc import _numeric, _value
-from .verify import VerificationReport, verify
-from .witness import sampler_for_law
+from .onepoint_mc import MonteCarloCheck
+from .twopoint_mc import _check_generator, _check_pairs, _free_sampler, _sample_g1_m_g2, _trace_of, _value
+from .verify import VerificationReport
 
 __all__ = ["check_monte_carlo", "LayeredReport"]
 
@@ -101,10 +100,7 @@ def check_monte_carlo(
     tests : sequence of {'I', 'T'}
         Test matrices: the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    _check_generator(rng)
     expr = tp.random
     assert isinstance(expr, Product)
     res1, res2 = expr.factors[0], expr.factors[-1]
@@ -165,15 +161,7 @@ def check_monte_carlo(
             free: dict[str, Any] = {}
             for x in leaves:
                 if isinstance(x, FreeMatrix) and x.name not in free:
-                    given = next(
-                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
-                    )
-                    if given is None:
-                        law = x.law.subs(
-                            {q: sp.sympify(scal[q.name]) for q in _law_symbols(x.law) if q.name in scal}
-                        )
-                        given = sampler_for_law(law)
-                    free[x.name] = (given, int(_value(x.dim, scal).real))
+                    free[x.name] = _free_sampler(x, samplers, scal)
             cache[n_size] = (scal, e, mats, (shapes, free))
         return cache[n_size]
 
@@ -189,73 +177,27 @@ def check_monte_carlo(
             evaluated[key] = tp.evaluate(vals)
         return evaluated[key]
 
-    reports = []
-    for pair in lams:
-        lam, lam2 = (complex(z) for z in pair)
-        lam_c: Any = lam if lam.imag else lam.real
-        lam2_c: Any = lam2 if lam2.imag else lam2.real
-        complex_pair = bool(lam.imag or lam2.imag)
-        for test in tests:
+    def sample(n_size: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]) -> Any:
+        scal, _, mats, (shapes, free) = prepared(n_size)
+        draws = {name: child.standard_normal(shape) for name, shape in shapes.items()}
+        draws.update({name: np.asarray(g(k, child)) for name, (g, k) in free.items()})
+        return _sample_g1_m_g2(tp, lam, lam2, mats, draws, scal, t_of)
 
-            def t_of(n: int, test: str = test) -> np.ndarray:
-                return np.eye(n) if test == "I" else _test_matrix(n)
-
-            def exact(
-                n_size: int, control: bool = False, lam: Any = lam_c, lam2: Any = lam2_c, t_of: Any = t_of
-            ) -> complex | float:
-                v = numbers(n_size, lam, lam2)
-                n = v.matrix.shape[0]
-                return v.no_outer_trace(t_of(n)) if control else v.trace(t_of(n))
-
-            recorded: dict[int, list[Any]] = {}
-            replay: dict[int, list[Any]] = {}
-
-            def functional(
-                m: dict[Any, np.ndarray],
-                lam: Any = lam_c,
-                lam2: Any = lam2_c,
-                t_of: Any = t_of,
-                recorded: Any = recorded,
-                replay: Any = replay,
-                complex_pair: bool = complex_pair,
-            ) -> Any:
-                n_size = m["N"].shape[0]
-                if replay.get(n_size):
-                    return replay[n_size].pop(0)
-                scal, _, mats, (shapes, free) = prepared(n_size)
-                draws = {name: child.standard_normal(shape) for name, shape in shapes.items()}
-                draws.update({name: np.asarray(g(k, child)) for name, (g, k) in free.items()})
-                x1 = _numeric(res1.arg, mats, draws, scal)
-                x2 = _numeric(res2.arg, mats, draws, scal)
-                n = x1.shape[0]
-                mid = np.eye(n)
-                for f in tp.middle:
-                    mid = mid @ _numeric(f, mats, draws, scal)
-                c = _value(expr.coeff, {**scal, str(tp.lam): lam, str(tp.lam2): lam2})
-                g1 = np.linalg.solve(x1 + lam * np.eye(n), np.eye(n))
-                g2 = np.linalg.solve(x2 + lam2 * np.eye(n), np.eye(n))
-                value = c * np.trace(t_of(n) @ g1 @ mid @ g2) / n
-                out = value if complex_pair else value.real
-                recorded.setdefault(n_size, []).append(out)
-                return out
-
-            functional.__name__ = f"tr({test} G1 M G2) at ({lam_c}, {lam2_c})"
-            samplers_n: dict[Any, Any] = {"N": lambda n_size, _r: np.zeros((n_size, n_size))}
-            seed = int(rng.integers(2**63))
-            common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
-            report = verify(exact, functional, samplers_n, rng=np.random.default_rng(seed), **common)
-            replay.update({k: list(v) for k, v in recorded.items()})  # the same samples for the control
-            control = verify(
-                lambda n_size: exact(n_size, True),
-                functional,
-                samplers_n,
-                rng=np.random.default_rng(seed),
-                label=f"without outer correction {functional.__name__}",
-                **common,
-            )
-            big = exact(max(sizes))
-            corr = abs(big - exact(max(sizes), True)) / max(abs(big), 1e-300)
-            reports.append(LayeredReport((lam_c, lam2_c), test, report, control, corr))
+    checks = _check_pairs(
+        lams,
+        tests,
+        rng=rng,
+        exact=_trace_of(numbers),
+        sample=sample,
+        controls={"without outer correction": _trace_of(numbers, "no_outer_trace")},
+        name="tr({test} G1 M G2)",
+        control_label="{name} ",
+        sizes=sizes,
+        n_samples=n_samples,
+        c_finite=c_finite,
+        n_se=n_se,
+    )
+    reports = [LayeredReport(c.lams, c.test, c.report, c.controls[0][1], c.corrections[0]) for c in checks]
     return MonteCarloCheck(tuple(reports))
 
 

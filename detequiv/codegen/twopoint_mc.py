@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
@@ -35,6 +35,9 @@ from ..errors import InvalidArgument
 from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
 from .verify import VerificationReport, verify
 from .witness import sampler_for_law
+
+if TYPE_CHECKING:
+    from ..derivations.twopoint_layers import LayeredTwoPoint
 
 __all__ = ["check_monte_carlo", "TwoPointMonteCarloCheck", "TwoPointReport"]
 
@@ -99,6 +102,157 @@ def _numeric(
     raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
 
 
+#: ``(N, lam, lam2, t_of) -> tr(T .)`` where ``t_of(n)`` is the test matrix of size ``n``.
+PairTrace = Callable[[int, Any, Any, Callable[[int], np.ndarray]], Any]
+
+
+def _sample_g1_m_g2(
+    tp: TwoPoint | LayeredTwoPoint,
+    lam: Any,
+    lam2: Any,
+    mats: Mapping[str, np.ndarray],
+    draws: Mapping[str, np.ndarray],
+    scal: Mapping[str, Any],
+    t_of: Callable[[int], np.ndarray],
+) -> Any:
+    """``tr(T c G1 M G2) / n`` of ``tp.random`` at one sample (``draws``) and ridge pair."""
+    expr = tp.random
+    assert isinstance(expr, Product)
+    res1, res2 = expr.factors[0], expr.factors[-1]
+    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    x1 = _numeric(res1.arg, mats, draws, scal)
+    x2 = _numeric(res2.arg, mats, draws, scal)
+    n = x1.shape[0]
+    mid = np.eye(n)
+    for f in tp.middle:
+        mid = mid @ _numeric(f, mats, draws, scal)
+    c = _value(expr.coeff, {**scal, str(tp.lam): lam, str(tp.lam2): lam2})
+    g1 = np.linalg.inv(x1 + lam * np.eye(n))
+    g2 = np.linalg.inv(x2 + lam2 * np.eye(n))
+    return c * np.trace(t_of(n) @ g1 @ mid @ g2) / n
+
+
+def _trace_of(numbers: Callable[[int, Any, Any], Any], method: str = "trace") -> PairTrace:
+    """The :data:`PairTrace` ``v.<method>(T)`` of ``v = numbers(N, lam, lam2)``, ``T`` of ``v``'s size."""
+
+    def trace(N: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]) -> Any:
+        v = numbers(N, lam, lam2)
+        return getattr(v, method)(t_of(v.matrix.shape[0]))
+
+    return trace
+
+
+def _check_generator(rng: Any) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
+        )
+
+
+def _free_sampler(
+    x: FreeMatrix, samplers: Mapping[Any, Any] | None, scal: Mapping[str, Any]
+) -> tuple[Callable[[int, np.random.Generator], Any], int]:
+    """The sampler ``(n, rng) -> matrix`` of ``x`` and its size ``n``.
+
+    The sampler is the one given under ``x``'s name in ``samplers``, else its law's.
+    """
+    given = next((f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None)
+    if given is None:
+        law = x.law.subs({s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law) if s.name in scal})
+        given = sampler_for_law(law)
+    return given, int(_value(x.dim, scal).real)
+
+
+@dataclass(frozen=True, slots=True)
+class _PairCheck:
+    """What :func:`_check_pairs` found at one ridge pair and test matrix."""
+
+    lams: tuple[Any, Any]
+    test: str
+    report: VerificationReport
+    controls: tuple[tuple[str, VerificationReport], ...]
+    corrections: tuple[float, ...]
+
+
+def _check_pairs(
+    lams: Sequence[tuple[complex, complex]],
+    tests: Sequence[str],
+    *,
+    rng: np.random.Generator,
+    exact: PairTrace,
+    sample: PairTrace,
+    controls: Mapping[str, PairTrace],
+    name: str,
+    control_label: str,
+    sizes: Sequence[int],
+    n_samples: int,
+    c_finite: float,
+    n_se: float,
+) -> list[_PairCheck]:
+    """Verify ``exact`` against ``sample`` at every ridge pair and test matrix, then each control.
+
+    Each control is compared with the very samples the equivalent was (recorded, then
+    replayed), so it costs no new draws. ``name`` and ``control_label`` are templates of the
+    verification labels (fields ``test`` and ``name``). The ``corrections`` are
+    ``|exact - control| / |exact|`` at the largest size. One seed of ``rng`` per pair and test.
+    """
+    for test in tests:
+        if test not in ("I", "T"):
+            raise InvalidArgument(f"test {test!r} must be 'I' or 'T'")
+    samplers_n: dict[Any, Any] = {"N": lambda N, _r: np.zeros((N, N))}
+    common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
+    big = max(sizes)
+
+    def one(lam_c: Any, lam2_c: Any, test: str) -> _PairCheck:
+        complex_pair = bool(complex(lam_c).imag or complex(lam2_c).imag)
+
+        def t_of(n: int) -> np.ndarray:
+            return np.eye(n) if test == "I" else _test_matrix(n)
+
+        def exact_of(trace: PairTrace) -> Callable[[int], Any]:
+            return lambda N: trace(N, lam_c, lam2_c, t_of)
+
+        recorded: dict[int, list[Any]] = {}
+        replay: dict[int, list[Any]] = {}
+
+        def functional(m: dict[Any, np.ndarray]) -> Any:
+            N = m["N"].shape[0]
+            if replay.get(N):
+                return replay[N].pop(0)
+            value = sample(N, lam_c, lam2_c, t_of)
+            out = value if complex_pair else value.real
+            recorded.setdefault(N, []).append(out)
+            return out
+
+        functional.__name__ = f"{name.format(test=test)} at ({lam_c}, {lam2_c})"
+        seed = int(rng.integers(2**63))
+        report = verify(exact_of(exact), functional, samplers_n, rng=np.random.default_rng(seed), **common)
+        done: list[tuple[str, VerificationReport]] = []
+        corrections: list[float] = []
+        for key, trace in controls.items():
+            replay.update({k: list(v) for k, v in recorded.items()})  # the same samples
+            label = control_label.format(name=key) + functional.__name__
+            check = verify(
+                exact_of(trace),
+                functional,
+                samplers_n,
+                rng=np.random.default_rng(seed),
+                label=label,
+                **common,
+            )
+            done.append((key, check))
+            value = exact(big, lam_c, lam2_c, t_of)
+            corrections.append(abs(value - trace(big, lam_c, lam2_c, t_of)) / max(abs(value), 1e-300))
+        return _PairCheck((lam_c, lam2_c), test, report, tuple(done), tuple(corrections))
+
+    checks = []
+    for pair in lams:
+        lam, lam2 = (complex(z) for z in pair)
+        for test in tests:
+            checks.append(one(lam if lam.imag else lam.real, lam2 if lam2.imag else lam2.real, test))
+    return checks
+
+
 def check_monte_carlo(
     tp: TwoPoint,
     sizes: Sequence[int] = (100, 200, 400),
@@ -139,10 +293,7 @@ def check_monte_carlo(
     The deterministic factors of ``M`` other than ``A`` are dense non-symmetric matrices
     ``I + Z / sqrt(n)`` (``Z`` Gaussian, fixed per size, seeded from ``rng``).
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    _check_generator(rng)
     expr = tp.random
     assert isinstance(expr, Product)
     res1, res2 = expr.factors[0], expr.factors[-1]
@@ -183,15 +334,7 @@ def check_monte_carlo(
                     shape = tuple(int(_value(d, scal).real) for d in x.dims)
                     draws[x.name] = lambda shape=shape: child.standard_normal(shape)
                 elif isinstance(x, FreeMatrix) and x.name not in draws:
-                    given = next(
-                        (f for k, f in (samplers or {}).items() if str(getattr(k, "name", k)) == x.name), None
-                    )
-                    if given is None:
-                        law = x.law.subs(
-                            {s: sp.sympify(scal[s.name]) for s in _law_symbols(x.law) if s.name in scal}
-                        )
-                        given = sampler_for_law(law)
-                    m = int(_value(x.dim, scal).real)
+                    given, m = _free_sampler(x, samplers, scal)
                     draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
             cache[N] = (scal, e, mats, draws)
         return cache[N]
@@ -208,72 +351,26 @@ def check_monte_carlo(
         evaluated[key] = tp.evaluate(vals)
         return evaluated[key]
 
-    reports = []
-    for pair in lams:
-        lam, lam2 = (complex(z) for z in pair)
-        lam_c: Any = lam if lam.imag else lam.real
-        lam2_c: Any = lam2 if lam2.imag else lam2.real
-        complex_pair = bool(lam.imag or lam2.imag)
-        for test in tests:
+    def sample(N: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]) -> Any:
+        scal, _, mats, draws = prepared(N)
+        sampled = {name: f() for name, f in draws.items()}
+        return _sample_g1_m_g2(tp, lam, lam2, mats, sampled, scal, t_of)
 
-            def t_of(n: int, test: str = test) -> np.ndarray:
-                return np.eye(n) if test == "I" else _test_matrix(n)
-
-            def exact(
-                N: int, naive: bool = False, lam: Any = lam_c, lam2: Any = lam2_c, t_of: Any = t_of
-            ) -> complex | float:
-                v = numbers(N, lam, lam2)
-                n = v.matrix.shape[0]
-                return v.naive_trace(t_of(n)) if naive else v.trace(t_of(n))
-
-            recorded: dict[int, list[complex]] = {}
-            replay: dict[int, list[complex]] = {}
-
-            def functional(
-                m: dict[Any, np.ndarray],
-                lam: Any = lam_c,
-                lam2: Any = lam2_c,
-                t_of: Any = t_of,
-                recorded: Any = recorded,
-                replay: Any = replay,
-                complex_pair: bool = complex_pair,
-            ) -> complex:
-                N = m["N"].shape[0]
-                if replay.get(N):
-                    return replay[N].pop(0)
-                scal, _, mats, draws = prepared(N)
-                sampled = {name: f() for name, f in draws.items()}
-                x1 = _numeric(res1.arg, mats, sampled, scal)
-                x2 = _numeric(res2.arg, mats, sampled, scal)
-                n = x1.shape[0]
-                mid = np.eye(n)
-                for f in tp.middle:
-                    mid = mid @ _numeric(f, mats, sampled, scal)
-                c = _value(expr.coeff, {**scal, str(tp.lam): lam, str(tp.lam2): lam2})
-                g1 = np.linalg.inv(x1 + lam * np.eye(n))
-                g2 = np.linalg.inv(x2 + lam2 * np.eye(n))
-                value = c * np.trace(t_of(n) @ g1 @ mid @ g2) / n
-                out = value if complex_pair else value.real
-                recorded.setdefault(N, []).append(out)
-                return out
-
-            functional.__name__ = f"tr({test} G1 M G2) at ({lam_c}, {lam2_c})"
-            samplers_n: dict[Any, Any] = {"N": lambda N, _r: np.zeros((N, N))}
-            seed = int(rng.integers(2**63))
-            common: dict[str, Any] = dict(sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se)
-            report = verify(exact, functional, samplers_n, rng=np.random.default_rng(seed), **common)
-            replay.update({k: list(v) for k, v in recorded.items()})  # the same samples for the control
-            naive = verify(
-                lambda N: exact(N, True),
-                functional,
-                samplers_n,
-                rng=np.random.default_rng(seed),
-                label=f"naive {functional.__name__}",
-                **common,
-            )
-            big = exact(max(sizes))
-            corr = abs(big - exact(max(sizes), True)) / max(abs(big), 1e-300)
-            reports.append(TwoPointReport((lam_c, lam2_c), test, report, naive, corr))
+    checks = _check_pairs(
+        lams,
+        tests,
+        rng=rng,
+        exact=_trace_of(numbers),
+        sample=sample,
+        controls={"naive": _trace_of(numbers, "naive_trace")},
+        name="tr({test} G1 M G2)",
+        control_label="naive ",
+        sizes=sizes,
+        n_samples=n_samples,
+        c_finite=c_finite,
+        n_se=n_se,
+    )
+    reports = [TwoPointReport(c.lams, c.test, c.report, c.controls[0][1], c.corrections[0]) for c in checks]
     return TwoPointMonteCarloCheck(tuple(reports))
 
 
