@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
 from ..derivations.expressions import Deterministic, DeterministicVector
 from ..derivations.learning import LossFormula, _to_atoms, mtr
@@ -77,6 +78,15 @@ from .numpy_module import (
 )
 
 __all__ = ["loss_to_module"]
+
+
+class _LossPrinter(_Printer):
+    """numpy_module's printer; ``x**-n`` as ``1/x**n`` (integer powers take numpy's fast paths)."""
+
+    def _print_Pow(self, expr: Any, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp < -1:
+            return f"1/{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{-int(expr.exp)}"
+        return super()._print_Pow(expr, rational=rational)
 
 
 # ---------------------------------------------------------------------------
@@ -119,25 +129,33 @@ def _loss_grid(lam_name, lam, positive, nonnegative):
     return shape, flat + rest
 
 
-def _exact_spectral_sums(summands, kinds, k, spectra):
-    """For each atom j: sum_i f_j(k, spectra_i) (kind False) or its mean (kind True)."""
+def _weight_vectors(weights, kinds, spectra, n):
+    """The kappa-free factor of each summand as a length-n array (divided by n for a mean)."""
+    values = weights(*spectra)
+    if not isinstance(values, tuple):
+        values = (values,)
+    return [
+        numpy.ascontiguousarray(numpy.broadcast_to(numpy.asarray(w, dtype=float), (n,))) / (n if mean else 1)
+        for w, mean in zip(values, kinds)
+    ]
+
+
+def _exact_spectral_sums(kernels, which, weights, k, spectra):
+    """Row j: sum_i weights[j][i] K_which[j](k, spectra_i) for each k, in cache-sized blocks."""
     n = spectra[0].shape[0]
-    out = numpy.zeros((len(kinds), k.shape[0]))
+    out = numpy.zeros((len(which), k.shape[0]))
     for rows, cols in _blocks(k, n):
         kk = k[rows][:, None]
-        values = summands(kk, *[s[None, cols] for s in spectra])
-        if not isinstance(values, tuple):
-            values = (values,)
+        blocks = kernels(kk, *[s[None, cols] for s in spectra])
+        if not isinstance(blocks, tuple):
+            blocks = (blocks,)
         shape = (kk.shape[0], spectra[0][cols].shape[0])
-        for j, v in enumerate(values):
-            out[j, rows] += numpy.broadcast_to(v, shape).sum(axis=1)
-    for j, mean in enumerate(kinds):
-        if mean:
-            out[j] /= n
+        for j, (i, w) in enumerate(zip(which, weights)):
+            out[j, rows] += numpy.broadcast_to(blocks[i], shape) @ w[cols]
     return out
 
 
-def _spectral_sums(summands, kinds, k, spectra):
+def _spectral_sums(kernels, which, weights, k, spectra):
     """The spectral sums of every atom at each ridge k >= 0 (rows: atoms).
 
     Each sum is a rational function of k with poles at k = -s_i only, hence analytic in
@@ -145,10 +163,10 @@ def _spectral_sums(summands, kinds, k, spectra):
     log k from exact sums at the nodes (as for df1), few k and k = 0 exactly.
     """
     positive = k > 0
-    out = numpy.empty((len(kinds), k.shape[0]))
+    out = numpy.empty((len(which), k.shape[0]))
     zero = numpy.flatnonzero(~positive)
     if zero.size:
-        out[:, zero] = _exact_spectral_sums(summands, kinds, numpy.zeros(1), spectra)
+        out[:, zero] = _exact_spectral_sums(kernels, which, weights, numpy.zeros(1), spectra)
     kp = k[positive]
     if kp.size == 0:
         return out
@@ -156,19 +174,19 @@ def _spectral_sums(summands, kinds, k, spectra):
     low, high = logs.min(), logs.max()
     pieces = max(1, int(numpy.ceil((high - low) / _PIECE)))
     if kp.size <= 4 * _NODES or 2 * pieces * _NODES > kp.size:
-        out[:, positive] = _exact_spectral_sums(summands, kinds, kp, spectra)
+        out[:, positive] = _exact_spectral_sums(kernels, which, weights, kp, spectra)
         return out
     half = max((high - low) / pieces, 1e-12) / 2
     centers = low + half * (2 * numpy.arange(pieces) + 1)
     nodes = (centers[:, None] + half * _CHEB[None, :]).reshape(-1)
-    at_nodes = _exact_spectral_sums(summands, kinds, numpy.exp(nodes), spectra)
+    at_nodes = _exact_spectral_sums(kernels, which, weights, numpy.exp(nodes), spectra)
     piece = numpy.clip(((logs - low) / (2 * half)).astype(int), 0, pieces - 1)
     x = (logs - centers[piece]) / half
     diff = x[:, None] - _CHEB[None, :]
     diff[diff == 0] = 1e-300  # a node: its term dominates the others
     terms = _BARY[None, :] / diff
     den = terms.sum(axis=1)
-    for j in range(len(kinds)):
+    for j in range(len(which)):
         out[j, positive] = (terms * at_nodes[j].reshape(pieces, _NODES)[piece]).sum(axis=1) / den
     return out
 '''
@@ -435,13 +453,20 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
         raise InvalidArgument(f"module name {name!r} must be a Python identifier such as 'loss_evaluator'")
     lp, originals, terms = _plan_loss(loss)
     plan, kappa, lam = lp.plan, lp.kappa, loss.lam
-    printer = _Printer({"fully_qualified_modules": True})
+    printer = _LossPrinter({"fully_qualified_modules": True})
 
     spectra = sorted(plan.spectra)
     spectral_symbols = [lp.vectors[s] if s in lp.vectors else _spectral_symbol(s) for s in spectra]
     defs = [_cse_function(f"_spectrum_{i}", _sorted(y.free_symbols), [y]) for i, y in enumerate(plan.ys)]
     defs += plan.functions
-    defs.append(_cse_function("_summands", [kappa, *spectral_symbols], [a.summand for a in lp.sums]))
+    split = [a.summand.as_independent(kappa, as_Add=False) for a in lp.sums]
+    kernels: list[sp.Expr] = []
+    for _, kernel in split:
+        if kernel not in kernels:
+            kernels.append(kernel)
+    which = [kernels.index(kernel) for _, kernel in split]
+    defs.append(_cse_function("_weights", spectral_symbols, [w for w, _ in split]))
+    defs.append(_cse_function("_kernels", [kappa, *spectral_symbols], kernels))
     params = _sorted(plan.params)
     nonnegative = _sorted(lp.nonnegative)
     term_args = [kappa, *lp.symbols, *params, *nonnegative]
@@ -467,9 +492,11 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
     ]
     solver += [printer.doprint(st) for st in plan.statements]
     kinds = "(" + "".join(f"{a.mean}, " for a in lp.sums) + ")"
+    spectra_tuple = f"({', '.join(spectra)},)"
+    solver.append(f"_w = _weight_vectors(_weights, {kinds}, {spectra_tuple}, _n)")
     solver.append(
-        f"({', '.join(s.name for s in lp.symbols)},) = _spectral_sums(_summands, {kinds}, {kappa.name}, "
-        f"({', '.join(spectra)},))"
+        f"({', '.join(s.name for s in lp.symbols)},) = _spectral_sums(_kernels, {tuple(which)!r}, _w, "
+        f"{kappa.name}, {spectra_tuple})"
     )
     term_vars = [f"_term{i}" for i in range(len(terms))]
     solver.append(f"({', '.join(term_vars)},) = _terms({', '.join(s.name for s in term_args)})")
