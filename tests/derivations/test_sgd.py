@@ -1,0 +1,340 @@
+"""Tests of the online-SGD loss curve (MATH.md 5.2) and its simulation witness.
+
+Independent sources of the expected values:
+
+* MATH.md 7 "Online SGD floor": Sum_tau K_tau = 0.2790 and L_inf = 0.055477 for
+  lambda_k = k^-1.5 (k <= 300), sigma = 0.2, eta = 0.2, B = 1; the floor formula typed
+  here as a plain loop;
+* the dense D x D second-moment recursion of MATH.md 5.2 written in this file, run in a
+  random (non-eigen) basis with a nonzero start w0;
+* one SGD step on one mode computed by hand from the Gaussian moments E x^2 = lambda,
+  E x^4 = 3 lambda^2;
+* the Gaussian fourth-moment identity against a Monte Carlo average;
+* actual SGD runs (detequiv.codegen.sgd_mc), which also reject plausible wrong curves:
+  plain gradient descent without the SGD noise kernel, and the kernel with B in place
+  of 1/B.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from detequiv.codegen.sgd_mc import (
+    SGDCheck,
+    SGDRuns,
+    check_online_sgd,
+    run_online_sgd,
+    simulate_online_sgd,
+)
+from detequiv.derivations.sgd import (
+    OnlineSGD,
+    derive_online_sgd,
+    iter_online_sgd_steps,
+    online_sgd_floor,
+)
+from detequiv.errors import InvalidArgument, VerificationError
+
+
+def powerlaw(d: int, alpha: float) -> np.ndarray:
+    return np.arange(1, d + 1, dtype=float) ** -alpha
+
+
+def naive_curve(
+    lams: np.ndarray, beta: np.ndarray, eta: float, kfac: float, noise: float, steps: int
+) -> np.ndarray:
+    """Per-mode recursion c <- ((1 - eta l)^2 + eta^2 kfac l^2) c + eta^2 kfac l L, typed here.
+
+    ``kfac = 1/B`` is MATH.md 5.2; ``kfac = 0`` is full-batch gradient descent (no SGD
+    noise); ``kfac = B`` is the B-for-1/B mistake.
+    """
+    a = (1 - eta * lams) ** 2 + eta**2 * kfac * lams**2
+    b = eta**2 * kfac * lams
+    c = beta**2
+    out = np.empty(steps + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(steps + 1):
+            loss = noise + lams @ c
+            out[t] = loss
+            c = a * c + b * loss
+    return out
+
+
+def dense_curve(
+    sigma: np.ndarray, beta: np.ndarray, w0: np.ndarray, eta: float, batch: int, noise: float, steps: int
+) -> np.ndarray:
+    """MATH.md 5.2 in matrix form: C <- (I - eta S) C (I - eta S) + eta^2/B (S C S + S L)."""
+    d = sigma.shape[0]
+    m = np.eye(d) - eta * sigma
+    e = w0 - beta
+    c = np.outer(e, e)
+    out = np.empty(steps + 1)
+    for t in range(steps + 1):
+        loss = float(np.trace(sigma @ c)) + noise
+        out[t] = loss
+        c = m @ c @ m + eta**2 / batch * (sigma @ c @ sigma + sigma * loss)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# closed forms and exact references
+# ---------------------------------------------------------------------------
+
+
+def test_floor_matches_math_md_section_7() -> None:
+    lams = powerlaw(300, 1.5)
+    model = OnlineSGD(lams, powerlaw(300, 0.25), eta=0.2, batch=1, noise=0.2**2)
+    assert round(model.kernel_sum(), 4) == 0.2790
+    assert model.floor() == pytest.approx(0.055477, abs=5e-7)
+    assert online_sgd_floor(lams, eta=0.2, batch=1, noise=0.04) == pytest.approx(0.055477, abs=5e-7)
+    # MATH.md 5.2: the Volterra value at t = 4e4 is 0.055517 (still approaching the floor)
+    assert model.loss_curve(40000)[-1] == pytest.approx(0.055517, abs=5e-7)
+
+
+@pytest.mark.parametrize(("eta", "batch"), [(0.3, 1), (0.9, 4), (1.2, 32)])
+def test_floor_formula_typed_as_a_loop(eta: float, batch: int) -> None:
+    lams = powerlaw(80, 1.2)
+    ksum = 0.0
+    for lk in lams:
+        ksum += eta / batch * lk / (2 - eta * lk * (1 + 1 / batch))
+    model = OnlineSGD(lams, np.ones(80), eta=eta, batch=batch, noise=0.3)
+    assert model.kernel_sum() == pytest.approx(ksum, rel=1e-12)
+    assert model.floor() == pytest.approx(0.3 / (1 - ksum), rel=1e-12)
+    # the long-time curve reaches the floor (the slowest mode a_k^t has died out)
+    assert model.loss_curve(60000)[-1] == pytest.approx(0.3 / (1 - ksum), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["recursion", "volterra"])
+def test_curve_equals_dense_matrix_recursion_in_a_random_basis(
+    method: Literal["recursion", "volterra"],
+) -> None:
+    rng = np.random.default_rng(3)
+    d, eta, batch, noise = 7, 0.35, 3, 0.2
+    lams = rng.uniform(0.05, 1.5, d)
+    beta = rng.standard_normal(d)
+    w0 = rng.standard_normal(d)
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    sigma = q @ np.diag(lams) @ q.T
+    expected = dense_curve(sigma, q @ beta, q @ w0, eta, batch, noise, 60)
+    model = OnlineSGD(lams, beta, eta=eta, batch=batch, noise=noise, w0=w0)
+    np.testing.assert_allclose(model.loss_curve(60, method=method), expected, rtol=1e-11, atol=1e-14)
+
+
+def test_one_step_by_hand_from_gaussian_moments() -> None:
+    # e' = e (1 - eta x^2) + eta x eps: E e'^2 = e^2 (1 - 2 eta l + 3 eta^2 l^2) + eta^2 l sigma^2
+    lam, beta, eta, noise = 0.7, 1.3, 0.4, 0.25
+    model = OnlineSGD(np.array([lam]), np.array([beta]), eta=eta, batch=1, noise=noise)
+    e2 = beta**2 * (1 - 2 * eta * lam + 3 * eta**2 * lam**2) + eta**2 * lam * noise
+    assert model.loss_curve(1)[1] == pytest.approx(lam * e2 + noise, rel=1e-14)
+
+
+def test_forcing_and_kernel_values() -> None:
+    lams, beta, eta, batch, noise = powerlaw(5, 1.0), np.arange(1.0, 6.0), 0.5, 2, 0.1
+    model = OnlineSGD(lams, beta, eta=eta, batch=batch, noise=noise)
+    a = (1 - eta * lams) ** 2 + eta**2 / batch * lams**2
+    np.testing.assert_allclose(
+        model.forcing(np.array([0, 3])), [noise + lams @ beta**2, noise + lams @ (beta**2 * a**3)]
+    )
+    np.testing.assert_allclose(
+        model.kernel(np.array([0, 4])), [eta**2 / batch * lams @ lams, eta**2 / batch * (lams**2) @ a**4]
+    )
+    # the Volterra sum of the kernel is the floor's kernel sum
+    assert model.kernel(np.arange(4000)).sum() == pytest.approx(model.kernel_sum(), rel=1e-10)
+
+
+def test_recursion_and_volterra_agree_on_a_long_power_law_curve() -> None:
+    model = OnlineSGD(powerlaw(300, 1.5), powerlaw(300, 0.25), eta=0.2, batch=1, noise=0.04)
+    np.testing.assert_allclose(model.loss_curve(3000), model.loss_curve(3000, method="volterra"), rtol=1e-11)
+
+
+# ---------------------------------------------------------------------------
+# the derivation
+# ---------------------------------------------------------------------------
+
+
+def test_derivation_steps_and_coefficients() -> None:
+    d = derive_online_sgd()
+    assert d.rules() == (
+        "gaussian_fourth_moment",
+        "batch_gradient_noise",
+        "second_moment_recursion",
+        "eigenbasis_projection",
+        "forcing_term",
+        "sgd_kernel",
+        "volterra_equation",
+        "noise_floor",
+        "stability",
+    )
+    assert [st.rule for st in iter_online_sgd_steps()] == list(d.rules())
+    eta, b, lam, _ = d.symbols
+    assert sp.expand(d.decay - (1 - 2 * eta * lam + eta**2 * lam**2 * (1 + 1 / b))) == 0
+    assert sp.simplify(d.drive - eta**2 * lam / b) == 0
+    target = eta / b * lam / (2 - eta * lam * (1 + 1 / b))
+    assert sp.simplify(d.kernel_sum_per_mode - target) == 0
+    text = str(d)
+    assert "[volterra_equation]" in text and "[noise_floor]" in text
+
+
+def test_gaussian_fourth_moment_identity_by_monte_carlo() -> None:
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((3, 3))
+    sigma = a @ a.T / 3 + 0.2 * np.eye(3)
+    c = rng.standard_normal((3, 3))
+    c = c + c.T
+    x = rng.multivariate_normal(np.zeros(3), sigma, size=400_000)
+    q = np.einsum("ni,ij,nj->n", x, c, x)
+    samples = x[:, :, None] * x[:, None, :] * q[:, None, None]
+    mc = samples.mean(axis=0)
+    se = samples.std(axis=0) / np.sqrt(x.shape[0])
+    exact = 2 * sigma @ c @ sigma + sigma * np.trace(sigma @ c)
+    wrong = sigma @ c @ sigma + sigma * np.trace(sigma @ c)  # a factor 1 in place of 2
+    assert np.all(np.abs(mc - exact) < 5 * se)
+    assert np.max(np.abs(mc - wrong) / se) > 10
+
+
+# ---------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------
+
+
+def test_unstable_learning_rate_raises_with_the_bound() -> None:
+    lams = powerlaw(300, 1.5)
+    with pytest.raises(InvalidArgument, match=r"eta=0\.9 is unstable.*sum_tau K_tau = .* >= 1.*eta <"):
+        OnlineSGD(lams, np.ones(300), eta=0.9, batch=1, noise=0.04)
+    with pytest.raises(InvalidArgument, match=r"a_k = .* >= 1 for the largest eigenvalue"):
+        OnlineSGD(np.array([1.0]), np.array([1.0]), eta=1.5, batch=1, noise=0.0)
+    # the reported bound: just below it is stable (Sum K < 1, typed), just above is not
+    with pytest.raises(InvalidArgument) as info:
+        OnlineSGD(lams, np.ones(300), eta=0.9, batch=1, noise=0.04)
+    bound = float(str(info.value).rsplit("eta < ", 1)[1])
+
+    def ksum(eta: float) -> float:
+        return float(np.sum(eta * lams / (2 - 2 * eta * lams)))
+
+    assert ksum(bound * 0.999) < 1 < ksum(bound * 1.001)
+    OnlineSGD(lams, np.ones(300), eta=bound * 0.99, batch=1, noise=0.04)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"eigenvalues": [-1.0, 1.0]}, "eigenvalues must be >= 0"),
+        ({"beta": [1.0]}, "beta has 1 entries but eigenvalues has 2"),
+        ({"batch": 0}, "batch=0 must be a positive integer"),
+        ({"batch": 1.5}, "batch=1.5 must be a positive integer"),
+        ({"eta": 0.0}, "eta=0.0 must be a finite learning rate > 0"),
+        ({"noise": -0.1}, "noise=-0.1 is the label-noise variance"),
+        ({"eigenvalues": [[1.0, 2.0]]}, "must be a non-empty 1-D array"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {
+        "eigenvalues": [1.0, 0.5],
+        "beta": [1.0, 1.0],
+        "eta": 0.1,
+        "batch": 1,
+        "noise": 0.1,
+    }
+    args.update(kwargs)
+    with pytest.raises(InvalidArgument, match=match):
+        OnlineSGD(**args)  # type: ignore[arg-type]
+
+
+def test_bad_curve_requests() -> None:
+    model = OnlineSGD(np.ones(2), np.ones(2), eta=0.1, batch=1, noise=0.1)
+    with pytest.raises(InvalidArgument, match="steps=-1"):
+        model.loss_curve(-1)
+    with pytest.raises(InvalidArgument, match="method='fft' is unknown"):
+        model.loss_curve(5, method="fft")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="non-negative integers"):
+        model.forcing(np.array([0.5]))
+    with pytest.raises(InvalidArgument, match="rng="):
+        simulate_online_sgd(np.ones(2), np.ones(2), eta=0.1, batch=1, noise=0.1, times=[1], n_runs=4, rng=0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="n_runs=1"):
+        run_online_sgd(model, [1], n_runs=1, rng=np.random.default_rng(0))
+    with pytest.raises(InvalidArgument, match="w0 = 0"):
+        run_online_sgd(
+            OnlineSGD(np.ones(2), np.ones(2), eta=0.1, w0=np.ones(2)),
+            [1],
+            n_runs=4,
+            rng=np.random.default_rng(0),
+        )
+
+
+# ---------------------------------------------------------------------------
+# simulation witness
+# ---------------------------------------------------------------------------
+
+B1 = {"d": 200, "alpha": 1.5, "eta": 0.2, "batch": 1, "runs": 200, "steps": 1500}
+B32 = {"d": 100, "alpha": 0.5, "eta": 0.8, "batch": 32, "runs": 64, "steps": 400}
+
+
+def _witness(cfg: dict[str, float], seed: int, rotate: bool = False) -> tuple[OnlineSGD, SGDCheck, SGDRuns]:
+    d, steps = int(cfg["d"]), int(cfg["steps"])
+    model = OnlineSGD(
+        powerlaw(d, cfg["alpha"]), powerlaw(d, 0.25), eta=cfg["eta"], batch=int(cfg["batch"]), noise=0.04
+    )
+    times = np.unique(np.geomspace(1, steps, 8).astype(int))
+    runs = run_online_sgd(
+        model, times, n_runs=int(cfg["runs"]), rng=np.random.default_rng(seed), rotate=rotate
+    )
+    # the theory is exact at every D: the strict rule (no O(1/D) slack) must hold
+    strict = runs.compare(model.loss_curve(steps), c_finite=0.0)
+    return model, strict, runs
+
+
+@pytest.mark.parametrize("cfg", [B1, B32], ids=["B=1", "B=32"])
+def test_simulation_matches_and_rejects_the_noiseless_curve(cfg: dict[str, float]) -> None:
+    model, strict, runs = _witness(cfg, seed=0)
+    assert strict.passed, str(strict)
+    steps = int(cfg["steps"])
+    lams, beta = model.eigenvalues, model.beta
+    # the naive typed recursion reproduces the model's curve (guards the wrong-curve generator)
+    np.testing.assert_allclose(
+        naive_curve(lams, beta, model.eta, 1 / model.batch, 0.04, steps), model.loss_curve(steps), rtol=1e-10
+    )
+    gd = runs.compare(naive_curve(lams, beta, model.eta, 0.0, 0.04, steps))
+    assert not gd.passed and gd.max_ratio > 2.5, str(gd)
+    # the same simulation under the project's default rule passes with margin
+    assert runs.compare(model.loss_curve(steps)).max_ratio < 0.6
+
+
+def test_b_in_place_of_one_over_b_is_rejected() -> None:
+    model, strict, runs = _witness(B32, seed=1)
+    assert strict.passed, str(strict)
+    wrong = runs.compare(naive_curve(model.eigenvalues, model.beta, model.eta, model.batch, 0.04, 400))
+    assert not wrong.passed and wrong.max_ratio > 100
+
+
+def test_simulation_in_a_rotated_basis() -> None:
+    cfg = {"d": 80, "alpha": 1.2, "eta": 0.25, "batch": 2, "runs": 120, "steps": 300}
+    _, strict, _ = _witness(cfg, seed=2, rotate=True)
+    assert strict.passed, str(strict)
+
+
+def test_check_online_sgd_raises_with_the_table() -> None:
+    model = OnlineSGD(powerlaw(30, 1.0), np.ones(30), eta=0.3, batch=1, noise=0.04)
+    ok = check_online_sgd(model, [0, 10, 50], n_runs=60, rng=np.random.default_rng(0))
+    assert ok.passed and "theory=" in str(ok)
+    with pytest.raises(VerificationError, match="max \\|err\\|/tol"):
+        check_online_sgd(
+            model,
+            [0, 10, 50],
+            n_runs=60,
+            rng=np.random.default_rng(0),
+            theory=naive_curve(model.eigenvalues, model.beta, 0.3, 0.0, 0.0, 50),
+            raise_on_failure=True,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("cfg", [B1, B32], ids=["B=1", "B=32"])
+def test_simulation_more_seeds(cfg: dict[str, float], seed: int) -> None:
+    model, strict, runs = _witness(cfg, seed=seed)
+    assert strict.passed, str(strict)
+    gd = runs.compare(naive_curve(model.eigenvalues, model.beta, model.eta, 0.0, 0.04, int(cfg["steps"])))
+    assert not gd.passed
