@@ -54,7 +54,7 @@ from .onepoint import (
     result_str,
 )
 from .quantities import tr
-from .twopoint import TwoPoint, _lookup, _matrix, _mpow, _scalars, derive_two_point
+from .twopoint import TwoPoint, _lookup, _matrix, _mpow, _plain, _scalars, derive_two_point
 
 __all__ = [
     "Term",
@@ -165,11 +165,6 @@ class Term:
 # ---------------------------------------------------------------------------
 # values and evidence
 # ---------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> complex | float:
-    z = complex(value)
-    return z.real if z.imag == 0 else z
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +449,11 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
     """Apply the two rules until every term is terminal (deterministic middle)."""
     stack = [start]
     done: list[_Pending] = []
+
+    def push(p: _Pending, new: list[_Pending], rule: str, ref: str, why: str) -> None:
+        steps.append(Step(rule, p.to_sympy(dim), _sum_sympy([q.to_sympy(dim) for q in new]), ref, why))
+        stack[:0] = new
+
     while stack:
         p = stack.pop(0)
         if p.left is not None:
@@ -461,16 +461,8 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
             if fs and p.mid[: len(fs)] == fs:
                 (c1, r1), (c2, r2) = resolvent_absorption(p.coeff, p.left, p.mid[len(fs) :], "left")
                 new = [_Pending(c1, None, r1, p.right), _Pending(c2, p.left, r2, p.right)]
-                steps.append(
-                    Step(
-                        "resolvent_absorption",
-                        p.to_sympy(dim),
-                        _sum_sympy([q.to_sympy(dim) for q in new]),
-                        _REF_ABSORPTION,
-                        f"{p.left.arg} stands right of its resolvent",
-                    )
-                )
-                stack[:0] = new
+                why = f"{p.left.arg} stands right of its resolvent"
+                push(p, new, "resolvent_absorption", _REF_ABSORPTION, why)
                 continue
         if p.right is not None:
             _, fs = _arg_parts(p.right)
@@ -479,30 +471,14 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
                     p.coeff, p.right, p.mid[: len(p.mid) - len(fs)], "right"
                 )
                 new = [_Pending(c1, p.left, r1, None), _Pending(c2, p.left, r2, p.right)]
-                steps.append(
-                    Step(
-                        "resolvent_absorption",
-                        p.to_sympy(dim),
-                        _sum_sympy([q.to_sympy(dim) for q in new]),
-                        _REF_ABSORPTION,
-                        f"{p.right.arg} stands left of its resolvent",
-                    )
-                )
-                stack[:0] = new
+                why = f"{p.right.arg} stands left of its resolvent"
+                push(p, new, "resolvent_absorption", _REF_ABSORPTION, why)
                 continue
         if p.left is not None and p.right is not None and not p.mid and p.left.arg == p.right.arg:
             c1, c2 = resolvent_identity(p.coeff, p.left.lam, p.right.lam)
             new = [_Pending(c1, p.left, (), None), _Pending(c2, None, (), p.right)]
-            steps.append(
-                Step(
-                    "resolvent_identity",
-                    p.to_sympy(dim),
-                    _sum_sympy([q.to_sympy(dim) for q in new]),
-                    _REF_IDENTITY,
-                    f"both resolvents are of {p.left.arg} with nothing between them",
-                )
-            )
-            stack[:0] = new
+            why = f"both resolvents are of {p.left.arg} with nothing between them"
+            push(p, new, "resolvent_identity", _REF_IDENTITY, why)
             continue
         for f in p.mid:
             if not isinstance(f, _DETERMINISTIC):

@@ -80,6 +80,7 @@ from .onepoint import (
     result_str,
 )
 from .quantities import tr, word_letters
+from .twopoint import _lookup, _plain
 
 __all__ = [
     "normal_word",
@@ -272,11 +273,6 @@ class LayeredTwoPointValue:
     def no_outer_trace(self, test: Any = None) -> complex | float:
         n = self.no_outer.shape[0]
         return _plain(np.trace(self.no_outer if test is None else np.asarray(test) @ self.no_outer) / n)
-
-
-def _plain(value: Any) -> complex | float:
-    z = complex(value)
-    return z.real if z.imag == 0 else z
 
 
 @dataclass(frozen=True, slots=True)
@@ -969,13 +965,6 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
 # ---------------------------------------------------------------------------
 # numbers
 # ---------------------------------------------------------------------------
-
-
-def _lookup(values: Mapping[Any, Any], name: str) -> Any:
-    for k, v in values.items():
-        if (isinstance(k, str) and k == name) or getattr(k, "name", None) == name:
-            return v
-    raise InvalidArgument(f"values has no entry for {name}; pass it")
 
 
 def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPointValue:

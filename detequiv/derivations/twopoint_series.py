@@ -187,6 +187,16 @@ class _BS:
         return out
 
 
+def _variables(alg: _Alg, cap: int) -> tuple[Callable[[Any], _BS], _BS, _BS]:
+    """Set ``alg.cap``; return ``const`` (a scalar as a series), ``x`` and ``y``."""
+    alg.cap = cap
+
+    def const(e: Any) -> _BS:
+        return _BS.const(alg, alg.to(e))
+
+    return const, _BS(alg, {(1, 0): alg.R.one}, _INF), _BS(alg, {(0, 1): alg.R.one}, _INF)
+
+
 def _letters_of_power(
     a_letters: tuple[sp.Symbol, ...], half: sp.Symbol | None, e: Any
 ) -> tuple[sp.Symbol, ...]:
@@ -283,14 +293,8 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
     base_syms -= {x for s in list(base_syms) if isinstance(s, tr) for x in s.free_symbols}
     base_syms -= {tp.lam, tp.lam2, tp.kappa, tp.kappa2}
     alg = _Alg(base_syms)
-    alg.cap = L + 4
+    const, x, y = _variables(alg, L + 4)
     one, zero = alg.R.one, alg.R.zero
-
-    def const(e: Any) -> _BS:
-        return _BS.const(alg, alg.to(e))
-
-    x = _BS(alg, {(1, 0): one}, _INF)
-    y = _BS(alg, {(0, 1): one}, _INF)
     moments = [alg.to(m) for m in tr_a]
     # u = kappa / lam = G(df1) / coeff  (the fixed point is kappa = (lam / coeff) G(df1))
     gc = [alg.to(sp.expand(c / tp.coeff)) for c in g_coeffs]
@@ -424,15 +428,7 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
         *_letters_of_power(a_l, half, 1 - tp.left_powers[1]),
     )
     laws = {sp.Symbol(tp.free.name, commutative=False): law}
-    out = []
-    for s in range(K + 1):
-        for i in range(s + 1):
-            j = s - i
-            eqv = alg.expr(total.c.get((i, j), zero))
-            word = sp.Mul(*n_l, *(x1 * i), *m_l, *(x2 * j))
-            dia = sp.expand(pre * (-tp.coeff) ** s * mixed_moment(word, laws))
-            out.append(((i, j), eqv, dia))
-    return tuple(out)
+    return _pair_with_diagrams(total, K, pre, -tp.coeff, (n_l, x1, m_l, x2), laws)
 
 
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
@@ -440,13 +436,42 @@ def _equal(a: sp.Expr, b: sp.Expr) -> bool:
     return diff == 0 or sp.cancel(sp.together(diff)) == 0
 
 
-def check_series(tp: TwoPoint, order: int) -> TwoPointSeriesCheck:
-    """Compare every coefficient (see the module doc)."""
+def _pair_with_diagrams(
+    total: _BS,
+    K: int,
+    pre: sp.Expr,
+    step: sp.Expr,
+    letters: tuple[Sequence[sp.Symbol], Sequence[sp.Symbol], Sequence[sp.Symbol], Sequence[sp.Symbol]],
+    laws: dict[sp.Symbol, Any],
+) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
+    """``((i, j), [x^i y^j] total, pre step^(i+j) Phi(N X1^i M X2^j))`` for all ``i + j <= K``.
+
+    ``letters`` are the words ``(N, X1, M, X2)``; ``Phi`` is the planar diagram sum.
+    """
+    n_l, x1, m_l, x2 = (tuple(w) for w in letters)
+    out = []
+    for s in range(K + 1):
+        for i in range(s + 1):
+            j = s - i
+            eqv = total.alg.expr(total.c.get((i, j), total.alg.R.zero))
+            word = sp.Mul(*n_l, *(x1 * i), *m_l, *(x2 * j))
+            dia = sp.expand(pre * step**s * mixed_moment(word, laws))
+            out.append(((i, j), eqv, dia))
+    return tuple(out)
+
+
+def _checked(
+    coefficients: tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...], order: int
+) -> TwoPointSeriesCheck:
     from .twopoint import TwoPointSeriesCheck
 
-    coefficients = series_coefficients(tp, order)
     failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
     return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)
+
+
+def check_series(tp: TwoPoint, order: int) -> TwoPointSeriesCheck:
+    """Compare every coefficient (see the module doc)."""
+    return _checked(series_coefficients(tp, order), order)
 
 
 # ---------------------------------------------------------------------------
@@ -594,14 +619,8 @@ def _layered_series(
     base_syms = {s for s in base_syms if not (isinstance(s, sp.Symbol) and not s.is_commutative)}
     base_syms -= special
     alg = _Alg(base_syms, invertible=lambda a: not isinstance(a, tr))
-    alg.cap = L + 4
+    const, x, y = _variables(alg, L + 4)
     one, zero = alg.R.one, alg.R.zero
-
-    def const(e: Any) -> _BS:
-        return _BS.const(alg, alg.to(e))
-
-    x = _BS(alg, {(1, 0): one}, _INF)
-    y = _BS(alg, {(0, 1): one}, _INF)
     moments = [alg.to(m) for m in moments_sym]
     gc = [alg.to(sp.expand(c / tp.coeff)) for c in g_coeffs]
 
@@ -709,21 +728,9 @@ def _layered_series(
     x1 = tuple(s for f in tp.side1 for s in letters.of(f))
     x2 = tuple(s for f in tp.side2 for s in letters.of(f))
     m_l = tuple(s for f in tp.middle for s in letters.of(f))
-    out = []
-    for s in range(K + 1):
-        for i in range(s + 1):
-            j = s - i
-            eqv = alg.expr(total.c.get((i, j), zero))
-            word = sp.Mul(*n_l, *(x1 * i), *m_l, *(x2 * j))
-            dia = sp.expand(pre * (-tp.coeff) ** s * mixed_moment(word, laws))
-            out.append(((i, j), eqv, dia))
-    return tuple(out)
+    return _pair_with_diagrams(total, K, pre, -tp.coeff, (n_l, x1, m_l, x2), laws)
 
 
 def check_layered_series(tp: LayeredTwoPoint, order: int) -> TwoPointSeriesCheck:
     """Compare every coefficient of a layered result (see :func:`layered_series_coefficients`)."""
-    from .twopoint import TwoPointSeriesCheck
-
-    coefficients = layered_series_coefficients(tp, order)
-    failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
-    return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)
+    return _checked(layered_series_coefficients(tp, order), order)
