@@ -1,0 +1,710 @@
+r"""Gradient flow on a finite data set, derived from the engine's equivalents (MATH.md 5.1, 5.6).
+
+:class:`GradientFlow` runs :math:`\dot w=-\frac1PX^\top(Xw-y)` from :math:`w_0=0` with
+:math:`y=X\beta+\varepsilon`, :math:`\operatorname{Var}\varepsilon=\sigma^2`. Its losses
+(no factor 1/2, the test loss includes :math:`\sigma^2`; MATH.md 5) are
+
+.. math:: L(t)=\sigma^2+\beta^\top e^{-t\hat\Sigma}\Sigma e^{-t\hat\Sigma}\beta
+          +\tfrac{\sigma^2}{P}\operatorname{Tr}\big[\Sigma g_t(\hat\Sigma)^2\hat\Sigma\big],\qquad
+          \hat L(t)=\beta^\top\hat\Sigma e^{-2t\hat\Sigma}\beta
+          +\tfrac{\sigma^2}{P}\big(P-D+\operatorname{Tr}_De^{-2t\hat\Sigma}\big),
+
+with :math:`g_t(x)=(1-e^{-tx})/x`. Nothing below is typed in: each term is written as an
+inverse Laplace transform of a resolvent functional and the resolvents are replaced by
+the engine's equivalents. The named steps are
+
+* ``laplace_representation``: :math:`e^{-tA}=\mathcal L^{-1}_t[(\lambda+A)^{-1}]` and
+  :math:`g_s(A)=\mathcal L^{-1}_s[(\lambda+A)^{-1}/\lambda]`, so the forcing is the double
+  transform :math:`\mathcal L^{-1}_{t,t}[\beta^\top G\Sigma G'\beta]` and
+  :math:`g_t^2x=2g_t-g_{2t}` turns the noise term into single transforms;
+* ``two_point_equivalent``: :math:`\lambda\lambda'G\Sigma G'` by
+  :func:`~detequiv.derivations.twopoint.derive_two_point` (form III, ``M = Sigma``),
+  divided by :math:`\lambda\lambda'` and contracted with :math:`\beta`;
+* ``one_point_equivalents``: :math:`\lambda G\simeq\kappa R` and
+  :math:`\operatorname{tr}\Sigma\lambda G\simeq\kappa\operatorname{tr}\Sigma R`
+  by :func:`~detequiv.derivations.onepoint.derive`, with the exact absorption
+  :math:`\hat\Sigma G=I-\lambda G` for the training signal;
+* ``inverse_laplace``: fixed Talbot contours (MATH.md 5.6), the fixed point
+  :math:`\kappa(\lambda)` solved on the contour nodes by a vectorized Newton
+  continuation of the engine's own fixed-point equation.
+
+>>> import numpy as np, sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+>>> D, P = sp.symbols("D P", positive=True)
+>>> flow = GradientFlow(Deterministic("Sigma", D), Gaussian("X", (P, D)), DeterministicVector("beta", D))
+>>> curve = flow.test_loss()
+>>> list(curve.constant), list(curve.terms)
+(['noise'], ['forcing', 'variance'])
+>>> [s.rule for s in curve.derivation if s.rule in ("laplace_representation", "inverse_laplace")]
+['laplace_representation', 'inverse_laplace']
+>>> values = {"Sigma": np.ones(50), "beta": np.ones(50) / np.sqrt(50), "P": 100, "sigma2": 0.25}
+>>> out = curve.evaluate(values, [0.0, 1.0, 1e6])
+>>> bool(abs(out["total"][0] - 1.25) < 1e-8)        # L(0) = sigma^2 + beta' Sigma beta
+True
+>>> bool(abs(out["total"][2] - 0.25 / (1 - 0.5)) < 1e-6)   # ridgeless, D/P = 1/2
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import DetEquivError, InvalidArgument, VerificationError
+from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
+from .learning import _flat, _quadratic, _to_atoms, mtr
+from .onepoint import _WITNESSES, FixedPoint, Step, derive, df1
+from .twopoint import TwoPoint, derive_two_point
+
+__all__ = [
+    "GradientFlow",
+    "LossCurve",
+    "LaplacePiece",
+    "talbot_nodes",
+    "inverse_laplace",
+]
+
+_REF_LAPLACE = "MATH.md 5.1: e^{-tA} = (1/2 pi i) int_Br e^{lam t} (lam + A)^{-1} dlam"
+_REF_TALBOT = "MATH.md 5.6 (Talbot contour, midpoint rule); Weideman-Trefethen, Math. Comp. 76 (2007)"
+
+
+# ---------------------------------------------------------------------------
+# Talbot inversion
+# ---------------------------------------------------------------------------
+
+
+def talbot_nodes(times: Any, nodes: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    r"""Upper-half Talbot nodes and weights for each time (MATH.md 5.6).
+
+    :math:`\lambda(\theta)=r\theta(\cot\theta+i)`, :math:`r=2M/(5t)`, midpoint nodes
+    :math:`\theta_j=(j+\frac12)\pi/M`, :math:`j<M` (the lower half are the conjugates),
+    weights :math:`w_j=\lambda'(\theta_j)/(2iM)`, so that for a real-symmetric transform
+    :math:`f(t)\approx2\operatorname{Re}\sum_jw_je^{\lambda_jt}\hat f(\lambda_j)`.
+
+    Returns arrays of shape ``(len(times), nodes)``, ordered by increasing ``theta``.
+
+    >>> lam, w = talbot_nodes([1.0, 2.0], 16)
+    >>> lam.shape
+    (2, 16)
+    >>> t = np.array([[1.0], [2.0]])
+    >>> f = 2 * np.real(np.sum(w * np.exp(lam * t) / (lam + 0.5), axis=1))   # L^-1[1/(lam+a)]
+    >>> bool(np.allclose(f, np.exp(-0.5 * t[:, 0]), rtol=1e-10))
+    True
+    """
+    if not isinstance(nodes, (int, np.integer)) or nodes < 2:
+        raise InvalidArgument(f"nodes={nodes!r}: pass an integer >= 2 (16 is accurate to ~1e-10)")
+    t = np.asarray(times, dtype=float).reshape(-1)
+    if np.any(~np.isfinite(t)) or np.any(t <= 0):
+        raise InvalidArgument(
+            f"Talbot inversion needs finite times t > 0, got {t[(t <= 0) | ~np.isfinite(t)]}"
+        )
+    theta = (np.arange(nodes) + 0.5) * np.pi / nodes
+    cot = 1 / np.tan(theta)
+    r = (2 * nodes / (5 * t))[:, None]
+    lam = r * theta * (cot + 1j)
+    dlam = r * (cot - theta / np.sin(theta) ** 2 + 1j)
+    return lam, dlam / (2j * nodes)
+
+
+def inverse_laplace(transform: Callable[[np.ndarray], np.ndarray], times: Any, nodes: int = 16) -> np.ndarray:
+    r"""Talbot inversion of a transform with :math:`\hat f(\bar\lambda)=\overline{\hat f(\lambda)}`.
+
+    ``transform`` maps an array of complex ``lam`` (shape ``(T, nodes)``) to values of
+    the same shape.
+
+    >>> f = inverse_laplace(lambda s: 1 / s**2, [0.5, 3.0])     # L^-1[1/s^2] = t
+    >>> bool(np.allclose(f, [0.5, 3.0], rtol=1e-10))
+    True
+    """
+    lam, w = talbot_nodes(times, nodes)
+    t = np.asarray(times, dtype=float).reshape(-1, 1)
+    return np.asarray(2 * np.real(np.sum(w * np.exp(lam * t) * transform(lam), axis=1)))
+
+
+# ---------------------------------------------------------------------------
+# the derived curve
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LaplacePiece:
+    r"""``coeff * L^{-1}[transform](time_factor * t)``.
+
+    ``transform`` is a sympy expression in ``variables`` (``(lam,)`` or ``(lam, lam2)``),
+    their ridges ``ridges`` (``kappa``, ``kappa'``, solved by the curve's fixed points),
+    the dimensions and :class:`~detequiv.derivations.learning.mtr` atoms of ``Sigma`` and
+    ``beta``; a two-variable transform is inverted in both variables at the same time.
+    ``random`` names the random functional whose transform it is.
+    """
+
+    coeff: sp.Expr
+    transform: sp.Expr
+    variables: tuple[sp.Symbol, ...]
+    ridges: tuple[sp.Symbol, ...]
+    time_factor: int
+    random: str
+
+    def __str__(self) -> str:
+        return f"{self.coeff} * L^-1[{self.transform}]({self.time_factor} t)   # {self.random}"
+
+
+@dataclass(frozen=True, slots=True)
+class LossCurve:
+    r"""A derived loss curve :math:`L(t)`: a constant plus named sums of :class:`LaplacePiece`.
+
+    :meth:`evaluate` gives numbers on a grid of times from spectra.
+    """
+
+    name: str
+    constant: Mapping[str, sp.Expr]
+    terms: Mapping[str, tuple[LaplacePiece, ...]]
+    fixed_points: tuple[FixedPoint, ...]
+    derivation: tuple[Step, ...]
+    model: Any = field(repr=False, default=None)
+
+    def __str__(self) -> str:
+        names = [*self.constant, *self.terms]
+        lines = [f"{self.name}(t) = {' + '.join(names)}"]
+        lines += [f"  {k} = {v}" for k, v in self.constant.items()]
+        for k, pieces in self.terms.items():
+            lines.append(f"  {k} = " + "\n      + ".join(str(p) for p in pieces))
+        lines += [f"  {fp}" for fp in self.fixed_points]
+        lines.append("derivation:")
+        lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.derivation)]
+        return "\n".join(lines)
+
+    def evaluate(
+        self, values: Mapping[Any, Any], times: Any, *, nodes: int = 16, chunk: int = 8
+    ) -> dict[str, np.ndarray]:
+        r"""Every term and the ``total`` on a grid of times.
+
+        Parameters
+        ----------
+        values : mapping
+            ``Sigma`` (its name or the object) to its eigenvalues (1-D) or a symmetric
+            matrix; ``beta`` to the target (in the eigenbasis when ``Sigma`` is given by
+            eigenvalues); ``P`` and the noise variance (``sigma2``) to numbers; ``D``
+            defaults to the spectrum length.
+        times : array_like
+            Times ``t >= 0``; ``t = 0`` uses the initial-value theorem
+            :math:`f(0)=\lim_{\lambda\to\infty}\lambda\hat f(\lambda)`.
+        nodes : int
+            Talbot nodes ``M`` per half contour (MATH.md 5.6: 16 is accurate to ~1e-10,
+            many more loses digits to cancellation).
+        chunk : int
+            Times per vectorized block (memory ``chunk * nodes * D`` complex numbers).
+        """
+        return _evaluate_curve(self, values, times, nodes, chunk)
+
+    def check_monte_carlo(self, sizes: Sequence[int] = (200, 400), *, rng: Any, **kwargs: Any) -> Any:
+        """Simulation of gradient flow itself (:mod:`detequiv.codegen.dynamics_mc`)."""
+        witness = _WITNESSES.get("dynamics/monte_carlo")
+        if witness is None:
+            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.dynamics_mc")
+        return witness(self, sizes, rng=rng, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GradientFlow:
+    r"""Gradient flow on ``P`` samples of linear regression (MATH.md 5.1).
+
+    ``X`` is ``P x D`` Gaussian (rows :math:`\Sigma^{1/2}z`), the target ``beta`` and the
+    label-noise variance ``noise``. :meth:`test_loss` and :meth:`training_loss` return
+    derived :class:`LossCurve` objects.
+    """
+
+    sigma: Deterministic
+    gaussian: Gaussian
+    beta: DeterministicVector
+    noise: sp.Expr = sp.Symbol("sigma2", nonnegative=True)
+    lam: sp.Symbol = sp.Symbol("lam", positive=True)
+    lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sigma, Deterministic) or not isinstance(self.gaussian, Gaussian):
+            raise InvalidArgument("GradientFlow(Sigma, X, beta): Sigma Deterministic, X Gaussian (P x D)")
+        p, d = self.gaussian.dims
+        if sp.simplify(d - self.sigma.dim) != 0:
+            raise InvalidArgument(f"X has {d} columns but Sigma is {self.sigma.dim} x {self.sigma.dim}")
+        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - d) != 0:
+            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
+        if self.lam == self.lam2:
+            raise InvalidArgument(
+                f"lam and lam2 are both {self.lam}; the forcing needs two Laplace variables"
+            )
+
+    @classmethod
+    def from_ridge(cls, model: Any) -> GradientFlow:
+        """The gradient flow of a :class:`~detequiv.derivations.learning.RidgeRegression` (same data)."""
+        return cls(model.sigma, model.gaussian, model.beta, model.noise)
+
+    @property
+    def dims(self) -> tuple[sp.Expr, sp.Expr]:
+        """``(P, D)``."""
+        return self.gaussian.dims
+
+    @property
+    def sample_covariance(self) -> Any:
+        s = self.sigma.sqrt()
+        x = self.gaussian
+        return s @ x.T @ x @ s / x.dims[0]
+
+    def two_point(self) -> TwoPoint:
+        r"""The engine's equivalent of
+        :math:`\lambda\lambda'(\lambda+\hat\Sigma)^{-1}\Sigma(\lambda'+\hat\Sigma)^{-1}`."""
+        sh = self.sample_covariance
+        tp = derive_two_point(
+            self.lam * self.lam2 * resolvent(sh, self.lam) @ self.sigma @ resolvent(sh, self.lam2)
+        )
+        assert isinstance(tp, TwoPoint)
+        return tp
+
+    def _laplace_step(self, note: str) -> Step:
+        t = sp.Symbol("t", nonnegative=True)
+        a = sp.MatrixSymbol("A", *self.sigma.to_sympy().shape)
+        return Step(
+            "laplace_representation", sp.exp(-t * a), sp.Symbol("L^-1_t[(lam + A)^-1]"), _REF_LAPLACE, note
+        )
+
+    def test_loss(self, two_point: TwoPoint | None = None) -> LossCurve:
+        r"""The test loss :math:`L(t)`: ``noise`` + ``forcing`` + ``variance``, derived.
+
+        ``two_point`` replaces the engine's two-point equivalent (negative controls, e.g.
+        ``flow.two_point().with_scale(0)``, the naive product of one-point equivalents).
+        """
+        p, d = self.dims
+        lam, lam2 = self.lam, self.lam2
+        b = sp.MatrixSymbol(self.beta.name, d, 1)
+        steps = [
+            self._laplace_step(
+                "beta' e^{-t S^} Sigma e^{-t S^} beta = L^-1_{t,t}[beta' G(lam) Sigma G(lam2) beta]; "
+                "(sigma2/P) Tr Sigma g_t(S^)^2 S^ = (sigma2/P)[2 Tr Sigma g_t(S^) - Tr Sigma g_2t(S^)], "
+                "Tr Sigma g_s(S^) = L^-1_s[Tr(Sigma G)/lam]",
+            )
+        ]
+        tp = self.two_point() if two_point is None else two_point
+        steps.extend(tp.derivation)
+        forcing = _quadratic(tp.deterministic, b) / (lam * lam2)
+        steps.append(
+            Step(
+                "two_point_equivalent",
+                sp.Symbol("beta' G(lam) Sigma G(lam2) beta"),
+                forcing,
+                "MATH.md 3.1 form III with M = Sigma; 5.1 forcing",
+                "the engine's lam lam2 G Sigma G' divided by lam lam2, contracted with beta",
+            )
+        )
+        one = derive(trace(self.sigma @ (lam * resolvent(self.sample_covariance, lam))))
+        fp = one.inner.fixed_points[0]
+        kappa = tp.kappa
+        tr_sg = _to_atoms(one.deterministic).xreplace({fp.symbol: kappa}) / lam  # tr(Sigma G)
+        noise_transform = d * tr_sg / lam  # Tr(Sigma G) / lam
+        steps.extend(one.derivation)
+        steps.append(
+            Step(
+                "one_point_equivalents",
+                sp.Symbol("Tr(Sigma G(lam))/lam"),
+                noise_transform,
+                "MATH.md 2.1; 5.1 noise part",
+                "lam tr(Sigma G) ~ kappa tr(Sigma R) from the one-point engine",
+            )
+        )
+        steps.append(_inverse_step())
+        pieces_f = (
+            LaplacePiece(
+                sp.S.One, forcing, (lam, lam2), (tp.kappa, tp.kappa2), 1, "beta' e^{-tS^} Sigma e^{-tS^} beta"
+            ),
+        )
+        pieces_v = (
+            LaplacePiece(2 * self.noise / p, noise_transform, (lam,), (kappa,), 1, "Tr Sigma g_t(S^)"),
+            LaplacePiece(-self.noise / p, noise_transform, (lam,), (kappa,), 2, "Tr Sigma g_2t(S^)"),
+        )
+        return LossCurve(
+            name="L_test",
+            constant={"noise": sp.sympify(self.noise)},
+            terms={"forcing": pieces_f, "variance": pieces_v},
+            fixed_points=tp.fixed_points,
+            derivation=tuple(steps),
+            model=self,
+        )
+
+    def training_loss(self) -> LossCurve:
+        r"""The training loss :math:`\hat L(t)=\frac1P\|Xw(t)-y\|^2`: ``signal`` + ``noise_part``, derived.
+
+        :math:`\beta^\top\hat\Sigma e^{-2t\hat\Sigma}\beta=\mathcal L^{-1}_{2t}[\beta^\top\hat\Sigma G\beta]`
+        with :math:`\hat\Sigma G=I-\lambda G\simeq I-\kappa R`, and
+        :math:`\operatorname{Tr}_De^{-2t\hat\Sigma}=\mathcal L^{-1}_{2t}[\operatorname{Tr}G]`.
+        """
+        p, d = self.dims
+        lam = self.lam
+        b = sp.MatrixSymbol(self.beta.name, d, 1)
+        steps = [
+            self._laplace_step(
+                "(1/P)|X w(t) - y|^2 averaged over the noise = beta' S^ e^{-2tS^} beta + (sigma2/P)(P - D + "
+                "Tr_D e^{-2tS^}) (push-through: Tr_P e^{-2tK} = P - D + Tr_D e^{-2tS^})",
+            )
+        ]
+        one = derive(lam * resolvent(self.sample_covariance, lam))
+        fp = one.fixed_points[0]
+        kappa = fp.symbol
+        steps.extend(one.derivation)
+        n = sp.Identity(d)
+        absorbed = sp.MatAdd(n, -one.deterministic).doit()  # S^ G = I - lam G ~ I - kappa R
+        if sp.simplify(one.prefactor - 1) != 0:  # pragma: no cover - lam G has prefactor 1
+            raise DetEquivError(f"unexpected one-point prefactor {one.prefactor}")
+        y = one.matrix
+        cleared = sp.MatMul(y, (one.ridge * n + y).inverse())  # I - k (k + Y)^-1 = Y (k + Y)^-1
+        steps.append(
+            Step(
+                "one_point_equivalents",
+                sp.Symbol("S^ G(lam)"),
+                absorbed,
+                "exact algebra S^ G = I - lam G; MATH.md 2.1 for lam G",
+                "signal transform beta' S^ G beta; noise transform Tr G = Tr(lam G)/lam",
+            )
+        )
+        steps.append(
+            Step(
+                "resolvent_identity",
+                absorbed,
+                cleared,
+                "exact algebra: I - k (k + Y)^-1 = Y (k + Y)^-1",
+                "avoids cancelling I against kappa R at large |lam| (the transform decays as 1/lam)",
+            )
+        )
+        signal = _quadratic(cleared, b)
+        tr_g = _to_atoms(sp.Trace(one.deterministic) / lam)
+        steps.append(_inverse_step())
+        return LossCurve(
+            name="L_train",
+            constant={"noise_floor": self.noise * (1 - d / p)},
+            terms={
+                "signal": (LaplacePiece(sp.S.One, signal, (lam,), (kappa,), 2, "beta' S^ e^{-2tS^} beta"),),
+                "noise_part": (LaplacePiece(self.noise / p, tr_g, (lam,), (kappa,), 2, "Tr_D e^{-2tS^}"),),
+            },
+            fixed_points=(FixedPoint(kappa, sp.Eq(kappa, fp.rhs)),),
+            derivation=tuple(steps),
+            model=self,
+        )
+
+    def train_loss(self) -> LossCurve:
+        """Alias of :meth:`training_loss`."""
+        return self.training_loss()
+
+
+def _inverse_step() -> Step:
+    return Step(
+        "inverse_laplace",
+        sp.Symbol("L^-1[F](t)"),
+        sp.Symbol("2 Re sum_j w_j exp(lam_j t) F(lam_j)"),
+        _REF_TALBOT,
+        "Talbot contour lam(theta) = r theta (cot theta + i), r = 2M/(5t); kappa on the nodes by Newton "
+        "continuation in theta of the engine's fixed point; two-variable transforms by the double sum",
+    )
+
+
+# ---------------------------------------------------------------------------
+# numbers
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Spectral:
+    """Eigenvalues ``l``, squared target coefficients ``b2`` and scalar values."""
+
+    l: np.ndarray  # noqa: E741 - the eigenvalues lambda_k
+    b2: np.ndarray
+    scalars: dict[str, float]
+
+
+def _name(key: Any) -> str:
+    return key if isinstance(key, str) else str(getattr(key, "name", key))
+
+
+def _spectral(curve: LossCurve, values: Mapping[Any, Any]) -> _Spectral:
+    model: GradientFlow = curve.model
+    by_name = {_name(k): v for k, v in values.items()}
+    sig_name, beta_name = model.sigma.name, model.beta.name
+    if sig_name not in by_name or beta_name not in by_name:
+        raise InvalidArgument(f"values needs {sig_name} (eigenvalues or matrix) and {beta_name} (vector)")
+    s = np.asarray(by_name[sig_name], dtype=float)
+    beta = np.asarray(by_name[beta_name], dtype=float)
+    if s.ndim == 2:
+        if s.shape[0] != s.shape[1] or not np.allclose(s, s.T):
+            raise InvalidArgument(
+                f"{sig_name} must be a symmetric matrix or a 1-D spectrum, got shape {s.shape}"
+            )
+        s, vecs = np.linalg.eigh(s)
+        beta = vecs.T @ beta
+    if s.ndim != 1 or beta.shape != s.shape:
+        raise InvalidArgument(
+            f"{sig_name} has shape {s.shape} and {beta_name} {beta.shape}; pass a 1-D spectrum and "
+            "the target in its eigenbasis, of equal length"
+        )
+    if np.any(s < 0) or not np.all(np.isfinite(s)):
+        raise InvalidArgument(
+            f"{sig_name} must be positive semi-definite; its smallest eigenvalue is {s.min()}"
+        )
+    scalars: dict[str, float] = {}
+    for k, v in by_name.items():
+        if k in (sig_name, beta_name):
+            continue
+        if np.ndim(v) != 0:
+            raise InvalidArgument(f"{k} must be a number, got shape {np.shape(v)}")
+        scalars[k] = float(v)
+    p, d = model.dims
+    scalars.setdefault(str(d), float(s.shape[0]))
+    if str(d) in scalars and scalars[str(d)] != s.shape[0]:
+        raise InvalidArgument(f"{d}={scalars[str(d)]} but the spectrum has {s.shape[0]} entries")
+    if str(p) not in scalars or scalars[str(p)] <= 0:
+        raise InvalidArgument(f"values needs the number of samples {p} > 0")
+    return _Spectral(s, beta**2, scalars)
+
+
+def _numbers(expr: sp.Expr, scalars: Mapping[str, float]) -> sp.Expr:
+    """Substitute numbers for scalar symbols outside the trace atoms (whose matrices keep their shapes)."""
+    e = sp.sympify(expr)
+    atoms = sorted(e.atoms(mtr) | e.atoms(df1), key=str)
+    hide = {a: sp.Dummy(f"atom{i}") for i, a in enumerate(atoms)}
+    e = e.xreplace(hide)
+    rep = {s: sp.Float(scalars[s.name]) for s in e.free_symbols if s.name in scalars}
+    return e.xreplace(rep).xreplace({v: k for k, v in hide.items()})
+
+
+class _KappaSolver:
+    r"""Vectorized Newton for the engine's fixed point ``kappa = rhs(kappa, lam, df1(Sigma, kappa))``."""
+
+    def __init__(self, fp: FixedPoint, lam: sp.Symbol, spec: _Spectral, sigma_name: str) -> None:
+        rhs = _numbers(fp.rhs, spec.scalars)
+        k = fp.symbol
+        f = sp.Dummy("df1")
+        atoms = rhs.atoms(df1)
+        for a in atoms:
+            if str(a.args[0]) != sigma_name or a.args[1] != k:
+                raise InvalidArgument(
+                    f"the fixed point {fp} uses {a}; only df1({sigma_name}, {k}) is supported"
+                )
+        num, den = sp.fraction(sp.together(rhs.xreplace({a: f for a in atoms})))
+        r = sp.expand(
+            k * den - num
+        )  # cleared of the pole at the ridgeless kappa_0: Newton stays on the branch
+        extra = r.free_symbols - {k, lam, f}
+        if extra:
+            raise InvalidArgument(f"values lacks numbers for {sorted(map(str, extra))}")
+        self.g = sp.lambdify((k, lam, f), r, "numpy")
+        self.gk = sp.lambdify((k, lam, f), sp.diff(r, k), "numpy")
+        self.gf = sp.lambdify((k, lam, f), sp.diff(r, f), "numpy")
+        self.gl = sp.lambdify((k, lam, f), sp.diff(r, lam), "numpy")
+        self.l = spec.l
+
+    def _parts(self, kap: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = 1 / (kap[..., None] + self.l)
+        lu = self.l * u
+        f = lu.mean(axis=-1)
+        df = -(lu * u).mean(axis=-1)
+        phi = self.g(kap, lam, f) + 0 * kap
+        dphi = self.gk(kap, lam, f) + self.gf(kap, lam, f) * df
+        return phi, dphi, -self.gl(kap, lam, f) + 0 * kap
+
+    def newton(self, kap: np.ndarray, lam: np.ndarray, iters: int = 60) -> np.ndarray:
+        kap = np.array(kap, copy=True)
+        for _ in range(iters):
+            phi, dphi, _ = self._parts(kap, lam)
+            step = phi / dphi
+            kap = kap - step
+            if np.all(np.abs(step) <= 1e-14 * np.abs(kap) + 1e-300):
+                return kap
+        phi, _, _ = self._parts(kap, lam)
+        if not np.all(np.abs(phi) <= 1e-10 * np.abs(kap)):
+            raise VerificationError(
+                f"Newton for kappa did not converge (max residual {np.max(np.abs(phi)):.3g})"
+            )
+        return kap
+
+    def real(self, lam: np.ndarray, q_bound: float) -> np.ndarray:
+        """Physical root for real ``lam > 0``: Newton from the large-``kappa`` side."""
+        start = lam + q_bound
+        return self.newton(start.astype(complex), lam.astype(complex)).real.astype(complex)
+
+    def contour(self, lam: np.ndarray, q_bound: float, substeps: int = 2) -> np.ndarray:
+        """``kappa`` on ``lam`` of shape ``(T, M)`` (theta increasing), continued from ``|lam[:, 0]|``."""
+        out = np.empty_like(lam)
+        prev_lam = np.abs(lam[:, 0]).astype(complex)
+        kap = self.real(prev_lam.real, q_bound)
+        for j in range(lam.shape[1]):
+            for s in range(1, substeps + 1):
+                target = prev_lam + (lam[:, j] - prev_lam) * s / substeps
+                before = prev_lam + (lam[:, j] - prev_lam) * (s - 1) / substeps
+                _, dphi, gl = self._parts(kap, before)
+                kap = self.newton(kap + (target - before) * gl / dphi, target)
+            out[:, j] = kap
+            prev_lam = lam[:, j]
+        return out
+
+
+def _atom_plan(
+    atom: mtr, ridges: Sequence[sp.Symbol], spec: _Spectral, sigma_name: str, beta_name: str
+) -> Any:
+    """``(weights, powers)``: the atom is ``sum_k weights_k prod_i (ridge_i + l_k)^-powers_i``."""
+    m = atom.args[0]
+    scalar = complex(m.as_coeff_matrices()[0]) if isinstance(m, sp.MatMul) else 1.0
+    mats = _flat(m)
+    quad = False
+    if mats and isinstance(mats[0], sp.Transpose):
+        if (
+            mats[0].arg.name != beta_name
+            or not isinstance(mats[-1], sp.MatrixSymbol)
+            or mats[-1].name != beta_name
+        ):
+            raise InvalidArgument(
+                f"cannot evaluate {atom}: a quadratic form must be {beta_name}' ... {beta_name}"
+            )
+        quad = True
+        mats = mats[1:-1]
+    weights = (spec.b2 if quad else np.full_like(spec.l, 1.0 / spec.l.shape[0])) * scalar
+    powers = [0] * len(ridges)
+    for f in mats:
+        if isinstance(f, sp.MatrixSymbol) and f.name == sigma_name:
+            weights = weights * spec.l
+        elif (
+            isinstance(f, sp.MatPow)
+            and isinstance(f.args[0], sp.MatrixSymbol)
+            and f.args[0].name == sigma_name
+        ):
+            weights = weights * spec.l ** float(f.args[1])
+        elif isinstance(f, sp.Inverse):
+            ridge = sp.simplify(
+                sp.Trace(f.arg - sp.MatrixSymbol(sigma_name, *f.arg.shape)).doit() / f.arg.shape[0]
+            )
+            if ridge not in ridges:
+                raise InvalidArgument(f"cannot evaluate {atom}: {f} is not (ridge + {sigma_name})^-1")
+            powers[list(ridges).index(ridge)] += 1
+        elif isinstance(f, sp.Identity):
+            continue
+        else:
+            raise InvalidArgument(f"cannot evaluate {atom}: unknown factor {f}")
+    return np.real(weights) if np.isrealobj(spec.l) and scalar.imag == 0 else weights, tuple(powers)
+
+
+class _Transform:
+    """Vectorized numbers for one :class:`LaplacePiece` transform."""
+
+    def __init__(self, piece: LaplacePiece, spec: _Spectral, model: GradientFlow) -> None:
+        expr = _numbers(piece.transform, spec.scalars)
+        atoms = sorted(expr.atoms(mtr), key=str)
+        dummies = [sp.Dummy(f"a{i}") for i in range(len(atoms))]
+        expr = expr.xreplace(dict(zip(atoms, dummies, strict=True)))
+        extra = expr.free_symbols - set(piece.variables) - set(piece.ridges) - set(dummies)
+        if extra:
+            raise InvalidArgument(f"values lacks numbers for {sorted(map(str, extra))}")
+        self.f = sp.lambdify((*piece.variables, *piece.ridges, *dummies), expr, "numpy")
+        self.plans = [_atom_plan(a, piece.ridges, spec, model.sigma.name, model.beta.name) for a in atoms]
+        self.l = spec.l
+
+    def __call__(self, lams: Sequence[np.ndarray], kaps: Sequence[np.ndarray]) -> np.ndarray:
+        """``lams``/``kaps``: arrays broadcastable against each other (one per variable)."""
+        vals = []
+        cache: dict[tuple[int, int], np.ndarray] = {}
+
+        def inv(i: int, power: int) -> np.ndarray:
+            if (i, power) not in cache:
+                cache[(i, power)] = (1 / (kaps[i][..., None] + self.l)) ** power
+            return cache[(i, power)]
+
+        for weights, powers in self.plans:
+            used = [i for i, pw in enumerate(powers) if pw]
+            if not used:
+                vals.append(np.asarray(weights.sum()))
+            elif len(used) == 1:
+                i = used[0]
+                vals.append(inv(i, powers[i]) @ weights)
+            else:
+                a = inv(0, powers[0])  # (T, M, 1, D)
+                b = inv(1, powers[1])  # (T, 1, N, D)
+                vals.append(np.matmul(a[:, :, 0, :] * weights, np.swapaxes(b[:, 0, :, :], 1, 2)))
+        return np.asarray(self.f(*lams, *kaps, *vals))
+
+
+def _evaluate_curve(
+    curve: LossCurve, values: Mapping[Any, Any], times: Any, nodes: int, chunk: int
+) -> dict[str, np.ndarray]:
+    model: GradientFlow = curve.model
+    spec = _spectral(curve, values)
+    t = np.asarray(times, dtype=float).reshape(-1)
+    if np.any(~np.isfinite(t)) or np.any(t < 0):
+        raise InvalidArgument(f"times must be finite and >= 0, got {t[(t < 0) | ~np.isfinite(t)]}")
+    p, d = model.dims
+    q = spec.scalars[str(d)] / spec.scalars[str(p)]
+    bound = q * float(spec.l.mean()) + 1e-300  # kappa <= lam + (D/P) tr Sigma on the physical branch
+    solvers = {fp.symbol: fp for fp in curve.fixed_points}
+    out: dict[str, np.ndarray] = {}
+    for name, c in curve.constant.items():
+        out[name] = np.full(t.shape, float(_numbers(c, spec.scalars)))
+    for name, pieces in curve.terms.items():
+        total = np.zeros(t.shape)
+        for piece in pieces:
+            fp = solvers.get(piece.ridges[0])
+            if fp is None:
+                raise InvalidArgument(f"no fixed point for {piece.ridges[0]}")
+            solver = _KappaSolver(fp, piece.variables[0], spec, model.sigma.name)
+            transform = _Transform(piece, spec, model)
+            coeff = float(_numbers(piece.coeff, spec.scalars))
+            tau = piece.time_factor * t
+            total += coeff * _invert(transform, solver, tau, bound, nodes, chunk, len(piece.variables))
+        out[name] = total
+    out["total"] = sum(out.values(), np.zeros(t.shape))
+    return out
+
+
+def _invert(
+    transform: _Transform,
+    solver: _KappaSolver,
+    tau: np.ndarray,
+    bound: float,
+    nodes: int,
+    chunk: int,
+    nvar: int,
+) -> np.ndarray:
+    res = np.zeros(tau.shape)
+    zero = tau == 0
+    if np.any(zero):
+        # initial-value theorem f(0) = lim lam F(lam) (lam lam' F for two variables), with one
+        # Richardson step in 1/lam: error O(scale^2 / lam^2) against cancellation O(eps lam / scale)
+        scale = 1 + float(solver.l.max()) + bound
+        vals = []
+        for big_value in (1e5 * scale, 2e5 * scale):
+            big = np.array([big_value], dtype=complex)
+            kap = solver.real(big.real, bound)
+            if nvar == 1:
+                val = big * transform([big], [kap])
+            else:
+                b3, k3 = big[:, None, None], kap[:, None, None]
+                val = big**2 * transform([b3, b3], [k3, k3])
+            vals.append(float(np.real(np.ravel(val)[0])))
+        res[zero] = 2 * vals[1] - vals[0]
+    idx = np.flatnonzero(~zero)
+    for start in range(0, idx.size, chunk):
+        sel = idx[start : start + chunk]
+        tt = tau[sel]
+        lam, w = talbot_nodes(tt, nodes)
+        kap = solver.contour(lam, bound)
+        e = w * np.exp(lam * tt[:, None])
+        if nvar == 1:
+            f = transform([lam], [kap])
+            res[sel] = 2 * np.real(np.sum(e * f, axis=1))
+        else:
+            lam2 = np.concatenate([lam, lam.conj()], axis=1)
+            kap2 = np.concatenate([kap, kap.conj()], axis=1)
+            e2 = np.concatenate([e, e.conj()], axis=1)
+            f = transform([lam[:, :, None], lam2[:, None, :]], [kap[:, :, None], kap2[:, None, :]])
+            res[sel] = 2 * np.real(np.einsum("tj,tjl,tl->t", e, f, e2))
+    return res
