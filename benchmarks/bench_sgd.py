@@ -17,8 +17,8 @@ Usage::
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -65,7 +65,8 @@ def main(steps: int = 10_000, d: int = 10_000) -> None:
     # s.e. ~ 1/sqrt(runs): chains needed for a 1e-3 relative s.e., extrapolated
     factor = (rel_se / 1e-3) ** 2
     print(
-        f"  at equal accuracy 1e-3 (extrapolated, {factor:.0f}x the chains): ratio {factor * t_sim / t_th:.1e}x"
+        f"  at equal accuracy 1e-3 (extrapolated, {factor:.0f}x the chains): "
+        f"ratio {factor * t_sim / t_th:.1e}x"
     )
 
 
