@@ -22,18 +22,24 @@ import numpy as np
 import sympy as sp
 
 from ..derivations.expressions import (
-    Deterministic,
-    FreeMatrix,
-    Gaussian,
     MatrixExpr,
     Product,
     Resolvent,
-    Sqrt,
 )
 from ..derivations.sandwich import Combination, register_sandwich_witness
 from ..errors import InvalidArgument
 from .onepoint_mc import MonteCarloCheck
-from .twopoint_mc import _check_generator, _check_pairs, _free_sampler, _numeric, _trace_of, _value
+from .twopoint_mc import (
+    _check_generator,
+    _check_pairs,
+    _det_names,
+    _draw_makers,
+    _numeric,
+    _proportions,
+    _trace_of,
+    _two_resolvents,
+    _value,
+)
 from .verify import VerificationReport
 
 __all__ = ["check_monte_carlo", "SandwichReport"]
@@ -126,27 +132,16 @@ def check_monte_carlo(
             raise InvalidArgument(
                 f"control {name!r} must be a Combination of the same expression (use with_terms)"
             )
-    expr = comb.random
-    assert isinstance(expr, Product)
-    res1, res2 = expr.factors[0], expr.factors[-1]
-    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    expr, res1, res2 = _two_resolvents(comb.random)
     n_dim = comb.dim
     if not isinstance(n_dim, sp.Symbol):
         raise InvalidArgument(f"the resolvents have the fixed size {n_dim}; give them a symbolic dimension")
     leaves = _leaves(expr)
-    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
-    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
-    props.update({str(k): float(v) for k, v in (dims or {}).items()})
+    props = _proportions(leaves, n_dim, dims)
     params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
     spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
-
-    def det_names(xs: Sequence[MatrixExpr]) -> set[str]:
-        return {
-            x.base.name if isinstance(x, Sqrt) else x.name for x in xs if isinstance(x, (Deterministic, Sqrt))
-        }
-
-    inside = det_names([*res1.leaves(), *res2.leaves()])
-    others = sorted(det_names(leaves) - inside)
+    inside = _det_names([*res1.leaves(), *res2.leaves()])
+    others = sorted(_det_names(leaves) - inside)
     child = np.random.default_rng(rng.integers(2**63))
     cache: dict[int, Any] = {}
 
@@ -162,14 +157,7 @@ def check_monte_carlo(
                 spectra[name] = e
             for name in others:
                 mats[name] = np.eye(n) + child.standard_normal((n, n)) / np.sqrt(n)
-            draws: dict[str, Any] = {}
-            for x in leaves:
-                if isinstance(x, Gaussian) and x.name not in draws:
-                    shape = tuple(int(_value(d, scal).real) for d in x.dims)
-                    draws[x.name] = lambda shape=shape: child.standard_normal(shape)
-                elif isinstance(x, FreeMatrix) and x.name not in draws:
-                    given, m = _free_sampler(x, samplers, scal)
-                    draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
+            draws = _draw_makers(leaves, scal, samplers, child)
             cache[N] = (scal, spectra, mats, draws)
         return cache[N]
 

@@ -20,11 +20,20 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..derivations.expressions import Deterministic, FreeMatrix, Gaussian, Product, Resolvent, Sqrt
+from ..derivations.expressions import FreeMatrix, Gaussian
 from ..derivations.twopoint_layers import LayeredTwoPoint, register_layered_witness
 from ..errors import InvalidArgument
 from .onepoint_mc import MonteCarloCheck
-from .twopoint_mc import _check_generator, _check_pairs, _free_sampler, _sample_g1_m_g2, _trace_of, _value
+from .twopoint_mc import (
+    _check_generator,
+    _check_pairs,
+    _det_names,
+    _free_sampler,
+    _sample_g1_m_g2,
+    _trace_of,
+    _two_resolvents,
+    _value,
+)
 from .verify import VerificationReport
 
 __all__ = ["check_monte_carlo", "LayeredReport"]
@@ -101,10 +110,7 @@ def check_monte_carlo(
         Test matrices: the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
     """
     _check_generator(rng)
-    expr = tp.random
-    assert isinstance(expr, Product)
-    res1, res2 = expr.factors[0], expr.factors[-1]
-    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    expr, res1, res2 = _two_resolvents(tp.random)
     n_dim = tp.dim
     if not isinstance(n_dim, sp.Symbol):
         raise InvalidArgument(f"the resolvents have the fixed size {n_dim}; give them a symbolic dimension")
@@ -123,21 +129,8 @@ def check_monte_carlo(
     props[n_dim.name] = 1.0
     props.update({str(getattr(k, "name", k)): float(v) for k, v in (dims or {}).items()})
     spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
-    covs = sorted(
-        {
-            f.base.name if isinstance(f, Sqrt) else f.name
-            for f in (*tp.side1, *tp.side2)
-            if isinstance(f, (Deterministic, Sqrt))
-        }
-    )
-    others = sorted(
-        {
-            f.base.name if isinstance(f, Sqrt) else f.name
-            for f in tp.middle
-            if isinstance(f, (Deterministic, Sqrt))
-        }
-        - set(covs)
-    )
+    covs = sorted(_det_names([*tp.side1, *tp.side2]))
+    others = sorted(_det_names(tp.middle) - set(covs))
     child = np.random.default_rng(rng.integers(2**63))
     cache: dict[int, Any] = {}
 

@@ -106,6 +106,49 @@ def _numeric(
 PairTrace = Callable[[int, Any, Any, Callable[[int], np.ndarray]], Any]
 
 
+def _two_resolvents(expr: Any) -> tuple[Product, Resolvent, Resolvent]:
+    """``expr = c G1 ... G2`` and its two outer resolvents."""
+    assert isinstance(expr, Product)
+    res1, res2 = expr.factors[0], expr.factors[-1]
+    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    return expr, res1, res2
+
+
+def _det_names(xs: Sequence[MatrixExpr]) -> set[str]:
+    """Names of the deterministic matrices among ``xs`` (``A`` for ``A^(1/2)``)."""
+    return {
+        x.base.name if isinstance(x, Sqrt) else x.name for x in xs if isinstance(x, (Deterministic, Sqrt))
+    }
+
+
+def _proportions(
+    leaves: Sequence[MatrixExpr], n_dim: sp.Symbol, dims: Mapping[Any, float] | None
+) -> dict[str, float]:
+    """Every dimension symbol of ``leaves`` as a multiple of ``N``: 1 for ``n_dim``, else ``dims`` or 2."""
+    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
+    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
+    props.update({str(k): float(v) for k, v in (dims or {}).items()})
+    return props
+
+
+def _draw_makers(
+    xs: Sequence[MatrixExpr],
+    scal: Mapping[str, Any],
+    samplers: Mapping[Any, Any] | None,
+    child: np.random.Generator,
+) -> dict[str, Callable[[], np.ndarray]]:
+    """Name -> a fresh draw from ``child``, for each Gaussian and free matrix among ``xs`` (in order)."""
+    draws: dict[str, Any] = {}
+    for x in xs:
+        if isinstance(x, Gaussian) and x.name not in draws:
+            shape = tuple(int(_value(d, scal).real) for d in x.dims)
+            draws[x.name] = lambda shape=shape: child.standard_normal(shape)
+        elif isinstance(x, FreeMatrix) and x.name not in draws:
+            given, m = _free_sampler(x, samplers, scal)
+            draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
+    return draws
+
+
 def _sample_g1_m_g2(
     tp: TwoPoint | LayeredTwoPoint,
     lam: Any,
@@ -116,10 +159,7 @@ def _sample_g1_m_g2(
     t_of: Callable[[int], np.ndarray],
 ) -> Any:
     """``tr(T c G1 M G2) / n`` of ``tp.random`` at one sample (``draws``) and ridge pair."""
-    expr = tp.random
-    assert isinstance(expr, Product)
-    res1, res2 = expr.factors[0], expr.factors[-1]
-    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    expr, res1, res2 = _two_resolvents(tp.random)
     x1 = _numeric(res1.arg, mats, draws, scal)
     x2 = _numeric(res2.arg, mats, draws, scal)
     n = x1.shape[0]
@@ -294,28 +334,16 @@ def check_monte_carlo(
     ``I + Z / sqrt(n)`` (``Z`` Gaussian, fixed per size, seeded from ``rng``).
     """
     _check_generator(rng)
-    expr = tp.random
-    assert isinstance(expr, Product)
-    res1, res2 = expr.factors[0], expr.factors[-1]
-    assert isinstance(res1, Resolvent) and isinstance(res2, Resolvent)
+    expr, res1, res2 = _two_resolvents(tp.random)
     n_dim = tp.a_matrix.dim
     if not isinstance(n_dim, sp.Symbol):
         raise InvalidArgument(f"A has the fixed size {n_dim}; give it a symbolic dimension")
     leaves = [*res1.leaves(), *res2.leaves(), *tp.middle]
-    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
-    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
-    props.update({str(k): float(v) for k, v in (dims or {}).items()})
+    props = _proportions(leaves, n_dim, dims)
     params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
     spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
     a_name = tp.a_matrix.name
-    others = sorted(
-        {
-            f.base.name if isinstance(f, Sqrt) else f.name
-            for f in tp.middle
-            if isinstance(f, (Deterministic, Sqrt))
-        }
-        - {a_name}
-    )
+    others = sorted(_det_names(tp.middle) - {a_name})
     child = np.random.default_rng(rng.integers(2**63))
     cache: dict[int, Any] = {}
 
@@ -328,14 +356,7 @@ def check_monte_carlo(
             for name in others:
                 z = child.standard_normal((n, n))
                 mats[name] = np.eye(n) + z / np.sqrt(n)
-            draws: dict[str, Any] = {}
-            for x in [*res1.leaves(), *res2.leaves()]:
-                if isinstance(x, Gaussian):
-                    shape = tuple(int(_value(d, scal).real) for d in x.dims)
-                    draws[x.name] = lambda shape=shape: child.standard_normal(shape)
-                elif isinstance(x, FreeMatrix) and x.name not in draws:
-                    given, m = _free_sampler(x, samplers, scal)
-                    draws[x.name] = lambda g=given, m=m: np.asarray(g(m, child))
+            draws = _draw_makers([*res1.leaves(), *res2.leaves()], scal, samplers, child)
             cache[N] = (scal, e, mats, draws)
         return cache[N]
 
