@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
+from sympy.codegen.ast import FunctionCall
 from sympy.printing.precedence import PRECEDENCE
 
 from ..derivations.expressions import Deterministic, DeterministicVector
@@ -129,6 +130,24 @@ def _loss_grid(lam_name, lam, positive, nonnegative):
     return shape, flat + rest
 
 
+# the kernels allocate temporaries: blocks below glibc's mmap threshold (128 KiB) avoid
+# a fresh mmap per temporary, 10x slower on large blocks
+_KERNEL_BLOCK = 1 << 13
+_KERNEL_COLUMNS = 1024
+
+
+def _check_ridgeless(lam, names, denominators):
+    """A term whose denominator vanishes (to rounding) at lam = 0 has a divergent ridgeless limit."""
+    for j, name in enumerate(names):
+        value, scale = denominators[2 * j], denominators[2 * j + 1]
+        bad = (lam == 0) & (numpy.abs(value) <= 1e-12 * numpy.abs(scale))
+        if numpy.any(bad):
+            raise ValueError(
+                f"{name} has no finite ridgeless value here: its denominator vanishes at lam = 0 (the "
+                "interpolation threshold, e.g. P = D, where the limit diverges or is 0/0); use lam > 0"
+            )
+
+
 def _weight_vectors(weights, kinds, spectra, n):
     """The kappa-free factor of each summand as a length-n array (divided by n for a mean)."""
     values = weights(*spectra)
@@ -141,18 +160,62 @@ def _weight_vectors(weights, kinds, spectra, n):
 
 
 def _exact_spectral_sums(kernels, which, weights, k, spectra):
-    """Row j: sum_i weights[j][i] K_which[j](k, spectra_i) for each k, in cache-sized blocks."""
+    """Row j: sum_i weights[j][i] K_which[j](k, spectra_i) for each k, in cache-sized blocks
+    (one matrix product per kernel with the weights of all its sums)."""
     n = spectra[0].shape[0]
-    out = numpy.zeros((len(which), k.shape[0]))
-    for rows, cols in _blocks(k, n):
-        kk = k[rows][:, None]
-        blocks = kernels(kk, *[s[None, cols] for s in spectra])
-        if not isinstance(blocks, tuple):
-            blocks = (blocks,)
-        shape = (kk.shape[0], spectra[0][cols].shape[0])
-        for j, (i, w) in enumerate(zip(which, weights)):
-            out[j, rows] += numpy.broadcast_to(blocks[i], shape) @ w[cols]
+    groups = {}
+    for j, i in enumerate(which):
+        groups.setdefault(i, []).append(j)
+    stacked = {i: numpy.stack([weights[j] for j in rows], axis=1) for i, rows in groups.items()}
+    sums = {i: numpy.zeros((k.shape[0], len(rows))) for i, rows in groups.items()}
+    cols_per = min(n, _KERNEL_COLUMNS)
+    rows_per = max(1, _KERNEL_BLOCK // cols_per)
+    for c0 in range(0, n, cols_per):
+        cols = slice(c0, c0 + cols_per)
+        parts = [s[None, cols] for s in spectra]
+        width = parts[0].shape[1]
+        for r0 in range(0, k.shape[0], rows_per):
+            rows = slice(r0, r0 + rows_per)
+            kk = k[rows][:, None]
+            blocks = kernels(kk, *parts)
+            if not isinstance(blocks, tuple):
+                blocks = (blocks,)
+            for i, total in sums.items():
+                b = blocks[i]
+                if numpy.shape(b) != (kk.shape[0], width):
+                    b = numpy.broadcast_to(b, (kk.shape[0], width))
+                total[rows] += b @ stacked[i][cols]
+    out = numpy.empty((len(which), k.shape[0]))
+    for i, rows in groups.items():
+        out[rows] = sums[i].T
     return out
+
+
+def _pieces(low, high):
+    """Chebyshev pieces of log k covering [low, high]: (centers, half-length)."""
+    pieces = max(1, int(numpy.ceil((high - low) / _PIECE)))
+    half = max((high - low) / pieces, 1e-12) / 2
+    return low + half * (2 * numpy.arange(pieces) + 1), half
+
+
+def _table(kernels, which, weights, spectra, centers, half):
+    """Exact sums at the Chebyshev nodes of the pieces: (atoms, pieces, _NODES)."""
+    nodes = (centers[:, None] + half * _CHEB[None, :]).reshape(-1)
+    values = _exact_spectral_sums(kernels, which, weights, numpy.exp(nodes), spectra)
+    return values.reshape(len(which), centers.shape[0], _NODES)
+
+
+def _interpolate(table, centers, half, logs, rows=None):
+    """Barycentric interpolation of the tabulated sums at the points log k (rows: atoms)."""
+    low = centers[0] - half
+    piece = numpy.clip(((logs - low) / (2 * half)).astype(int), 0, centers.shape[0] - 1)
+    x = (logs - centers[piece]) / half
+    diff = x[:, None] - _CHEB[None, :]
+    diff[diff == 0] = 1e-300  # a node: its term dominates the others
+    terms = _BARY[None, :] / diff
+    den = terms.sum(axis=1)
+    rows = range(table.shape[0]) if rows is None else rows
+    return numpy.array([(terms * table[j][piece]).sum(axis=1) / den for j in rows])
 
 
 def _spectral_sums(kernels, which, weights, k, spectra):
@@ -171,24 +234,64 @@ def _spectral_sums(kernels, which, weights, k, spectra):
     if kp.size == 0:
         return out
     logs = numpy.log(kp)
-    low, high = logs.min(), logs.max()
-    pieces = max(1, int(numpy.ceil((high - low) / _PIECE)))
-    if kp.size <= 4 * _NODES or 2 * pieces * _NODES > kp.size:
+    centers, half = _pieces(logs.min(), logs.max())
+    if kp.size <= 4 * _NODES or 2 * centers.shape[0] * _NODES > kp.size:
         out[:, positive] = _exact_spectral_sums(kernels, which, weights, kp, spectra)
-        return out
-    half = max((high - low) / pieces, 1e-12) / 2
-    centers = low + half * (2 * numpy.arange(pieces) + 1)
-    nodes = (centers[:, None] + half * _CHEB[None, :]).reshape(-1)
-    at_nodes = _exact_spectral_sums(kernels, which, weights, numpy.exp(nodes), spectra)
-    piece = numpy.clip(((logs - low) / (2 * half)).astype(int), 0, pieces - 1)
-    x = (logs - centers[piece]) / half
-    diff = x[:, None] - _CHEB[None, :]
-    diff[diff == 0] = 1e-300  # a node: its term dominates the others
-    terms = _BARY[None, :] / diff
-    den = terms.sum(axis=1)
-    for j in range(len(which)):
-        out[j, positive] = (terms * at_nodes[j].reshape(pieces, _NODES)[piece]).sum(axis=1) / den
+    else:
+        table = _table(kernels, which, weights, spectra, centers, half)
+        out[:, positive] = _interpolate(table, centers, half, logs)
     return out
+
+
+def _ridge_and_sums(branch, args, lam, y, dstar, what, kernels, which, weights, spectra, rows):
+    """kappa on the physical branch (k g(df1(y, k)) = lam, k >= kappa_0) and the sums at it.
+
+    ``rows`` are the atoms df1 = mean(y / (y + k)) and mean(y / (y + k)^2). Many points
+    with one parameter set: kappa increases with lam on the branch, so the sums are
+    tabulated once on Chebyshev nodes of log k over [kappa(min lam), kappa(max lam)]
+    (kappa_0 included; the two ends by numpy_module's _solve_ridge) and kappa is the root
+    of the interpolated equation by numpy_module's safeguarded Newton: no other sum over
+    the spectrum. Otherwise _solve_ridge at every point, then _spectral_sums.
+    """
+    positive = numpy.flatnonzero(lam > 0)
+    same = all(numpy.all(a == a[:1]) for a in [dstar, *args])
+    if not same or positive.size <= 4 * _NODES:
+        kappa = _solve_ridge(branch, args, lam, y, dstar, what)
+        return kappa, _spectral_sums(kernels, which, weights, kappa, spectra)
+    kappa0 = _threshold(y, dstar[:1])[0]
+    target = lam[positive]
+    ends = numpy.array([target.min(), target.max()])
+    k_ends = _solve_ridge(branch, [a[:2] for a in args], ends, y, dstar[:2], what)
+    low = numpy.log(min(k_ends[0], kappa0) if kappa0 > 0 else k_ends[0])
+    centers, half = _pieces(low, numpy.log(k_ends[1]))
+    if 2 * centers.shape[0] * _NODES > positive.size:
+        kappa = _solve_ridge(branch, args, lam, y, dstar, what)
+        return kappa, _spectral_sums(kernels, which, weights, kappa, spectra)
+    table = _table(kernels, which, weights, spectra, centers, half)
+    params = [a[:1] for a in args]
+    nodes = (centers[:, None] + half * _CHEB[None, :]).reshape(-1)
+    lam_nodes = numpy.exp(nodes) * branch(table[rows[0]].reshape(-1), *params)[0]
+    ok = lam_nodes > 0
+    order = numpy.argsort(lam_nodes[ok])
+    guess = numpy.exp(numpy.interp(numpy.log(target), numpy.log(lam_nodes[ok][order]), nodes[ok][order]))
+
+    def fun(k, idx):
+        d, slope = _interpolate(table, centers, half, numpy.log(k), rows)
+        g, dg = branch(d, *params)
+        return k * g - target[idx], g - k * dg * slope  # d df1 / dk = -mean(y / (y + k)^2)
+
+    lo = numpy.full(target.shape, max(kappa0, k_ends[0] * (1 - 1e-12)))
+    hi = numpy.full(target.shape, k_ends[1] * (1 + 1e-12))
+    guess = numpy.clip(guess, lo, hi)
+    kappa = numpy.full(lam.shape, kappa0)
+    kappa[positive] = _newton(fun, lo, hi, guess, what)
+    out = numpy.empty((len(which), lam.shape[0]))
+    if kappa0 > 0 or positive.size == lam.shape[0]:
+        out[:] = _interpolate(table, centers, half, numpy.log(kappa))
+    else:
+        out[:, positive] = _interpolate(table, centers, half, numpy.log(kappa[positive]))
+        out[:, lam <= 0] = _exact_spectral_sums(kernels, which, weights, numpy.zeros(1), spectra)
+    return kappa, out
 '''
 
 
@@ -213,6 +316,7 @@ class _LossPlan:
     symbols: list[sp.Symbol] = field(default_factory=list)  # _a0, _a1, ... one per sum
     vectors: dict[str, sp.Symbol] = field(default_factory=dict)
     nonnegative: set[sp.Symbol] = field(default_factory=set)
+    solver_rows: tuple[int, ...] = ()  # the sums df1 and -d df1/dkappa
 
     def atom(self, s: _Sum) -> sp.Expr:
         """A number times the variable of a spectral sum (one variable per distinct summand)."""
@@ -350,7 +454,9 @@ def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[s
     # lam = kappa g(df1): the df1 variable of numpy_module's plan is a spectral sum here
     ((key, d_symbol),) = plan.atoms.items()
     y = plan.ys[key[0]]
-    g = plan.branches[kappa].xreplace({d_symbol: lp.atom(_Sum(True, y / (y + kappa)))})
+    df1_sum = lp.atom(_Sum(True, y / (y + kappa)))
+    slope_sum = lp.atom(_Sum(True, y / (y + kappa) ** 2))  # -d df1 / d kappa, for the Newton solve
+    g = plan.branches[kappa].xreplace({d_symbol: df1_sum})
     fixed_params = set(plan.params)
     originals: dict[str, sp.Expr] = {}
     terms: dict[str, sp.Expr] = {}
@@ -365,12 +471,16 @@ def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[s
             _merge(sp.expand(sp.denom(e)), lp)
         )
     # only the sums the terms use
-    used = set().union(*[t.free_symbols for t in terms.values()])
+    solver_sums = (df1_sum, slope_sum)
+    if not all(isinstance(a, sp.Symbol) for a in solver_sums):  # pragma: no cover - unit summands
+        raise InvalidArgument(f"unexpected spectral sums {solver_sums} for the fixed point")
+    used = set().union(*[t.free_symbols for t in terms.values()], solver_sums)
     keep = [i for i, s in enumerate(lp.symbols) if s in used]
     renumber = {lp.symbols[i]: sp.Symbol(f"_a{j}") for j, i in enumerate(keep)}
     lp.sums = [lp.sums[i] for i in keep]
     lp.symbols = [renumber[lp.symbols[i]] for i in keep]
     terms = {n: t.xreplace(renumber) for n, t in terms.items()}
+    lp.solver_rows = tuple(lp.symbols.index(renumber[a]) for a in solver_sums)
     spectral = {_spectral_symbol(s) for s in plan.spectra} | set(lp.vectors.values())
     for name, t in terms.items():
         for s in t.free_symbols - set(lp.symbols) - {kappa, lam} - spectral:
@@ -383,6 +493,17 @@ def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[s
             raise InvalidArgument(f"the term name {name!r} clashes with an output; rename the term")
     plan.params -= {lam}
     return lp, originals, terms
+
+
+def _magnitude(expr: sp.Expr) -> sp.Expr:
+    """The sum of the absolute values of the monomials: the scale a cancellation is measured on."""
+    if isinstance(expr, sp.Add):
+        return sp.Add(*[_magnitude(a) for a in expr.args])
+    if isinstance(expr, sp.Mul):
+        return sp.Mul(*[_magnitude(a) for a in expr.args])
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
+        return _magnitude(expr.base) ** expr.exp
+    return sp.Abs(expr)
 
 
 # ---------------------------------------------------------------------------
@@ -471,6 +592,10 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
     nonnegative = _sorted(lp.nonnegative)
     term_args = [kappa, *lp.symbols, *params, *nonnegative]
     defs.append(_cse_function("_terms", term_args, [sp.Tuple(*terms.values())]))
+    denominators = [sp.denom(t) for t in terms.values()]
+    checked = [i for i, d in enumerate(denominators) if d.free_symbols]
+    pairs = [(denominators[i], _magnitude(denominators[i])) for i in checked]
+    defs.append(_cse_function("_denominators", term_args, [sp.Tuple(*[x for pair in pairs for x in pair])]))
     generated = "\n\n\n".join(printer.doprint(f) for f in defs)
 
     dims = [d for d in params if d in plan.dims]
@@ -490,16 +615,26 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
         f"_y{i} = _eigenvalues(_spectrum_{i}({', '.join(s.name for s in _sorted(y.free_symbols))}), _n)"
         for i, y in enumerate(plan.ys)
     ]
-    solver += [printer.doprint(st) for st in plan.statements]
+    *before, solve = plan.statements
+    if not (
+        isinstance(solve.rhs, FunctionCall) and str(solve.rhs.name) == "_solve_ridge" and solve.lhs == kappa
+    ):
+        raise InvalidArgument(f"unexpected solver statement {solve}")  # pragma: no cover
+    solver += [printer.doprint(st) for st in before]
     kinds = "(" + "".join(f"{a.mean}, " for a in lp.sums) + ")"
     spectra_tuple = f"({', '.join(spectra)},)"
     solver.append(f"_w = _weight_vectors(_weights, {kinds}, {spectra_tuple}, _n)")
+    call = ", ".join(printer.doprint(a) for a in solve.rhs.function_args)
     solver.append(
-        f"({', '.join(s.name for s in lp.symbols)},) = _spectral_sums(_kernels, {tuple(which)!r}, _w, "
-        f"{kappa.name}, {spectra_tuple})"
+        f"{kappa.name}, _sums = _ridge_and_sums({call}, _kernels, {tuple(which)!r}, _w, {spectra_tuple}, "
+        f"{lp.solver_rows!r})"
     )
+    solver.append(f"({', '.join(s.name for s in lp.symbols)},) = _sums")
     term_vars = [f"_term{i}" for i in range(len(terms))]
     solver.append(f"({', '.join(term_vars)},) = _terms({', '.join(s.name for s in term_args)})")
+    names_checked = tuple(list(terms)[i] for i in checked)
+    arguments = ", ".join(s.name for s in term_args)
+    solver.append(f"_check_ridgeless({lam.name}, {names_checked!r}, _denominators({arguments}))")
     body.append('with numpy.errstate(all="ignore"):\n' + "\n".join("        " + line for line in solver))
     outputs = [f"{n!r}: {v}" for n, v in zip(terms, term_vars, strict=True)]
     outputs.append(f"'total': {' + '.join(term_vars)}")
