@@ -43,10 +43,17 @@ from typing import Any
 
 import numpy as np
 
-from ..derivations.sgd import OnlineSGD
+from ..derivations.sgd import MultiPassSGD, OnlineSGD
 from ..errors import InvalidArgument, VerificationError
 
-__all__ = ["SGDCheck", "SGDRuns", "simulate_online_sgd", "run_online_sgd", "check_online_sgd"]
+__all__ = [
+    "SGDCheck",
+    "SGDRuns",
+    "simulate_online_sgd",
+    "run_online_sgd",
+    "check_online_sgd",
+    "simulate_multipass_sgd",
+]
 
 
 def _times(times: Any) -> np.ndarray:
@@ -315,3 +322,62 @@ def check_online_sgd(
     if raise_on_failure and not check.passed:
         raise VerificationError(str(check))
     return check
+
+
+def simulate_multipass_sgd(
+    model: MultiPassSGD,
+    times: Sequence[int] | np.ndarray,
+    *,
+    n_runs: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Run ``n_runs`` multi-pass SGD chains on the model's fixed data set.
+
+    Batches of ``B`` row indices are drawn uniformly with replacement every step.
+
+    Returns
+    -------
+    test, train : numpy.ndarray, shape (n_runs, len(unique times))
+        The test loss :math:`(w-\beta)^\top\Sigma(w-\beta)+\sigma^2` and the training loss
+        :math:`\|Xw-y\|^2/P` per run and recorded step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detequiv.derivations.sgd import MultiPassSGD
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((30, 10))
+    >>> mp = MultiPassSGD(x, x @ np.ones(10), np.ones(10), np.ones(10), eta=0.1, batch=2)
+    >>> test, train = simulate_multipass_sgd(mp, [0, 10], n_runs=5, rng=rng)
+    >>> test.shape, float(test[0, 0])
+    ((5, 2), 10.0)
+    """
+    if not isinstance(model, MultiPassSGD):
+        raise InvalidArgument(f"model must be a MultiPassSGD; got {type(model).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
+        )
+    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
+        raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2")
+    tt = _times(times)
+    x, y = model.x, model.y
+    p, d = model.size
+    bsz = model.batch
+    w = np.zeros((n_runs, d))
+    test = np.empty((n_runs, tt.size))
+    train = np.empty((n_runs, tt.size))
+    j = 0
+    for step in range(int(tt[-1]) + 1):
+        while j < tt.size and tt[j] == step:
+            e = w - model.beta
+            test[:, j] = (e**2) @ model.eigenvalues + model.noise
+            train[:, j] = np.mean((w @ x.T - y) ** 2, axis=1)
+            j += 1
+        if step == tt[-1]:
+            break
+        idx = rng.integers(0, p, size=(n_runs, bsz))
+        xb = x[idx]  # (runs, B, D)
+        resid = np.einsum("rbd,rd->rb", xb, w) - y[idx]
+        w -= (model.eta / bsz) * np.einsum("rb,rbd->rd", resid, xb)
+    return test, train

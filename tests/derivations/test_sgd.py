@@ -28,9 +28,11 @@ from detequiv.codegen.sgd_mc import (
     SGDRuns,
     check_online_sgd,
     run_online_sgd,
+    simulate_multipass_sgd,
     simulate_online_sgd,
 )
 from detequiv.derivations.sgd import (
+    MultiPassSGD,
     OnlineSGD,
     derive_online_sgd,
     iter_online_sgd_steps,
@@ -338,3 +340,112 @@ def test_simulation_more_seeds(cfg: dict[str, float], seed: int) -> None:
     assert strict.passed, str(strict)
     gd = runs.compare(naive_curve(model.eigenvalues, model.beta, model.eta, 0.0, 0.04, int(cfg["steps"])))
     assert not gd.passed
+
+
+# ---------------------------------------------------------------------------
+# multi-pass SGD on a fixed data set (MATH.md 5.4)
+# ---------------------------------------------------------------------------
+
+
+def _dataset(
+    d: int, p: int, seed: int, alpha: float = 1.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lams = powerlaw(d, alpha)
+    beta = powerlaw(d, 0.4)
+    x = rng.standard_normal((p, d)) * np.sqrt(lams)
+    y = x @ beta + 0.3 * rng.standard_normal(p)
+    return x, y, lams, beta
+
+
+def p_space_train_curve(x: np.ndarray, y: np.ndarray, eta: float, batch: int, steps: int) -> np.ndarray:
+    """MATH.md 5.4 exact: R <- (I - eta K) R (I - eta K) + eta^2/B [P K diag(R) K - K R K], r_0 = -y."""
+    p = x.shape[0]
+    k = x @ x.T / p
+    m = np.eye(p) - eta * k
+    rr = np.outer(y, y)  # r_0 = X w_0 - y = -y
+    out = np.empty(steps + 1)
+    for t in range(steps + 1):
+        out[t] = np.trace(rr) / p
+        rr = m @ rr @ m + eta**2 / batch * (p * k @ np.diag(np.diag(rr)) @ k - k @ rr @ k)
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_multipass_exact_train_curve_equals_the_p_space_recursion(batch: int) -> None:
+    x, y, lams, beta = _dataset(20, 30, seed=4)
+    mp = MultiPassSGD(x, y, lams, beta, eta=0.3, batch=batch, noise=0.09)
+    _, train = mp.exact_curves(80)
+    np.testing.assert_allclose(train, p_space_train_curve(x, y, 0.3, batch, 80), rtol=1e-9)
+
+
+def test_multipass_closed_system_equals_its_volterra_form_typed_here() -> None:
+    x, y, lams, beta = _dataset(15, 25, seed=5)
+    eta, batch, noise, steps = 0.4, 2, 0.09, 60
+    mp = MultiPassSGD(x, y, lams, beta, eta=eta, batch=batch, noise=noise)
+    test, train = mp.closed_curves(steps)
+    p = x.shape[0]
+    s, u = np.linalg.eigh(x @ x.T / p)
+    a = (1 - eta * s) ** 2 + eta**2 / batch * s**2
+    sd, v = np.linalg.eigh(x.T @ x / p)
+    ad = (1 - eta * sd) ** 2 + eta**2 / batch * sd**2
+    sig_v = np.einsum("ik,i,ik->k", v, lams, v)
+    fhat = np.array([np.sum(a**n * (u.T @ y) ** 2) / p for n in range(steps + 1)])
+    khat = np.array([np.sum(s**2 * a**tau) for tau in range(steps + 1)])
+    kt = np.array([np.sum(sig_v * sd * ad**tau) for tau in range(steps + 1)])
+    w = np.zeros(15)
+    f = np.empty(steps + 1)
+    for n in range(steps + 1):  # full-batch gradient descent test loss
+        f[n] = (w - beta) @ (lams * (w - beta)) + noise
+        w = w - eta * (x.T @ (x @ w - y)) / p
+    lhat = np.empty(steps + 1)
+    ltest = np.empty(steps + 1)
+    for n in range(steps + 1):
+        conv = sum(khat[n - 1 - m] * lhat[m] for m in range(n))
+        lhat[n] = fhat[n] + eta**2 / batch * conv
+        ltest[n] = f[n] + eta**2 / batch * sum(kt[n - 1 - m] * lhat[m] for m in range(n))
+    np.testing.assert_allclose(train, lhat, rtol=1e-10)
+    np.testing.assert_allclose(test, ltest, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("eta", "batch", "seed"), [(0.2, 1, 0), (0.5, 4, 1)])
+def test_multipass_exact_curves_match_simulated_sgd(eta: float, batch: int, seed: int) -> None:
+    x, y, lams, beta = _dataset(60, 120, seed=seed)
+    mp = MultiPassSGD(x, y, lams, beta, eta=eta, batch=batch, noise=0.09)
+    times = np.array([0, 5, 20, 80, 300])
+    test, train = mp.exact_curves(300)
+    st, sr = simulate_multipass_sgd(mp, times, n_runs=200, rng=np.random.default_rng(seed + 10))
+    for sim, exact in ((st, test), (sr, train)):
+        se = sim.std(axis=0, ddof=1) / np.sqrt(sim.shape[0])
+        err = np.abs(sim.mean(axis=0) - exact[times])
+        assert np.all(err <= 4 * se + 1e-12), (err / np.maximum(se, 1e-300)).round(2)
+    # and the SGD noise matters: the full-batch GD test curve is far outside the error bar
+    gd, _ = MultiPassSGD(x, y, lams, beta, eta=eta, batch=10**9, noise=0.09).closed_curves(300)
+    se = st.std(axis=0, ddof=1) / np.sqrt(200)
+    assert np.max(np.abs(st.mean(axis=0) - gd[times])[1:] / se[1:]) > 8
+
+
+def test_multipass_closed_system_accuracy_against_exact() -> None:
+    # MATH.md 5.4 calls the closed system an approximation; measured here (D=100, P=200,
+    # power law k^-1.2, eta=0.2, B=1): <= 12 % at the first steps, <= 4 % for t >= 50,
+    # against an SGD-noise effect on the test loss of ~37 %
+    x, y, lams, beta = _dataset(100, 200, seed=0)
+    mp = MultiPassSGD(x, y, lams, beta, eta=0.2, batch=1, noise=0.09)
+    test, train = mp.exact_curves(600)
+    ctest, ctrain = mp.closed_curves(600)
+    gd, _ = MultiPassSGD(x, y, lams, beta, eta=0.2, batch=10**9, noise=0.09).closed_curves(600)
+    rel_test, rel_train = np.abs(ctest / test - 1), np.abs(ctrain / train - 1)
+    assert rel_test.max() < 0.13 and rel_train.max() < 0.10
+    assert rel_test[50:].max() < 0.04 and rel_train[50:].max() < 0.04
+    assert np.abs(gd / test - 1).max() > 0.3
+
+
+def test_multipass_bad_input() -> None:
+    x, y, lams, beta = _dataset(10, 20, seed=0)
+    with pytest.raises(InvalidArgument, match=r"y has shape \(19,\)"):
+        MultiPassSGD(x, y[:-1], lams, beta, eta=0.1)
+    with pytest.raises(InvalidArgument, match="unstable on this data set"):
+        MultiPassSGD(x, y, lams, beta, eta=50.0)
+    with pytest.raises(InvalidArgument, match="train kernel sums to"):
+        # isotropic unit-variance data: Tr(X^T X / P) ~ 10, so eta = 0.3 overloads the kernel
+        MultiPassSGD(np.random.default_rng(0).standard_normal((20, 10)), y, lams, beta, eta=0.3)
