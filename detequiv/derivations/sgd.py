@@ -67,6 +67,7 @@ __all__ = [
     "derive_online_sgd",
     "iter_online_sgd_steps",
     "online_sgd_floor",
+    "random_features_online_sgd",
 ]
 
 _REF = "MATH.md 5.2"
@@ -417,8 +418,9 @@ class OnlineSGD:
 
     def _kernel_sum_at(self, eta_value: float) -> float:
         _, _, fk = _coefficients()
-        a = np.asarray(_coefficients()[0](eta_value, self.batch, self.eigenvalues))
-        if np.any(a >= 1):
+        # a_k < 1 iff eta lambda_k (1 + 1/B) < 2 for lambda_k > 0 (zero modes are neutral, a = 1);
+        # tested in this form because a_k rounds to 1 for tiny lambda_k
+        if np.any(eta_value * self.eigenvalues * (1 + 1 / self.batch) >= 2):
             return math.inf
         return float(np.sum(fk(eta_value, self.batch, self.eigenvalues)))
 
@@ -438,11 +440,12 @@ class OnlineSGD:
 
     def _check_stable(self) -> None:
         a = self.decay
+        bad = self.eta * self.eigenvalues * (1 + 1 / self.batch) >= 2
         ksum = self._kernel_sum_at(self.eta)
-        if np.all(a < 1) and ksum < 1:
+        if not np.any(bad) and ksum < 1:
             return
         reasons = []
-        if not np.all(a < 1):
+        if np.any(bad):
             lmax = float(self.eigenvalues.max())
             reasons.append(
                 f"a_k = {float(a.max()):g} >= 1 for the largest eigenvalue {lmax:g} "
@@ -761,3 +764,62 @@ class MultiPassSGD:
             z = a_d * z + lhat
             w = w - eta * (sigma_hat @ w - xty)  # full-batch GD iterate for F_n
         return test, train
+
+
+def random_features_online_sgd(
+    features: Any, eigenvalues: Any, beta: Any, *, eta: float, batch: int = 1, noise: float = 0.0
+) -> OnlineSGD:
+    r"""Online SGD on linear random features :math:`z=Fx`, conditional on ``F`` (MATH.md 5.3).
+
+    Given ``F``, :math:`z\sim\mathcal N(0,\Sigma_F)` with :math:`\Sigma_F=F\Sigma F^\top`, and
+    the residual :math:`y-w_*\cdot z`, :math:`w_*=\Sigma_F^+F\Sigma\beta`, is Gaussian,
+    independent of ``z``, with variance
+    :math:`\sigma_e^2=\sigma^2+\beta^\top\Sigma\beta-w_*^\top\Sigma_Fw_*`. So the problem
+    is MATH.md 5.2 exactly, with :math:`\Sigma\to\Sigma_F`, :math:`\sigma^2\to\sigma_e^2`
+    and the target :math:`w_*` (written in the eigenbasis of :math:`\Sigma_F`). The
+    average over ``F`` (the one-point deterministic equivalent of MATH.md 5.3) is not
+    implemented here.
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        The feature map ``F``.
+    eigenvalues, beta : array_like, shape (D,)
+        The input covariance (diagonal in the input coordinates) and the teacher.
+    eta, batch, noise : float, int, float
+        As in :class:`OnlineSGD` (``noise`` is the label-noise variance of ``y``).
+
+    Returns
+    -------
+    OnlineSGD
+        The equivalent online-SGD problem in feature space (``N`` modes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lams, beta = np.array([1.0, 0.5]), np.array([1.0, 2.0])
+    >>> m = random_features_online_sgd(np.array([[1.0, 0.0]]), lams, beta, eta=0.1, noise=0.1)
+    >>> m.eigenvalues.tolist(), round(m.noise, 12)  # the unseen direction is label noise
+    ([1.0], 2.1)
+    """
+    f = np.asarray(features, dtype=float)
+    lams = _as_spectrum("eigenvalues", eigenvalues)
+    if f.ndim != 2 or f.shape[1] != lams.size or not np.all(np.isfinite(f)):
+        raise InvalidArgument(
+            f"features must be a finite (N, D) matrix with D = {lams.size} columns; got shape {f.shape}"
+        )
+    if np.any(lams < 0):
+        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
+    b = _as_spectrum("beta", beta, lams.size)
+    if not isinstance(noise, numbers.Real) or not noise >= 0:
+        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
+    sigma_f = (f * lams) @ f.T
+    mu, u = np.linalg.eigh(sigma_f)
+    cut = mu.max(initial=0.0) * max(f.shape) * np.finfo(float).eps
+    keep = mu > cut
+    cross = f @ (lams * b)  # F Sigma beta
+    w_star_eig = np.where(keep, (u.T @ cross) / np.where(keep, mu, 1.0), 0.0)
+    mu = np.where(keep, mu, 0.0)  # the null space of Sigma_F (rounding noise) is exactly neutral
+    explained = float(np.sum(mu[keep] * w_star_eig[keep] ** 2))
+    resid = max(float(noise) + float(lams @ b**2) - explained, 0.0)
+    return OnlineSGD(mu, w_star_eig, eta=eta, batch=batch, noise=resid)

@@ -30,6 +30,7 @@ from detequiv.codegen.sgd_mc import (
     run_online_sgd,
     simulate_multipass_sgd,
     simulate_online_sgd,
+    simulate_random_feature_sgd,
 )
 from detequiv.derivations.sgd import (
     MultiPassSGD,
@@ -37,6 +38,7 @@ from detequiv.derivations.sgd import (
     derive_online_sgd,
     iter_online_sgd_steps,
     online_sgd_floor,
+    random_features_online_sgd,
 )
 from detequiv.errors import InvalidArgument, VerificationError
 
@@ -449,3 +451,46 @@ def test_multipass_bad_input() -> None:
     with pytest.raises(InvalidArgument, match="train kernel sums to"):
         # isotropic unit-variance data: Tr(X^T X / P) ~ 10, so eta = 0.3 overloads the kernel
         MultiPassSGD(np.random.default_rng(0).standard_normal((20, 10)), y, lams, beta, eta=0.3)
+
+
+# ---------------------------------------------------------------------------
+# online SGD on linear random features, conditional on F (MATH.md 5.3)
+# ---------------------------------------------------------------------------
+
+
+def test_random_features_identity_map_is_plain_online_sgd() -> None:
+    lams, beta = powerlaw(30, 1.1), powerlaw(30, 0.3)
+    m = random_features_online_sgd(np.eye(30), lams, beta, eta=0.3, batch=2, noise=0.05)
+    direct = OnlineSGD(lams, beta, eta=0.3, batch=2, noise=0.05)
+    assert m.noise == pytest.approx(0.05, abs=1e-12)
+    np.testing.assert_allclose(m.loss_curve(200), direct.loss_curve(200), rtol=1e-10)
+
+
+def test_zero_and_tiny_modes_are_neutral() -> None:
+    lams = np.array([1.0, 0.5, 1e-18, 0.0])
+    m = OnlineSGD(lams, np.ones(4), eta=0.5, batch=1, noise=0.1)
+    base = OnlineSGD(lams[:2], np.ones(2), eta=0.5, batch=1, noise=0.1)
+    np.testing.assert_allclose(m.loss_curve(50), base.loss_curve(50), rtol=1e-12)
+
+
+def test_random_features_match_simulation_in_input_space() -> None:
+    d, n, eta = 150, 50, 0.2
+    rng = np.random.default_rng(50)
+    lams, beta = powerlaw(d, 1.3), powerlaw(d, 0.25)
+    f = rng.standard_normal((n, d)) / np.sqrt(n)
+    model = random_features_online_sgd(f, lams, beta, eta=eta, batch=1, noise=0.04)
+    times = np.unique(np.geomspace(1, 1000, 7).astype(int))
+    sim = simulate_random_feature_sgd(
+        f, lams, beta, eta=eta, batch=1, noise=0.04, times=times, n_runs=150, rng=rng
+    )
+    se = sim.std(axis=0, ddof=1) / np.sqrt(sim.shape[0])
+    curve = model.loss_curve(1000)
+    assert np.all(np.abs(sim.mean(axis=0) - curve[times]) < 4 * se)
+    # forgetting the unexplained variance beta' Sigma beta - w*' Sigma_F w* is rejected
+    wrong = OnlineSGD(model.eigenvalues, model.beta, eta=eta, batch=1, noise=0.04).loss_curve(1000)
+    assert np.max(np.abs(sim.mean(axis=0) - wrong[times]) / se) > 20
+
+
+def test_random_features_bad_input() -> None:
+    with pytest.raises(InvalidArgument, match=r"features must be a finite \(N, D\) matrix with D = 3"):
+        random_features_online_sgd(np.ones((2, 4)), np.ones(3), np.ones(3), eta=0.1)
