@@ -19,7 +19,7 @@ import pytest
 import sympy as sp
 from scipy.optimize import brentq
 
-from detequiv.codegen.loss_module import loss_to_module
+from detequiv.codegen.loss_module import curve_main, loss_to_module
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from detequiv.derivations.learning import RidgeRegression
 from detequiv.errors import InvalidArgument
@@ -318,3 +318,47 @@ def test_module_runs_where_sympy_cannot_be_imported(sources, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == pytest.approx(0.6254594533, abs=1e-10)  # MATH.md 7
+
+
+# ---------------------------------------------------------------------------
+# curve_main (the planned `detequiv curve` command)
+# ---------------------------------------------------------------------------
+
+
+def test_curve_main_prints_and_writes_the_isotropic_curve(tmp_path, capsys):
+    csv = tmp_path / "curve.csv"
+    argv = ["ridge", "--spectrum", "flat", "--D", "6", "--P", "3", "--target", "flat", "--noise", "0.25"]
+    assert curve_main([*argv, "--lam", "0:0.1:4", "--csv", str(csv)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["lam", "kappa", "bias", "variance", "noise", "E_test", "E_train"]
+    rows = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert rows.shape == (4, 7)
+    assert rows[0, 5] == pytest.approx(1.0, abs=1e-12)  # MATH.md 7: ridgeless q = 2, E_g = 1
+    assert rows[-1, 1] == pytest.approx(1.1844288770, abs=1e-10)  # q = 2, lam = 0.1
+    assert rows[-1, 5] == pytest.approx(0.9365286644, abs=1e-9)
+    assert rows[-1, 6] == pytest.approx(0.0066757967, abs=1e-9)
+
+
+def test_curve_main_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "curve.png"
+    curve_main(["ridge", "--spectrum", "powerlaw:1.2", "--D", "200", "--lam", "1e-3:1:5", "--plot", str(out)])
+    capsys.readouterr()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--spectrum", "zipf:1"], "powerlaw:ALPHA"),
+        (["--spectrum", "flat", "--lam", "1:0.1:5"], "LO < HI"),
+        (["--spectrum", "flat", "--lam", "oops"], "LO:HI:COUNT"),
+        (["--spectrum", "flat", "--D", "0"], "positive integer"),
+        (["--spectrum", "flat", "--noise", "-1"], "must be >= 0"),
+        (["--spectrum", "flat", "--P", "10", "--lam", "0:1:3"], "no finite ridgeless value"),
+    ],
+)
+def test_curve_main_bad_arguments(argv, message, capsys):
+    full = ["ridge", "--D", "10", *argv]
+    with pytest.raises(InvalidArgument, match=message):
+        curve_main(full)
