@@ -321,12 +321,17 @@ class _LossPlan:
 
     def atom(self, s: _Sum) -> sp.Expr:
         """A number times the variable of a spectral sum (one variable per distinct summand)."""
-        number, summand = sp.factor(sp.cancel(s.summand)).as_coeff_Mul()
-        key = _Sum(s.mean, summand)
+        summand = sp.factor(sp.cancel(s.summand))
+        if summand == 0:
+            return sp.S.Zero
+        # kappa-only factors and numbers go outside the sum: one variable per summand shape
+        outside, summand = summand.as_independent(*(summand.free_symbols - {self.kappa}), as_Add=False)
+        number, rest = summand.as_coeff_Mul()
+        key = _Sum(s.mean, rest)
         if key not in self.sums:
             self.sums.append(key)
             self.symbols.append(sp.Symbol(f"_a{len(self.symbols)}"))
-        return number * self.symbols[self.sums.index(key)]
+        return outside * number * self.symbols[self.sums.index(key)]
 
 
 def _deterministic(loss: LossFormula) -> dict[str, Deterministic | DeterministicVector]:
@@ -385,36 +390,55 @@ def _summand(lp: _LossPlan, atom: mtr, deterministic: dict[str, Any]) -> _Sum:
 
 
 def _merge(expr: sp.Expr, lp: _LossPlan) -> sp.Expr:
-    """Merge linear combinations of sums of one kind with coefficients in ``kappa`` only
-    into a single sum (its summand simplified), bottom-up through the expression."""
+    """Merge linear combinations of sums of one kind, with coefficients in ``kappa`` times a
+    common factor (which may hold other sums), into a single sum whose summand sympy
+    simplifies; bottom-up through the expression."""
     if not expr.args:
         return expr
     expr = expr.func(*[_merge(a, lp) for a in expr.args])
     if not isinstance(expr, sp.Add):
         return expr
     by_symbol = dict(zip(lp.symbols, lp.sums, strict=True))
-    groups: dict[tuple[bool, sp.Expr], list[tuple[sp.Expr, _Sum]]] = {}
-    rest = []
+    candidates: list[list[tuple[tuple[bool, sp.Expr], sp.Expr, _Sum]]] = []
     for term in expr.args:
-        atoms = [a for a in term.free_symbols if a in by_symbol]
-        if len(atoms) == 1:
-            c = sp.cancel(term / atoms[0])
-            outside, inside = c.as_independent(lp.kappa, as_Add=False)
-            number, outside = outside.as_coeff_Mul()
-            if not (outside.free_symbols & by_symbol.keys()) and not (inside.free_symbols - {lp.kappa}):
-                s = by_symbol[atoms[0]]
-                groups.setdefault((s.mean, outside), []).append((number * inside, s))
+        options = []
+        for atom, power in sorted(term.as_powers_dict().items(), key=str):
+            if atom not in by_symbol or power != 1:
                 continue
-        rest.append(term)
-    out = list(rest)
-    for (mean, outside), members in groups.items():
-        if len(members) == 1:
-            c, s = members[0]
-            out.append(outside * c * lp.atom(s))
+            outside, inside = (term / atom).as_independent(lp.kappa, as_Add=False)
+            if inside.free_symbols - {lp.kappa}:
+                continue
+            number, outside = outside.as_coeff_Mul()
+            s = by_symbol[atom]
+            options.append(((s.mean, outside), number * inside, s))
+        candidates.append(options)
+    count: dict[tuple[bool, sp.Expr], int] = {}
+    for options in candidates:
+        for key, _, _ in options:
+            count[key] = count.get(key, 0) + 1
+    groups: dict[tuple[bool, sp.Expr], list[tuple[sp.Expr, _Sum]]] = {}
+    out = []
+    for term, options in zip(expr.args, candidates, strict=True):
+        shared = [o for o in options if count[o[0]] > 1]
+        if not shared:
+            out.append(term)
             continue
+        key, c, s = max(shared, key=lambda o: count[o[0]])
+        groups.setdefault(key, []).append((c, s))
+    for (mean, outside), members in groups.items():
         summand = sp.Add(*[c * s.summand for c, s in members])
         out.append(outside * lp.atom(_Sum(mean, summand)))
     return sp.Add(*out)
+
+
+def _merged(expr: sp.Expr, lp: _LossPlan) -> sp.Expr:
+    """Merge sums inside the factors of ``expr`` and in its expansion, until nothing changes."""
+    for _ in range(4):
+        new = sp.factor(_merge(sp.factor(_merge(sp.expand(expr), lp)), lp))
+        if new == expr:
+            break
+        expr = new
+    return expr
 
 
 def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[str, sp.Expr]]:
@@ -468,9 +492,7 @@ def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[s
         e = e.xreplace(rep)
         eliminated = sp.factor(sp.cancel(sp.together(e.xreplace({lam: kappa * g}))))
         e = eliminated if lam not in eliminated.free_symbols else e
-        terms[name] = sp.factor(_merge(sp.expand(sp.numer(e)), lp)) / sp.factor(
-            _merge(sp.expand(sp.denom(e)), lp)
-        )
+        terms[name] = _merged(sp.numer(e), lp) / _merged(sp.denom(e), lp)
     # only the sums the terms use
     solver_sums = (df1_sum, slope_sum)
     if not all(isinstance(a, sp.Symbol) for a in solver_sums):  # pragma: no cover - unit summands
