@@ -362,3 +362,23 @@ def test_curve_main_bad_arguments(argv, message, capsys):
     full = ["ridge", "--D", "10", *argv]
     with pytest.raises(InvalidArgument, match=message):
         curve_main(full)
+
+
+def test_separate_test_noise_is_a_nonnegative_parameter(tmp_path):
+    noise_t = sp.Symbol("sigma2_t", nonnegative=True)
+    loss = RidgeRegression(SIGMA, X, BETA, test_covariance=SHIFT, test_noise=noise_t).test_error()
+    module = _load(loss_to_module(loss, "shift_noise"), tmp_path, "shift_noise")
+    prob = _problem(20, seed=4)
+    values = {
+        "Sigma": prob["Sigma"],
+        "Sigma_t": prob["Sigma_t"],
+        "beta": prob["beta"],
+        "P": 10,
+        "sigma2": 0.1,
+    }
+    out = module.evaluate(0.3, **values, sigma2_t=0.0)
+    ref = loss.evaluate({**values, "D": 20, "sigma2_t": 0.0, "lam": 0.3})
+    for name, value in ref.items():
+        assert float(out[name]) == pytest.approx(value, rel=1e-9, abs=1e-14), name
+    with pytest.raises(ValueError, match="missing sigma2_t"):
+        module.evaluate(0.3, **values)
