@@ -68,6 +68,7 @@ __all__ = [
     "iter_online_sgd_steps",
     "online_sgd_floor",
     "random_features_online_sgd",
+    "random_features_online_sgd_de",
 ]
 
 _REF = "MATH.md 5.2"
@@ -531,6 +532,48 @@ class OnlineSGD:
             return self._by_volterra(n)
         raise InvalidArgument(f"method={method!r} is unknown; use 'recursion' or 'volterra'")
 
+    def continuous_curve(self, times: Any, *, nodes: int = 16) -> np.ndarray:
+        r"""The continuous-time limit at :math:`t_c=\eta\times` steps (MATH.md 5.2).
+
+        :math:`\tilde L(s)=\tilde F(s)/(1-\frac\eta B\tilde K(s))` with
+        :math:`\tilde F=\sigma^2/s+\sum_k\lambda_kv_k^2/(s+2\lambda_k)` and
+        :math:`\tilde K=\sum_k\lambda_k^2/(s+2\lambda_k)`, inverted on Talbot contours
+        (:func:`~detequiv.derivations.dynamics.inverse_laplace`). It is the
+        :math:`\eta\to0` limit of :meth:`loss_curve` at fixed :math:`t_c` (MATH.md: 3.6e-3
+        apart at :math:`\eta=0.05`).
+
+        >>> import numpy as np
+        >>> m = OnlineSGD(np.array([1.0]), np.array([1.0]), eta=0.01, batch=1, noise=0.0)
+        >>> # one mode: 1 / (s + 2 lam - eta lam^2), so L = exp(-(2 - eta) t)
+        >>> bool(abs(m.continuous_curve([1.0])[0] - np.exp(-(2 - 0.01))) < 1e-9)
+        True
+        """
+        from .dynamics import inverse_laplace
+
+        tt = np.asarray(times, dtype=float).reshape(-1)
+        if np.any(~np.isfinite(tt)) or np.any(tt < 0):
+            raise InvalidArgument("times must be finite continuous times t_c = eta * steps >= 0")
+        lams = self.eigenvalues
+        w = lams * self.initial_error**2
+        k2 = lams**2
+        gain = self.eta / self.batch
+
+        def transform(sv: np.ndarray) -> np.ndarray:
+            out = np.empty_like(sv)
+            flat, res = sv.reshape(-1), out.reshape(-1)
+            step = max(1, 2**20 // max(lams.size, 1))
+            for i in range(0, flat.size, step):
+                u = 1.0 / (flat[i : i + step, None] + 2 * lams)
+                res[i : i + step] = (self.noise / flat[i : i + step] + u @ w) / (1 - gain * (u @ k2))
+            return out
+
+        out = np.empty(tt.size)
+        zero = tt == 0
+        out[zero] = self.noise + float(np.sum(w))
+        if np.any(~zero):
+            out[~zero] = inverse_laplace(transform, tt[~zero], nodes)
+        return out
+
     def _by_recursion(self, n: int) -> np.ndarray:
         a = self.decay
         b = np.ascontiguousarray(self.drive)
@@ -823,3 +866,122 @@ def random_features_online_sgd(
     explained = float(np.sum(mu[keep] * w_star_eig[keep] ** 2))
     resid = max(float(noise) + float(lams @ b**2) - explained, 0.0)
     return OnlineSGD(mu, w_star_eig, eta=eta, batch=batch, noise=resid)
+
+
+def _kappa_rf(lam: np.ndarray, eigenvalues: np.ndarray, n_features: int) -> np.ndarray:
+    r""":math:`\kappa(\lambda)` solving :math:`\kappa(1-n(\kappa)/N)=\lambda`.
+
+    Here :math:`n(\kappa)=\operatorname{Tr}\Sigma(\Sigma+\kappa)^{-1}`.
+
+    ``lam`` has shape ``(T, M)`` with the Talbot nodes in increasing ``theta`` along axis
+    1; Newton on :math:`\kappa(N-n(\kappa))-N\lambda`, started on the real axis at
+    :math:`|\lambda|` from the large-:math:`\kappa` side and continued node by node.
+    """
+    from ..errors import VerificationError
+
+    big_n = float(n_features)
+    ev = eigenvalues.astype(complex)
+
+    def parts(kap: np.ndarray, lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = 1.0 / (kap[..., None] + ev)
+        n = u @ ev
+        dn = -((u * u) @ ev)
+        return kap * (big_n - n) - big_n * lv, big_n - n - kap * dn
+
+    def newton(kap: np.ndarray, lv: np.ndarray) -> np.ndarray:
+        for _ in range(100):
+            phi, dphi = parts(kap, lv)
+            step = phi / dphi
+            kap = kap - step
+            if np.all(np.abs(step) <= 1e-12 * np.abs(kap) + 1e-300):
+                return kap
+        phi, _ = parts(kap, lv)
+        if not np.all(np.abs(phi) <= 1e-8 * big_n * (np.abs(kap) + np.abs(lv))):  # pragma: no cover
+            raise VerificationError(f"Newton for kappa did not converge (residual {np.max(np.abs(phi)):.3g})")
+        return kap
+
+    out = np.empty_like(lam)
+    prev = np.abs(lam[:, 0]).astype(complex)
+    kap = newton(prev + float(eigenvalues.sum()) / big_n, prev)
+    for j in range(lam.shape[1]):
+        for sub in range(1, 5):  # small continuation steps keep Newton on the physical branch
+            target = prev + (lam[:, j] - prev) * sub / 4
+            before = prev + (lam[:, j] - prev) * (sub - 1) / 4
+            _, dphi = parts(kap, before)
+            kap = newton(kap + (target - before) * big_n / dphi, target)
+        out[:, j] = kap
+        prev = lam[:, j]
+    return out
+
+
+def random_features_online_sgd_de(
+    eigenvalues: Any,
+    beta: Any,
+    n_features: int,
+    times: Any,
+    *,
+    eta: float,
+    batch: int = 1,
+    noise: float = 0.0,
+    nodes: int = 16,
+) -> np.ndarray:
+    r"""Online SGD on ``N`` Gaussian random features, averaged over ``F`` (MATH.md 5.3), continuous time.
+
+    :math:`\tilde L(s)=\tilde F(s)/(1-\frac\eta B\tilde K(s))`,
+    :math:`\tilde F(s)=\frac{\sigma^2}s+\frac12m(\frac s2)`,
+    :math:`m(\lambda)=\frac\kappa\lambda\beta^\top\Sigma(\kappa+\Sigma)^{-1}\beta`,
+    :math:`\tilde K(s)=\frac12[\operatorname{Tr}\Sigma-\frac s2n(\kappa(\frac s2))]`,
+    :math:`\kappa(\lambda)=\lambda/(1-n(\kappa)/N)`: only one-point functions enter.
+    ``F`` has iid :math:`\mathcal N(0,1/N)` entries (:math:`\mathbb EF^\top F=I_D`); the
+    time is :math:`t_c=\eta\times` steps. A large-``N, D`` deterministic equivalent: it
+    matches the conditional curves averaged over ``F`` up to :math:`O(1/N)` (see the tests).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lams, beta = np.ones(20), np.ones(20) / np.sqrt(20)
+    >>> out = random_features_online_sgd_de(lams, beta, 10**9, [0.5], eta=0.05, noise=0.1)
+    >>> exact = OnlineSGD(lams, beta, eta=0.05, noise=0.1).continuous_curve([0.5])  # N -> infinity
+    >>> bool(abs(out[0] - exact[0]) < 1e-6)
+    True
+    """
+    from .dynamics import inverse_laplace
+
+    lams = _as_spectrum("eigenvalues", eigenvalues)
+    if np.any(lams < 0):
+        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
+    b = _as_spectrum("beta", beta, lams.size)
+    n_feat = _positive_int("n_features", n_features)
+    batch = _positive_int("batch", batch)
+    if not isinstance(eta, numbers.Real) or not eta > 0:
+        raise InvalidArgument(f"eta={eta!r} must be a learning rate > 0")
+    if not isinstance(noise, numbers.Real) or not noise >= 0:
+        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
+    tt = np.asarray(times, dtype=float).reshape(-1)
+    if np.any(~np.isfinite(tt)) or np.any(tt < 0):
+        raise InvalidArgument("times must be finite continuous times t_c = eta * steps >= 0")
+    gain = float(eta) / batch
+    trace = float(lams.sum())
+    if gain * trace / 2 >= 1:
+        raise InvalidArgument(
+            f"eta={eta!r} is unstable in continuous time: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 "
+            f"bounds the kernel sum; use eta < {2 * batch / trace:.4g}"
+        )
+    sb = lams * b**2
+
+    def transform(sv: np.ndarray) -> np.ndarray:
+        lam_half = sv / 2
+        kap = _kappa_rf(lam_half, lams, n_feat)
+        u = 1.0 / (kap[..., None] + lams)
+        m = kap / lam_half * (u @ sb)
+        n = u @ lams
+        ftil = noise / sv + 0.5 * m
+        ktil = 0.5 * (trace - lam_half * n)
+        return ftil / (1 - gain * ktil)
+
+    out = np.empty(tt.size)
+    zero = tt == 0
+    out[zero] = float(noise) + float(sb.sum())
+    if np.any(~zero):
+        out[~zero] = inverse_laplace(transform, tt[~zero], nodes)
+    return out

@@ -39,6 +39,7 @@ from detequiv.derivations.sgd import (
     iter_online_sgd_steps,
     online_sgd_floor,
     random_features_online_sgd,
+    random_features_online_sgd_de,
 )
 from detequiv.errors import InvalidArgument, VerificationError
 
@@ -494,3 +495,59 @@ def test_random_features_match_simulation_in_input_space() -> None:
 def test_random_features_bad_input() -> None:
     with pytest.raises(InvalidArgument, match=r"features must be a finite \(N, D\) matrix with D = 3"):
         random_features_online_sgd(np.ones((2, 4)), np.ones(3), np.ones(3), eta=0.1)
+
+
+# ---------------------------------------------------------------------------
+# continuous time and the random-feature deterministic equivalent
+# ---------------------------------------------------------------------------
+
+
+def test_continuous_time_is_the_small_eta_limit_of_the_discrete_curve() -> None:
+    lams, beta = powerlaw(300, 1.5), powerlaw(300, 0.25)
+    diffs = []
+    for eta in (0.05, 0.025):
+        model = OnlineSGD(lams, beta, eta=eta, batch=1, noise=0.04)
+        steps = np.arange(0, int(round(200 / eta)) + 1, int(round(1 / eta)))
+        discrete = model.loss_curve(int(steps[-1]))[steps]
+        diffs.append(np.abs(discrete - model.continuous_curve(steps * eta)).max())
+    # MATH.md 5.2 measured 3.6e-3 at eta = 0.05 and 8.3e-4 at eta = 0.025: first-order-in-eta
+    # corrections that shrink ~4x when eta halves
+    assert diffs[0] < 4e-3 and diffs[1] < diffs[0] / 3
+
+
+def test_continuous_floor() -> None:
+    # s -> 0: L_inf = sigma^2 / (1 - (eta/B) sum_k lambda_k / 2)
+    lams = powerlaw(50, 1.0)
+    model = OnlineSGD(lams, np.ones(50), eta=0.1, batch=2, noise=0.2)
+    expected = 0.2 / (1 - 0.1 / 2 * lams.sum() / 2)
+    assert model.continuous_curve([1e5])[0] == pytest.approx(expected, rel=1e-7)
+
+
+@pytest.mark.parametrize("n_features", [100, 400])
+def test_random_feature_de_matches_the_average_over_feature_maps(n_features: int) -> None:
+    d, draws, eta = 300, 30, 0.1
+    lams, beta = powerlaw(d, 1.3), powerlaw(d, 0.25)
+    tc = np.array([0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0])
+    de = random_features_online_sgd_de(lams, beta, n_features, tc, eta=eta, noise=0.04)
+    rng = np.random.default_rng(n_features)
+    curves = np.array(
+        [
+            random_features_online_sgd(
+                rng.standard_normal((n_features, d)) / np.sqrt(n_features), lams, beta, eta=eta, noise=0.04
+            ).continuous_curve(tc)
+            for _ in range(draws)
+        ]
+    )
+    mean, se = curves.mean(axis=0), curves.std(axis=0, ddof=1) / np.sqrt(draws)
+    tol = 4 * se + 5 * np.abs(de) / n_features  # MATH.md acceptance rule
+    assert np.all(np.abs(mean - de) < tol), (np.abs(mean - de) / tol).round(2)
+    # the unrenormalized curve (features ignored: N -> infinity) is rejected
+    naive = OnlineSGD(lams, beta, eta=eta, batch=1, noise=0.04).continuous_curve(tc)
+    assert np.max(np.abs(mean - naive) / tol) > 3
+
+
+def test_random_feature_de_bad_input() -> None:
+    with pytest.raises(InvalidArgument, match="unstable in continuous time"):
+        random_features_online_sgd_de(np.ones(20), np.ones(20), 10, [1.0], eta=0.5)
+    with pytest.raises(InvalidArgument, match="n_features=0"):
+        random_features_online_sgd_de(np.ones(20), np.ones(20), 0, [1.0], eta=0.01)
