@@ -28,7 +28,19 @@ named steps with sympy expressions,
 modes, with the per-mode coefficients lambdified from the derivation: the exact
 discrete-time recursion costs :math:`O(TD)` (``method="recursion"``, the default), the
 Volterra form by direct convolution :math:`O(T^2+TD)` (``method="volterra"``).
-:mod:`detequiv.codegen.sgd_mc` simulates the SGD itself.
+:meth:`OnlineSGD.continuous_curve` gives the continuous-time limit (Talbot inversion of
+:math:`\tilde F/(1-\frac\eta B\tilde K)`). :mod:`detequiv.codegen.sgd_mc` simulates
+the SGD itself.
+
+Also here:
+
+* :func:`random_features_online_sgd`: online SGD on linear random features
+  :math:`z=Fx` given ``F`` reduces exactly to the above (MATH.md 5.3), and
+  :func:`random_features_online_sgd_de` is its deterministic equivalent averaged over
+  ``F`` (continuous time, one-point functions and :math:`\kappa` only);
+* :class:`MultiPassSGD`: multi-pass SGD on ``P`` fixed samples (MATH.md 5.4), the exact
+  expected curves over the batch draws and the closed Volterra approximation, with its
+  measured accuracy.
 
 >>> import numpy as np
 >>> k = np.arange(1, 301)
