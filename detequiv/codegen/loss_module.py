@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
-from sympy.codegen.ast import FunctionCall
+from sympy.codegen.ast import Assignment, FunctionCall, FunctionDefinition
 from sympy.printing.precedence import PRECEDENCE
 
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
@@ -549,6 +549,23 @@ def _describe(loss: LossFormula, lp: _LossPlan, originals: dict[str, sp.Expr], t
     return "\n".join(lines)
 
 
+def _kernel_function(args: list[sp.Symbol], kernels: list[sp.Expr], shifted: sp.Expr) -> Any:
+    """``def _kernels(kappa, spectra)``: the kernels with ``1/(y + kappa)^n`` as powers of one
+    reciprocal ``_r`` (one division per entry, then products), common subexpressions shared."""
+    r = sp.Symbol("_r", positive=True)
+    powers = {
+        p: r ** (-p.exp)
+        for e in kernels
+        for p in e.atoms(sp.Pow)
+        if p.base == shifted and p.exp.is_Integer and p.exp < 0
+    }
+    definition = _cse_function("_kernels", args, [k.xreplace(powers) for k in kernels])
+    if not powers:
+        return definition
+    body = [Assignment(r, 1 / shifted), *definition.body.args]
+    return FunctionDefinition(definition.return_type, definition.name, definition.parameters, body)
+
+
 def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
     r"""The source of a standalone numpy module that evaluates a loss formula on ``lam`` grids.
 
@@ -610,7 +627,7 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
             kernels.append(kernel)
     which = [kernels.index(kernel) for _, kernel in split]
     defs.append(_cse_function("_weights", spectral_symbols, [w for w, _ in split]))
-    defs.append(_cse_function("_kernels", [kappa, *spectral_symbols], kernels))
+    defs.append(_kernel_function([kappa, *spectral_symbols], kernels, plan.ys[0] + kappa))
     params = _sorted(plan.params)
     nonnegative = _sorted(lp.nonnegative)
     term_args = [kappa, *lp.symbols, *params, *nonnegative]
