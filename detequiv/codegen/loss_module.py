@@ -21,16 +21,25 @@ The ridge ``lam`` is eliminated from the terms with the fixed point
 functions of :math:`\kappa` and the sums, and the ridgeless limit ``lam = 0`` is their
 value at :math:`\kappa_0` (on both sides of the interpolation threshold; a divergent
 limit is a ``ValueError``). Linear combinations of sums with coefficients in
-:math:`\kappa` are merged into one sum whose summand sympy simplifies, e.g.
+:math:`\kappa` (times a common factor) are merged into one sum whose summand sympy
+simplifies, e.g.
 :math:`\operatorname{tr}\Sigma R-\kappa\operatorname{tr}\Sigma R^2=\operatorname{tr}\Sigma^2R^2`,
-which avoids the cancellation at large ``lam``.
+which avoids the cancellation at large ``lam`` and prints the familiar forms
+(variance :math:`\sigma^2\gamma/(1-\gamma)`, training signal
+:math:`(1-q\,\mathrm{df}_1)^2` times the bias).
 
 The printing reuses :mod:`detequiv.codegen.numpy_module`: its printer, its
 ``cse`` + :mod:`sympy.codegen.ast` function definitions, its run-time scaffolding (input
-checks, the vectorized safeguarded Newton iteration for :math:`\kappa` on the physical
-branch, the ridgeless :math:`\kappa_0`) and its plan of the implicit fixed point. The
-spectral sums of many :math:`\kappa` are interpolated in :math:`\log\kappa` by the same
-Chebyshev pieces (each sum is analytic in :math:`|\operatorname{Im}\log\kappa|<\pi`).
+checks, the vectorized safeguarded Newton iteration, the ridgeless :math:`\kappa_0`,
+the physical-branch solver) and its plan of the implicit fixed point. Each sum is a
+:math:`\kappa`-free weight vector times a kernel in :math:`1/(\kappa+s)`, summed by
+matrix products in small blocks. For many ``lam`` with one parameter set, the sums
+(with :math:`\mathrm{df}_1` and its slope) are computed once on Chebyshev nodes of
+:math:`\log\kappa` over :math:`[\kappa(\min\lambda),\kappa(\max\lambda)]` (each sum
+is analytic in :math:`|\operatorname{Im}\log\kappa|<\pi`, ~1e-15 relative) and
+:math:`\kappa` is the root of the interpolated fixed point by numpy_module's
+safeguarded Newton, so the cost hardly grows with the grid; otherwise numpy_module
+solves :math:`\kappa` point by point.
 
 >>> import numpy as np, sympy as sp
 >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
