@@ -382,3 +382,18 @@ def test_separate_test_noise_is_a_nonnegative_parameter(tmp_path):
         assert float(out[name]) == pytest.approx(value, rel=1e-9, abs=1e-14), name
     with pytest.raises(ValueError, match="missing sigma2_t"):
         module.evaluate(0.3, **values)
+
+
+def test_negative_control_a_perturbed_module_fails_the_checks(losses, sources, tmp_path):
+    """The comparisons above can fail: a kernel off by 1e-6 in kappa is caught."""
+    assert sources["test"].count("_r = 1/(Sigma + kappa)") == 1
+    wrong = _load(
+        sources["test"].replace("_r = 1/(Sigma + kappa)", "_r = 1/(Sigma + 1.000001*kappa)"), tmp_path, "w"
+    )
+    prob = _problem(30)
+    values = {"Sigma": prob["Sigma"], "beta": prob["beta"], "D": 30, "P": 12, "sigma2": 0.09}
+    out = wrong.evaluate(0.05, **values)
+    ref = losses["test"].evaluate({**values, "lam": 0.05})
+    assert float(out["total"]) != pytest.approx(ref["total"], rel=1e-9)
+    by_hand = _by_hand(0.05, prob["Sigma"], prob["beta"], 30 / 12, 0.09, prob["Sigma_t"])
+    assert float(out["total"]) != pytest.approx(by_hand["E_g"], rel=1e-9)
