@@ -74,6 +74,7 @@ from .onepoint import Step
 
 __all__ = [
     "MultiPassSGD",
+    "multipass_sgd_de",
     "OnlineSGD",
     "SGDDerivation",
     "derive_online_sgd",
@@ -997,3 +998,88 @@ def random_features_online_sgd_de(
     if np.any(~zero):
         out[~zero] = inverse_laplace(transform, tt[~zero], nodes)
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _gradient_flow_test_curve() -> Any:
+    """The engine-derived gradient-flow test loss of MATH.md 5.1 (cached: derived once)."""
+    from .dynamics import GradientFlow
+    from .expressions import Deterministic, DeterministicVector, Gaussian
+
+    d, p = sp.symbols("D P", positive=True)
+    flow = GradientFlow(Deterministic("Sigma", d), Gaussian("X", (p, d)), DeterministicVector("beta", d))
+    return flow.test_loss()
+
+
+def multipass_sgd_de(
+    eigenvalues: Any,
+    beta: Any,
+    n_samples: int,
+    times: Any,
+    *,
+    eta: float,
+    batch: int = 1,
+    noise: float = 0.0,
+    nodes: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Multi-pass SGD on ``P`` Gaussian samples, averaged over data sets (MATH.md 5.4), continuous time.
+
+    With :math:`\kappa=\kappa(s/2)` the data-set renormalized ridge
+    (:math:`\kappa(1-n(\kappa)/P)=\lambda`) and :math:`R=(\Sigma+\kappa)^{-1}`:
+
+    .. math:: \tilde{\hat L}(s)=\frac{\tilde{\hat F}(s)}{1-\frac\eta B\tilde{\hat K}(s)},\qquad
+              L(t)=F(t)+\tfrac\eta B\mathcal L^{-1}_t\big[\tilde K(s)\tilde{\hat L}(s)\big],
+
+    :math:`\tilde{\hat F}=\frac12\beta^\top\Sigma R\beta+\sigma^2[\frac{1-D/P}s+\frac1{2P}\frac{\kappa}{s/2}\operatorname{Tr}R]`,
+    :math:`\tilde{\hat K}=\frac12[\operatorname{Tr}\Sigma-\frac s2n(\kappa)]`,
+    :math:`\tilde K=\frac12\operatorname{Tr}\Sigma^2R`, and :math:`F(t)` the gradient-flow
+    test loss derived by :class:`~detequiv.derivations.dynamics.GradientFlow` (two-point).
+    Inherits the closed system's approximations (Gaussian closure, the non-separable
+    term dropped) plus the large-``P, D`` limit; time :math:`t_c=\eta\times` steps.
+
+    Returns
+    -------
+    test, train : numpy.ndarray
+        The two curves at ``times``.
+    """  # noqa: E501
+    from .dynamics import inverse_laplace
+
+    lams = _as_spectrum("eigenvalues", eigenvalues)
+    if np.any(lams < 0):
+        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
+    b = _as_spectrum("beta", beta, lams.size)
+    p = _positive_int("n_samples", n_samples)
+    batch = _positive_int("batch", batch)
+    if not isinstance(eta, numbers.Real) or not eta > 0:
+        raise InvalidArgument(f"eta={eta!r} must be a learning rate > 0")
+    if not isinstance(noise, numbers.Real) or not noise >= 0:
+        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
+    tt = np.asarray(times, dtype=float).reshape(-1)
+    if tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
+        raise InvalidArgument("times must be finite continuous times t_c = eta * steps > 0")
+    gain = float(eta) / batch
+    trace = float(lams.sum())
+    if gain * trace / 2 >= 1:
+        raise InvalidArgument(
+            f"eta={eta!r} is unstable: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 bounds the "
+            f"train-kernel sum; use eta < {2 * batch / trace:.4g}"
+        )
+    d = lams.size
+    sb = lams * b**2
+
+    def pieces(sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        half = sv / 2
+        kap = _kappa_rf(half, lams, p)
+        u = 1.0 / (kap[..., None] + lams)
+        f_hat = 0.5 * (u @ sb) + noise * ((1 - d / p) / sv + kap / half * u.sum(axis=-1) / (2 * p))
+        k_hat = 0.5 * (trace - half * (u @ lams))
+        k_test = 0.5 * (u @ lams**2)
+        l_hat = f_hat / (1 - gain * k_hat)
+        return l_hat, k_test
+
+    train = inverse_laplace(lambda sv: pieces(sv)[0], tt, nodes)
+    driven = inverse_laplace(lambda sv: np.prod(pieces(sv), axis=0), tt, nodes)
+    forcing = _gradient_flow_test_curve().evaluate(
+        {"Sigma": lams, "beta": b, "P": p, "sigma2": float(noise)}, tt, nodes=nodes
+    )["total"]
+    return np.asarray(forcing) + gain * driven, train

@@ -37,6 +37,7 @@ from detequiv.derivations.sgd import (
     OnlineSGD,
     derive_online_sgd,
     iter_online_sgd_steps,
+    multipass_sgd_de,
     online_sgd_floor,
     random_features_online_sgd,
     random_features_online_sgd_de,
@@ -551,3 +552,50 @@ def test_random_feature_de_bad_input() -> None:
         random_features_online_sgd_de(np.ones(20), np.ones(20), 10, [1.0], eta=0.5)
     with pytest.raises(InvalidArgument, match="n_features=0"):
         random_features_online_sgd_de(np.ones(20), np.ones(20), 0, [1.0], eta=0.01)
+
+
+def _multipass_average(
+    d: int, p: int, eta: float, tc: np.ndarray, sets: int, exact: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    lams, beta = powerlaw(d, 1.2), powerlaw(d, 0.4)
+    steps = np.round(tc / eta).astype(int)
+    rng = np.random.default_rng(1)
+    tests, trains = [], []
+    for _ in range(sets):
+        x = rng.standard_normal((p, d)) * np.sqrt(lams)
+        y = x @ beta + 0.3 * rng.standard_normal(p)
+        mp = MultiPassSGD(x, y, lams, beta, eta=eta, batch=1, noise=0.09)
+        te, tr = mp.exact_curves(int(steps[-1])) if exact else mp.closed_curves(int(steps[-1]))
+        tests.append(te[steps])
+        trains.append(tr[steps])
+    t, r = np.array(tests), np.array(trains)
+    return (
+        t.mean(axis=0),
+        t.std(axis=0, ddof=1) / np.sqrt(sets),
+        r.mean(axis=0),
+        r.std(axis=0, ddof=1) / np.sqrt(sets),
+    )
+
+
+@pytest.mark.parametrize("p", [200, 60])
+def test_multipass_de_matches_closed_curves_averaged_over_data_sets(p: int) -> None:
+    d, eta = 100, 0.1
+    tc = np.array([0.5, 2.0, 5.0, 10.0, 20.0, 40.0])
+    lams, beta = powerlaw(d, 1.2), powerlaw(d, 0.4)
+    de_test, de_train = multipass_sgd_de(lams, beta, p, tc, eta=eta, batch=1, noise=0.09)
+    gf_test, gf_train = multipass_sgd_de(lams, beta, p, tc, eta=eta, batch=10**9, noise=0.09)
+    m_test, se_test, m_train, se_train = _multipass_average(d, p, eta, tc, sets=20)
+    for mean, se, de, gf in ((m_test, se_test, de_test, gf_test), (m_train, se_train, de_train, gf_train)):
+        tol = 4 * se + 5 * np.abs(de) / min(d, p)  # MATH.md acceptance rule
+        assert np.all(np.abs(mean - de) < tol), (np.abs(mean - de) / tol).round(2)
+        if p == 200:  # the noiseless gradient-flow curves (SGD kernel dropped) are rejected
+            assert np.max(np.abs(mean - gf) / tol) > 1.5
+
+
+def test_multipass_de_matches_exact_curves_averaged_over_data_sets() -> None:
+    d, p, eta = 100, 200, 0.1
+    tc = np.array([0.5, 2.0, 5.0, 10.0, 20.0, 40.0])
+    de_test, de_train = multipass_sgd_de(powerlaw(d, 1.2), powerlaw(d, 0.4), p, tc, eta=eta, noise=0.09)
+    m_test, se_test, m_train, se_train = _multipass_average(d, p, eta, tc, sets=10, exact=True)
+    for mean, se, de in ((m_test, se_test, de_test), (m_train, se_train, de_train)):
+        assert np.all(np.abs(mean - de) < 4 * se + 5 * np.abs(de) / d)
