@@ -40,7 +40,8 @@ Also here:
   ``F`` (continuous time, one-point functions and :math:`\kappa` only);
 * :class:`MultiPassSGD`: multi-pass SGD on ``P`` fixed samples (MATH.md 5.4), the exact
   expected curves over the batch draws and the closed Volterra approximation, with its
-  measured accuracy.
+  measured accuracy; :func:`multipass_sgd_de` is the continuous-time deterministic
+  equivalent averaged over data sets.
 
 >>> import numpy as np
 >>> k = np.arange(1, 301)
