@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from . import codegen as codegen
 from . import derivations as derivations
 from . import diagrams as diagrams
+from .codegen import loss_to_module as loss_to_module
 from .codegen import to_module as to_module
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
@@ -77,6 +78,7 @@ __all__ = [
     "CumulantLaw",
     "LayeredTwoPoint",
     "to_module",
+    "loss_to_module",
     "Combination",
     "LossFormula",
     "RidgeRegression",

@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
 
+    cv = sub.add_parser(
+        "curve",
+        help="loss curves of a model over a ridge grid (e.g. curve ridge --spectrum powerlaw:1.2 --D 1000)",
+        add_help=False,
+    )
+    cv.add_argument("rest", nargs=argparse.REMAINDER, help="MODEL and its options (curve ridge --help)")
+
     cg = sub.add_parser("codegen", help="write a standalone numpy evaluator of a derived one-point result")
     cg.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
     _add_declarations(cg)
@@ -333,6 +340,12 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from .codegen.loss_module import curve_main
+
+    return curve_main(args.rest)
+
+
 def _cmd_codegen(args: argparse.Namespace) -> int:
     from .codegen.numpy_module import to_module
     from .derivations.expressions import Resolvent
@@ -379,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mixed": _cmd_mixed,
         "derive": _cmd_derive,
         "codegen": _cmd_codegen,
+        "curve": _cmd_curve,
         "demo": _cmd_demo,
     }
     t0 = time.perf_counter()

@@ -213,3 +213,29 @@ def test_derive_sandwich_and_layered_latex(capsys):
         "--latex",
     )
     assert code == 0 and text.startswith("\\begin{align*}")
+
+
+def test_curve_ridge_matches_math_md_table(capsys):
+    # MATH.md 7, isotropic ridge q = 2, lam = 0.1, s = 1, sigma2 = 0.25: E_g = 0.9365286644, E_tr = 0.0066757967
+    code, text, _ = run(
+        capsys,
+        "curve",
+        "ridge",
+        "--spectrum",
+        "flat",
+        "--target",
+        "flat",
+        "--D",
+        "400",
+        "--P",
+        "200",
+        "--noise",
+        "0.25",
+        "--lam",
+        "0.1:0.1:1",
+    )
+    assert code == 0
+    row = text.strip().splitlines()[-1].split()
+    assert abs(float(row[5]) - 0.9365286644) < 1e-5 and abs(float(row[6]) - 0.0066757967) < 1e-6
+    code, _, err = run(capsys, "curve", "ridge", "--spectrum", "bad", "--D", "10")
+    assert code == 2 and "powerlaw" in err

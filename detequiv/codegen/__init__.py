@@ -3,6 +3,7 @@ compares exact results with simulation at several sizes; LaTeX export; standalon
 evaluators of derived results (:func:`to_module`).
 """
 
+from .loss_module import loss_to_module as loss_to_module
 from .montecarlo import MCEstimate as MCEstimate
 from .montecarlo import gaussian as gaussian
 from .montecarlo import goe as goe
@@ -45,4 +46,5 @@ __all__ = [
     "sampler_for_law",
     "verify_mixed_moment",
     "to_module",
+    "loss_to_module",
 ]
