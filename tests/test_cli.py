@@ -232,7 +232,7 @@ def test_curve_ridge_matches_math_md_table(capsys):
         "--noise",
         "0.25",
         "--lam",
-        "0.1:0.1:1",
+        "0.01:0.1:2",
     )
     assert code == 0
     row = text.strip().splitlines()[-1].split()
