@@ -39,7 +39,9 @@ from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
 from .derivations import LayeredTwoPoint as LayeredTwoPoint
 from .derivations import LossFormula as LossFormula
+from .derivations import MultiPassSGD as MultiPassSGD
 from .derivations import OnePoint as OnePoint
+from .derivations import OnlineSGD as OnlineSGD
 from .derivations import Rectangular as Rectangular
 from .derivations import RidgeRegression as RidgeRegression
 from .derivations import Semicircle as Semicircle
@@ -48,6 +50,7 @@ from .derivations import TwoPoint as TwoPoint
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
 from .derivations import derive as derive
+from .derivations import derive_online_sgd as derive_online_sgd
 from .derivations import derive_sandwich as derive_sandwich
 from .derivations import derive_two_point as derive_two_point
 from .derivations import diagram_sum as diagram_sum
@@ -76,6 +79,9 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "OnlineSGD",
+    "MultiPassSGD",
+    "derive_online_sgd",
     "LayeredTwoPoint",
     "to_module",
     "loss_to_module",

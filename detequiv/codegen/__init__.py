@@ -17,6 +17,8 @@ from .montecarlo import trace_moments as trace_moments
 from .montecarlo import white_wishart as white_wishart
 from .montecarlo import wishart_sampler as wishart_sampler
 from .numpy_module import to_module as to_module
+from .sgd_mc import check_online_sgd as check_online_sgd
+from .sgd_mc import run_online_sgd as run_online_sgd
 from .verify import VerificationReport as VerificationReport
 from .verify import check_mc as check_mc
 from .verify import is_consistent_mc as is_consistent_mc
@@ -47,4 +49,6 @@ __all__ = [
     "verify_mixed_moment",
     "to_module",
     "loss_to_module",
+    "check_online_sgd",
+    "run_online_sgd",
 ]

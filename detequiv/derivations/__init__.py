@@ -40,6 +40,10 @@ from .onepoint import derive as derive
 from .quantities import tr as tr
 from .sandwich import Combination as Combination
 from .sandwich import derive_sandwich as derive_sandwich
+from .sgd import MultiPassSGD as MultiPassSGD
+from .sgd import OnlineSGD as OnlineSGD
+from .sgd import derive_online_sgd as derive_online_sgd
+from .sgd import online_sgd_floor as online_sgd_floor
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
 from .transforms import s_series as s_series
@@ -61,6 +65,10 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
+    "OnlineSGD",
+    "MultiPassSGD",
+    "derive_online_sgd",
+    "online_sgd_floor",
     "LayeredTwoPoint",
     "derive_layered_two_point",
     "LossFormula",
