@@ -242,3 +242,21 @@ def test_naive_product_rejected(flow: GradientFlow, ratio: float) -> None:
     )
     assert not report.passed
     assert max(r.max_ratio for r in report.reports) > 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio", [0.5, 2.0])
+def test_against_simulation_long(test_curve: LossCurve, train_curve: LossCurve, ratio: float) -> None:
+    """MATH.md 5.1's run: D in {300, 600}, 48 data sets, t up to 3162, several seeds."""
+    for seed in (1, 2):
+        for curve in (test_curve, train_curve):
+            report = check_monte_carlo(
+                curve,
+                (300, 600),
+                rng=np.random.default_rng(seed),
+                ratio=ratio,
+                noise=SIGMA2,
+                times=(0.1, 1.0, 10.0, 100.0, 1000.0, 3162.0),
+                n_samples=48,
+            )
+            assert report.passed, str(report)
