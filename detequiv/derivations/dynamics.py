@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -480,30 +481,48 @@ def _numbers(expr: sp.Expr, scalars: Mapping[str, float]) -> sp.Expr:
     return e.xreplace(rep).xreplace({v: k for k, v in hide.items()})
 
 
+def _float(expr: sp.Expr, scalars: Mapping[str, float], what: str) -> float:
+    value = _numbers(expr, scalars)
+    if value.free_symbols:
+        missing = sorted(str(s) for s in value.free_symbols)
+        raise InvalidArgument(f"values lacks numbers for {missing} (needed by {what}); pass them")
+    return float(value)
+
+
+def _params(names: Sequence[str], scalars: Mapping[str, float], what: str) -> list[float]:
+    missing = [n for n in names if n not in scalars]
+    if missing:
+        raise InvalidArgument(f"values lacks numbers for {missing} (needed by {what}); pass them")
+    return [scalars[n] for n in names]
+
+
+@functools.lru_cache(maxsize=64)
+def _solver_functions(
+    fp: FixedPoint, lam: sp.Symbol, sigma_name: str
+) -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """Lambdified ``Psi = kappa den - num`` (the fixed point cleared of its pole) and its partials."""
+    rhs = fp.rhs
+    k = fp.symbol
+    f = sp.Dummy("df1")
+    atoms = rhs.atoms(df1)
+    for a in atoms:
+        if str(a.args[0]) != sigma_name or a.args[1] != k:
+            raise InvalidArgument(f"the fixed point {fp} uses {a}; only df1({sigma_name}, {k}) is supported")
+    num, den = sp.fraction(sp.together(rhs.xreplace({a: f for a in atoms})))
+    r = sp.expand(k * den - num)  # cleared of the pole at the ridgeless kappa_0: Newton stays on the branch
+    params = sorted(r.free_symbols - {k, lam, f}, key=str)
+    args = (k, lam, f, *params)
+    funcs = tuple(sp.lambdify(args, e, "numpy") for e in (r, sp.diff(r, k), sp.diff(r, f), sp.diff(r, lam)))
+    return funcs, tuple(str(x) for x in params)
+
+
 class _KappaSolver:
     r"""Vectorized Newton for the engine's fixed point ``kappa = rhs(kappa, lam, df1(Sigma, kappa))``."""
 
     def __init__(self, fp: FixedPoint, lam: sp.Symbol, spec: _Spectral, sigma_name: str) -> None:
-        rhs = _numbers(fp.rhs, spec.scalars)
-        k = fp.symbol
-        f = sp.Dummy("df1")
-        atoms = rhs.atoms(df1)
-        for a in atoms:
-            if str(a.args[0]) != sigma_name or a.args[1] != k:
-                raise InvalidArgument(
-                    f"the fixed point {fp} uses {a}; only df1({sigma_name}, {k}) is supported"
-                )
-        num, den = sp.fraction(sp.together(rhs.xreplace({a: f for a in atoms})))
-        r = sp.expand(
-            k * den - num
-        )  # cleared of the pole at the ridgeless kappa_0: Newton stays on the branch
-        extra = r.free_symbols - {k, lam, f}
-        if extra:
-            raise InvalidArgument(f"values lacks numbers for {sorted(map(str, extra))}")
-        self.g = sp.lambdify((k, lam, f), r, "numpy")
-        self.gk = sp.lambdify((k, lam, f), sp.diff(r, k), "numpy")
-        self.gf = sp.lambdify((k, lam, f), sp.diff(r, f), "numpy")
-        self.gl = sp.lambdify((k, lam, f), sp.diff(r, lam), "numpy")
+        funcs, params = _solver_functions(fp, lam, sigma_name)
+        args = _params(params, spec.scalars, f"the fixed point {fp}")
+        self.g, self.gk, self.gf, self.gl = ((lambda k, x, f, fn=fn: fn(k, x, f, *args)) for fn in funcs)
         self.l = spec.l
         self.l_mean = (spec.l / spec.l.size).astype(complex)
 
@@ -552,10 +571,12 @@ class _KappaSolver:
         return out
 
 
-def _atom_plan(
-    atom: mtr, ridges: Sequence[sp.Symbol], spec: _Spectral, sigma_name: str, beta_name: str
-) -> Any:
-    """``(weights, powers)``: the atom is ``sum_k weights_k prod_i (ridge_i + l_k)^-powers_i``."""
+@functools.lru_cache(maxsize=256)
+def _atom_structure(
+    atom: mtr, ridges: tuple[sp.Symbol, ...], sigma_name: str, beta_name: str
+) -> tuple[bool, complex, float, tuple[int, ...]]:
+    """``(quadratic, scalar, power of Sigma, powers of the resolvents)`` of an atom: it is
+    ``sum_k w_k scalar l_k^power prod_i (ridge_i + l_k)^-powers_i`` with ``w = beta_k^2`` or ``1/D``."""
     m = atom.args[0]
     scalar = complex(m.as_coeff_matrices()[0]) if isinstance(m, sp.MatMul) else 1.0
     mats = _flat(m)
@@ -571,43 +592,63 @@ def _atom_plan(
             )
         quad = True
         mats = mats[1:-1]
-    weights = (spec.b2 if quad else np.full_like(spec.l, 1.0 / spec.l.shape[0])) * scalar
+    power = 0.0
     powers = [0] * len(ridges)
     for f in mats:
         if isinstance(f, sp.MatrixSymbol) and f.name == sigma_name:
-            weights = weights * spec.l
+            power += 1
         elif (
             isinstance(f, sp.MatPow)
             and isinstance(f.args[0], sp.MatrixSymbol)
             and f.args[0].name == sigma_name
         ):
-            weights = weights * spec.l ** float(f.args[1])
+            power += float(f.args[1])
         elif isinstance(f, sp.Inverse):
             ridge = sp.simplify(
                 sp.Trace(f.arg - sp.MatrixSymbol(sigma_name, *f.arg.shape)).doit() / f.arg.shape[0]
             )
             if ridge not in ridges:
                 raise InvalidArgument(f"cannot evaluate {atom}: {f} is not (ridge + {sigma_name})^-1")
-            powers[list(ridges).index(ridge)] += 1
+            powers[ridges.index(ridge)] += 1
         elif isinstance(f, sp.Identity):
             continue
         else:
             raise InvalidArgument(f"cannot evaluate {atom}: unknown factor {f}")
-    return np.real(weights) if np.isrealobj(spec.l) and scalar.imag == 0 else weights, tuple(powers)
+    return quad, scalar, power, tuple(powers)
+
+
+def _atom_plan(
+    atom: mtr, ridges: Sequence[sp.Symbol], spec: _Spectral, sigma_name: str, beta_name: str
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``(weights, powers)``: the atom is ``sum_k weights_k prod_i (ridge_i + l_k)^-powers_i``."""
+    quad, scalar, power, powers = _atom_structure(atom, tuple(ridges), sigma_name, beta_name)
+    weights = spec.b2 if quad else np.full_like(spec.l, 1.0 / spec.l.shape[0])
+    if power:
+        weights = weights * spec.l**power
+    if scalar != 1:
+        weights = weights * (scalar.real if scalar.imag == 0 else scalar)
+    return weights, powers
+
+
+@functools.lru_cache(maxsize=64)
+def _transform_function(piece: LaplacePiece) -> tuple[Any, tuple[mtr, ...], tuple[str, ...]]:
+    """The transform lambdified in ``(variables, ridges, atoms, scalar parameters)``."""
+    expr = sp.sympify(piece.transform)
+    atoms = tuple(sorted(expr.atoms(mtr), key=str))
+    dummies = [sp.Dummy(f"a{i}") for i in range(len(atoms))]
+    expr = expr.xreplace(dict(zip(atoms, dummies, strict=True)))
+    params = sorted(expr.free_symbols - set(piece.variables) - set(piece.ridges) - set(dummies), key=str)
+    f = sp.lambdify((*piece.variables, *piece.ridges, *dummies, *params), expr, "numpy")
+    return f, atoms, tuple(str(x) for x in params)
 
 
 class _Transform:
     """Vectorized numbers for one :class:`LaplacePiece` transform."""
 
     def __init__(self, piece: LaplacePiece, spec: _Spectral, model: GradientFlow) -> None:
-        expr = _numbers(piece.transform, spec.scalars)
-        atoms = sorted(expr.atoms(mtr), key=str)
-        dummies = [sp.Dummy(f"a{i}") for i in range(len(atoms))]
-        expr = expr.xreplace(dict(zip(atoms, dummies, strict=True)))
-        extra = expr.free_symbols - set(piece.variables) - set(piece.ridges) - set(dummies)
-        if extra:
-            raise InvalidArgument(f"values lacks numbers for {sorted(map(str, extra))}")
-        self.f = sp.lambdify((*piece.variables, *piece.ridges, *dummies), expr, "numpy")
+        func, atoms, params = _transform_function(piece)
+        args = _params(params, spec.scalars, piece.random)
+        self.f = lambda *xs: func(*xs, *args)
         self.plans = [_atom_plan(a, piece.ridges, spec, model.sigma.name, model.beta.name) for a in atoms]
         self.l = spec.l
 
@@ -661,7 +702,7 @@ def _evaluate_curve(
     kappas: dict[tuple[Any, ...], np.ndarray] = {}
     out: dict[str, np.ndarray] = {}
     for name, c in curve.constant.items():
-        out[name] = np.full(t.shape, float(_numbers(c, spec.scalars)))
+        out[name] = np.full(t.shape, _float(c, spec.scalars, name))
     for name, pieces in curve.terms.items():
         total = np.zeros(t.shape)
         for piece in pieces:
@@ -678,7 +719,7 @@ def _evaluate_curve(
                     )
             solver = _KappaSolver(fp, piece.variables[0], spec, model.sigma.name)
             transform = _Transform(piece, spec, model)
-            coeff = float(_numbers(piece.coeff, spec.scalars))
+            coeff = _float(piece.coeff, spec.scalars, name)
             tau = piece.time_factor * t
             key = (str(fp.equation), piece.time_factor)
             res, kap = _invert(

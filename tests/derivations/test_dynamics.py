@@ -87,6 +87,8 @@ def test_from_ridge_and_bad_inputs(flow: GradientFlow, test_curve: LossCurve) ->
         test_curve.evaluate(values(spec, beta, 40), [-1.0])
     with pytest.raises(InvalidArgument, match="P"):
         test_curve.evaluate({"Sigma": spec, "beta": beta, "sigma2": 0.1}, [1.0])
+    with pytest.raises(InvalidArgument, match="sigma2"):
+        test_curve.evaluate({"Sigma": spec, "beta": beta, "P": 40}, [1.0])
     with pytest.raises(InvalidArgument, match="equal length"):
         test_curve.evaluate(values(spec, beta[:-1], 40), [1.0])
     with pytest.raises(InvalidArgument, match="nodes"):
