@@ -179,7 +179,7 @@ class LossCurve:
         return "\n".join(lines)
 
     def evaluate(
-        self, values: Mapping[Any, Any], times: Any, *, nodes: int = 16, chunk: int = 8
+        self, values: Mapping[Any, Any], times: Any, *, nodes: int = 16, chunk: int | None = None
     ) -> dict[str, np.ndarray]:
         r"""Every term and the ``total`` on a grid of times.
 
@@ -196,8 +196,9 @@ class LossCurve:
         nodes : int
             Talbot nodes ``M`` per half contour (MATH.md 5.6: 16 is accurate to ~1e-10,
             many more loses digits to cancellation).
-        chunk : int
-            Times per vectorized block (memory ``chunk * nodes * D`` complex numbers).
+        chunk : int, optional
+            Times per vectorized block (arrays of ``chunk * nodes * D`` complex numbers);
+            by default about ``2e6 / (nodes * D)``.
         """
         return _evaluate_curve(self, values, times, nodes, chunk)
 
@@ -688,10 +689,14 @@ class _Transform:
 
 
 def _evaluate_curve(
-    curve: LossCurve, values: Mapping[Any, Any], times: Any, nodes: int, chunk: int
+    curve: LossCurve, values: Mapping[Any, Any], times: Any, nodes: int, chunk: int | None
 ) -> dict[str, np.ndarray]:
     model: GradientFlow = curve.model
     spec = _spectral(curve, values)
+    if chunk is None:
+        chunk = max(1, int(2e6 // (max(nodes, 1) * spec.l.size)))
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise InvalidArgument(f"chunk={chunk!r}: pass a positive integer (times per block)")
     t = np.asarray(times, dtype=float).reshape(-1)
     if np.any(~np.isfinite(t)) or np.any(t < 0):
         raise InvalidArgument(f"times must be finite and >= 0, got {t[(t < 0) | ~np.isfinite(t)]}")
