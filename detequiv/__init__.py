@@ -25,6 +25,7 @@ from .codegen import loss_to_module as loss_to_module
 from .codegen import to_module as to_module
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
+from .codegen.dynamics_mc import check_monte_carlo as _check_dynamics  # noqa: F401 - registers the witness
 from .codegen.latex import to_latex as to_latex
 from .codegen.learning_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
@@ -37,7 +38,9 @@ from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
+from .derivations import GradientFlow as GradientFlow
 from .derivations import LayeredTwoPoint as LayeredTwoPoint
+from .derivations import LossCurve as LossCurve
 from .derivations import LossFormula as LossFormula
 from .derivations import MultiPassSGD as MultiPassSGD
 from .derivations import OnePoint as OnePoint
@@ -79,6 +82,8 @@ __all__ = [
     "Wishart",
     "Semicircle",
     "CumulantLaw",
+    "GradientFlow",
+    "LossCurve",
     "OnlineSGD",
     "MultiPassSGD",
     "derive_online_sgd",

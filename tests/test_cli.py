@@ -189,7 +189,8 @@ def test_derive_sandwich_and_layered_latex(capsys):
     code, text, _ = run(
         capsys,
         "derive",
-        "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ X.T @ X / P @ resolvent(Sigma @ X.T @ X / P, lam2)",
+        "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ X.T @ X / P"
+        " @ resolvent(Sigma @ X.T @ X / P, lam2)",
         "--det",
         "Sigma:D",
         "--gaussian",
@@ -201,7 +202,8 @@ def test_derive_sandwich_and_layered_latex(capsys):
     code, text, _ = run(
         capsys,
         "derive",
-        "lam*lam2*resolvent(Sigma @ X.T @ X @ F.T @ F / (P*N), lam) @ M @ resolvent(F.T @ F @ Sigma @ X.T @ X / (N*P), lam2)",
+        "lam*lam2*resolvent(Sigma @ X.T @ X @ F.T @ F / (P*N), lam) @ M"
+        " @ resolvent(F.T @ F @ Sigma @ X.T @ X / (N*P), lam2)",
         "--det",
         "Sigma:D",
         "--det",
@@ -216,7 +218,8 @@ def test_derive_sandwich_and_layered_latex(capsys):
 
 
 def test_curve_ridge_matches_math_md_table(capsys):
-    # MATH.md 7, isotropic ridge q = 2, lam = 0.1, s = 1, sigma2 = 0.25: E_g = 0.9365286644, E_tr = 0.0066757967
+    # MATH.md 7, isotropic ridge q = 2, lam = 0.1, s = 1, sigma2 = 0.25:
+    # E_g = 0.9365286644, E_tr = 0.0066757967
     code, text, _ = run(
         capsys,
         "curve",

@@ -11,6 +11,9 @@ from .cumulants import cumulant_symbols as cumulant_symbols
 from .cumulants import cumulants_from_moments as cumulants_from_moments
 from .cumulants import moment_symbols as moment_symbols
 from .cumulants import moments_from_cumulants as moments_from_cumulants
+from .dynamics import GradientFlow as GradientFlow
+from .dynamics import LossCurve as LossCurve
+from .dynamics import inverse_laplace as inverse_laplace
 from .expressions import Deterministic as Deterministic
 from .expressions import DeterministicVector as DeterministicVector
 from .expressions import FreeMatrix as FreeMatrix
@@ -65,6 +68,9 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
+    "GradientFlow",
+    "LossCurve",
+    "inverse_laplace",
     "OnlineSGD",
     "MultiPassSGD",
     "derive_online_sgd",
