@@ -58,7 +58,7 @@ import sympy as sp
 from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .learning import _flat, _quadratic, _to_atoms, mtr
-from .onepoint import _WITNESSES, FixedPoint, Step, derive, df1
+from .onepoint import FixedPoint, Step, call_witness, derive, df1
 from .twopoint import TwoPoint, derive_two_point
 
 __all__ = [
@@ -204,10 +204,7 @@ class LossCurve:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Simulation of gradient flow itself (:mod:`detequiv.codegen.dynamics_mc`)."""
-        witness = _WITNESSES.get("dynamics/monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.dynamics_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("dynamics/monte_carlo", "dynamics_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------

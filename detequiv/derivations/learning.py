@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import DetEquivError, InvalidArgument, VerificationError
+from ..errors import InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .laws import Wishart
-from .onepoint import _WITNESSES, FixedPoint, Step, derive, df1
+from .onepoint import FixedPoint, Step, call_witness, derive, df1
 from .twopoint import derive_two_point, df2
 
 __all__ = ["mtr", "LossFormula", "RidgeRegression", "lam_derivative", "SeriesReport"]
@@ -325,10 +325,7 @@ class LossFormula:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Simulation of the learning problem itself (:mod:`detequiv.codegen.learning_mc`)."""
-        witness = _WITNESSES.get("learning/monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.learning_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("learning/monte_carlo", "learning_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------

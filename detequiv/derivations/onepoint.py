@@ -110,6 +110,14 @@ def register_witness(name: str, function: Callable[..., Any]) -> None:
     _WITNESSES[name] = function
 
 
+def call_witness(key: str, module: str, result: Any, sizes: Any, rng: Any, **kwargs: Any) -> Any:
+    """Run the witness registered under ``key`` (provided by ``detequiv.codegen.<module>``)."""
+    witness = _WITNESSES.get(key)
+    if witness is None:
+        raise DetEquivError(f"no Monte Carlo witness is registered; import detequiv.codegen.{module}")
+    return witness(result, sizes, rng=rng, **kwargs)
+
+
 def result_str(eq: Any) -> str:
     """``random ~ deterministic``, the fixed points and the numbered steps (any result)."""
     lines = [f"{eq.random}  ~  {eq.deterministic}"]
@@ -669,10 +677,7 @@ class OnePoint:
         Provided by :func:`detequiv.codegen.onepoint_mc.check_monte_carlo` (see there for
         the options), which registers itself when :mod:`detequiv` is imported.
         """
-        witness = _WITNESSES.get("monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.onepoint_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("monte_carlo", "onepoint_mc", self, sizes, rng, **kwargs)
 
 
 def _free_label(f: FreeMatrix) -> set[str]:
@@ -1515,7 +1520,4 @@ class Contracted:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness (:func:`detequiv.codegen.onepoint_mc.check_monte_carlo`)."""
-        witness = _WITNESSES.get("monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.onepoint_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("monte_carlo", "onepoint_mc", self, sizes, rng, **kwargs)

@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import DetEquivError, InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, Identity, MatrixExpr, Product, Resolvent, Sqrt, Sum
 from .mixed import mixed_moment
 from .onepoint import (
-    _WITNESSES,
     FixedPoint,
     OnePoint,
     Step,
+    call_witness,
     derive,
     gaussian_gram_to_wishart,
     register_witness,
@@ -324,10 +324,7 @@ class Combination:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness (:func:`detequiv.codegen.sandwich_mc.check_monte_carlo`)."""
-        witness = _WITNESSES.get("sandwich/monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.sandwich_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("sandwich/monte_carlo", "sandwich_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -53,13 +53,13 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import DetEquivError, InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .onepoint import (
-    _WITNESSES,
     FixedPoint,
     OnePoint,
     Step,
+    call_witness,
     derive,
     df1,
     gaussian_gram_to_wishart,
@@ -434,10 +434,7 @@ class TwoPoint:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness (:func:`detequiv.codegen.twopoint_mc.check_monte_carlo`)."""
-        witness = _WITNESSES.get("two_point/monte_carlo")
-        if witness is None:
-            raise DetEquivError("no Monte Carlo witness is registered; import detequiv.codegen.twopoint_mc")
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("two_point/monte_carlo", "twopoint_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------

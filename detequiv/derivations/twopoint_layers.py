@@ -64,13 +64,13 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import DetEquivError, InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .onepoint import (
-    _WITNESSES,
     FixedPoint,
     OnePoint,
     Step,
+    call_witness,
     derive,
     df1,
     free_factor_renormalization,
@@ -439,12 +439,7 @@ class LayeredTwoPoint:
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness (:func:`detequiv.codegen.twopoint_layers_mc.check_monte_carlo`)."""
-        witness = _WITNESSES.get("layered_two_point/monte_carlo")
-        if witness is None:
-            raise DetEquivError(
-                "no Monte Carlo witness is registered; import detequiv.codegen.twopoint_layers_mc"
-            )
-        return witness(self, sizes, rng=rng, **kwargs)
+        return call_witness("layered_two_point/monte_carlo", "twopoint_layers_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------
