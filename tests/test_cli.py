@@ -242,3 +242,27 @@ def test_curve_ridge_matches_math_md_table(capsys):
     assert abs(float(row[5]) - 0.9365286644) < 1e-5 and abs(float(row[6]) - 0.0066757967) < 1e-6
     code, _, err = run(capsys, "curve", "ridge", "--spectrum", "bad", "--D", "10")
     assert code == 2 and "powerlaw" in err
+
+
+def test_curve_sgd_floor_matches_math_md(capsys):
+    # MATH.md 7: lambda_k = k^-1.5 (k <= 300), sigma = 0.2, eta = 0.2, B = 1: L_inf = 0.055477
+    code, text, _ = run(
+        capsys,
+        "curve",
+        "sgd",
+        "--spectrum",
+        "powerlaw:1.5",
+        "--D",
+        "300",
+        "--noise",
+        "0.04",
+        "--steps",
+        "100",
+    )
+    assert code == 0
+    floor = float(text.splitlines()[1].split(":")[1])
+    assert abs(floor - 0.055477) < 1e-6
+    code, _, err = run(
+        capsys, "curve", "sgd", "--spectrum", "flat", "--D", "10", "--eta", "5", "--steps", "5"
+    )
+    assert code == 2 and "unstable" in err

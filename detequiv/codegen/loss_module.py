@@ -740,7 +740,7 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
 # command line: detequiv curve ridge --spectrum powerlaw:ALPHA --D ... [--plot out.png]
 # ---------------------------------------------------------------------------
 
-_CURVE_MODELS = ("ridge",)
+_CURVE_MODELS = ("ridge", "sgd")
 
 
 def _power_law(spec: str, n: int, flag: str) -> Any:
@@ -823,13 +823,18 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
     import sympy as sp
 
     parser = argparse.ArgumentParser(prog="detequiv curve", description="loss curves of a learning model")
-    parser.add_argument("model", choices=_CURVE_MODELS, help="the model (ridge)")
+    parser.add_argument(
+        "model", choices=_CURVE_MODELS, help="ridge (loss vs lam) or sgd (online SGD loss vs step)"
+    )
     parser.add_argument("--spectrum", required=True, help="powerlaw:ALPHA (eigenvalues k^-ALPHA) or flat")
     parser.add_argument("--D", type=int, required=True, help="dimension (number of eigenvalues)")
     parser.add_argument("--P", type=float, help="number of samples (default: D / 2)")
     parser.add_argument("--target", default="powerlaw:0.9", help="beta_k^2 = k^-B: powerlaw:B or flat")
     parser.add_argument("--noise", type=float, default=0.09, help="label noise variance sigma2 (>= 0)")
     parser.add_argument("--lam", default="1e-4:10:25", help="LO:HI:COUNT, log-spaced (LO = 0: ridgeless)")
+    parser.add_argument("--eta", type=float, default=0.2, help="sgd: learning rate (default 0.2)")
+    parser.add_argument("--batch", type=int, default=1, help="sgd: batch size (default 1)")
+    parser.add_argument("--steps", type=int, default=10000, help="sgd: number of steps (default 1e4)")
     parser.add_argument("--csv", metavar="FILE", help="write the table as CSV")
     parser.add_argument("--plot", metavar="FILE", help="draw the curves (PNG/SVG/PDF; needs matplotlib)")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -842,6 +847,8 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
         raise InvalidArgument(f"--noise {args.noise}: the noise variance must be >= 0")
     spectrum = _power_law(args.spectrum, args.D, "--spectrum")
     beta = np.sqrt(_power_law(args.target, args.D, "--target"))
+    if args.model == "sgd":
+        return _sgd_curve(args, spectrum, beta)
     lams = _lam_grid(args.lam)
 
     d, p = sp.symbols("D P", positive=True)
@@ -873,6 +880,43 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
             )
     if args.plot:
         _plot_curves(columns, args.plot, f"ridge, D = {args.D}, P = {p_value:g}, {args.spectrum}")
+    return 0
+
+
+def _sgd_curve(args: Any, spectrum: Any, beta: Any) -> int:
+    """``curve sgd``: the exact online-SGD loss curve (MATH.md 5.2) at log-spaced steps and its floor."""
+    import numpy as np
+
+    from ..derivations.sgd import OnlineSGD
+
+    if args.steps < 1 or args.batch < 1:
+        raise InvalidArgument(f"--steps {args.steps} and --batch {args.batch} must be positive integers")
+    model = OnlineSGD(spectrum, beta, args.eta, batch=args.batch, noise=args.noise)
+    curve = model.loss_curve(args.steps)
+    steps = np.unique(np.round(np.logspace(0, np.log10(args.steps), 25)).astype(int))
+    steps = np.concatenate([[0], steps])
+    print(f"# online SGD, D = {args.D}, eta = {args.eta:g}, batch = {args.batch}, noise {args.noise:g}")
+    print(f"# t -> infinity floor: {model.floor():.6g}")
+    print("step loss")
+    print("\n".join(f"{int(k)} {float(curve[k]):.6g}" for k in steps))
+    if args.csv:
+        with open(args.csv, "w") as fh:
+            fh.write("step,loss\n")
+            fh.writelines(f"{k},{float(v):.17g}\n" for k, v in enumerate(curve))
+    if args.plot:
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:  # pragma: no cover - optional extra
+            raise InvalidArgument("--plot needs matplotlib: pip install matplotlib") from None
+        fig = Figure(figsize=(6.4, 4.4))
+        ax = fig.add_subplot()
+        t = np.arange(1, curve.size)
+        ax.loglog(t, curve[1:], label="loss")
+        ax.axhline(model.floor(), ls="--", color="gray", label="floor")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        fig.savefig(args.plot, bbox_inches="tight")
     return 0
 
 
