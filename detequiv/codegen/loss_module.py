@@ -77,6 +77,7 @@ from ..derivations.learning import LossFormula, RidgeRegression, _to_atoms, mtr
 from ..errors import InvalidArgument
 from .numpy_module import (
     _RUNTIME,
+    _assemble,
     _cse_function,
     _docstring_text,
     _elementwise,
@@ -721,19 +722,7 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
         "Call ``evaluate(lam, *, matrices..., parameters...)``.\n"
         '"""\n'
     )
-    imports = sorted(f"import {m}" for m in printer.module_imports) or ["import numpy"]
-    if "import numpy" not in imports:
-        imports.insert(0, "import numpy")
-    parts = [
-        header,
-        "\n".join(imports),
-        '__all__ = ["evaluate"]',
-        _RUNTIME.strip("\n"),
-        _LOSS_RUNTIME.strip("\n"),
-        "# generated: sympy.cse + sympy.codegen.ast, printed by NumPyPrinter\n\n" + generated,
-        f"def evaluate({signature}):\n    " + '"""' + doc + '    """\n    ' + "\n    ".join(body),
-    ]
-    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
+    return _assemble(header, printer, (_RUNTIME, _LOSS_RUNTIME), generated, signature, doc, body)
 
 
 # ---------------------------------------------------------------------------

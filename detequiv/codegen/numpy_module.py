@@ -985,6 +985,19 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
         "Call ``evaluate(lam, *, matrices..., parameters...)``.\n"
         '"""\n'
     )
+    return _assemble(header, printer, (_RUNTIME,), generated, signature, doc, body)
+
+
+def _assemble(
+    header: str,
+    printer: Any,
+    runtimes: Sequence[str],
+    generated: str,
+    signature: str,
+    doc: str,
+    body: Sequence[str],
+) -> str:
+    """The module text: docstring, imports, the fixed runtime helpers, the generated code, ``evaluate``."""
     imports = sorted(f"import {m}" for m in printer.module_imports) or ["import numpy"]
     if "import numpy" not in imports:
         imports.insert(0, "import numpy")
@@ -992,7 +1005,7 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
         header,
         "\n".join(imports),
         '__all__ = ["evaluate"]',
-        _RUNTIME.strip("\n"),
+        *(r.strip("\n") for r in runtimes),
         "# generated: sympy.cse + sympy.codegen.ast, printed by NumPyPrinter\n\n" + generated,
         f"def evaluate({signature}):\n    " + '"""' + doc + '    """\n    ' + "\n    ".join(body),
     ]

@@ -334,6 +334,20 @@ def _as_spectrum(name: str, value: Any, size: int | None = None) -> np.ndarray:
     return arr
 
 
+def _spectrum_inputs(eigenvalues: Any, beta: Any, batch: Any, eta: Any, noise: Any) -> tuple[Any, Any, int]:
+    """Validated ``(eigenvalues, beta, batch)`` of the averaged (continuous-time) curves."""
+    lams = _as_spectrum("eigenvalues", eigenvalues)
+    if np.any(lams < 0):
+        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
+    b = _as_spectrum("beta", beta, lams.size)
+    batch = _positive_int("batch", batch)
+    if not isinstance(eta, numbers.Real) or not float(eta) > 0:
+        raise InvalidArgument(f"eta={eta!r} must be a learning rate > 0")
+    if not isinstance(noise, numbers.Real) or not float(noise) >= 0:
+        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
+    return lams, b, batch
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidArgument(f"{name}={value!r} must be a positive integer")
@@ -961,16 +975,8 @@ def random_features_online_sgd_de(
     """
     from .dynamics import inverse_laplace
 
-    lams = _as_spectrum("eigenvalues", eigenvalues)
-    if np.any(lams < 0):
-        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
-    b = _as_spectrum("beta", beta, lams.size)
+    lams, b, batch = _spectrum_inputs(eigenvalues, beta, batch, eta, noise)
     n_feat = _positive_int("n_features", n_features)
-    batch = _positive_int("batch", batch)
-    if not isinstance(eta, numbers.Real) or not eta > 0:
-        raise InvalidArgument(f"eta={eta!r} must be a learning rate > 0")
-    if not isinstance(noise, numbers.Real) or not noise >= 0:
-        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
     tt = np.asarray(times, dtype=float).reshape(-1)
     if np.any(~np.isfinite(tt)) or np.any(tt < 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps >= 0")
@@ -1045,16 +1051,8 @@ def multipass_sgd_de(
     """  # noqa: E501
     from .dynamics import inverse_laplace
 
-    lams = _as_spectrum("eigenvalues", eigenvalues)
-    if np.any(lams < 0):
-        raise InvalidArgument(f"eigenvalues must be >= 0; the smallest is {lams.min():g}")
-    b = _as_spectrum("beta", beta, lams.size)
+    lams, b, batch = _spectrum_inputs(eigenvalues, beta, batch, eta, noise)
     p = _positive_int("n_samples", n_samples)
-    batch = _positive_int("batch", batch)
-    if not isinstance(eta, numbers.Real) or not eta > 0:
-        raise InvalidArgument(f"eta={eta!r} must be a learning rate > 0")
-    if not isinstance(noise, numbers.Real) or not noise >= 0:
-        raise InvalidArgument(f"noise={noise!r} is the label-noise variance; it must be >= 0")
     tt = np.asarray(times, dtype=float).reshape(-1)
     if tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps > 0")
