@@ -57,7 +57,7 @@ import sympy as sp
 
 from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
-from .learning import _flat, _quadratic, _to_atoms, mtr
+from .learning import _flat, _quadratic, _to_atoms, mtr, sample_covariance
 from .onepoint import FixedPoint, Step, call_witness, derive, df1
 from .twopoint import TwoPoint, derive_two_point
 
@@ -253,9 +253,7 @@ class GradientFlow:
 
     @property
     def sample_covariance(self) -> Any:
-        s = self.sigma.sqrt()
-        x = self.gaussian
-        return s @ x.T @ x @ s / x.dims[0]
+        return sample_covariance(self.sigma, self.gaussian)
 
     def two_point(self) -> TwoPoint:
         r"""The engine's equivalent of

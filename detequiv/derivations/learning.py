@@ -333,6 +333,12 @@ class LossFormula:
 # ---------------------------------------------------------------------------
 
 
+def sample_covariance(sigma: Deterministic, gaussian: Gaussian) -> Any:
+    r"""The expression :math:`\Sigma^{1/2}X^\top X\Sigma^{1/2}/P` of data with covariance ``sigma``."""
+    s = sigma.sqrt()
+    return s @ gaussian.T @ gaussian @ s / gaussian.dims[0]
+
+
 @dataclass(frozen=True, slots=True)
 class RidgeRegression:
     r"""Linear ridge regression :math:`y=\beta\cdot x+\varepsilon`, :math:`x\sim\mathcal N(0,\Sigma)`,
@@ -367,9 +373,8 @@ class RidgeRegression:
 
     @property
     def sample_covariance(self) -> Any:
-        s = self.sigma.sqrt()
-        x = self.gaussian
-        return s @ x.T @ x @ s / x.dims[0]
+        r""":math:`\hat\Sigma=\Sigma^{1/2}X^\top X\Sigma^{1/2}/P` (``X`` has iid standard entries)."""
+        return sample_covariance(self.sigma, self.gaussian)
 
     def _one_point(self) -> Any:
         return derive(self.lam * resolvent(self.sample_covariance, self.lam))

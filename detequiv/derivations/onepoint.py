@@ -423,6 +423,29 @@ def gaussian_gram_to_wishart(
     return sp.simplify(c), tuple(out), names
 
 
+def _gram_step(
+    coeff: sp.Expr, factors: tuple[MatrixExpr, ...], dim: sp.Expr, steps: list[Step]
+) -> tuple[sp.Expr, tuple[MatrixExpr, ...]]:
+    """:func:`gaussian_gram_to_wishart`, recording its step when it changed something."""
+    before = _product_sympy(factors, dim, coeff)
+    new_coeff, new_factors, names = gaussian_gram_to_wishart(coeff, factors)
+    if names:
+        steps.append(
+            Step(
+                "gaussian_gram_to_wishart",
+                before,
+                _product_sympy(new_factors, dim, new_coeff),
+                "MATH.md 1.1 (white Wishart W = Z^T Z / P)",
+                ", ".join(
+                    f"{f.name} is white Wishart with ratio {f.law.ratio}"  # type: ignore[attr-defined]
+                    for f in new_factors
+                    if isinstance(f, FreeMatrix) and f.name in names
+                ),
+            )
+        )
+    return new_coeff, new_factors
+
+
 def ridge_rescaling(lam: sp.Expr, coeff: sp.Expr) -> sp.Expr:
     r""":math:`\lambda(\lambda+cY)^{-1}=\lambda'(\lambda'+Y)^{-1}` with :math:`\lambda'=\lambda/c`.
 
@@ -906,22 +929,7 @@ def derive(expr: Any, order: Sequence[str] | None = None) -> Any:
     steps: list[Step] = []
     prefactor = sp.simplify(c_out / lam)
 
-    before = _product_sympy(factors, dim, coeff)
-    coeff, factors, names = gaussian_gram_to_wishart(coeff, factors)
-    if names:
-        steps.append(
-            Step(
-                "gaussian_gram_to_wishart",
-                before,
-                _product_sympy(factors, dim, coeff),
-                "MATH.md 1.1 (white Wishart W = Z^T Z / P)",
-                ", ".join(
-                    f"{f.name} is white Wishart with ratio {f.law.ratio}"  # type: ignore[attr-defined]
-                    for f in factors
-                    if isinstance(f, FreeMatrix) and f.name in names
-                ),
-            )
-        )
+    coeff, factors = _gram_step(coeff, factors, dim, steps)
     ridge: sp.Expr = lam
     if coeff != 1:
         ridge = ridge_rescaling(lam, coeff)
@@ -1112,22 +1120,7 @@ def _terms(m: MatrixExpr, steps: list[Step], dim: sp.Expr) -> list[tuple[sp.Expr
     for f in factors:
         if isinstance(f, Resolvent):
             raise InvalidArgument(f"{m} contains a resolvent; nested resolvents are not supported")
-    before = _product_sympy(factors, dim, coeff)
-    new_coeff, new_factors, names = gaussian_gram_to_wishart(coeff, factors)
-    if names:
-        steps.append(
-            Step(
-                "gaussian_gram_to_wishart",
-                before,
-                _product_sympy(new_factors, dim, new_coeff),
-                "MATH.md 1.1 (white Wishart W = Z^T Z / P)",
-                ", ".join(
-                    f"{f.name} is white Wishart with ratio {f.law.ratio}"  # type: ignore[attr-defined]
-                    for f in new_factors
-                    if isinstance(f, FreeMatrix) and f.name in names
-                ),
-            )
-        )
+    new_coeff, new_factors = _gram_step(coeff, factors, dim, steps)
     return [(new_coeff, new_factors)]
 
 
