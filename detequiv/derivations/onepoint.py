@@ -1007,26 +1007,8 @@ def derive(expr: Any, order: Sequence[str] | None = None) -> Any:
             final, step = layer_composition(final)
             steps.append(step)
     inner = kappas[-1] if n_layers else None
-    fixed: list[FixedPoint] = []
-    for eq in final:
-        deps = tuple(sorted((s for s in eq.rhs.free_symbols if s in kappas and s != eq.lhs), key=str))
-        fixed.append(FixedPoint(eq.lhs, eq, deps))
-    ordered = solve_order(fixed)
     ridge_symbol = inner if inner is not None else ridge
-    deterministic = _ridge_form(ridge_symbol, y, dim)
-    if prefactor != 1:
-        deterministic = prefactor * deterministic
-    return OnePoint(
-        random=expr,
-        deterministic=deterministic,
-        fixed_points=ordered,
-        derivation=tuple(steps),
-        lam=lam,
-        ridge=ridge_symbol,
-        matrix=y,
-        prefactor=prefactor,
-        transforms=tuple(transforms),
-    )
+    return _result(expr, final, kappas, steps, lam, ridge_symbol, y, dim, prefactor, transforms)
 
 
 # ---------------------------------------------------------------------------
@@ -1137,6 +1119,39 @@ def _free_names(terms: Sequence[tuple[sp.Expr, tuple[MatrixExpr, ...]]]) -> list
                 if isinstance(leaf, FreeMatrix):
                     out.append(leaf.name)
     return out
+
+
+def _result(
+    expr: Any,
+    final: Sequence[sp.Eq],
+    symbols: Sequence[sp.Symbol],
+    steps: Sequence[Step],
+    lam: sp.Expr,
+    ridge: sp.Expr,
+    y: sp.Expr,
+    dim: sp.Expr,
+    prefactor: sp.Expr,
+    transforms: Sequence[tuple[str, Law]],
+) -> OnePoint:
+    """The :class:`OnePoint` of ``prefactor * ridge (ridge + y)^-1`` with the fixed points ``final``."""
+    fixed = []
+    for eq in final:
+        deps = tuple(sorted((s for s in eq.rhs.free_symbols if s in symbols and s != eq.lhs), key=str))
+        fixed.append(FixedPoint(eq.lhs, eq, deps))
+    deterministic = _ridge_form(ridge, y, dim)
+    if prefactor != 1:
+        deterministic = prefactor * deterministic
+    return OnePoint(
+        random=expr,
+        deterministic=deterministic,
+        fixed_points=solve_order(fixed),
+        derivation=tuple(steps),
+        lam=lam,
+        ridge=ridge,
+        matrix=y,
+        prefactor=prefactor,
+        transforms=tuple(transforms),
+    )
 
 
 def _derive_layers(expr: Any, c_out: sp.Expr, res: Resolvent) -> OnePoint:
@@ -1268,25 +1283,7 @@ def _derive_layers(expr: Any, c_out: sp.Expr, res: Resolvent) -> OnePoint:
                 sp.Eq(lam, lam_of_inner),
             )
         )
-    fixed = []
-    for eq in final:
-        deps = tuple(sorted((s for s in eq.rhs.free_symbols if s in symbols and s != eq.lhs), key=str))
-        fixed.append(FixedPoint(eq.lhs, eq, deps))
-    ordered = solve_order(fixed)
-    deterministic = _ridge_form(inner_ridge, y, dim)
-    if prefactor != 1:
-        deterministic = prefactor * deterministic
-    return OnePoint(
-        random=expr,
-        deterministic=deterministic,
-        fixed_points=ordered,
-        derivation=tuple(steps),
-        lam=lam,
-        ridge=inner_ridge,
-        matrix=y,
-        prefactor=prefactor,
-        transforms=tuple(transforms),
-    )
+    return _result(expr, final, symbols, steps, lam, inner_ridge, y, dim, prefactor, transforms)
 
 
 def _compose_mixed(
