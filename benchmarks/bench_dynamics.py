@@ -77,7 +77,9 @@ def main() -> None:
                     ref = curve.evaluate(v, times, nodes=20)["total"]
                     e_fast = float(np.max(np.abs(fast["total"] - ref) / np.abs(ref)))
                     e_slow = float(np.max(np.abs(slow["total"] - ref) / np.abs(ref)))
-                    print(f"    against M = 20: windowed {e_fast:.2e}, baseline {e_slow:.2e} (relative to L(t))")
+                    print(
+                        f"    against M = 20: windowed {e_fast:.2e}, baseline {e_slow:.2e} (relative to L(t))"
+                    )
 
     d, ratio = 400, 2.0
     k = np.arange(1, d + 1, dtype=float)

@@ -10,6 +10,11 @@ expectations over the label noise given ``X`` (the random functionals they were 
 from). :func:`check_monte_carlo` compares a curve with the sample means through
 :func:`~detequiv.codegen.verify.verify` at each time (tolerance from the standard error
 plus the ``O(1/D)`` finite-size term). Importing this module registers the witness.
+
+:func:`simulate_random_feature_flow` does the same for linear random features
+(:class:`~detequiv.derivations.dynamics.RandomFeatureGradientFlow`): gradient flow in
+feature space is solved exactly through the eigendecomposition of the ``N x N`` kernel
+:math:`K_F=F\hat\Sigma F^\top`, and :func:`check_monte_carlo` dispatches on the curve's model.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ..errors import InvalidArgument
 from .onepoint_mc import MonteCarloCheck
 from .verify import verify
 
-__all__ = ["simulate_gradient_flow", "check_monte_carlo"]
+__all__ = ["simulate_gradient_flow", "simulate_random_feature_flow", "check_monte_carlo"]
 
 
 def simulate_gradient_flow(
@@ -93,6 +98,54 @@ def simulate_gradient_flow(
     }
 
 
+def simulate_random_feature_flow(
+    spectrum: np.ndarray,
+    beta: np.ndarray,
+    n: int,
+    p: int,
+    times: Any,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    r"""One draw of random-feature gradient flow (``n`` features, ``p`` samples, no label noise).
+
+    ``X`` has rows :math:`\Sigma^{1/2}z`, ``F`` iid :math:`\mathcal N(0,1/n)` entries, labels
+    :math:`y=X\beta`; :math:`\dot w=-\frac1pFX^\top(XF^\top w-y)` from ``w = 0`` is
+    :math:`w(t)=g_t(K_F)F\hat\Sigma\beta` with :math:`K_F=F\hat\Sigma F^\top=V\operatorname{diag}(s)V^\top`
+    and :math:`g_t(s)=(1-e^{-ts})/s`. Returns ``noise`` (zeros), ``forcing`` and ``L_test``
+    (both the realised :math:`(F^\top w-\beta)^\top\Sigma(F^\top w-\beta)`) over ``times``.
+
+    >>> import numpy as np
+    >>> out = simulate_random_feature_flow(np.ones(30), np.ones(30) / np.sqrt(30), 20, 60, [0.0, 1e9],
+    ...                                    np.random.default_rng(0))
+    >>> round(float(out["L_test"][0]), 12)                       # w(0) = 0
+    1.0
+    >>> bool(0 < out["L_test"][1] < 1)                          # N < D: beta is not recovered
+    True
+    """
+    spectrum = np.asarray(spectrum, dtype=float)
+    beta = np.asarray(beta, dtype=float)
+    t = np.asarray(times, dtype=float).reshape(-1)
+    if spectrum.ndim != 1 or beta.shape != spectrum.shape:
+        raise InvalidArgument(f"spectrum {spectrum.shape} and beta {beta.shape} must be 1-D of equal length")
+    if n < 1 or p < 1 or np.any(t < 0):
+        raise InvalidArgument(f"need n >= 1, p >= 1, times >= 0; got {n}, {p}, {t.min()}")
+    d = spectrum.shape[0]
+    x = rng.standard_normal((p, d)) * np.sqrt(spectrum)
+    f = rng.standard_normal((n, d)) / np.sqrt(n)
+    y = x @ beta
+    xf = x @ f.T  # (p, n): the features of the samples
+    s, v = np.linalg.eigh(xf.T @ xf / p)  # K_F = F S^ F'
+    s = np.clip(s, 0.0, None)
+    c = v.T @ (xf.T @ y / p)  # F X' y / p in the eigenbasis of K_F
+    ts = t[:, None] * s[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(s > 1e-12 * max(s.max(), 1e-300), -np.expm1(-ts) / s, t[:, None])
+    w = (g * c) @ v.T  # (T, n)
+    err = w @ f - beta  # beta_hat(t) - beta, (T, d)
+    loss = np.einsum("ti,i,ti->t", err, spectrum, err)
+    return {"noise": np.zeros(t.shape), "forcing": loss, "L_test": loss.copy()}
+
+
 def check_monte_carlo(
     curve: LossCurve,
     sizes: Sequence[int] = (200, 400),
@@ -100,13 +153,15 @@ def check_monte_carlo(
     rng: np.random.Generator,
     times: Sequence[float] = (0.3, 3.0, 30.0, 300.0),
     ratio: float = 2.0,
-    noise: float = 0.09,
+    noise: float | None = None,
     spectrum: Callable[[int], np.ndarray] | None = None,
     beta: Callable[[int], np.ndarray] | None = None,
     n_samples: int = 16,
     c_finite: float = 5.0,
     n_se: float = 4.0,
     terms: Sequence[str] | None = None,
+    feature_ratio: float = 1.0,
+    simulate_model: Any = None,
 ) -> MonteCarloCheck:
     """Compare the terms (and the total) of a gradient-flow curve with simulated gradient flow.
 
@@ -117,24 +172,51 @@ def check_monte_carlo(
     times : sequence of float
         Times at which each term is checked (one report per term and time).
     ratio, noise : float
-        Samples per dimension ``P / D`` and the label-noise variance.
+        Samples per dimension ``P / D`` and the label-noise variance (default 0.09; random
+        features have noise-free labels: 0 or ``None`` only).
     spectrum, beta : callable, optional
         ``D -> eigenvalues`` of ``Sigma`` (default ``k^-1.2``) and ``D -> target`` in its
         eigenbasis (default ``k^-0.4``), as in MATH.md 5.1.
     terms : sequence of str, optional
         Which terms to check (default: every term and the total, compared with the
         realised loss).
+    feature_ratio : float
+        Features per dimension ``N / D`` (random-feature curves only, ``N = round(feature_ratio
+        * D)``). The finite-size term then uses the smallest dimension (MATH.md's acceptance
+        rule): ``c_finite |DE| / min(D, N, P)``.
+    simulate_model : optional
+        The model to simulate (default: the curve's own). A negative control compares a wrong
+        curve with the simulation of the right model, e.g. the plain
+        :class:`~detequiv.derivations.dynamics.GradientFlow` curve against random features.
     """
     if not isinstance(rng, np.random.Generator):
         raise InvalidArgument(
             f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
         )
-    if ratio <= 0 or noise < 0:
-        raise InvalidArgument(f"need ratio > 0 and noise >= 0; got {ratio}, {noise}")
     model = curve.model
     if model is None:
         raise InvalidArgument("this curve has no model to simulate")
+    sim_model = model if simulate_model is None else simulate_model
+    rf = hasattr(sim_model, "features")
+    if rf and noise:
+        raise InvalidArgument(
+            f"noise={noise}: random-feature gradient flow is simulated with noise-free labels"
+        )
+    noise = (0.0 if rf else 0.09) if noise is None else noise
+    if ratio <= 0 or noise < 0:
+        raise InvalidArgument(f"need ratio > 0 and noise >= 0; got {ratio}, {noise}")
+    if rf and feature_ratio <= 0:
+        raise InvalidArgument(f"need feature_ratio > 0; got {feature_ratio}")
     t = np.asarray(times, dtype=float)
+    if rf:  # MATH.md's rule: the finite-size term uses the smallest dimension min(D, N, P)
+        c_finite = c_finite / min(1.0, ratio, feature_ratio)
+
+    def simulate(d: int, local: np.random.Generator) -> dict[str, np.ndarray]:
+        if rf:
+            return simulate_random_feature_flow(
+                spec(d), target(d), round(feature_ratio * d), round(ratio * d), t, local
+            )
+        return simulate_gradient_flow(spec(d), target(d), round(ratio * d), noise, t, local)
 
     def spec(d: int) -> np.ndarray:
         return np.asarray(spectrum(d) if spectrum else np.arange(1, d + 1) ** -1.2, dtype=float)
@@ -150,13 +232,18 @@ def check_monte_carlo(
                 model.sigma.name: spec(d),
                 model.beta.name: target(d),
                 str(model.dims[0]): round(ratio * d),
-                str(model.noise): noise,
             }
+            if hasattr(model, "features"):
+                values[str(model.n_features)] = round(feature_ratio * d)
+            else:
+                values[str(model.noise)] = noise
             cache[d] = curve.evaluate(values, t)
         return cache[d]
 
     draws: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
-    names = list(terms) if terms is not None else [*curve.constant, *curve.terms, curve.name]
+    # the constant noise term (0 for noise-free random features, nothing to check) is left out there
+    constants = [] if rf else list(curve.constant)
+    names = list(terms) if terms is not None else [*constants, *curve.terms, curve.name]
 
     def exact_for(name: str, i: int) -> Callable[[int], float]:
         def exact(d: int) -> float:
@@ -171,7 +258,7 @@ def check_monte_carlo(
             key = (d, tuple(seed[0, :4]))
             if key not in draws:
                 local = np.random.default_rng(seed[0, :4].astype(np.int64))
-                draws[key] = simulate_gradient_flow(spec(d), target(d), round(ratio * d), noise, t, local)
+                draws[key] = simulate(d, local)
             return float(draws[key][name][i])
 
         functional.__name__ = f"{name}(t={t[i]:g})"
@@ -196,7 +283,12 @@ def check_monte_carlo(
                     rng=np.random.default_rng(base),
                     c_finite=c_finite,
                     n_se=n_se,
-                    label=f"{name} of gradient flow at t={t[i]:g}, P/D={ratio}, sigma2={noise}",
+                    label=(
+                        f"{name} of random-feature gradient flow at t={t[i]:g}, P/D={ratio}, "
+                        f"N/D={feature_ratio}"
+                        if rf
+                        else f"{name} of gradient flow at t={t[i]:g}, P/D={ratio}, sigma2={noise}"
+                    ),
                 )
             )
     return MonteCarloCheck(tuple(reports))

@@ -24,9 +24,16 @@ the engine's equivalents. The named steps are
   :math:`\operatorname{tr}\Sigma\lambda G\simeq\kappa\operatorname{tr}\Sigma R`
   by :func:`~detequiv.derivations.onepoint.derive`, with the exact absorption
   :math:`\hat\Sigma G=I-\lambda G` for the training signal;
-* ``inverse_laplace``: fixed Talbot contours (MATH.md 5.6), the fixed point
-  :math:`\kappa(\lambda)` solved on the contour nodes by a vectorized Newton
-  continuation of the engine's own fixed-point equation.
+* ``inverse_laplace``: one hyperbolic contour shared by each window ``[t0, 10 t0]`` of
+  times (Weideman and Trefethen 2007; or one Talbot contour per time, MATH.md 5.6), the
+  fixed point :math:`\kappa(\lambda)` solved on the contour nodes by a vectorized Newton
+  continuation of the engine's own fixed-point equation; a two-variable transform is a
+  matrix over pairs of nodes, computed once per window.
+
+:class:`RandomFeatureGradientFlow` (MATH.md 5.5) is the same construction for linear random
+features, with the layered two-point equivalent
+(:func:`~detequiv.derivations.twopoint_layers.derive_layered_two_point`) in place of the
+single-layer one.
 
 >>> import numpy as np, sympy as sp
 >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
@@ -59,10 +66,13 @@ from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .learning import _flat, _quadratic, _to_atoms, mtr, sample_covariance
 from .onepoint import FixedPoint, Step, call_witness, derive, df1
+from .quantities import tr, word_letters
 from .twopoint import TwoPoint, derive_two_point
+from .twopoint_layers import LayeredTwoPoint, derive_layered_two_point
 
 __all__ = [
     "GradientFlow",
+    "RandomFeatureGradientFlow",
     "LossCurve",
     "LaplacePiece",
     "talbot_nodes",
@@ -337,6 +347,11 @@ class GradientFlow:
     def sample_covariance(self) -> Any:
         return sample_covariance(self.sigma, self.gaussian)
 
+    def _ridge_ratio(self, scalars: Mapping[str, float]) -> float:
+        """``c`` with ``kappa <= lam + c tr Sigma`` on the physical branch (``D / P``)."""
+        p, d = self.dims
+        return scalars[str(d)] / scalars[str(p)]
+
     def two_point(self) -> TwoPoint:
         r"""The engine's equivalent of
         :math:`\lambda\lambda'(\lambda+\hat\Sigma)^{-1}\Sigma(\lambda'+\hat\Sigma)^{-1}`."""
@@ -480,6 +495,225 @@ class GradientFlow:
         return self.training_loss()
 
 
+@dataclass(frozen=True, slots=True)
+class RandomFeatureGradientFlow:
+    r"""Gradient flow of linear random features on ``P`` samples (MATH.md 5.5).
+
+    Features :math:`Fx\in\mathbb R^N` with ``F`` (``features``, ``N x D``) Gaussian, entries of
+    variance ``1/N`` (so :math:`W_F=F^\top F` has :math:`\mathbb EW_F=I`); data ``X``
+    (``gaussian``, ``P x D``, rows :math:`\Sigma^{1/2}z`), labels :math:`y=X\beta` (no label
+    noise); :math:`\dot w=-\frac1PFX^\top(XF^\top w-y)` from :math:`w_0=0`. The effective
+    :math:`\hat\beta(t)=F^\top w(t)` obeys :math:`\hat\beta-\beta=-e^{-tW_F\hat\Sigma}\beta`, so
+
+    .. math:: L(t)=\beta^\top e^{-t\hat\Sigma W_F}\Sigma e^{-tW_F\hat\Sigma}\beta.
+
+    :meth:`test_loss` derives it from the engine's layered two-point equivalent
+    (:func:`~detequiv.derivations.twopoint_layers.derive_layered_two_point`): every
+    frequency is renormalized twice, :math:`\lambda\to\kappa_1\to\kappa_2`.
+
+    >>> import numpy as np, sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+    >>> D, N, P = sp.symbols("D N P", positive=True)
+    >>> rf = RandomFeatureGradientFlow(Deterministic("Sigma", D), Gaussian("X", (P, D)),
+    ...                                Gaussian("F", (N, D)), DeterministicVector("beta", D))
+    >>> curve = rf.test_loss()
+    >>> [str(k) for k in curve.terms["forcing"][0].ridges]
+    ['kappa_2', "kappa_2'"]
+    >>> out = curve.evaluate({"Sigma": np.ones(40), "beta": np.ones(40) / np.sqrt(40), "N": 20, "P": 1e13},
+    ...                      [0.0, 1e7])
+    >>> bool(abs(out["total"][0] - 1.0) < 1e-8)       # L(0) = beta' Sigma beta
+    True
+    >>> bool(abs(out["total"][1] - 0.5) < 1e-6)       # P -> oo: projection onto N = D/2 directions
+    True
+    """
+
+    sigma: Deterministic
+    gaussian: Gaussian
+    features: Gaussian
+    beta: DeterministicVector
+    lam: sp.Symbol = sp.Symbol("lam", positive=True)
+    lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.sigma, Deterministic)
+            or not isinstance(self.gaussian, Gaussian)
+            or not isinstance(self.features, Gaussian)
+        ):
+            raise InvalidArgument(
+                "RandomFeatureGradientFlow(Sigma, X, F, beta): Sigma Deterministic, X Gaussian (P x D), "
+                "F Gaussian (N x D)"
+            )
+        d = self.sigma.dim
+        for m in (self.gaussian, self.features):
+            if sp.simplify(m.dims[1] - d) != 0:
+                raise InvalidArgument(f"{m.name} has {m.dims[1]} columns but Sigma is {d} x {d}")
+        if self.gaussian.name == self.features.name:
+            raise InvalidArgument(f"X and F are both named {self.gaussian.name!r}; they are independent")
+        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - d) != 0:
+            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
+        if self.lam == self.lam2:
+            raise InvalidArgument(f"lam and lam2 are both {self.lam}; the loss needs two Laplace variables")
+
+    @property
+    def dims(self) -> tuple[sp.Expr, sp.Expr]:
+        """``(P, D)``."""
+        return self.gaussian.dims
+
+    @property
+    def n_features(self) -> sp.Expr:
+        """``N``."""
+        return self.features.dims[0]
+
+    @property
+    def noise(self) -> sp.Expr:
+        """The label-noise variance: 0 (noise-free labels)."""
+        return sp.S.Zero
+
+    def _ridge_ratio(self, scalars: Mapping[str, float]) -> float:
+        """``c`` with ``kappa_2 <= lam + c tr Sigma`` on the physical branch (``D/P + D/N``)."""
+        p, d = self.dims
+        n = str(self.n_features)
+        if n not in scalars or scalars[n] <= 0:
+            raise InvalidArgument(f"values needs the number of features {n} > 0")
+        return scalars[str(d)] / scalars[str(p)] + scalars[str(d)] / scalars[n]
+
+    def two_point(self) -> LayeredTwoPoint:
+        r"""The engine's layered equivalent of
+        :math:`\lambda\lambda'(\lambda+\hat\Sigma W_F)^{-1}\Sigma(\lambda'+W_F\hat\Sigma)^{-1}`."""
+        p, d = self.dims
+        s = self.sigma
+        x, f = self.gaussian, self.features
+        sh = s.sqrt() @ x.T @ x @ s.sqrt() / p
+        wf = f.T @ f / self.n_features
+        return derive_layered_two_point(
+            self.lam * self.lam2 * resolvent(sh @ wf, self.lam) @ s @ resolvent(wf @ sh, self.lam2)
+        )
+
+    def test_loss(self, two_point: LayeredTwoPoint | None = None) -> LossCurve:
+        r"""The test loss :math:`L(t)`: the ``forcing`` (and ``noise`` = 0), derived.
+
+        ``two_point`` replaces the engine's layered equivalent (negative controls, e.g.
+        ``rf.two_point().without_outer()``: the feature layer's correction dropped).
+        """
+        p, d = self.dims
+        lam, lam2 = self.lam, self.lam2
+        t = sp.Symbol("t", nonnegative=True)
+        a = sp.MatrixSymbol("A", d, d)
+        steps = [
+            Step(
+                "laplace_representation",
+                sp.exp(-t * a),
+                sp.Symbol("L^-1_t[(lam + A)^-1]"),
+                _REF_LAPLACE + "; MATH.md 5.5",
+                "beta_hat(t) - beta = -e^{-t W_F S^} beta, so "
+                "L(t) = beta' e^{-t S^ W_F} Sigma e^{-t W_F S^} beta "
+                "= L^-1_{t,t}[beta' (lam + S^ W_F)^-1 Sigma (lam2 + W_F S^)^-1 beta]",
+            )
+        ]
+        tp = self.two_point() if two_point is None else two_point
+        steps.extend(tp.derivation)
+        forcing, ridges, chain = _layered_quadratic(tp, self.sigma.name, self.beta.name, d, lam, lam2)
+        steps.append(
+            Step(
+                "two_point_equivalent",
+                sp.Symbol("beta' (lam + S^ W_F)^-1 Sigma (lam2 + W_F S^)^-1 beta"),
+                forcing,
+                "MATH.md 3.5 with M = Sigma; 5.5",
+                "the engine's layered lam lam2 T(lam, lam2; Sigma) divided by lam lam2, contracted with "
+                "beta; "
+                f"the intermediate ridges {', '.join(map(str, chain))} replaced by their one-point chain "
+                f"equations in {ridges[0]}, {ridges[1]}",
+            )
+        )
+        steps.append(_inverse_step())
+        piece = LaplacePiece(
+            sp.S.One, forcing, (lam, lam2), ridges, 1, "beta' e^{-t S^ W_F} Sigma e^{-t W_F S^} beta"
+        )
+        return LossCurve(
+            name="L_test",
+            constant={"noise": sp.S.Zero},
+            terms={"forcing": (piece,)},
+            fixed_points=tp.fixed_points,
+            derivation=tuple(steps),
+            model=self,
+        )
+
+
+def _layered_quadratic(
+    tp: LayeredTwoPoint, sigma_name: str, beta_name: str, d: sp.Expr, lam: sp.Symbol, lam2: sp.Symbol
+) -> tuple[sp.Expr, tuple[sp.Symbol, sp.Symbol], tuple[sp.Symbol, ...]]:
+    """``beta' T beta / (lam lam2)`` of a layered equivalent ``T`` whose letters are functions of
+    ``Sigma`` alone, as :class:`mtr` atoms in the innermost ridges (returned), the intermediate
+    ridges (returned as ``chain``) eliminated by their fixed-point equations."""
+    sig = sp.MatrixSymbol(sigma_name, d, d)
+    b = sp.MatrixSymbol(beta_name, d, 1)
+    res = {r: (k, y) for r, k, y in tp.resolvents}
+    own = {sigma_name, f"{sigma_name}_sqrt"}
+
+    def halves(word: Sequence[sp.Symbol]) -> int:
+        out = 0
+        for x in word:
+            if x.name not in own:
+                raise InvalidArgument(
+                    f"the layered equivalent has the letter {x}; only functions of {sigma_name} "
+                    "can be evaluated on its spectrum"
+                )
+            out += 1 if x.name.endswith("_sqrt") else 2
+        return out
+
+    def factors(word: Sequence[sp.Symbol]) -> list[sp.Basic]:
+        half, ks = 0, []
+        for x in word:
+            if x in res:
+                k, y = res[x]
+                if halves(y) != 2:
+                    raise InvalidArgument(f"{x} is a resolvent of {y}, not of {sigma_name}")
+                ks.append(k)
+            else:
+                half += halves((x,))
+        mats: list[sp.Basic] = []
+        if half:
+            mats.append(sig if half == 2 else sp.MatPow(sig, sp.Rational(half, 2)))
+        mats += [(k * sp.Identity(d) + sig).inverse() for k in sorted(ks, key=str)]
+        return mats
+
+    def trace_atoms(c: sp.Expr) -> sp.Expr:
+        rep = {}
+        for atom in sp.sympify(c).atoms(tr):
+            mats = factors(word_letters(atom.args[0])) if atom.args[0] != 1 else []
+            rep[atom] = mtr(sp.MatMul(*mats)) if mats else sp.S.One
+        return sp.sympify(c).xreplace(rep)
+
+    total = sp.S.Zero
+    for word, c in tp.polynomial:
+        quad = mtr(sp.MatMul(b.T, *factors(word), b))
+        total += trace_atoms(c) * quad
+    total = trace_atoms(tp.prefactor) * total / (lam * lam2)
+    fps = {fp.symbol: fp for fp in tp.fixed_points}
+    selfconsistent = [s for s, fp in fps.items() if s in _to_atoms(fp.rhs).free_symbols | _df1_ridges(fp.rhs)]
+    ridges = []
+    for v in (lam, lam2):
+        found = [s for s in selfconsistent if v in fps[s].rhs.free_symbols]
+        if len(found) != 1:
+            raise InvalidArgument(f"expected one self-consistent ridge in {v}, found {found}")
+        ridges.append(found[0])
+    chain = tuple(s for s in fps if s not in ridges)
+    for _ in range(len(chain) + 1):  # the chain's equations in the innermost ridges
+        present = [s for s in chain if s in total.free_symbols]
+        if not present:
+            break
+        total = total.xreplace({s: _to_atoms(fps[s].rhs) for s in present})
+    left = (total.free_symbols & set(fps)) - set(ridges)
+    if left:
+        raise InvalidArgument(f"the ridges {sorted(map(str, left))} could not be eliminated")
+    return total, (ridges[0], ridges[1]), chain
+
+
+def _df1_ridges(rhs: sp.Expr) -> set[sp.Basic]:
+    return {a.args[1] for a in sp.sympify(rhs).atoms(df1)}
+
+
 def _inverse_step() -> Step:
     return Step(
         "inverse_laplace",
@@ -512,7 +746,7 @@ def _name(key: Any) -> str:
 
 
 def _spectral(curve: LossCurve, values: Mapping[Any, Any]) -> _Spectral:
-    model: GradientFlow = curve.model
+    model: GradientFlow | RandomFeatureGradientFlow = curve.model
     by_name = {_name(k): v for k, v in values.items()}
     sig_name, beta_name = model.sigma.name, model.beta.name
     if sig_name not in by_name or beta_name not in by_name:
@@ -725,7 +959,9 @@ def _transform_function(piece: LaplacePiece) -> tuple[Any, tuple[mtr, ...], tupl
 class _Transform:
     """Vectorized numbers for one :class:`LaplacePiece` transform."""
 
-    def __init__(self, piece: LaplacePiece, spec: _Spectral, model: GradientFlow) -> None:
+    def __init__(
+        self, piece: LaplacePiece, spec: _Spectral, model: GradientFlow | RandomFeatureGradientFlow
+    ) -> None:
         func, atoms, params = _transform_function(piece)
         args = _params(params, spec.scalars, piece.random)
         self.f = lambda *xs: func(*xs, *args)
@@ -775,7 +1011,7 @@ def _evaluate_curve(
     chunk: int | None,
     contour: str = "hyperbolic",
 ) -> dict[str, np.ndarray]:
-    model: GradientFlow = curve.model
+    model: GradientFlow | RandomFeatureGradientFlow = curve.model
     spec = _spectral(curve, values)
     if chunk is None:
         chunk = max(1, int(2e6 // (max(nodes, 1) * spec.l.size)))
@@ -784,8 +1020,7 @@ def _evaluate_curve(
     t = np.asarray(times, dtype=float).reshape(-1)
     if np.any(~np.isfinite(t)) or np.any(t < 0):
         raise InvalidArgument(f"times must be finite and >= 0, got {t[(t < 0) | ~np.isfinite(t)]}")
-    p, d = model.dims
-    q = spec.scalars[str(d)] / spec.scalars[str(p)]
+    q = model._ridge_ratio(spec.scalars)
     bound = q * float(spec.l.mean()) + 1e-300  # kappa <= lam + (D/P) tr Sigma on the physical branch
     solvers = {fp.symbol: fp for fp in curve.fixed_points}
     kappas: dict[tuple[Any, ...], np.ndarray] = {}

@@ -202,7 +202,12 @@ def test_time_windows_cover_each_time_once() -> None:
     assert sorted(np.concatenate(windows).tolist()) == list(range(t.size))
     for w in windows:
         assert t[w].max() <= 10 * t[w].min() * (1 + 1e-12)
-    assert [sorted(t[w].tolist()) for w in windows] == [[0.1, 0.99, 1.0], [1.01, 7.0, 10.0, 10.1], [50.0], [3e3]]
+    assert [sorted(t[w].tolist()) for w in windows] == [
+        [0.1, 0.99, 1.0],
+        [1.01, 7.0, 10.0, 10.1],
+        [50.0],
+        [3e3],
+    ]
     with pytest.raises(InvalidArgument, match="nodes"):
         hyperbolic_nodes([1.0], 1)
     with pytest.raises(InvalidArgument, match="t > 0"):

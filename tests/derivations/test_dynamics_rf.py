@@ -1,0 +1,270 @@
+"""Gradient flow of linear random features on a finite data set (MATH.md 5.5).
+
+Expected values are independent of the code under test: ``beta' Sigma beta`` at t = 0, the
+ridgeless random-feature error of MATH.md 4.5 (its display written here, kappa_2 by brentq),
+the sum of exponentials when N, P -> infinity, and simulations of the flow itself
+(:func:`detequiv.codegen.dynamics_mc.simulate_random_feature_flow`, checked against explicit
+time stepping). Two plausible wrong curves (the feature layer's correction dropped, and the
+plain gradient flow with ``Sigma_hat`` only) are rejected by the same simulations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.optimize import brentq
+
+from detequiv.codegen.dynamics_mc import check_monte_carlo, simulate_random_feature_flow
+from detequiv.derivations.dynamics import GradientFlow, LossCurve, RandomFeatureGradientFlow, talbot_nodes
+from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+from detequiv.errors import InvalidArgument
+
+D, N, P = sp.symbols("D N P", positive=True)
+SIGMA = Deterministic("Sigma", D)
+X = Gaussian("X", (P, D))
+F = Gaussian("F", (N, D))
+BETA = DeterministicVector("beta", D)
+# MATH.md 5.5's sizes at D = 300: (N, P) in {(100, 200), (400, 150)}
+SIZES = [(1 / 3, 2 / 3), (4 / 3, 0.5)]  # (N/D, P/D)
+TIMES = (0.3, 3.0, 30.0, 300.0, 3000.0)
+
+
+@pytest.fixture(scope="module")
+def rf() -> RandomFeatureGradientFlow:
+    return RandomFeatureGradientFlow(SIGMA, X, F, BETA)
+
+
+@pytest.fixture(scope="module")
+def curve(rf: RandomFeatureGradientFlow) -> LossCurve:
+    return rf.test_loss()
+
+
+@pytest.fixture(scope="module")
+def no_outer(rf: RandomFeatureGradientFlow) -> LossCurve:
+    return rf.test_loss(rf.two_point().without_outer())
+
+
+def power_law(d: int) -> tuple[np.ndarray, np.ndarray]:
+    k = np.arange(1, d + 1, dtype=float)
+    return k**-1.2, k**-0.4
+
+
+def values(spec: np.ndarray, beta: np.ndarray, n: float, p: float) -> dict[str, object]:
+    return {"Sigma": spec, "beta": beta, "N": n, "P": p}
+
+
+def ridgeless_rf_4_5(spec: np.ndarray, beta: np.ndarray, n: int, p: int) -> float:
+    """MATH.md 4.5 at lam -> 0, written here: lam = kappa_2 (1 - n/P)(1 - n/N) -> 0 gives
+    n(kappa_2) = min(N, P) when that is below D (kappa_2 = 0 and a zero error otherwise);
+    E_g = (B + V_F) / (1 - gamma_1) without label noise."""
+    m = min(n, p)
+    if m >= spec.size:
+        return 0.0
+    k2 = brentq(lambda k: np.sum(spec / (spec + k)) - m, 1e-14, 1e8, xtol=1e-15, rtol=1e-15)
+    r = 1 / (spec + k2)
+    n1, n2 = np.sum(spec * r), np.sum(spec**2 * r**2)
+    gamma1 = (n2 + (n1 - n2) ** 2 / (n - n2)) / p
+    bias = k2**2 * np.sum(beta**2 * spec * r**2)
+    v_f = k2 * (n1 - n2) / (n - n2) * np.sum(beta**2 * spec**2 * r**2)
+    return float((bias + v_f) / (1 - gamma1))
+
+
+# ---------------------------------------------------------------------------
+# structure: derived from the layered engine, named steps
+# ---------------------------------------------------------------------------
+
+
+def test_named_steps_and_ridges(rf: RandomFeatureGradientFlow, curve: LossCurve) -> None:
+    rules = [s.rule for s in curve.derivation]
+    assert rules[0] == "laplace_representation"
+    assert rules[-1] == "inverse_laplace"
+    for rule in (
+        "layered_chain",
+        "free_factor_renormalization",
+        "operator_valued_subordination",
+        "one_point_chain",
+        "two_point_single_layer",
+        "trace_of_equivalence",
+        "two_point_equivalent",
+    ):
+        assert rule in rules
+    # the layered equivalent's own steps, in its order
+    tp_rules = [s.rule for s in rf.two_point().derivation]
+    i = rules.index(tp_rules[0])
+    assert rules[i : i + len(tp_rules)] == tp_rules
+    piece = curve.terms["forcing"][0]
+    assert [str(k) for k in piece.ridges] == ["kappa_2", "kappa_2'"]
+    assert piece.variables == (rf.lam, rf.lam2)
+    names = {str(s) for s in piece.transform.free_symbols}
+    assert {"kappa_1", "kappa_1'"}.isdisjoint(names)  # the intermediate ridges are eliminated
+    assert {"N", "P", "D"} <= names
+    assert [str(fp.symbol) for fp in curve.fixed_points] == ["kappa_2", "kappa_1", "kappa_2'", "kappa_1'"]
+    assert "L_test(t) = noise + forcing" in str(curve)
+
+
+def test_bad_inputs(rf: RandomFeatureGradientFlow, curve: LossCurve) -> None:
+    spec, beta = power_law(20)
+    with pytest.raises(InvalidArgument, match="features N"):
+        curve.evaluate({"Sigma": spec, "beta": beta, "P": 40}, [1.0])
+    with pytest.raises(InvalidArgument, match="columns"):
+        RandomFeatureGradientFlow(SIGMA, X, Gaussian("F", (N, P)), BETA)
+    with pytest.raises(InvalidArgument, match="independent"):
+        RandomFeatureGradientFlow(SIGMA, X, Gaussian("X", (N, D)), BETA)
+    with pytest.raises(InvalidArgument, match="F Gaussian"):
+        RandomFeatureGradientFlow(SIGMA, X, SIGMA, BETA)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="noise-free"):
+        check_monte_carlo(curve, (40,), rng=np.random.default_rng(0), noise=0.1)
+    with pytest.raises(InvalidArgument, match="times"):
+        curve.evaluate(values(spec, beta, 10, 30), [-1.0])
+
+
+def test_kappa_on_contour_matches_engine(rf: RandomFeatureGradientFlow, curve: LossCurve) -> None:
+    """The vectorized Newton continuation of kappa_2 agrees with the engine's own one-point
+    chain evaluated at complex nodes (a different solver)."""
+    from detequiv.derivations.dynamics import _KappaSolver, _spectral
+
+    spec, beta = power_law(60)
+    chain = rf.two_point().left_chain
+    for n, p in ((20, 40), (80, 30)):
+        v = values(spec, beta, n, p)
+        solver = _KappaSolver(curve.fixed_points[0], rf.lam, _spectral(curve, v), "Sigma")
+        lam, _ = talbot_nodes([0.1, 1000.0], 16)
+        kap = solver.contour(lam, (60 / n + 60 / p) * spec.mean())
+        for i, j in ((0, 0), (0, 9), (1, 3), (1, 15)):
+            ref = chain.evaluate({"Sigma": spec, "D": 60, "N": n, "P": p, chain.lam: complex(lam[i, j])})
+            assert abs(kap[i, j] - ref.ridge) <= 1e-9 * abs(ref.ridge)
+
+
+# ---------------------------------------------------------------------------
+# exact limits
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "p"), [(100, 200), (400, 150)])
+def test_initial_value(curve: LossCurve, n: int, p: int) -> None:
+    """w(0) = 0: L(0) = beta' Sigma beta exactly, and Talbot at a small time approaches it."""
+    spec, beta = power_law(300)
+    expected = float(np.sum(beta**2 * spec))
+    v = values(spec, beta, n, p)
+    assert curve.evaluate(v, [0.0])["total"][0] == pytest.approx(expected, rel=1e-9)
+    assert curve.evaluate(v, [1e-7])["total"][0] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(("n", "p"), [(100, 200), (400, 150), (150, 100), (100, 600), (500, 400)])
+def test_long_time_limit_is_ridgeless_rf(curve: LossCurve, n: int, p: int) -> None:
+    """t -> infinity equals the ridgeless random-feature error of MATH.md 4.5 (computed here);
+    zero when N, P >= D (the flow recovers beta)."""
+    spec, beta = power_law(300)
+    got = curve.evaluate(values(spec, beta, n, p), [1e7, 1e8])["total"]
+    expected = ridgeless_rf_4_5(spec, beta, n, p)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-12)
+
+
+def test_isotropic_projection_limit(curve: LossCurve) -> None:
+    """Sigma = I, P -> infinity: beta_hat -> projection of beta on the N feature directions,
+    L(inf) = |beta|^2 (1 - N/D) for N < D (rotation invariance)."""
+    d, n = 200, 50
+    beta = np.full(d, np.sqrt(0.8 / d))
+    got = curve.evaluate(values(np.ones(d), beta, n, 1e13), [1e8])["total"][0]
+    assert got == pytest.approx(0.8 * (1 - n / d), rel=1e-8)
+
+
+def test_infinite_features_and_data(curve: LossCurve) -> None:
+    """N, P -> infinity: W_F, Sigma_hat -> I, Sigma and L(t) = sum_k beta_k^2 l_k e^{-2 t l_k}
+    (a double inversion of the whole layered transform)."""
+    spec, beta = power_law(200)
+    t = np.array([0.1, 1.0, 10.0, 100.0, 1000.0])
+    exact = (beta**2 * spec * np.exp(-2 * np.outer(t, spec))).sum(axis=1)
+    got = curve.evaluate(values(spec, beta, 1e13, 1e13), t)["total"]
+    np.testing.assert_allclose(got, exact, rtol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# simulation
+# ---------------------------------------------------------------------------
+
+
+def test_simulation_helper_matches_time_stepping() -> None:
+    """The eigendecomposition solution equals explicit Euler integration of
+    w' = -(1/P) F X' (X F' w - y) with the same draws."""
+    d, n, p = 20, 12, 30
+    spec, beta = power_law(d)
+    out = simulate_random_feature_flow(spec, beta, n, p, [0.0, 2.0], np.random.default_rng(5))
+    local = np.random.default_rng(5)
+    x = local.standard_normal((p, d)) * np.sqrt(spec)
+    f = local.standard_normal((n, d)) / np.sqrt(n)
+    y = x @ beta
+    w = np.zeros(n)
+    dt = 1e-4
+    for _ in range(20000):
+        w -= dt * f @ (x.T @ (x @ f.T @ w - y)) / p
+    err = f.T @ w - beta
+    assert out["L_test"][0] == pytest.approx(float(beta @ (spec * beta)), rel=1e-12)
+    assert out["L_test"][1] == pytest.approx(float(err @ (spec * err)), rel=1e-3)
+    with pytest.raises(InvalidArgument, match="n >= 1"):
+        simulate_random_feature_flow(spec, beta, 0, p, [1.0], np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("n_ratio", "p_ratio"), SIZES)
+def test_against_simulation(curve: LossCurve, n_ratio: float, p_ratio: float) -> None:
+    """D = 300, (N, P) in {(100, 200), (400, 150)}, 24 seeds: the curve and the realised loss
+    at t in [0.3, 3000], tolerance 4 s.e. + 5 |DE| / min(D, N, P)."""
+    report = check_monte_carlo(
+        curve,
+        (300,),
+        rng=np.random.default_rng(7),
+        ratio=p_ratio,
+        feature_ratio=n_ratio,
+        times=TIMES,
+        n_samples=24,
+    )
+    assert report.passed, str(report)
+    assert max(r.max_ratio for r in report.reports) < 0.5
+
+
+@pytest.mark.parametrize(("n_ratio", "p_ratio"), SIZES)
+def test_wrong_curves_rejected(
+    rf: RandomFeatureGradientFlow, no_outer: LossCurve, n_ratio: float, p_ratio: float
+) -> None:
+    """The same simulation rejects the curve without the feature layer's correction (the inner
+    two-point function alone) and the plain gradient flow on Sigma_hat (the feature layer
+    dropped), at the late times where they differ."""
+    plain = GradientFlow(SIGMA, X, BETA).test_loss()
+    common = dict(
+        rng=np.random.default_rng(7),
+        ratio=p_ratio,
+        feature_ratio=n_ratio,
+        times=(300.0, 3000.0),
+        n_samples=24,
+    )
+    wrong = check_monte_carlo(no_outer, (300,), terms=["forcing"], **common)  # type: ignore[arg-type]
+    assert not wrong.passed
+    assert max(r.max_ratio for r in wrong.reports) > 2.0
+    dropped = check_monte_carlo(
+        plain,
+        (300,),
+        terms=["L_test"],
+        simulate_model=rf,
+        noise=0.0,
+        **common,  # type: ignore[arg-type]
+    )
+    assert not dropped.passed
+    assert max(r.max_ratio for r in dropped.reports) > 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_ratio", "p_ratio"), SIZES)
+def test_against_simulation_long(curve: LossCurve, n_ratio: float, p_ratio: float) -> None:
+    """MATH.md 5.5's run: D = 300, 48 seeds, t from 0.1 to 3162, two master seeds; and D = 600."""
+    for seed in (1, 2):
+        report = check_monte_carlo(
+            curve,
+            (300, 600),
+            rng=np.random.default_rng(seed),
+            ratio=p_ratio,
+            feature_ratio=n_ratio,
+            times=(0.1, 1.0, 10.0, 100.0, 1000.0, 3162.0),
+            n_samples=48,
+        )
+        assert report.passed, str(report)
