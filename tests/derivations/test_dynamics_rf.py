@@ -222,8 +222,7 @@ def test_simulation_helper_matches_time_stepping() -> None:
 def test_against_simulation(curve: LossCurve, n_ratio: float, p_ratio: float) -> None:
     """D = 300, (N, P) in {(100, 200), (400, 150)}, 24 seeds: the curve and the realised loss
     at t in [0.3, 3000], tolerance 4 s.e. + 5 |DE| / min(D, N, P)."""
-    report = check_monte_carlo(
-        curve,
+    report = curve.check_monte_carlo(  # through the registered witness
         (300,),
         rng=np.random.default_rng(7),
         ratio=p_ratio,
@@ -233,6 +232,7 @@ def test_against_simulation(curve: LossCurve, n_ratio: float, p_ratio: float) ->
     )
     assert report.passed, str(report)
     assert max(r.max_ratio for r in report.reports) < 0.5
+    assert len(report.reports) == 2 * len(TIMES)  # forcing and the realised loss at each time
 
 
 @pytest.mark.parametrize(("n_ratio", "p_ratio"), SIZES)
