@@ -26,6 +26,7 @@ from .codegen import to_module as to_module
 from .codegen import verify as verify
 from .codegen import verify_mixed_moment as verify_mixed_moment
 from .codegen.dynamics_mc import check_monte_carlo as _check_dynamics  # noqa: F401 - registers the witness
+from .codegen.kernel_mc import check_kernel_monte_carlo as _check_kernel  # noqa: F401 - registers the witnesses
 from .codegen.latex import to_latex as to_latex
 from .codegen.learning_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
 from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
@@ -38,13 +39,17 @@ from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
+from .derivations import GCVEstimator as GCVEstimator
 from .derivations import GradientFlow as GradientFlow
+from .derivations import KernelRegression as KernelRegression
 from .derivations import LayeredTwoPoint as LayeredTwoPoint
 from .derivations import LossCurve as LossCurve
 from .derivations import LossFormula as LossFormula
 from .derivations import MultiPassSGD as MultiPassSGD
 from .derivations import OnePoint as OnePoint
 from .derivations import OnlineSGD as OnlineSGD
+from .derivations import RandomFeatureGradientFlow as RandomFeatureGradientFlow
+from .derivations import RandomFeatureRidge as RandomFeatureRidge
 from .derivations import Rectangular as Rectangular
 from .derivations import RidgeRegression as RidgeRegression
 from .derivations import Semicircle as Semicircle
@@ -57,10 +62,12 @@ from .derivations import derive_online_sgd as derive_online_sgd
 from .derivations import derive_sandwich as derive_sandwich
 from .derivations import derive_two_point as derive_two_point
 from .derivations import diagram_sum as diagram_sum
+from .derivations import gcv_estimator as gcv_estimator
 from .derivations import mixed_moment as mixed_moment
 from .derivations import moments_from_cumulants as moments_from_cumulants
 from .derivations import resolvent as resolvent
 from .derivations import trace as trace
+from .derivations import train_test_relation as train_test_relation
 from .diagrams import NCPartition as NCPartition
 from .diagrams import TraceWord as TraceWord
 from .diagrams import noncrossing_partitions as noncrossing_partitions
@@ -83,6 +90,12 @@ __all__ = [
     "Semicircle",
     "CumulantLaw",
     "GradientFlow",
+    "RandomFeatureGradientFlow",
+    "RandomFeatureRidge",
+    "KernelRegression",
+    "GCVEstimator",
+    "gcv_estimator",
+    "train_test_relation",
     "LossCurve",
     "OnlineSGD",
     "MultiPassSGD",

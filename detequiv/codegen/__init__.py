@@ -3,6 +3,12 @@ compares exact results with simulation at several sizes; LaTeX export; standalon
 evaluators of derived results (:func:`to_module`).
 """
 
+from .dynamics_mc import simulate_random_feature_flow as simulate_random_feature_flow
+from .kernel_mc import check_gcv as check_gcv
+from .kernel_mc import check_kernel_monte_carlo as check_kernel_monte_carlo
+from .kernel_mc import circle_fourier_kernel as circle_fourier_kernel
+from .kernel_mc import simulate_gcv as simulate_gcv
+from .kernel_mc import simulate_kernel_ridge as simulate_kernel_ridge
 from .loss_module import loss_to_module as loss_to_module
 from .montecarlo import MCEstimate as MCEstimate
 from .montecarlo import gaussian as gaussian
@@ -51,4 +57,10 @@ __all__ = [
     "loss_to_module",
     "check_online_sgd",
     "run_online_sgd",
+    "simulate_random_feature_flow",
+    "check_gcv",
+    "check_kernel_monte_carlo",
+    "circle_fourier_kernel",
+    "simulate_gcv",
+    "simulate_kernel_ridge",
 ]

@@ -13,7 +13,10 @@ from .cumulants import moment_symbols as moment_symbols
 from .cumulants import moments_from_cumulants as moments_from_cumulants
 from .dynamics import GradientFlow as GradientFlow
 from .dynamics import LossCurve as LossCurve
+from .dynamics import RandomFeatureGradientFlow as RandomFeatureGradientFlow
+from .dynamics import hyperbolic_nodes as hyperbolic_nodes
 from .dynamics import inverse_laplace as inverse_laplace
+from .dynamics import time_windows as time_windows
 from .expressions import Deterministic as Deterministic
 from .expressions import DeterministicVector as DeterministicVector
 from .expressions import FreeMatrix as FreeMatrix
@@ -22,6 +25,12 @@ from .expressions import Identity as Identity
 from .expressions import Rectangular as Rectangular
 from .expressions import resolvent as resolvent
 from .expressions import trace as trace
+from .kernel import GCVEstimator as GCVEstimator
+from .kernel import KernelRegression as KernelRegression
+from .kernel import TrainTestRelation as TrainTestRelation
+from .kernel import canonical_traces as canonical_traces
+from .kernel import gcv_estimator as gcv_estimator
+from .kernel import train_test_relation as train_test_relation
 from .laws import Constant as Constant
 from .laws import CumulantLaw as CumulantLaw
 from .laws import DeterministicLaw as DeterministicLaw
@@ -41,6 +50,7 @@ from .onepoint import OnePoint as OnePoint
 from .onepoint import Step as Step
 from .onepoint import derive as derive
 from .quantities import tr as tr
+from .random_features import RandomFeatureRidge as RandomFeatureRidge
 from .sandwich import Combination as Combination
 from .sandwich import derive_sandwich as derive_sandwich
 from .sgd import MultiPassSGD as MultiPassSGD
@@ -69,6 +79,16 @@ __all__ = [
     "Constant",
     "CumulantLaw",
     "GradientFlow",
+    "RandomFeatureGradientFlow",
+    "hyperbolic_nodes",
+    "time_windows",
+    "KernelRegression",
+    "TrainTestRelation",
+    "train_test_relation",
+    "GCVEstimator",
+    "gcv_estimator",
+    "canonical_traces",
+    "RandomFeatureRidge",
     "LossCurve",
     "inverse_laplace",
     "OnlineSGD",

@@ -49,7 +49,7 @@ from .laws import Wishart
 from .onepoint import FixedPoint, Step, call_witness, derive, df1
 from .twopoint import derive_two_point, df2
 
-__all__ = ["mtr", "LossFormula", "RidgeRegression", "lam_derivative", "SeriesReport"]
+__all__ = ["mtr", "LossFormula", "RidgeRegression", "lam_derivative", "SeriesReport", "SeriesSpec"]
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +324,28 @@ class LossFormula:
         return report
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Simulation of the learning problem itself (:mod:`detequiv.codegen.learning_mc`)."""
-        return call_witness("learning/monte_carlo", "learning_mc", self, sizes, rng, **kwargs)
+        """Simulation of the learning problem itself (:mod:`detequiv.codegen.learning_mc`, or the
+        model's own witness)."""
+        key, module = getattr(self.model, "witness", ("learning/monte_carlo", "learning_mc"))
+        return call_witness(key, module, self, sizes, rng, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSpec:
+    r"""What the exact witness of a model's loss needs.
+
+    ``one`` is the one-point chain whose fixed points give the ridges; ``laws`` the free
+    letters (replicas are separate letters); ``resolvents`` maps a word item's name to the
+    letters ``Y`` of :math:`(\lambda+Y)^{-1}`; ``blocks`` maps a name to plain letters.
+    """
+
+    one: Any
+    sqrt_name: str
+    laws: Mapping[sp.Symbol, Any]
+    resolvents: Mapping[str, tuple[sp.Symbol, ...]]
+    blocks: Mapping[str, tuple[sp.Symbol, ...]]
+    dim: sp.Expr
+    margin: int = 4
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +398,21 @@ class RidgeRegression:
 
     def _one_point(self) -> Any:
         return derive(self.lam * resolvent(self.sample_covariance, self.lam))
+
+    def series_spec(self) -> SeriesSpec:
+        """Letters and laws of the exact witness: ``G`` the resolvent, ``S`` the sample covariance."""
+        p, d = self.dims
+        half = sp.Symbol(f"{self.sigma.name}_sqrt", commutative=False)
+        w = sp.Symbol(f"W_{self.gaussian.name}", commutative=False)
+        s_hat = (half, w, half)
+        return SeriesSpec(
+            one=self._one_point(),
+            sqrt_name=self.sigma.name,
+            laws={w: Wishart(sp.simplify(d / p))},
+            resolvents={"G": s_hat},
+            blocks={"S": s_hat},
+            dim=d,
+        )
 
     def test_error(self) -> LossFormula:
         """Bias, variance and noise of the test error (MATH.md 4.1, 4.3), derived."""
@@ -546,9 +581,9 @@ def _evaluate(loss: LossFormula, values: Mapping[Any, Any]) -> dict[str, complex
             vectors[name] = v.reshape(-1, 1)
         else:
             rest[key] = value
-    one = derive(loss.lam * resolvent(model.sample_covariance, loss.lam))
+    one = model._one_point()
     sol = one.evaluate(rest)
-    kappa = sol[one.fixed_points[0].symbol]
+    kappa = sol[loss.kappa]
     mats, scalars = _split_values(rest)
     mats.update(vectors)
     numeric = _Matrices(mats, scalars)
@@ -600,11 +635,11 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
 
     K = _check_order(order)
     model = loss.model
-    p, d = model.dims
-    sig = model.sigma.name
+    spec: SeriesSpec = model.series_spec()
+    d = spec.dim
+    sig = spec.sqrt_name
     half = sp.Symbol(f"{sig}_sqrt", commutative=False)
-    w = sp.Symbol(f"W_{model.gaussian.name}", commutative=False)
-    laws = {w: Wishart(sp.simplify(d / p))}
+    laws = dict(spec.laws)
     b_letter = sp.Symbol(f"{model.beta.name}*{model.beta.name}.T", commutative=False)
     x = sp.Symbol("x_series")
 
@@ -615,12 +650,14 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
             return (half,) * int(2 * m.args[1])
         if isinstance(m, sp.MatPow) and m.args[1].is_Integer:
             return letters(m.args[0]) * int(m.args[1])
+        if isinstance(m, sp.MatMul) and m.as_coeff_matrices()[0] == 1:
+            return tuple(y for f in m.args for y in letters(f))
         raise InvalidArgument(f"no letters for {m}")
 
-    # exact side: G = sum_j (-1)^j x^(j+1) S^j, S = Sigma^1/2 W Sigma^1/2
+    # exact side: (lam + Y)^-1 = sum_j (-1)^j x^(j+1) Y^j for every resolvent item of the word
     def exact(term: RandomTerm) -> list[sp.Expr]:
         coeff = sp.sympify(term.coeff).xreplace({loss.lam: 1 / x})
-        n_g = sum(1 for f in term.word if f == "G")
+        n_g = sum(1 for f in term.word if isinstance(f, str) and f in spec.resolvents)
         out = [sp.S.Zero] * (K + 1)
         c_series = sp.series(coeff, x, 0, K + 3).removeO() if coeff.has(x) else coeff
 
@@ -628,10 +665,10 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
             it = iter(powers)
             out_letters: list[sp.Symbol] = []
             for f in word:
-                if f == "G":
-                    out_letters += [half, w, half] * next(it)
-                elif f == "S":
-                    out_letters += [half, w, half]
+                if isinstance(f, str) and f in spec.resolvents:
+                    out_letters += list(spec.resolvents[f]) * next(it)
+                elif isinstance(f, str):
+                    out_letters += list(spec.blocks[f])
                 else:
                     out_letters += list(letters(f))
             return tuple(out_letters)
@@ -652,8 +689,8 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
         return [sp.expand(v) for v in out]
 
     # equivalent side: kappa as a series in x, mtr atoms expanded in 1/kappa
-    one = derive(loss.lam * resolvent(model.sample_covariance, loss.lam))
-    work = K + 4  # working precision: lam^2 prefactors and derivatives cancel leading orders
+    one = spec.one
+    work = K + spec.margin  # working precision: lam^2 prefactors and derivatives cancel leading orders
     prepared = _prepare(one, work, {sig})
 
     def expansion(atom: mtr) -> list[tuple[sp.Expr, int, sp.Expr]]:
@@ -698,10 +735,10 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
             for a in sp.sympify(e).xreplace({m: 1 for m in sp.sympify(e).atoms(mtr)}).free_symbols
             if not isinstance(a, sp.MatrixSymbol)
         }
-        exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa})))
+        exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa}), sp.S.Zero))
     alg = _Ring(exprs)
     solved = _solve_fixed_points(prepared, work, alg)
-    u = solved[one.fixed_points[0].symbol]
+    u = solved[loss.kappa]
     n = work + 1
     kappa_series: _Series = (-1, list(u[:n]))
     inv_kappa = _s_inv(kappa_series, alg)
