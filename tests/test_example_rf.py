@@ -1,0 +1,78 @@
+"""Run ``examples/rf_double_descent.py`` at a small size.
+
+The example compares the derived random-feature test error (and its fine-grained split)
+with replica simulations and returns 0 only when every simulated term passes the project's
+Monte Carlo rule. Checked: it agrees and draws its figure; the theory curve peaks at the
+interpolation threshold ``N = P`` (a fact independent of the formula); a biased simulation
+makes it return 1; without matplotlib it still prints the table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rf_double_descent.py"
+SMALL = ["--D", "100", "--P", "40", "--seeds", "6", "--ratios", "0.4,3"]
+
+
+@pytest.fixture(scope="module")
+def example() -> Any:
+    spec = importlib.util.spec_from_file_location("_example_rf_double_descent", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module  # its derive_loss() is cached: one derivation for the whole file
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match is not None, f"{pattern!r} not in the output:\n{text}"
+    return float(match.group(1))
+
+
+def test_rf_example_agrees(example: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="the figure needs matplotlib")
+    grid = ["--points", "11", "--low", "0.3", "--high", "3"]
+    assert example.main([*SMALL, *grid, "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert (tmp_path / "rf_double_descent.png").stat().st_size > 10_000
+    assert "agreement: PASS" in text and "FAIL" not in text
+    # 2 points x (6 terms + total)
+    assert _number(r"over (\d+) terms", text) == 14
+    assert _number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
+    # double descent: the test error peaks at the interpolation threshold N = P
+    assert 0.6 < _number(r"peak of the test error on the grid: N/P = ([\d.]+)", text) < 1.7
+
+
+def test_rf_example_rejects_a_biased_simulation(
+    example: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = example.simulate_random_features
+
+    def biased(*args: Any, **kwargs: Any) -> dict[str, float]:
+        out = real(*args, **kwargs)
+        return {**out, "variance_noise": 1.3 * out["variance_noise"]}
+
+    monkeypatch.setattr(example, "simulate_random_features", biased)
+    small = [*SMALL[:-1], "3", "--points", "3"]
+    assert example.main([*small, "--out", str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert "agreement: FAIL" in text and re.search(r"variance_noise .* FAIL", text)
+    assert not re.search(r"(bias|variance_features|variance_data) .* FAIL", text)
+
+
+def test_rf_example_without_matplotlib(
+    example: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    small = [*SMALL[:-1], "3", "--points", "3"]
+    assert example.main([*small, "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "table only" in text and "agreement: PASS" in text
+    assert not (tmp_path / "rf_double_descent.png").exists()
