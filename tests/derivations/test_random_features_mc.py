@@ -245,3 +245,15 @@ def test_math_sizes(loss: Any, n: int, p: int, lam: float) -> None:
         (200, 400), rng=np.random.default_rng(10), ratio_n=n / 200, ratio_p=p / 200, lam=lam, n_samples=40
     )
     assert check.passed, str(check)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (found by examples/rf_double_descent.py): at N = P the one-point solver of "
+    "RandomFeatureRidge picks a non-physical root (kappa_1 < 0) and evaluate returns E_test < 0",
+)
+def test_evaluate_at_the_interpolation_threshold(loss: Any) -> None:
+    k = np.arange(1, 61.0)
+    values = {"Sigma": k**-1.0, "beta": k**-0.6, "D": 60, "N": 30, "P": 30, "lam": 1e-4, "sigma2": 0.25}
+    # measured: evaluate gives -0.253, MATH.md 4.5 gives 4.032
+    assert loss.evaluate(values)["total"] == pytest.approx(_reference_of(values)["total"], rel=1e-8)
