@@ -150,7 +150,7 @@ def test_rejects_features_and_data_variances_swapped(loss: Any) -> None:
     # N/D = 0.5, P/D = 2: V_F ~ 30 V_X (few features, many samples)
     check = rfm.check_monte_carlo(Altered(loss, swap), (100, 200), rng=np.random.default_rng(3))
     ratios = _ratios(check)
-    assert ratios["variance_features"] > 3 and ratios["variance_data"] > 10, str(check)  # measured 6.3, 25
+    assert ratios["variance_features"] > 3 and ratios["variance_data"] > 10, str(check)  # measured 13, 25
     assert ratios["E_test"] < 1  # the total cannot see the swap
 
 
@@ -164,7 +164,7 @@ def test_rejects_noise_variance_without_its_factor(loss: Any) -> None:
     kw = {"ratio_n": 2.0, "ratio_p": 0.5, "lam": 1e-3}
     check = rfm.check_monte_carlo(Altered(loss, plain), (100, 200), rng=np.random.default_rng(4), **kw)
     ratios = _ratios(check)
-    assert ratios["variance_noise"] > 5 and ratios["E_test"] > 1.5, str(check)  # measured 20, 2.4
+    assert ratios["variance_noise"] > 5 and ratios["E_test"] > 1.5, str(check)  # measured 20, 2.6
     right = rfm.check_monte_carlo(loss, (100, 200), rng=np.random.default_rng(4), **kw)
     assert right.passed, str(right)
 
