@@ -137,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("rest", nargs=argparse.REMAINDER, help="MODEL and its options (curve ridge --help)")
 
-    cg = sub.add_parser("codegen", help="write a standalone numpy evaluator of a derived one-point result")
-    cg.add_argument("expression", metavar="EXPR", help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)"')
+    cg = sub.add_parser(
+        "codegen", help="write a standalone numpy evaluator of a derived one-point result or a model's loss"
+    )
+    cg.add_argument(
+        "expression",
+        metavar="EXPR|MODEL",
+        help='e.g. "lam*resolvent(Sigma @ X.T @ X / P, lam)", or a model: ridge, ridge-train, rf',
+    )
     _add_declarations(cg)
     cg.add_argument("-o", "--output", metavar="FILE.py", help="write the module there (default: stdout)")
     cg.add_argument("--name", help="module name in its docstring (default: the file's stem)")
@@ -347,11 +353,18 @@ def _cmd_curve(args: argparse.Namespace) -> int:
 
 
 def _cmd_codegen(args: argparse.Namespace) -> int:
+    from .codegen.loss_module import MODEL_NAMES, loss_to_module, model_loss
     from .codegen.numpy_module import to_module
     from .derivations.expressions import Resolvent
     from .derivations.onepoint import derive
     from .derivations.parser import parse_expression
 
+    name = args.name or (Path(args.output).stem if args.output else "evaluator")
+    if not name.isidentifier():
+        raise InvalidArgument(f"--name {name!r} is not a Python identifier; pass --name my_evaluator")
+    if args.expression in MODEL_NAMES:  # a named learning model: its derived loss
+        source = loss_to_module(model_loss(args.expression), name)
+        return _write_module(source, args.output)
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
     resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
@@ -362,15 +375,13 @@ def _cmd_codegen(args: argparse.Namespace) -> int:
         )
     order = tuple(n.strip() for n in args.order.split(",") if n.strip()) if args.order else None
     eq = derive(expr, order=order)
-    name = args.name or (Path(args.output).stem if args.output else "evaluator")
-    if not name.isidentifier():
-        raise InvalidArgument(f"--name {name!r} is not a Python identifier; pass --name my_evaluator")
-    source = to_module(eq, name)
-    if args.output:
-        Path(args.output).write_text(source)
-        print(
-            f"wrote {args.output} ({len(source.splitlines())} lines); import it and call evaluate(lam, ...)"
-        )
+    return _write_module(to_module(eq, name), args.output)
+
+
+def _write_module(source: str, output: str | None) -> int:
+    if output:
+        Path(output).write_text(source)
+        print(f"wrote {output} ({len(source.splitlines())} lines); import it and call evaluate(lam, ...)")
     else:
         print(source)
     return 0

@@ -729,7 +729,30 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
 # command line: detequiv curve ridge --spectrum powerlaw:ALPHA --D ... [--plot out.png]
 # ---------------------------------------------------------------------------
 
-_CURVE_MODELS = ("ridge", "sgd")
+_CURVE_MODELS = ("ridge", "rf", "sgd")
+
+
+def model_loss(name: str) -> LossFormula:
+    """The derived loss of a named model: ``ridge`` (test error), ``ridge-train`` (training
+    error) or ``rf`` (random-feature ridge test error with its fine-grained split).
+
+    >>> sorted(model_loss("ridge").terms)
+    ['bias', 'noise', 'variance']
+    """
+    from ..derivations.random_features import RandomFeatureRidge
+
+    d, p, n = sp.symbols("D P N", positive=True)
+    sigma, x, beta = Deterministic("Sigma", d), Gaussian("X", (p, d)), DeterministicVector("beta", d)
+    if name == "ridge":
+        return RidgeRegression(sigma, x, beta).test_error()
+    if name == "ridge-train":
+        return RidgeRegression(sigma, x, beta).training_error()
+    if name in ("rf", "random-features"):
+        return RandomFeatureRidge(sigma, x, Gaussian("F", (n, d)), beta).test_error()
+    raise InvalidArgument(f"unknown model {name!r}; use one of ridge, ridge-train, rf")
+
+
+MODEL_NAMES = ("ridge", "ridge-train", "rf", "random-features")
 
 
 def _power_law(spec: str, n: int, flag: str) -> Any:
@@ -809,15 +832,17 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     import numpy as np
-    import sympy as sp
 
     parser = argparse.ArgumentParser(prog="detequiv curve", description="loss curves of a learning model")
     parser.add_argument(
-        "model", choices=_CURVE_MODELS, help="ridge (loss vs lam) or sgd (online SGD loss vs step)"
+        "model",
+        choices=_CURVE_MODELS,
+        help="ridge (loss vs lam), rf (random-feature ridge vs lam) or sgd (online SGD loss vs step)",
     )
     parser.add_argument("--spectrum", required=True, help="powerlaw:ALPHA (eigenvalues k^-ALPHA) or flat")
     parser.add_argument("--D", type=int, required=True, help="dimension (number of eigenvalues)")
     parser.add_argument("--P", type=float, help="number of samples (default: D / 2)")
+    parser.add_argument("--N", type=float, help="rf: number of features (default: D / 4)")
     parser.add_argument("--target", default="powerlaw:0.9", help="beta_k^2 = k^-B: powerlaw:B or flat")
     parser.add_argument("--noise", type=float, default=0.09, help="label noise variance sigma2 (>= 0)")
     parser.add_argument("--lam", default="1e-4:10:25", help="LO:HI:COUNT, log-spaced (LO = 0: ridgeless)")
@@ -840,25 +865,30 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
         return _sgd_curve(args, spectrum, beta)
     lams = _lam_grid(args.lam)
 
-    d, p = sp.symbols("D P", positive=True)
-    model = RidgeRegression(Deterministic("Sigma", d), Gaussian("X", (p, d)), DeterministicVector("beta", d))
+    sizes = {"D": args.D, "P": p_value}
+    losses = [(model_loss("ridge"), "E_test"), (model_loss("ridge-train"), "E_train")]
+    if args.model == "rf":
+        n_value = args.N if args.N is not None else args.D / 4
+        if not n_value > 0:
+            raise InvalidArgument(f"--N {n_value}: the number of features must be > 0")
+        sizes["N"] = n_value
+        losses = [(model_loss("rf"), "E_test")]
     columns: dict[str, Any] = {"lam": lams}
-    for loss, label in ((model.test_error(), "E_test"), (model.training_error(), "E_train")):
+    for loss, label in losses:
         namespace: dict[str, Any] = {}
         exec(compile(loss_to_module(loss, label), f"<{label}>", "exec"), namespace)  # noqa: S102
         try:
-            out = namespace["evaluate"](
-                lams, Sigma=spectrum, beta=beta, D=args.D, P=p_value, sigma2=args.noise
-            )
+            out = namespace["evaluate"](lams, Sigma=spectrum, beta=beta, sigma2=args.noise, **sizes)
         except ValueError as exc:
             raise InvalidArgument(f"{label}: {exc}") from None
         if label == "E_test":
-            columns.update({"kappa": out["kappa"], **{k: out[k] for k in loss.terms}})
+            columns.update({"kappa": out[str(loss.kappa)], **{k: out[k] for k in loss.terms}})
         columns[label] = out["total"]
     header = " ".join(columns)
     rows = [" ".join(f"{float(v[i]):.6g}" for v in columns.values()) for i in range(lams.size)]
     setting = f"spectrum {args.spectrum}, target {args.target}, noise {args.noise:g}"
-    print(f"# ridge, D = {args.D}, P = {p_value:g}, {setting}")
+    size_text = ", ".join(f"{k} = {v:g}" for k, v in sizes.items())
+    print(f"# {args.model}, {size_text}, {setting}")
     print(header)
     print("\n".join(rows))
     if args.csv:
@@ -868,7 +898,7 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
                 ",".join(f"{float(v[i]):.17g}" for v in columns.values()) + "\n" for i in range(lams.size)
             )
     if args.plot:
-        _plot_curves(columns, args.plot, f"ridge, D = {args.D}, P = {p_value:g}, {args.spectrum}")
+        _plot_curves(columns, args.plot, f"{args.model}, {size_text}, {args.spectrum}")
     return 0
 
 
@@ -910,6 +940,8 @@ def _sgd_curve(args: Any, spectrum: Any, beta: Any) -> int:
 
 
 def _plot_curves(columns: dict[str, Any], path: str, title: str) -> None:
+    import numpy as np
+
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - optional extra
@@ -918,8 +950,9 @@ def _plot_curves(columns: dict[str, Any], path: str, title: str) -> None:
     ax = fig.add_subplot()
     lams = columns["lam"]
     keep = lams > 0
-    for name in ("E_test", "bias", "variance", "E_train"):
-        ax.loglog(lams[keep], columns[name][keep], label=name)
+    for name in columns:
+        if name.startswith(("E_", "bias", "variance")) and np.all(columns[name][keep] > 0):
+            ax.loglog(lams[keep], columns[name][keep], label=name)
     ax.set_xlabel("lam")
     ax.set_ylabel("loss")
     ax.set_title(title)

@@ -627,6 +627,10 @@ def _numeric_matrix(numeric: Any, m: sp.Basic) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+class _PrecisionLost(Exception):
+    """A term's series lost leading orders to cancellation: retry with more working precision."""
+
+
 def _check_series(loss: LossFormula, order: int) -> SeriesReport:
     from .cumulants import _check_order
     from .mixed import mixed_moment
@@ -688,101 +692,115 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
                     out[k] += contrib.coeff(x, k)
         return [sp.expand(v) for v in out]
 
-    # equivalent side: kappa as a series in x, mtr atoms expanded in 1/kappa
-    one = spec.one
-    work = K + spec.margin  # working precision: lam^2 prefactors and derivatives cancel leading orders
-    prepared = _prepare(one, work, {sig})
+    def equivalents(work: int) -> dict[str, list[sp.Expr]]:
+        """Series of every term at working precision ``work`` (raises _PrecisionLost)."""
+        # equivalent side: kappa as a series in x, mtr atoms expanded in 1/kappa
+        one = spec.one
+        prepared = _prepare(one, work, {sig})
 
-    def expansion(atom: mtr) -> list[tuple[sp.Expr, int, sp.Expr]]:
-        """``[(trace, total power j, sign)]``: mtr = sum sign * kappa^-(j + #inv) * trace."""
-        m = atom.args[0]
-        scalar = m.as_coeff_matrices()[0] if isinstance(m, sp.MatMul) else sp.S.One
-        mats = _flat(m)
-        vec = False
-        if mats and isinstance(mats[0], sp.Transpose) and isinstance(mats[0].arg, sp.MatrixSymbol):
-            vec = True
-            mats = list(mats[1:-1])
-        inv = [f for f in mats if isinstance(f, sp.Inverse)]
-        out = []
-        for powers in itertools.product(range(work + 1), repeat=len(inv)):
-            if sum(powers) > work:
-                continue
-            it = iter(powers)
-            word: list[sp.Symbol] = []
-            for f in mats:
-                if isinstance(f, sp.Inverse):
-                    ys = [a for a in f.arg.args if not a.has(loss.kappa)]
-                    if len(ys) != 1 or sp.simplify(
-                        f.arg - ys[0] - loss.kappa * sp.Identity(d)
-                    ) != sp.ZeroMatrix(d, d):
-                        raise InvalidArgument(f"cannot expand {f} in 1/{loss.kappa}")
-                    word += list(letters(ys[0])) * next(it)
-                else:
-                    word += list(letters(f))
-            t = d * tr(sp.Mul(b_letter, *word)) if vec else (tr(sp.Mul(*word)) if word else sp.S.One)
-            out.append((scalar * t, sum(powers) + len(inv), (-1) ** sum(powers)))
-        return out
+        def expansion(atom: mtr) -> list[tuple[sp.Expr, int, sp.Expr]]:
+            """``[(trace, total power j, sign)]``: mtr = sum sign * kappa^-(j + #inv) * trace."""
+            m = atom.args[0]
+            scalar = m.as_coeff_matrices()[0] if isinstance(m, sp.MatMul) else sp.S.One
+            mats = _flat(m)
+            vec = False
+            if mats and isinstance(mats[0], sp.Transpose) and isinstance(mats[0].arg, sp.MatrixSymbol):
+                vec = True
+                mats = list(mats[1:-1])
+            inv = [f for f in mats if isinstance(f, sp.Inverse)]
+            out = []
+            for powers in itertools.product(range(work + 1), repeat=len(inv)):
+                if sum(powers) > work:
+                    continue
+                it = iter(powers)
+                word: list[sp.Symbol] = []
+                for f in mats:
+                    if isinstance(f, sp.Inverse):
+                        ys = [a for a in f.arg.args if not a.has(loss.kappa)]
+                        if len(ys) != 1 or sp.simplify(
+                            f.arg - ys[0] - loss.kappa * sp.Identity(d)
+                        ) != sp.ZeroMatrix(d, d):
+                            raise InvalidArgument(f"cannot expand {f} in 1/{loss.kappa}")
+                        word += list(letters(ys[0])) * next(it)
+                    else:
+                        word += list(letters(f))
+                t = d * tr(sp.Mul(b_letter, *word)) if vec else (tr(sp.Mul(*word)) if word else sp.S.One)
+                out.append((scalar * t, sum(powers) + len(inv), (-1) ** sum(powers)))
+            return out
 
-    atoms = sorted({a for e in loss.terms.values() for a in sp.sympify(e).atoms(mtr)}, key=str)
-    expansions = {a: expansion(a) for a in atoms}
-    exprs: list[Any] = []
-    for _, _, terms, tg in prepared:
-        exprs += [c for _, c in terms] + [y for ms, _ in tg for y in ms]
-    exprs += [t for ex in expansions.values() for t, _, _ in ex]
-    for e in loss.terms.values():
-        scalars = {
-            a
-            for a in sp.sympify(e).xreplace({m: 1 for m in sp.sympify(e).atoms(mtr)}).free_symbols
-            if not isinstance(a, sp.MatrixSymbol)
-        }
-        exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa}), sp.S.Zero))
-    alg = _Ring(exprs)
-    solved = _solve_fixed_points(prepared, work, alg)
-    u = solved[loss.kappa]
-    n = work + 1
-    kappa_series: _Series = (-1, list(u[:n]))
-    inv_kappa = _s_inv(kappa_series, alg)
+        atoms = sorted({a for e in loss.terms.values() for a in sp.sympify(e).atoms(mtr)}, key=str)
+        expansions = {a: expansion(a) for a in atoms}
+        exprs: list[Any] = []
+        for _, _, terms, tg in prepared:
+            exprs += [c for _, c in terms] + [y for ms, _ in tg for y in ms]
+        exprs += [t for ex in expansions.values() for t, _, _ in ex]
+        for e in loss.terms.values():
+            scalars = {
+                a
+                for a in sp.sympify(e).xreplace({m: 1 for m in sp.sympify(e).atoms(mtr)}).free_symbols
+                if not isinstance(a, sp.MatrixSymbol)
+            }
+            exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa}), sp.S.Zero))
+        alg = _Ring(exprs)
+        solved = _solve_fixed_points(prepared, work, alg)
+        u = solved[loss.kappa]
+        n = work + 1
+        kappa_series: _Series = (-1, list(u[:n]))
+        inv_kappa = _s_inv(kappa_series, alg)
 
-    powers_of_inv: list[_Series] = [_s_pow(inv_kappa, 0, alg)]
+        powers_of_inv: list[_Series] = [_s_pow(inv_kappa, 0, alg)]
 
-    def inv_power(j: int) -> _Series:
-        while len(powers_of_inv) <= j:
-            powers_of_inv.append(_s_mul(powers_of_inv[-1], inv_kappa, alg))
-        return powers_of_inv[j]
+        def inv_power(j: int) -> _Series:
+            while len(powers_of_inv) <= j:
+                powers_of_inv.append(_s_mul(powers_of_inv[-1], inv_kappa, alg))
+            return powers_of_inv[j]
 
-    def atom_series(atom: mtr) -> _Series:
-        grouped: dict[int, Any] = {}
-        for t, power, sign in expansions[atom]:
-            grouped[power] = grouped.get(power, alg.R.zero) + alg.to(sign * t)
-        total: _Series = (0, [alg.R.zero] * n)
-        for power, coeff in grouped.items():
-            c = inv_power(power)
-            total = _s_add(total, (c[0], [v * coeff for v in c[1]]), alg)
-        return total
+        def atom_series(atom: mtr) -> _Series:
+            grouped: dict[int, Any] = {}
+            for t, power, sign in expansions[atom]:
+                grouped[power] = grouped.get(power, alg.R.zero) + alg.to(sign * t)
+            total: _Series = (0, [alg.R.zero] * n)
+            for power, coeff in grouped.items():
+                c = inv_power(power)
+                total = _s_add(total, (c[0], [v * coeff for v in c[1]]), alg)
+            return total
 
-    def equivalent(expr: sp.Expr) -> list[sp.Expr]:
-        e = sp.sympify(expr)
-        env: dict[sp.Basic, _Series] = {
-            loss.lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1)),
-            loss.kappa: kappa_series,
-        }
-        for atom in e.atoms(mtr):
-            env[atom] = atom_series(atom)
-        shift, cs = _s_eval(e, env, n, alg)
-        if shift < 0:
-            if any(cs[:-shift]):
-                raise InvalidArgument(f"the term has a pole at lam = infinity: {expr}")
-            full = cs[-shift:]
-        else:
-            full = [alg.R.zero] * shift + cs
-        if len(full) < K + 1:
-            raise InvalidArgument(f"the series of {expr} lost precision ({len(full)} < {K + 1} terms)")
-        return [alg.expr(c) for c in full[: K + 1]]
+        def equivalent(expr: sp.Expr) -> list[sp.Expr]:
+            e = sp.sympify(expr)
+            env: dict[sp.Basic, _Series] = {
+                loss.lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1)),
+                loss.kappa: kappa_series,
+            }
+            for atom in e.atoms(mtr):
+                env[atom] = atom_series(atom)
+            shift, cs = _s_eval(e, env, n, alg)
+            if shift < 0:
+                if any(cs[:-shift]):
+                    raise InvalidArgument(f"the term has a pole at lam = infinity: {expr}")
+                full = cs[-shift:]
+            else:
+                full = [alg.R.zero] * shift + cs
+            if len(full) < K + 1:
+                raise _PrecisionLost(f"the series of {expr} lost precision ({len(full)} < {K + 1} terms)")
+            return [alg.expr(c) for c in full[: K + 1]]
+
+        return {name: equivalent(expr) for name, expr in loss.terms.items()}
+
+    # working precision: lam^2 prefactors, derivatives and the differences of the split cancel
+    # leading orders; start with the model's margin and widen it if a term runs out
+    for margin in (spec.margin, spec.margin + 4, spec.margin + 8):
+        try:
+            series = equivalents(K + margin)
+            break
+        except _PrecisionLost:
+            continue
+    else:
+        raise InvalidArgument(f"the series of a term of {loss.name} lost precision even with margin {margin}")
 
     coefficients: dict[str, tuple[tuple[sp.Expr, sp.Expr], ...]] = {}
     failures: dict[str, int | None] = {}
     for name, expr in loss.terms.items():
-        eqv = equivalent(expr)
+        eqv = series[name]
         dia = [sp.S.Zero] * (K + 1)
         randoms = loss.random.get(name, ())
         if not randoms:

@@ -101,8 +101,9 @@ def test_derivation_is_engine_steps(err):
     assert [fp.symbol.name for fp in err.fixed_points] == ["kappa_2"]
 
 
-def test_series_order_4(err):
-    report = err.check_series(4)
+def test_series_order_3(err):
+    """The fast default; order 6 (about 4 minutes) is the slow test below."""
+    report = err.check_series(3)
     assert report.passed, str(report)
     # the diagram side is not trivially zero: the interaction starts at lam^-2
     assert report.coefficients["variance_interaction"][2][1] != 0
@@ -121,8 +122,8 @@ def test_wrong_formula_fails_series(err):
     terms = dict(err.terms)
     terms["variance_features"] = sp.S.Zero
     bad = replace(err, terms=terms)
-    report = bad.check_series(3)
-    assert report.failures["variance_features"] is not None
+    report = bad.check_series(2)
+    assert report.failures["variance_features"] == 2
     assert report.failures["bias"] is None
 
 
