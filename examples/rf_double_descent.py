@@ -11,7 +11,7 @@ regression. The script
 1. derives the test error with its fine-grained split (bias :math:`\mathcal B`, feature
    variance :math:`\mathcal V_F`, data variance :math:`\mathcal V_X`, interaction
    :math:`\mathcal V_{XF}`, label-noise variance, noise) and evaluates it on a grid of
-   ``N / P`` (:meth:`LossFormula.evaluate`);
+   ``N / P`` with the generated numpy evaluator (:func:`detequiv.loss_to_module`);
 2. simulates random-feature ridge fits at a few ``N / P``
    (:func:`detequiv.codegen.random_features_mc.simulate_random_features`: two data sets and
    two feature matrices per seed, replica overlaps for the split), ``--seeds`` draws per
@@ -43,6 +43,7 @@ import numpy as np
 import sympy as sp
 
 import detequiv as de
+from detequiv.codegen import loss_to_module
 from detequiv.codegen.random_features_mc import simulate_random_features
 
 N_SE = 4.0
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ratios", default="0.3,0.6,2,5", help="N/P of the simulated points (default 0.3,0.6,2,5)"
     )
-    parser.add_argument("--points", type=int, default=25, help="theory grid points over N/P (default 25)")
+    parser.add_argument("--points", type=int, default=200, help="theory grid points over N/P (default 200)")
     parser.add_argument("--low", type=float, default=0.1, help="smallest N/P of the grid (default 0.1)")
     parser.add_argument("--high", type=float, default=10.0, help="largest N/P of the grid (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -126,28 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     d, p, lam, sigma2 = args.D, args.P, args.lam, args.noise
     spectrum, beta = _problem(d, args.alpha, args.b)
     loss = derive_loss()
-    theory_at: dict[int, dict[str, float]] = {}
+    # the theory curve comes from the generated numpy evaluator (vectorized over N)
+    namespace: dict[str, Any] = {}
+    exec(compile(loss_to_module(loss, "rf_test_error"), "rf_test_error", "exec"), namespace)  # noqa: S102
+    evaluator = namespace["evaluate"]
+
+    def theory_many(ns: Any) -> dict[str, np.ndarray]:
+        n_values = np.asarray(ns, dtype=float)
+        out = evaluator(lam, Sigma=spectrum, beta=beta, D=d, N=n_values, P=p, sigma2=sigma2)
+        return {key: np.atleast_1d(out[key]) for key in (*SPLIT, "total")}
 
     def theory(n: int) -> dict[str, float]:
-        if n not in theory_at:
-            values = {"Sigma": spectrum, "beta": beta, "D": d, "N": n, "P": p, "lam": lam, "sigma2": sigma2}
-            theory_at[n] = {k: float(np.real(v)) for k, v in loss.evaluate(values).items()}
-        return theory_at[n]
+        return {key: float(v[0]) for key, v in theory_many([n]).items()}
 
-    def physical(n: int) -> bool:
-        """Every variance >= 0, so E_test >= sigma^2 (a non-physical root of the fixed point fails)."""
-        th = theory(n)
-        return all(th[k] >= -1e-12 * abs(th["total"]) for k in SPLIT) and th["total"] >= sigma2
-
-    grid = sorted({max(1, round(r * p)) for r in np.geomspace(args.low, args.high, args.points)})
-    dropped = [n for n in grid if not physical(n)]
-    if dropped:
-        print(
-            f"# dropped from the theory curve (non-physical LossFormula.evaluate) at N = {dropped}: "
-            + "; ".join(f"N={n}: E_test {theory(n)['total']:.4g}" for n in dropped)
-        )
-    grid = [n for n in grid if n not in dropped]
-    curves = {key: np.array([theory(n)[key] for n in grid]) for key in (*SPLIT, "total")}
+    grid = np.geomspace(args.low, args.high, args.points) * p
+    curves = theory_many(grid)
     sim_ns = [max(1, round(float(r) * p)) for r in args.ratios.split(",")]
     print(
         f"# random-feature ridge: D = {d}, P = {p}, lam = {lam:g}, lambda_k = k^-{args.alpha:g}, "
@@ -199,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _draw(
     figure: Any,
     path: Path,
-    grid: list[int],
+    grid: Any,
     curves: dict[str, np.ndarray],
     sims: dict[int, dict[str, np.ndarray]],
     p: int,

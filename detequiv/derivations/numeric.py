@@ -222,6 +222,10 @@ def physical_ridge(
         except ZeroDivisionError:
             return math.nan
 
+    def dgk(k: float) -> float:
+        with np.errstate(all="ignore"):
+            return float(np.real(dg(df(k))))
+
     scale = max(float(np.max(np.abs(e))) if e.size else 1.0, 1e-300)
     grid = scale * np.logspace(6, -14, 400)
     kappa0 = 0.0
@@ -233,6 +237,11 @@ def physical_ridge(
                 kappa0 = float(brentq(gk, k, prev, xtol=1e-15 * prev, rtol=1e-15))
             else:
                 kappa0 = prev or 0.0
+            break
+        if prev is not None and dgk(k) >= 0 > dgk(prev):
+            # g stops decreasing in df1 without changing sign: a double root such as
+            # (1 - q df1)^2 (random features with N = P); the branch ends at the minimum of g
+            kappa0 = float(brentq(dgk, k, prev, xtol=1e-15 * prev, rtol=1e-15))
             break
         prev = k
     lam_abs = abs(lam)

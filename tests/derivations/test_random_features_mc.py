@@ -247,13 +247,13 @@ def test_math_sizes(loss: Any, n: int, p: int, lam: float) -> None:
     assert check.passed, str(check)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (found by examples/rf_double_descent.py): at N = P the one-point solver of "
-    "RandomFeatureRidge picks a non-physical root (kappa_1 < 0) and evaluate returns E_test < 0",
-)
 def test_evaluate_at_the_interpolation_threshold(loss: Any) -> None:
     k = np.arange(1, 61.0)
     values = {"Sigma": k**-1.0, "beta": k**-0.6, "D": 60, "N": 30, "P": 30, "lam": 1e-4, "sigma2": 0.25}
-    # measured: evaluate gives -0.253, MATH.md 4.5 gives 4.032
+    # N = P: g = (1 - q df1)^2 touches 0 without changing sign; before the branch fix evaluate
+    # picked kappa_1 < 0 and returned -0.253 (MATH.md 4.5 gives 4.032)
     assert loss.evaluate(values)["total"] == pytest.approx(_reference_of(values)["total"], rel=1e-8)
+    for n in (30, 31.5):  # N = P and N = 1.05 P at D = 300 scale too
+        v = {**values, "D": 300, "N": 100 * n / 30, "P": 100, "Sigma": np.arange(1, 301.0) ** -1.0,
+             "beta": np.arange(1, 301.0) ** -0.6}
+        assert loss.evaluate(v)["total"] == pytest.approx(_reference_of(v)["total"], rel=1e-8)
