@@ -211,6 +211,73 @@ def main(argv: list[str] | None = None) -> None:
         f"(largest |diff| / bound = {worst:.2f}); max |diff| / E_g = {rel:.2%}"
     )
 
+    random_features(args, lams)
+
+
+def rf_loop(grid: np.ndarray, s: np.ndarray, b: np.ndarray, n_feat: float, p: float) -> np.ndarray:
+    """Per-point baseline for random features: kappa_2 by brentq (MATH.md 2.4), then MATH.md 4.5."""
+    def df(k: float) -> float:
+        return float(np.sum(s / (s + k)))
+
+    cap = min(n_feat, p)
+    k0 = brentq(lambda k: df(k) - cap, 1e-300, 1e6) if cap < s.size else 0.0
+    out = []
+    for lam_v in grid:
+        k2 = brentq(
+            lambda k, lam_v=lam_v: k * (1 - df(k) / p) * (1 - df(k) / n_feat) - lam_v,
+            k0 * (1 + 1e-12) + 1e-300,
+            lam_v + 10 * s.sum(),
+            xtol=1e-15 * lam_v,
+            rtol=1e-15,
+        )
+        n, n2 = df(k2), float(np.sum(s**2 / (s + k2) ** 2))
+        g1 = (n2 + (n - n2) ** 2 / (n_feat - n2)) / p
+        r2 = 1 / (s + k2) ** 2
+        bias = k2**2 * np.sum(b**2 * s * r2)
+        vf = k2 * (n - n2) / (n_feat - n2) * np.sum(b**2 * s**2 * r2)
+        out.append((bias + vf + SIGMA2) / (1 - g1))
+    return np.array(out)
+
+
+def random_features(args: Any, lams: np.ndarray) -> None:
+    """(d) random-feature ridge (MATH.md 4.5) with its fine-grained split."""
+    from detequiv.derivations.random_features import RandomFeatureRidge
+
+    d_sym, n_sym, p_sym = sp.symbols("D N P", positive=True)
+    model = RandomFeatureRidge(
+        Deterministic("Sigma", d_sym),
+        Gaussian("X", (p_sym, d_sym)),
+        Gaussian("F", (n_sym, d_sym)),
+        DeterministicVector("beta", d_sym),
+    )
+    t = time.perf_counter()
+    loss = model.test_error()
+    t_derive = time.perf_counter() - t
+    t = time.perf_counter()
+    src = loss_to_module(loss, "rf_test")
+    t_gen = time.perf_counter() - t
+    rf = load(src, "rf_test", Path(tempfile.mkdtemp(prefix="bench_rf_")))
+    print("\n(d) random-feature ridge test error with the fine-grained split (MATH.md 4.5)")
+    total = t_derive + t_gen
+    print(f"    derive {t_derive:.2f} s + loss_to_module {t_gen:.2f} s = {total:.2f} s (target <= 10 s)")
+    s, b = power_law(args.d_large)
+    for n_feat, p in ((args.d_large / 4, args.d_large / 2), (args.d_large / 2, args.d_large / 4)):
+        t_e, out = best_of(
+            lambda n_feat=n_feat, p=p: rf.evaluate(
+                lams, Sigma=s, beta=b, D=args.d_large, N=n_feat, P=p, sigma2=SIGMA2
+            ),
+            args.repeats,
+        )
+        idx = np.linspace(0, lams.size - 1, args.loop_points).astype(int)
+        t_l, ref = best_of(lambda idx=idx, n_feat=n_feat, p=p: rf_loop(lams[idx], s, b, n_feat, p), 1)
+        t_loop = t_l * lams.size / idx.size
+        diff = np.max(np.abs(out["total"][idx] - ref) / np.abs(ref))
+        print(
+            f"    D = {args.d_large}, N = {n_feat:g}, P = {p:g}, {lams.size} points: evaluator {t_e:.3f} s "
+            f"(target <= 2 s); brentq loop {t_loop:.2f} s (scaled from {idx.size} points): "
+            f"{t_loop / t_e:.0f}x; max rel diff {diff:.1e}"
+        )
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
