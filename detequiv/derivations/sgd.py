@@ -668,8 +668,11 @@ class MultiPassSGD:
       closure :math:`PK\operatorname{diag}(R)K\to P\hat LK^2+2KRK`, and the
       non-separable :math:`O(\eta^2/B)` term dropped from the test-loss propagation),
       evaluated by its equivalent per-mode recursion, :math:`O(P+D^2)` per step. It is
-      an **approximation**: measured against :meth:`exact_curves` it is off by about
-      0.1-3 % (see the tests; MATH.md 8 reports 0.5-3 % against simulation).
+      an **approximation**: measured against :meth:`exact_curves` (D = 100-200,
+      P = 60-300, eta = 0.1-0.5, B = 1 and 4) it is off by up to 12 % (test loss) and
+      9 % (training loss) during the first ~50 steps and by 0.6-4 % afterwards
+      (tests/derivations/test_sgd.py); MATH.md 8 quotes 0.5-3 % against simulation, which
+      holds only after the early transient.
 
     Parameters
     ----------
