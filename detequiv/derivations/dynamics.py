@@ -65,7 +65,7 @@ import sympy as sp
 from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .learning import _flat, _quadratic, _to_atoms, mtr, sample_covariance
-from .onepoint import FixedPoint, Step, call_witness, derive, df1
+from .onepoint import Derivation, FixedPoint, Step, call_witness, derive, df1
 from .quantities import tr, word_letters
 from .twopoint import TwoPoint, derive_two_point
 from .twopoint_layers import LayeredTwoPoint, derive_layered_two_point
@@ -230,6 +230,20 @@ class LaplacePiece:
     def __str__(self) -> str:
         return f"{self.coeff} * L^-1[{self.transform}]({self.time_factor} t)   # {self.random}"
 
+    def _latex(self) -> str:
+        arg = "t" if self.time_factor == 1 else f"{self.time_factor}t"
+        variables = ",".join(sp.latex(v) for v in self.variables)
+        return (
+            sp.latex(self.coeff)
+            + r"\,\mathcal{L}^{-1}_{"
+            + variables
+            + r"}\left["
+            + sp.latex(self.transform)
+            + r"\right]("
+            + arg
+            + ")"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LossCurve:
@@ -244,6 +258,23 @@ class LossCurve:
     fixed_points: tuple[FixedPoint, ...]
     derivation: tuple[Step, ...]
     model: Any = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
+
+    def _repr_latex_(self) -> str:
+        """The curve, its terms (inverse Laplace transforms) and fixed points, for Jupyter."""
+        names = [*self.constant, *self.terms]
+        rows = [
+            sp.latex(sp.Symbol(self.name)) + "(t) &= " + " + ".join(sp.latex(sp.Symbol(k)) for k in names)
+        ]
+        rows += [sp.latex(sp.Symbol(k)) + " &= " + sp.latex(v) for k, v in self.constant.items()]
+        rows += [
+            sp.latex(sp.Symbol(k)) + " &= " + " + ".join(p._latex() for p in pieces)
+            for k, pieces in self.terms.items()
+        ]
+        rows += [sp.latex(fp.symbol) + " &= " + sp.latex(fp.rhs) for fp in self.fixed_points]
+        return r"$\begin{aligned}" + r"\\".join(rows) + r"\end{aligned}$"
 
     def __str__(self) -> str:
         names = [*self.constant, *self.terms]

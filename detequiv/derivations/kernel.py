@@ -45,7 +45,7 @@ from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .laws import Wishart
 from .learning import LossFormula, RidgeRegression, mtr
-from .onepoint import FixedPoint, Step, call_witness, derive, df1
+from .onepoint import Derivation, FixedPoint, Step, call_witness, derive, df1
 
 __all__ = [
     "TrainTestRelation",
@@ -311,6 +311,9 @@ class TrainTestRelation:
     atoms: Mapping[sp.Symbol, sp.Expr] = field(repr=False)
     derivation: tuple[Step, ...] = field(repr=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
+
     def __str__(self) -> str:
         head = (
             "E_test = S^2 E_train holds, S = kappa/lam = S_W(-df1)"
@@ -484,6 +487,9 @@ class GCVEstimator:
     counterexample: float | None
     model: RidgeRegression = field(repr=False)
     derivation: tuple[Step, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     def evaluate(self, values: Mapping[Any, Any]) -> dict[str, complex | float]:
         """Numbers for the GCV equivalent (``values`` as in :meth:`LossFormula.evaluate`)."""

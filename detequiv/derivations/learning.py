@@ -46,7 +46,7 @@ import sympy as sp
 from ..errors import InvalidArgument, VerificationError
 from .expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
 from .laws import Wishart
-from .onepoint import FixedPoint, Step, call_witness, derive, df1
+from .onepoint import Derivation, FixedPoint, Step, call_witness, derive, df1
 from .twopoint import derive_two_point, df2
 
 __all__ = ["mtr", "LossFormula", "RidgeRegression", "lam_derivative", "SeriesReport", "SeriesSpec"]
@@ -276,6 +276,9 @@ class LossFormula:
     lam: sp.Symbol
     kappa: sp.Symbol
     model: Any = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     @property
     def total(self) -> sp.Expr:

@@ -82,6 +82,7 @@ from .laws import Law, Wishart
 __all__ = [
     "df1",
     "Step",
+    "Derivation",
     "FixedPoint",
     "OnePoint",
     "SeriesCheck",
@@ -108,6 +109,15 @@ _WITNESSES: dict[str, Callable[..., Any]] = {}
 def register_witness(name: str, function: Callable[..., Any]) -> None:
     """Register a witness (e.g. ``"monte_carlo"``) that :class:`OnePoint` methods call."""
     _WITNESSES[name] = function
+
+
+def _tex(e: Any) -> str:
+    """LaTeX of a step's side (a sympy object, or a detequiv expression through its sympy form)."""
+    to_sympy = getattr(e, "to_sympy", None)
+    try:
+        return sp.latex(to_sympy() if callable(to_sympy) else e)
+    except Exception:  # noqa: BLE001 - a display must not fail
+        return r"\text{" + str(e).replace("_", r"\_") + "}"
 
 
 def call_witness(key: str, module: str, result: Any, sizes: Any, rng: Any, **kwargs: Any) -> Any:
@@ -192,6 +202,14 @@ class Step:
     note: str = ""
     equation: sp.Basic | None = None
 
+    def _latex_row(self, number: int | None = None) -> str:
+        label = self.rule.replace("_", r"\_")
+        head = rf"\text{{{number}. {label}}}" if number is not None else rf"\text{{{label}}}"
+        return head + r" &\quad " + _tex(self.before) + " = " + _tex(self.after)
+
+    def _repr_latex_(self) -> str:
+        return r"$\begin{aligned}" + self._latex_row() + r"\end{aligned}$"
+
     def __str__(self) -> str:
         text = f"[{self.rule}] {self.before}  =  {self.after}"
         if self.equation is not None:
@@ -199,6 +217,37 @@ class Step:
         if self.note:
             text += f"   ({self.note})"
         return text
+
+
+class Derivation(tuple):  # type: ignore[type-arg]
+    r"""The named steps of a derivation, in order (a tuple of :class:`Step`).
+
+    Prints one numbered step per line and renders as an aligned LaTeX block in Jupyter.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> d = Derivation([Step("double", x + x, 2 * x, "algebra", "x + x = 2 x")])
+    >>> print(d)
+    1. [double] 2*x  =  2*x   (x + x = 2 x)
+    >>> d.rules
+    ('double',)
+    >>> d._repr_latex_().startswith("$\\begin{aligned}")
+    True
+    """
+
+    __slots__ = ()
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The rules' names, in order."""
+        return tuple(s.rule for s in self)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(self))
+
+    def _repr_latex_(self) -> str:
+        rows = [s._latex_row(i + 1) for i, s in enumerate(self)]
+        return r"$\begin{aligned}" + r"\\".join(rows) + r"\end{aligned}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,6 +699,9 @@ class OnePoint:
     prefactor: sp.Expr
     transforms: tuple[tuple[str, Law], ...] = ()
     isotropic: Isotropic | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     def __str__(self) -> str:
         return result_str(self)
@@ -1477,6 +1529,9 @@ class Contracted:
     left: tuple[MatrixExpr, ...]
     right: tuple[MatrixExpr, ...]
     derivation: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     @property
     def fixed_points(self) -> tuple[FixedPoint, ...]:

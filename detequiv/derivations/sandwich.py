@@ -43,6 +43,7 @@ from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, Identity, MatrixExpr, Product, Resolvent, Sqrt, Sum
 from .mixed import mixed_moment
 from .onepoint import (
+    Derivation,
     FixedPoint,
     OnePoint,
     Step,
@@ -261,6 +262,9 @@ class Combination:
     terms: tuple[Term, ...]
     derivation: tuple[Step, ...]
     dim: sp.Expr
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     @property
     def deterministic(self) -> sp.Expr:

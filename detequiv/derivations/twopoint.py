@@ -56,6 +56,7 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .onepoint import (
+    Derivation,
     FixedPoint,
     OnePoint,
     Step,
@@ -361,6 +362,9 @@ class TwoPoint:
     prefactor: sp.Expr
     coeff: sp.Expr
     free: FreeMatrix
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
 
     @property
     def form(self) -> str:

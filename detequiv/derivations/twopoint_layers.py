@@ -67,6 +67,7 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord, VerificationError
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .onepoint import (
+    Derivation,
     FixedPoint,
     OnePoint,
     Step,
@@ -360,6 +361,9 @@ class LayeredTwoPoint:
     sqrt_names: frozenset[str]
 
     # -- printing ------------------------------------------------------------
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derivation", Derivation(self.derivation))
+
     def _sympy_of(self, w: _Word) -> sp.Expr:
         res = {r: (k, y) for r, k, y in self.resolvents}
         n = self.dim
