@@ -76,7 +76,9 @@ def theory_curves(
     """The equivalent loss of each model size ``N`` after ``steps`` SGD steps (``t_c = eta * steps``)."""
     tc = eta * np.asarray(steps, dtype=float)
     return {
-        int(n): random_features_online_sgd_de(eigenvalues, beta, int(n), tc, eta=eta, batch=batch, noise=noise)
+        int(n): random_features_online_sgd_de(
+            eigenvalues, beta, int(n), tc, eta=eta, batch=batch, noise=noise
+        )
         for n in ns
     }
 
@@ -116,7 +118,8 @@ def fit_frontier(front: dict[str, np.ndarray], skip: int = 2) -> dict[str, float
     sizes = np.unique(front["best_n"])
     if sizes.size < skip + 2:
         raise ValueError(
-            f"only the sizes {sizes.tolist()} are ever optimal: the fit needs {skip + 2}; pass more or wider --ns"
+            f"only the sizes {sizes.tolist()} are ever optimal: the fit needs {skip + 2}; "
+            "pass more or wider --ns"
         )
     start = int(np.argmax(front["best_n"] == sizes[skip]))
     stop = int(np.argmax(front["best_n"] == sizes[-1]))
@@ -157,7 +160,9 @@ def _simulate(
             rng=rng,
         )
         sims.append(runs.mean(axis=0))
-        model = random_features_online_sgd(f, eigenvalues, beta, eta=args.eta, batch=args.batch, noise=args.noise)
+        model = random_features_online_sgd(
+            f, eigenvalues, beta, eta=args.eta, batch=args.batch, noise=args.noise
+        )
         exact.append(model.loss_curve(int(times[-1]))[times])
     return np.array(sims), np.array(exact)
 
@@ -173,7 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ns", default="8,16,32,64,128,256", help="model sizes of the theory curves (default 8,16,...,256)"
     )
-    parser.add_argument("--max-steps", type=float, default=1e5, help="last step of the theory curves (default 1e5)")
+    parser.add_argument(
+        "--max-steps", type=float, default=1e5, help="last step of the theory curves (default 1e5)"
+    )
     parser.add_argument("--times", type=int, default=30, help="theory points per curve (default 30)")
     parser.add_argument("--sim-ns", default="16,64", help="simulated model sizes (default 16,64)")
     parser.add_argument("--steps", type=int, default=1000, help="simulated SGD steps (default 1000)")
@@ -192,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = sorted({int(v) for v in args.ns.split(",")})
         sim_ns = sorted({int(v) for v in args.sim_ns.split(",")})
     except ValueError:
-        print(f"--ns {args.ns!r} and --sim-ns {args.sim_ns!r} must be comma-separated integers", file=sys.stderr)
+        print(
+            f"--ns {args.ns!r} and --sim-ns {args.sim_ns!r} must be comma-separated integers", file=sys.stderr
+        )
         return 2
     if (
         args.D < 2
@@ -226,9 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"beta_k^2 = k^-{args.b:g}, sigma^2 = {args.noise:g}, eta = {args.eta:g}, B = {args.batch}"
     )
     steps = np.geomspace(1, args.max_steps, args.times)
-    curves = theory_curves(
-        eigenvalues, beta, ns, steps, eta=args.eta, batch=args.batch, noise=args.noise
-    )
+    curves = theory_curves(eigenvalues, beta, ns, steps, eta=args.eta, batch=args.batch, noise=args.noise)
     front = frontier(curves, steps, args.batch)
     try:
         fit = fit_frontier(front)
@@ -237,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     a = min(args.alpha + args.b - 1, args.alpha)
     print(
-        f"frontier L* ~ C^-e over C in [{fit['low']:.3g}, {fit['high']:.3g}]: fitted e = {fit['loss_exponent']:.3f}, "
+        f"frontier L* ~ C^-e over C in [{fit['low']:.3g}, {fit['high']:.3g}]: "
+        f"fitted e = {fit['loss_exponent']:.3f}, "
         f"bottleneck prediction a / (1 + alpha) = {a / (1 + args.alpha):.3f} (a = {a:g})"
     )
     print(
@@ -245,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{1 / (1 + args.alpha):.3f} (so steps t* ~ C^{1 - fit['size_exponent']:.3f}: they grow faster "
         "than the model)"
     )
-    first = {int(n): float(front["compute"][np.argmax(front["best_n"] == n)]) for n in np.unique(front["best_n"])}
+    first = {
+        int(n): float(front["compute"][np.argmax(front["best_n"] == n)]) for n in np.unique(front["best_n"])
+    }
     print("compute-optimal from C = " + ", ".join(f"{c:.3g}: N = {n}" for n, c in first.items()))
 
     print(
@@ -281,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(rows))
     print(f"max |theory - simulation| / s.e. = {worst_z:.3f} over {len(rows)} points")
     print(
-        f"max |exact given F - simulation| / s.e. (same feature maps) = {worst_exact_z:.3f} over {len(rows)} points"
+        f"max |exact given F - simulation| / s.e. (same feature maps) = {worst_exact_z:.3f} "
+        f"over {len(rows)} points"
     )
     try:
         from matplotlib.figure import Figure
