@@ -144,6 +144,23 @@ def test_demo_runs_and_passes(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout
+    for section in ("1. Non-crossing", "2. One-point", "3. Two-point", "4. Random features", "5. Random-feature"):
+        assert section in proc.stdout, section
+    assert proc.stdout.count("exact series vs diagram sums: passed") == 4
+    assert proc.stdout.count("Monte Carlo: passed") == 4
+    assert "\\begin{align*}" in proc.stdout  # LaTeX printed
+    for name in ("diagrams.png", "learning_curve.png", "rf_test_error.py"):
+        assert (tmp_path / name).exists(), name
+    # the evaluator it wrote runs without sympy in a fresh interpreter
+    code = (
+        "import sys, importlib.util, numpy as np; sys.modules['sympy'] = None; "
+        f"spec = importlib.util.spec_from_file_location('m', r'{tmp_path / 'rf_test_error.py'}'); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "k = np.arange(1, 101.0); "
+        "print(float(m.evaluate(1e-3, Sigma=k**-1.0, beta=k**-0.6, D=100, N=25, P=50, sigma2=0.25)['total']))"
+    )
+    value = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+    assert 0.25 < value < 10
 
 
 def test_codegen_writes_an_importable_evaluator(capsys, tmp_path):

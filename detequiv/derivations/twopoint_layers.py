@@ -378,8 +378,7 @@ class LayeredTwoPoint:
                 continue
             if x in res:
                 k, y = res[x]
-                ys = [self._sympy_of((t,)) for t in y]
-                ymat = ys[0] if len(ys) == 1 else sp.MatMul(*ys)
+                ymat = self._sympy_of(y)  # whole word: A^(1/2) A^(1/2) prints as A
                 mats.append(sp.Inverse(sp.MatAdd(ymat, k * sp.Identity(n))))
             elif x.name.endswith("_isqrt"):
                 mats.append(sp.MatPow(sp.MatrixSymbol(x.name[: -len("_isqrt")], n, n), sp.Rational(-1, 2)))
