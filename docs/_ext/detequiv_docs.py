@@ -30,7 +30,7 @@ from sphinx.util.nodes import nested_parse_with_titles
 def _role(obj: Any) -> str:
     if inspect.isclass(obj):
         return "py:class"
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+    if callable(obj):  # functions, also wrapped ones (functools.cache)
         return "py:func"
     return "py:obj"
 
