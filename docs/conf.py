@@ -63,15 +63,5 @@ html_copy_source = False
 # Each entry drops exactly one kind of warning at one place: (where, message), both
 # substrings of the warning. They are defects in the package's docstrings, listed for
 # fixing there; remove the entry with the fix. Any other warning fails the build (-W).
-_ONEPOINT_MC = "docstring of detequiv.codegen.onepoint_mc.check_monte_carlo:"
-known_docstring_warnings = [
-    # prose after the Parameters section is parsed as parameters (needs a Notes header)
-    (_ONEPOINT_MC, "Inline literal start-string without end-string"),
-    (_ONEPOINT_MC, "Field list ends without a blank line"),
-    (_ONEPOINT_MC, "more than one target found for cross-reference 'n'"),
-    ("codegen.twopoint_mc.rst:", "more than one target found for cross-reference 'n'"),
-    # an indented formula read as a block quote with |...| substitutions (needs ``::``)
-    ("docstring of detequiv.codegen.verify:", "Undefined substitution referenced"),
-    # the file holds TAB characters where ``\top``, ``\tau``, ``\to`` were meant
-    ("docstring of detequiv.derivations.onepoint.outer_isotropy:", "Block quote ends without a blank line"),
-]
+known_docstring_warnings: list[tuple[str, str]] = []  # none left: keep it that way
+

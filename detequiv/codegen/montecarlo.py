@@ -314,6 +314,8 @@ def spectrum_sampler(spectrum: Any, *, rotate: bool = True) -> Sampler:
         ``True``: ``O diag(e) O^T`` with a fresh Haar ``O`` at every call.
         ``False``: the deterministic matrix ``diag(e)``.
 
+    Examples
+    --------
     >>> s = spectrum_sampler(lambda N: np.arange(1.0, N + 1), rotate=False)
     >>> s(3, np.random.default_rng(0)).diagonal().tolist()
     [1.0, 2.0, 3.0]

@@ -156,11 +156,12 @@ def check_monte_carlo(
         Free matrix (or name) -> ``(n, rng) -> matrix`` for laws without a built-in model.
     n_samples, c_finite, n_se
         As in :func:`detequiv.codegen.verify.verify`.
-
     vectors : mapping, optional
         For a quadratic form: vector (or name) -> ``n -> 1-D array`` (default the unit
         vector ``linspace(0.2, 1, n) / norm``).
 
+    Notes
+    -----
     The test matrices are the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``,
     which weighs the spectrum unevenly and does not commute with a diagonal covariance.
 

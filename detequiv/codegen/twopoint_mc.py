@@ -330,6 +330,8 @@ def check_monte_carlo(
     tests : sequence of {'I', 'T'}
         Test matrices: the identity, and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
 
+    Notes
+    -----
     The deterministic factors of ``M`` other than ``A`` are dense non-symmetric matrices
     ``I + Z / sqrt(n)`` (``Z`` Gaussian, fixed per size, seeded from ``rng``).
     """

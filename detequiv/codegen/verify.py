@@ -1,7 +1,7 @@
 """Compare an exact large-N value with Monte Carlo at several matrix sizes.
 
 The acceptance rule of the project (MATH.md, "Monte Carlo acceptance rule"): at each
-size ``N`` the Monte Carlo mean must satisfy
+size ``N`` the Monte Carlo mean must satisfy::
 
     |MC - exact| < n_se * s.e. + c_finite * |exact| / N
 

@@ -179,6 +179,8 @@ def cumulant_symbols(order: int, label: str | None = None) -> tuple[sp.Symbol, .
         Name of the variable; with a label the symbols are ``kappa_label,n`` (printed
         :math:`\kappa_{label,n}`).
 
+    Examples
+    --------
     >>> cumulant_symbols(3)
     (kappa_1, kappa_2, kappa_3)
     >>> import sympy as sp

@@ -703,6 +703,8 @@ class KernelRegression:
     noise : float
         :math:`\sigma^2`.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> k = np.arange(1, 201)
     >>> krr = KernelRegression(k**-1.5, k**-1.0, samples=100, noise=0.1)

@@ -363,6 +363,8 @@ class CumulantLaw(Law):
         The cumulants :math:`\kappa_1,\kappa_2,\dots`: ``None`` for symbols, a finite
         sequence (then only that many are known) or a callable ``n -> kappa_n``.
 
+    Examples
+    --------
     >>> CumulantLaw("B").moments(2)
     (kappa_B,1, kappa_B,1**2 + kappa_B,2)
     >>> CumulantLaw("B", [1, 1]).moments(2)

@@ -848,18 +848,18 @@ def outer_isotropy(
     sandwich: tuple[Gaussian, tuple[MatrixExpr, ...]],
     order: Sequence[str] | None = None,
 ) -> OnePoint:
-    r"""Equivalent of a Gaussian sandwich: :math:`\lambda(\lambda+cZYZ^	op)^{-1}\simeq	au I_N`.
+    r"""Equivalent of a Gaussian sandwich: :math:`\lambda(\lambda+cZYZ^\top)^{-1}\simeq\tau I_N`.
 
     ``Z`` (``N x D``) has iid entries and appears only at both ends, so the law of the
-    resolvent is invariant under :math:`Z	o OZ`: its equivalent against deterministic
-    test matrices is a multiple of the identity, :math:`	au=\operatorname{tr}_N`. The
-    nonzero spectra of :math:`ZYZ^	op` and :math:`YZ^	op Z` coincide, so
+    resolvent is invariant under :math:`Z\to OZ`: its equivalent against deterministic
+    test matrices is a multiple of the identity, :math:`\tau=\operatorname{tr}_N`. The
+    nonzero spectra of :math:`ZYZ^\top` and :math:`YZ^\top Z` coincide, so
 
-    .. math:: 	au = 1-rac{D}{N}\Big(1-\operatorname{tr}_D\,
-              \lambda(\lambda+cYZ^	op Z)^{-1}\Big),
+    .. math:: \tau = 1-\frac{D}{N}\Big(1-\operatorname{tr}_D\,
+              \lambda(\lambda+cYZ^\top Z)^{-1}\Big),
 
     and the inner resolvent is derived by :func:`derive` (with the averaging
-    ``order``): for random features, :math:`	au=1-n/N`, the feature-space trace of
+    ``order``): for random features, :math:`\tau=1-n/N`, the feature-space trace of
     MATH.md 2.4.
 
     >>> import sympy as sp

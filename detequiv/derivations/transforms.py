@@ -74,6 +74,8 @@ def r_series(cumulants: ValueSource, order: int, w: Any = None) -> sp.Expr:
     w : sympy expression, optional
         The variable (default ``Symbol("w")``).
 
+    Examples
+    --------
     >>> r_series(None, 3)
     kappa_1 + kappa_2*w + kappa_3*w**2
     """
@@ -349,6 +351,8 @@ def moments_from_s(s: Any, t: Any, order: int) -> tuple[sp.Expr, ...]:
     order : int
         Number of moments.
 
+    Examples
+    --------
     >>> t, q = sp.symbols("t q")
     >>> [sp.expand(m) for m in moments_from_s(1 / (1 + q * t), t, 3)]   # Narayana
     [1, q + 1, q**2 + 3*q + 1]
