@@ -1,4 +1,4 @@
-"""The main job on a built-in example: ``detequiv demo``.
+r"""The main job on a built-in example: ``detequiv demo``.
 
 What a researcher does with detequiv, start to finish, each result with both witnesses
 (exact series against planar diagram sums; seeded Monte Carlo):
