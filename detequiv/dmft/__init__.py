@@ -7,6 +7,7 @@ exactly (no sampling).
 
 from __future__ import annotations
 
+from .linear import DMFTSolution, solve, to_math_conventions
 from .system import (
     GD,
     SGF,
@@ -28,6 +29,9 @@ from .system import (
 )
 
 __all__ = [
+    "DMFTSolution",
+    "solve",
+    "to_math_conventions",
     "GD",
     "SGF",
     "BernoulliVisits",

@@ -67,8 +67,15 @@ __all__ = [
 _R, _Y = sp.symbols("r y", real=True)
 
 
-def _finite(value: Any, name: str, *, low: float | None = None, strict: bool = False,
-            high: float | None = None, high_strict: bool = False) -> float:
+def _finite(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    strict: bool = False,
+    high: float | None = None,
+    high_strict: bool = False,
+) -> float:
     """Return ``value`` as a float after checking it is a real finite number in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InvalidArgument(f"{name}={value!r} must be a real number")
@@ -135,6 +142,21 @@ def _derived(expr: sp.Expr, r: sp.Symbol, y: sp.Symbol) -> tuple[sp.Expr, sp.Exp
     return (d1, d2, *fs)
 
 
+@functools.lru_cache(maxsize=64)
+def _affine_derivative(expr: sp.Expr, r: sp.Symbol, y: sp.Symbol) -> bool:
+    return bool(sp.simplify(sp.diff(_derived(expr, r, y)[1], r)) == 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _square_scale(expr: sp.Expr, r: sp.Symbol, y: sp.Symbol) -> float | None:
+    a = sp.simplify(_derived(expr, r, y)[1])
+    if a.free_symbols or not a.is_positive:
+        return None
+    if sp.simplify(expr - a * (r - y) ** 2 / 2) != 0:
+        return None
+    return float(a)
+
+
 def _broadcast(f: Callable[..., Any], r: Any, y: Any) -> np.ndarray:
     r_arr, y_arr = np.broadcast_arrays(np.asarray(r, dtype=float), np.asarray(y, dtype=float))
     return np.broadcast_to(np.asarray(f(r_arr, y_arr), dtype=float), r_arr.shape).copy()
@@ -176,7 +198,7 @@ class Loss:
     @property
     def is_gaussian_linear(self) -> bool:
         """True when ``l'`` is affine in ``r`` (``l''`` free of ``r``), decided by sympy."""
-        return bool(sp.simplify(sp.diff(self.second, self.r)) == 0)
+        return _affine_derivative(self.expr, self.r, self.y)
 
     @property
     def square_scale(self) -> float | None:
@@ -185,12 +207,7 @@ class Loss:
         >>> Square().square_scale, Logistic().square_scale
         (1.0, None)
         """
-        a = sp.simplify(self.second)
-        if a.free_symbols or not a.is_positive:
-            return None
-        if sp.simplify(self.expr - a * (self.r - self.y) ** 2 / 2) != 0:
-            return None
-        return float(a)
+        return _square_scale(self.expr, self.r, self.y)
 
 
 @dataclass(frozen=True, slots=True)
