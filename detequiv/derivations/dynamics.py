@@ -566,23 +566,11 @@ class RandomFeatureGradientFlow:
     lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.sigma, Deterministic)
-            or not isinstance(self.gaussian, Gaussian)
-            or not isinstance(self.features, Gaussian)
-        ):
-            raise InvalidArgument(
-                "RandomFeatureGradientFlow(Sigma, X, F, beta): Sigma Deterministic, X Gaussian (P x D), "
-                "F Gaussian (N x D)"
-            )
-        d = self.sigma.dim
-        for m in (self.gaussian, self.features):
-            if sp.simplify(m.dims[1] - d) != 0:
-                raise InvalidArgument(f"{m.name} has {m.dims[1]} columns but Sigma is {d} x {d}")
-        if self.gaussian.name == self.features.name:
-            raise InvalidArgument(f"X and F are both named {self.gaussian.name!r}; they are independent")
-        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - d) != 0:
-            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
+        from .random_features import check_random_feature_model
+
+        check_random_feature_model(
+            "RandomFeatureGradientFlow", self.sigma, self.gaussian, self.features, self.beta
+        )
         if self.lam == self.lam2:
             raise InvalidArgument(f"lam and lam2 are both {self.lam}; the loss needs two Laplace variables")
 

@@ -59,7 +59,7 @@ from .onepoint import FixedPoint, OnePoint, Step, derive
 from .twopoint import derive_two_point
 from .twopoint_layers import derive_layered_two_point
 
-__all__ = ["RandomFeatureRidge"]
+__all__ = ["RandomFeatureRidge", "check_random_feature_model"]
 
 
 def _merge_sqrt(m: sp.Basic) -> sp.Basic:
@@ -83,6 +83,32 @@ def _merge_sqrt(m: sp.Basic) -> sp.Basic:
         return body if coeff == 1 else sp.MatMul(coeff, body)
 
     return m.replace(lambda e: isinstance(e, sp.MatMul), merge)
+
+
+def check_random_feature_model(
+    model: str, sigma: Any, gaussian: Any, features: Any, beta: Any
+) -> None:
+    """Validate ``model(Sigma, X, F, beta)``: types, matching dimensions, distinct names.
+
+    Raises
+    ------
+    InvalidArgument
+        Naming what is wrong and what was expected.
+    """
+    if not isinstance(sigma, Deterministic):
+        raise InvalidArgument(f"{model}(Sigma, X, F, beta): Sigma must be Deterministic, got {sigma!r}")
+    for g, what in ((gaussian, "X (P x D)"), (features, "F (N x D)")):
+        if not isinstance(g, Gaussian):
+            raise InvalidArgument(f"{model}(Sigma, X, F, beta): {what} must be Gaussian, got {g!r}")
+        if sp.simplify(g.dims[1] - sigma.dim) != 0:
+            raise InvalidArgument(f"{g.name} has {g.dims[1]} columns but Sigma is {sigma.dim} x {sigma.dim}")
+    if gaussian.name == features.name:
+        raise InvalidArgument(
+            f"the data X and the features F are both named {gaussian.name!r}; they are independent and "
+            "need different names"
+        )
+    if not isinstance(beta, DeterministicVector) or sp.simplify(beta.dim - sigma.dim) != 0:
+        raise InvalidArgument(f"beta must be a DeterministicVector of dimension {sigma.dim}")
 
 
 def _root(one: OnePoint) -> FixedPoint:
@@ -127,19 +153,7 @@ class RandomFeatureRidge:
     witness = ("random_features/monte_carlo", "random_features_mc")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sigma, Deterministic):
-            raise InvalidArgument("RandomFeatureRidge(Sigma, X, F, beta): Sigma must be Deterministic")
-        for g, what in ((self.gaussian, "X (P x D)"), (self.features, "F (N x D)")):
-            if not isinstance(g, Gaussian):
-                raise InvalidArgument(f"RandomFeatureRidge(Sigma, X, F, beta): {what} must be Gaussian")
-            if sp.simplify(g.dims[1] - self.sigma.dim) != 0:
-                raise InvalidArgument(
-                    f"{g.name} has {g.dims[1]} columns but Sigma is {self.sigma.dim} x {self.sigma.dim}"
-                )
-        if self.gaussian.name == self.features.name:
-            raise InvalidArgument("the data X and the features F need different names")
-        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - self.sigma.dim) != 0:
-            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {self.sigma.dim}")
+        check_random_feature_model("RandomFeatureRidge", self.sigma, self.gaussian, self.features, self.beta)
 
     # -- the random matrices --------------------------------------------------
     @property

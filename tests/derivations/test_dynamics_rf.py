@@ -111,7 +111,7 @@ def test_bad_inputs(rf: RandomFeatureGradientFlow, curve: LossCurve) -> None:
         RandomFeatureGradientFlow(SIGMA, X, Gaussian("F", (N, P)), BETA)
     with pytest.raises(InvalidArgument, match="independent"):
         RandomFeatureGradientFlow(SIGMA, X, Gaussian("X", (N, D)), BETA)
-    with pytest.raises(InvalidArgument, match="F Gaussian"):
+    with pytest.raises(InvalidArgument, match=r"F \(N x D\) must be Gaussian"):
         RandomFeatureGradientFlow(SIGMA, X, SIGMA, BETA)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="noise-free"):
         check_monte_carlo(curve, (40,), rng=np.random.default_rng(0), noise=0.1)
