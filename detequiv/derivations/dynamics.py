@@ -103,6 +103,16 @@ _MU_PER_NODE = 0.75
 # ---------------------------------------------------------------------------
 
 
+def _contour_times(times: Any, nodes: Any, what: str, accuracy: str) -> np.ndarray:
+    """The times as a flat float array, checked (finite, > 0), and ``nodes`` (an integer >= 2)."""
+    if not isinstance(nodes, (int, np.integer)) or nodes < 2:
+        raise InvalidArgument(f"nodes={nodes!r}: pass an integer >= 2 (16 is accurate to ~{accuracy})")
+    t = np.asarray(times, dtype=float).reshape(-1)
+    if np.any(~np.isfinite(t)) or np.any(t <= 0):
+        raise InvalidArgument(f"{what} needs finite times t > 0, got {t[(t <= 0) | ~np.isfinite(t)]}")
+    return t
+
+
 def talbot_nodes(times: Any, nodes: int = 16) -> tuple[np.ndarray, np.ndarray]:
     r"""Upper-half Talbot nodes and weights for each time (MATH.md 5.6).
 
@@ -121,13 +131,7 @@ def talbot_nodes(times: Any, nodes: int = 16) -> tuple[np.ndarray, np.ndarray]:
     >>> bool(np.allclose(f, np.exp(-0.5 * t[:, 0]), rtol=1e-10))
     True
     """
-    if not isinstance(nodes, (int, np.integer)) or nodes < 2:
-        raise InvalidArgument(f"nodes={nodes!r}: pass an integer >= 2 (16 is accurate to ~1e-10)")
-    t = np.asarray(times, dtype=float).reshape(-1)
-    if np.any(~np.isfinite(t)) or np.any(t <= 0):
-        raise InvalidArgument(
-            f"Talbot inversion needs finite times t > 0, got {t[(t <= 0) | ~np.isfinite(t)]}"
-        )
+    t = _contour_times(times, nodes, "Talbot inversion", "1e-10")
     theta = (np.arange(nodes) + 0.5) * np.pi / nodes
     cot = 1 / np.tan(theta)
     r = (2 * nodes / (5 * t))[:, None]
@@ -170,13 +174,7 @@ def hyperbolic_nodes(t0: Any, nodes: int = 16) -> tuple[np.ndarray, np.ndarray]:
     >>> bool(np.allclose(f, np.exp(-0.5 * t[:, 0]), rtol=1e-11))
     True
     """
-    if not isinstance(nodes, (int, np.integer)) or nodes < 2:
-        raise InvalidArgument(f"nodes={nodes!r}: pass an integer >= 2 (16 is accurate to ~1e-13)")
-    t = np.asarray(t0, dtype=float).reshape(-1)
-    if np.any(~np.isfinite(t)) or np.any(t <= 0):
-        raise InvalidArgument(
-            f"contour inversion needs finite times t > 0, got {t[(t <= 0) | ~np.isfinite(t)]}"
-        )
+    t = _contour_times(t0, nodes, "contour inversion", "1e-13")
     k = 2 * nodes
     h = _U_MAX / k
     u = (np.arange(k) + 0.5) * h
