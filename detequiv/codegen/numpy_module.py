@@ -119,7 +119,7 @@ _ARC = 64  # continuation steps from |lam| to a complex lam
 _BLOCK = 1 << 16  # entries of a (grid, D) block: small enough for a fast cache
 _COLUMNS = 8192  # eigenvalues per block
 _NODES = 24  # Chebyshev points (second kind) per piece of log k
-_PIECE = 2.0  # length of a piece in log k (sums are analytic for |Im log k| < pi: ~6 nodes per unit for 1e-15)
+_PIECE = 2.0  # length of a piece in log k
 _CHEB = numpy.cos(numpy.pi * numpy.arange(_NODES) / (_NODES - 1))
 _BARY = numpy.where(numpy.arange(_NODES) % 2, -1.0, 1.0)
 _BARY[[0, -1]] *= 0.5
@@ -685,7 +685,9 @@ def _plan(result: Any) -> _Plan:
     else:
         raise InvalidArgument(
             f"to_module takes a one-point result (OnePoint or a trace Contracted from derive), got "
-            f"{type(result).__name__}"
+            f"{type(result).__name__}; two-point results reach code through the losses built on them: "
+            "loss_to_module(RidgeRegression(...).test_error()) or loss_to_module(RandomFeatureRidge(...)"
+            ".test_error()) (their bias is the two-point equivalent at lam' = lam)"
         )
     lam = inner.lam
     if not isinstance(lam, sp.Symbol):
