@@ -211,8 +211,9 @@ def solve(system: DMFTSystem) -> DMFTSolution:
             break
         # weight side: theta_{k+1} = P[:kk] . theta[:kk] - dt u_k - dt delta rs theta*
         P[:kk] = -dt * delta * a * A[k, :kk]
-        P[k] += 1.0 + beta - dt * lam
-        if k >= 1:
+        P[k] += 1.0 - dt * lam
+        if k >= 1:  # theta_{-1} = theta_0: no momentum on the first step
+            P[k] += beta
             P[k - 1] -= beta
         p = P[:kk]
         m[kk] = p @ m[:kk] - dt * delta * rs * rho
