@@ -228,6 +228,31 @@ def test_engine_gradient_flow_is_the_continuous_limit(engine_gf):
     assert rel(extrapolated[0], eng_test) < 1e-4 and rel(extrapolated[1], eng_train) < 1e-4
 
 
+def test_richardson_extrapolated_gd_meets_engine_gradient_flow_to_1e_8(engine_gf):
+    """GD at dt = 0.02 ... 0.0025 (horizon t = 2), Richardson table on the smooth dt-expansion
+    of (1 - dt s)^(t/dt): three eliminations reach the engine's resolvent curves to ~4e-9."""
+    delta, sigma2 = 2.0, 0.25
+    test_curve, train_curve = engine_gf
+    d = 10
+    values = {"Sigma": np.ones(d), "beta": np.ones(d) / np.sqrt(d), "P": int(delta * d), "sigma2": sigma2}
+    ts = np.array([0.4, 1.0, 2.0])
+    ref = np.concatenate(
+        [test_curve.evaluate(values, delta * ts)["total"], train_curve.evaluate(values, delta * ts)["total"]]
+    )
+    table = []
+    for dt in (0.02, 0.01, 0.005, 0.0025):
+        out = to_math_conventions(solve(system(delta, dt, int(round(2.0 / dt)), sigma2=sigma2)))
+        idx = np.round(ts / dt).astype(int)
+        table.append(np.concatenate([out["test_loss"][idx], out["train_loss"][idx]]))
+    errors = [rel(table[-1], ref)]
+    for j in (1, 2, 3):
+        table = [(2**j * fine - coarse) / (2**j - 1) for coarse, fine in zip(table, table[1:], strict=False)]
+        errors.append(rel(table[-1], ref))
+    assert errors[0] > 1e-3  # the raw GD curve is not the flow
+    assert all(b < a / 4 for a, b in zip(errors, errors[1:], strict=False))
+    assert errors[-1] < 2e-8
+
+
 # --------------------------------------------------------------------------- SGF
 
 
