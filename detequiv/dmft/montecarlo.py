@@ -217,8 +217,22 @@ class MCSolution:
 
     @property
     def overlap(self) -> np.ndarray:
-        """``theta_k . theta* / d = m[k]``."""
-        return self.m.copy()
+        """Cosine ``m[k] / sqrt(C[k, k] rho)`` of ``theta_k`` and ``theta*`` (0 where ``theta_k = 0``)."""
+        norm = self.norm * self.system.teacher_norm
+        out = np.zeros_like(self.m)
+        ok = norm > 0
+        out[ok] = self.m[ok] / np.sqrt(norm[ok])
+        return out
+
+    @property
+    def sample_correlation(self) -> np.ndarray:
+        """``Cg[k, l] = E[s_k l'_k s_l l'_l]`` (same name as in :mod:`detequiv.dmft.linear`)."""
+        return self.Cg
+
+    @property
+    def sample_response(self) -> np.ndarray:
+        """``Rg[k, j] = E[l''(r_k) d r_k / d h_j]`` (same name as in :mod:`detequiv.dmft.linear`)."""
+        return self.Rg
 
     def index(self, t: float) -> int:
         """Grid index of time ``t`` (must lie on the grid up to 1e-9 relative)."""

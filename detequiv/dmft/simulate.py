@@ -47,28 +47,39 @@ class SimulationResult:
     Attributes
     ----------
     times : ndarray, shape (K,)
-    train_loss, test_loss, norm, overlap : ndarray, shape (seeds, K)
+    train_loss, test_loss, norm, m : ndarray, shape (seeds, K)
         Per-seed train loss, test loss, ``|theta|^2/d`` and ``theta.theta*/d``.
     d, n : int
         Dimension and number of samples.
     algorithm : str
         ``"gd"``, ``"multipliers"`` or ``"sgd"``.
+    rho : float
+        Teacher norm ``|theta*|^2 / d`` (exact in the simulation).
     """
 
     times: np.ndarray
     train_loss: np.ndarray
     test_loss: np.ndarray
     norm: np.ndarray
-    overlap: np.ndarray
+    m: np.ndarray
     d: int
     n: int
     algorithm: str
+    rho: float
 
     @staticmethod
     def _se(a: np.ndarray) -> np.ndarray:
         if a.shape[0] < 2:
             return np.full(a.shape[1], np.inf)
         return a.std(axis=0, ddof=1) / math.sqrt(a.shape[0])
+
+    @property
+    def overlap(self) -> np.ndarray:
+        """Per-seed cosine ``theta.theta* / (|theta| |theta*|)`` (0 where ``theta = 0``)."""
+        out = np.zeros_like(self.m)
+        ok = self.norm > 0
+        out[ok] = self.m[ok] / np.sqrt(self.norm[ok] * self.rho)
+        return out
 
     @property
     def train_mean(self) -> np.ndarray:
@@ -208,8 +219,9 @@ def simulate(
         train_loss=train,
         test_loss=np.asarray(test, dtype=float),
         norm=norm,
-        overlap=overlap,
+        m=overlap,
         d=d,
         n=n,
         algorithm=algorithm,
+        rho=rho,
     )
