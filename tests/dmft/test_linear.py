@@ -187,6 +187,36 @@ def test_response_is_the_marchenko_pastur_resolvent_and_toeplitz(delta, lam):
     assert np.allclose(sol.C, sol.C.T, rtol=0, atol=0)
 
 
+def test_response_generating_function_is_the_engine_resolvent():
+    """DMFT.md 2.4: sum_k R[k, 0] z^k = int dmu(s) / (1 - z (1 - dt (s + lam))) = g(-w) / (z dt) with
+    w = (1 - z (1 - dt lam)) / (z dt); the engine's one-point equivalent of lam (lam + X^T X / P)^-1
+    (X^T X / P = S / delta) gives g(-w) = T(w / delta) / w. Coefficients by FFT on |z| = 0.6."""
+    from detequiv.derivations.expressions import resolvent
+    from detequiv.derivations.learning import sample_covariance
+    from detequiv.derivations.onepoint import derive
+
+    delta, dt, lam = 2.0, 0.1, 0.1
+    D, P = sp.symbols("D P", positive=True)
+    ridge = sp.Symbol("lam")
+    onepoint = derive(
+        ridge * resolvent(sample_covariance(Deterministic("Sigma", D), Gaussian("X", (P, D))), ridge)
+    )
+    d = 10
+    radius, nodes = 0.6, 64
+    z = radius * np.exp(2j * np.pi * np.arange(nodes) / nodes)
+    F = np.empty(nodes, complex)
+    for j in range(nodes // 2 + 1):  # F(conj z) = conj F(z)
+        w = (1 - z[j] * (1 - dt * lam)) / (z[j] * dt)
+        trace = onepoint.evaluate(
+            {"Sigma": np.ones(d), "P": int(delta * d), "D": d, "lam": w / delta}
+        ).trace()
+        F[j] = trace / w / (z[j] * dt)
+        F[-j] = np.conj(F[j])
+    coefficients = (np.fft.fft(F) / nodes).real / radius ** np.arange(nodes)
+    sol = solve(system(delta, dt, 12, lam=lam))
+    assert np.max(np.abs(coefficients[:13] - sol.R[:, 0])) < 1e-12
+
+
 # --------------------------------------------------------------------------- engine: gradient flow
 
 
