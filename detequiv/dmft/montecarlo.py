@@ -383,7 +383,7 @@ class _State:
         Jk[:, k] = 1.0
         if k > 0:
             weights = R[k, 1 : k + 1] * self.s[:NJ, :k] * self.LPP[:, :k]
-            Jk[:, :k] = -dt * np.matmul(weights[:, None, :], self.J[:, :k, :k])[:, 0, :]
+            Jk[:, :k] = -dt * np.einsum("pi,pij->pj", weights, self.J[:, :k, :k])
         rg = (lpp[:NJ] @ Jk) / NJ
         rg[k] = float(np.mean(lpp))
         self.Rg[k, : k + 1] = rg
