@@ -121,7 +121,7 @@ def population_loss(system: DMFTSystem, norm: Any, overlap: Any) -> np.ndarray:
     out = np.empty(q.shape)
     for idx in np.ndindex(q.shape):
         slope = m[idx] / rho
-        cond = max(q[idx] - m[idx] ** 2 / rho, 0.0)
+        cond = max(float(q[idx] - m[idx] ** 2 / rho), 0.0)
         z = slope * ws[:, None] + math.sqrt(cond) * xh[None, :]
         lp = loss.value(z, 1.0)
         lm = loss.value(z, -1.0)
@@ -190,6 +190,9 @@ class MCSolution:
         Sweeps used (1 for the marcher).
     residual : float
         Last Picard change (0 for the marcher).
+    converged : bool
+        True for the marcher; for Picard, whether the change fell below ``tol`` within
+        ``max_iter`` iterations (if not, raise ``max_iter`` or lower ``mixing``).
     """
 
     system: DMFTSystem
@@ -209,6 +212,7 @@ class MCSolution:
     seed: int = 0
     iterations: int = 1
     residual: float = 0.0
+    converged: bool = True
 
     @property
     def norm(self) -> np.ndarray:
@@ -482,6 +486,10 @@ def solve_montecarlo(
         raise InvalidArgument(f"seed={seed!r} must be an integer")
     if not 0.0 < float(mixing) <= 1.0:
         raise InvalidArgument(f"mixing={mixing!r} must be in (0, 1]; 0.7 is a robust choice")
+    if not float(tol) > 0.0:
+        raise InvalidArgument(f"tol={tol!r} must be > 0 (e.g. 1e-6)")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise InvalidArgument(f"max_iter={max_iter!r} must be an integer >= 1")
     ito = not (isinstance(system.noise, SGF) and not system.noise.ito_cross_term)
     st = _State(system, paths, response_paths, int(seed), ito)
     if method == "march":
@@ -516,6 +524,7 @@ def solve_montecarlo(
         seed=int(seed),
         iterations=iterations,
         residual=residual,
+        converged=method == "march" or residual < float(tol),
     )
 
 

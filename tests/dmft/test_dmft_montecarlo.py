@@ -268,6 +268,8 @@ def test_bad_arguments():
         solve_montecarlo(system, paths=100, response_paths=500)
     with pytest.raises(InvalidArgument, match="mixing=0"):
         solve_montecarlo(system, paths=100, method="picard", mixing=0)
+    with pytest.raises(InvalidArgument, match="max_iter=0"):
+        solve_montecarlo(system, paths=100, method="picard", max_iter=0)
     with pytest.raises(InvalidArgument, match="must be a DMFTSystem"):
         solve_montecarlo("logistic")  # type: ignore[arg-type]
     sol = solve_montecarlo(system, paths=100)
@@ -383,3 +385,48 @@ def test_cli_bad_arguments(argv, message, capsys):
     assert dmft_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("detequiv dmft: error:") and message in err
+
+
+def test_picard_reports_non_convergence_and_progress_bar(monkeypatch):
+    import sys
+    import types
+
+    updates = []
+
+    class FakeBar:
+        def __init__(self, total, **kwargs):
+            updates.append(("total", total))
+
+        def set_postfix(self, **kw):
+            updates.append(("postfix", tuple(kw)))
+
+        def update(self, n):
+            updates.append(("update", n))
+
+        def close(self):
+            updates.append(("close", 0))
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    system = logistic_system(0.5, 8)
+    sol = solve_montecarlo(system, paths=500, method="picard", max_iter=2, progress=True)
+    assert sol.iterations == 2 and not sol.converged and sol.residual > 1e-6
+    assert updates[0] == ("total", 2) and updates[-1] == ("close", 0)
+    assert sum(1 for u in updates if u[0] == "update") == 2
+    updates.clear()
+    march = solve_montecarlo(system, paths=500, progress=True)
+    assert march.converged and sum(1 for u in updates if u[0] == "update") == system.grid.size
+    updates.clear()
+    solve_montecarlo(system, paths=500)  # progress off by default
+    assert updates == []
+
+
+def test_bernoulli_visits_match_their_discrete_simulation():
+    """s_k = Bernoulli(p)/p, p = dt/(tau + dt): the DMFT of exactly that discrete algorithm."""
+    tau, paths = 4.0, 8000
+    system = logistic_system(0.2, 20, BernoulliVisits(tau))
+    sol = solve_montecarlo(system, paths=paths, seed=0)
+    sim = simulate(system, d=200, seeds=32, seed=3, algorithm="multipliers")
+    assert worst_z(sol, sim, paths, [5, 10, 15, 20]) < 3
+    # not vacuous: plain GD on the same grid is rejected
+    gd = solve_montecarlo(logistic_system(0.2, 20), paths=paths, seed=0)
+    assert worst_z(gd, sim, paths, [5, 10, 15, 20]) > 3
