@@ -144,15 +144,16 @@ def _sources(value: Any, name: str) -> tuple[str, ...]:
 
 
 def _partition(shared: Any, private: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    sh, pr = _sources(shared, "shared"), _sources(private, "private")
-    both = sorted(set(sh) & set(pr))
-    if both:
-        raise InvalidArgument(f"sources {both} are both shared and private; list each in one of them")
+    pr = _sources(private, "private")
     if "data" in pr:
         raise InvalidArgument(
             "private='data' (replicas trained on independent data sets) is not implemented; "
             "share the data and make labels, init or sgd_noise private"
         )
+    sh = () if shared is None else _sources(shared, "shared")
+    both = sorted(set(sh) & set(pr))
+    if both:
+        raise InvalidArgument(f"sources {both} are both shared and private; list each in one of them")
     private_set = set(pr)
     ordered_private = tuple(s for s in REPLICA_SOURCES if s in private_set)
     # sources named in neither list are shared
@@ -162,7 +163,7 @@ def _partition(shared: Any, private: Any) -> tuple[tuple[str, ...], tuple[str, .
 
 def solve_replicas(
     system: DMFTSystem,
-    shared: Iterable[str] = ("data", "labels"),
+    shared: Iterable[str] | None = None,
     private: Iterable[str] = ("sgd_noise",),
 ) -> ReplicaSolution:
     r"""Solve the two-replica DMFT of a linear-regression system exactly (one causal sweep).
@@ -172,9 +173,12 @@ def solve_replicas(
     system : DMFTSystem
         Square-type loss, :class:`~detequiv.dmft.system.LinearTeacher`, ridge or heavy-ball
         weights, any noise (GD, SGF, Bernoulli visits), any init.
-    shared, private : iterable of str
-        Sources (from :data:`REPLICA_SOURCES`) the replicas share / draw independently. Sources
-        named in neither are shared; ``"data"`` cannot be private.
+    shared : iterable of str, optional
+        Sources (from :data:`REPLICA_SOURCES`) the replicas share. Default: every source not
+        in ``private``; sources named in neither list are shared as well.
+    private : iterable of str
+        Sources the replicas draw independently (default ``("sgd_noise",)``, the ensemble
+        over SGD noise). ``"data"`` cannot be private.
 
     Returns
     -------
