@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from . import codegen as codegen
 from . import derivations as derivations
 from . import diagrams as diagrams
+from . import dmft as dmft
 from .codegen import loss_to_module as loss_to_module
 from .codegen import to_module as to_module
 from .codegen import verify as verify
@@ -78,6 +79,7 @@ __all__ = [
     "codegen",
     "derivations",
     "diagrams",
+    "dmft",
     "DetEquivError",
     "NCPartition",
     "TraceWord",

@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("rest", nargs=argparse.REMAINDER, help="MODEL and its options (curve ridge --help)")
 
+    dm = sub.add_parser(
+        "dmft",
+        help="DMFT loss curves of a training run (e.g. dmft logistic --delta 2 --steps 100 --plot out.png)",
+        add_help=False,
+    )
+    dm.add_argument("rest", nargs=argparse.REMAINDER, help="MODEL and its options (dmft logistic --help)")
+
     cg = sub.add_parser(
         "codegen", help="write a standalone numpy evaluator of a derived one-point result or a model's loss"
     )
@@ -352,6 +359,12 @@ def _cmd_curve(args: argparse.Namespace) -> int:
     return curve_main(args.rest)
 
 
+def _cmd_dmft(args: argparse.Namespace) -> int:
+    from .dmft.cli import dmft_main
+
+    return dmft_main(args.rest)
+
+
 def _cmd_codegen(args: argparse.Namespace) -> int:
     from .codegen.loss_module import MODEL_NAMES, loss_to_module, model_loss
     from .codegen.numpy_module import to_module
@@ -399,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:2] in (["curve", "-h"], ["curve", "--help"]):  # the subcommand's own parser answers
         argv = ["curve", "ridge", "--help"]
+    if raw[:2] in (["dmft", "-h"], ["dmft", "--help"]):
+        argv = ["dmft", "logistic", "--help"]
     args = parser.parse_args(argv)
     handlers = {
         "nc": _cmd_nc,
@@ -407,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "derive": _cmd_derive,
         "codegen": _cmd_codegen,
         "curve": _cmd_curve,
+        "dmft": _cmd_dmft,
         "demo": _cmd_demo,
     }
     t0 = time.perf_counter()

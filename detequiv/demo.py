@@ -217,7 +217,9 @@ def _random_features(quick: bool) -> bool:
     c1 = _checks(
         "RF one-point", one, 6, lambda: one.check_monte_carlo(sizes=sizes, rng=rng, n_samples=10), bar
     )
-    c2 = _checks("RF two-point", two, 4, lambda: two.check_monte_carlo(sizes=sizes[:2], rng=rng, n_samples=10), bar)
+    c2 = _checks(
+        "RF two-point", two, 4, lambda: two.check_monte_carlo(sizes=sizes[:2], rng=rng, n_samples=10), bar
+    )
     bar.close()
     _say("4. Random features: lam -> kappa_1 -> kappa_2 (MATH.md 2.4) and the layered two-point (3.5)")
     ok = _report(one, *c1)

@@ -144,7 +144,13 @@ def test_demo_runs_and_passes(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout
-    for section in ("1. Non-crossing", "2. One-point", "3. Two-point", "4. Random features", "5. Random-feature"):
+    for section in (
+        "1. Non-crossing",
+        "2. One-point",
+        "3. Two-point",
+        "4. Random features",
+        "5. Random-feature",
+    ):
         assert section in proc.stdout, section
     assert proc.stdout.count("exact series vs diagram sums: passed") == 4
     assert proc.stdout.count("Monte Carlo: passed") == 4
@@ -283,3 +289,19 @@ def test_curve_sgd_floor_matches_math_md(capsys):
         capsys, "curve", "sgd", "--spectrum", "flat", "--D", "10", "--eta", "5", "--steps", "5"
     )
     assert code == 2 and "unstable" in err
+
+
+def test_dmft_subcommand_runs(capsys):
+    """`detequiv dmft` reaches dmft_main: the exact linear route; at t = 0 the test loss is the
+    teacher norm rho = |theta*|^2/d = 1 (zero start)."""
+    code, text, _ = run(
+        capsys, "dmft", "linear", "--delta", "2", "--steps", "10", "--dt", "0.1", "--simulate", "0"
+    )
+    assert code == 0
+    lines = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    header, first = lines[0], lines[1]
+    assert float(first[header.index("t")]) == 0.0
+    assert abs(float(first[header.index("test_dmft")]) - 1.0) < 1e-12
+    assert len(lines) == 12  # header + 11 grid times
+    code, _, err = run(capsys, "dmft", "linear", "--delta", "-1")
+    assert code == 2 and "delta" in err

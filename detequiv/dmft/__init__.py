@@ -2,12 +2,25 @@
 
 A numeric core with a thin symbolic layer: :mod:`detequiv.dmft.system` describes a DMFT
 system on a discrete time grid; :mod:`detequiv.dmft.linear` solves the Gaussian-linear case
-exactly (no sampling).
+exactly (no sampling); :mod:`detequiv.dmft.montecarlo` samples the single-site processes with
+response propagation (causal marcher, damped Picard) for nonlinear losses;
+:mod:`detequiv.dmft.simulate` runs the finite system itself; :func:`solve_system` picks the
+route. ``detequiv dmft ...`` is the command line (:mod:`detequiv.dmft.cli`).
+
+>>> from detequiv.dmft import DMFTSystem, Grid, SampleSide, Square, LinearTeacher, Ridge, solve_system
+>>> system = DMFTSystem(2.0, Grid(0.1, 20), SampleSide(Square(), LinearTeacher(0.0)), Ridge(0.0))
+>>> sol = solve_system(system)            # linear: the exact route
+>>> type(sol).__name__, bool(sol.test_loss[-1] < sol.test_loss[0])
+('DMFTSolution', True)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .linear import DMFTSolution, solve, to_math_conventions
+from .montecarlo import MCSolution, mc_relative_error, population_loss, solve_montecarlo
+from .simulate import SimulationResult, simulate
 from .system import (
     GD,
     SGF,
@@ -29,6 +42,13 @@ from .system import (
 )
 
 __all__ = [
+    "solve_system",
+    "solve_montecarlo",
+    "MCSolution",
+    "mc_relative_error",
+    "population_loss",
+    "simulate",
+    "SimulationResult",
     "DMFTSolution",
     "solve",
     "to_math_conventions",
@@ -50,3 +70,21 @@ __all__ = [
     "Square",
     "ZeroInit",
 ]
+
+
+def solve_system(system: DMFTSystem, **kwargs: Any) -> DMFTSolution | MCSolution:
+    """Solve a DMFT system by the exact Gaussian route when both sides are linear
+    (:func:`detequiv.dmft.linear.solve`), by Monte Carlo otherwise
+    (:func:`detequiv.dmft.montecarlo.solve_montecarlo`; ``kwargs`` go there: ``paths``,
+    ``method``, ``seed``, ``progress``)."""
+    if system.is_linear:
+        if kwargs:
+            raise _invalid(f"the exact linear route takes no options; got {sorted(kwargs)}")
+        return solve(system)
+    return solve_montecarlo(system, **kwargs)
+
+
+def _invalid(message: str) -> Exception:
+    from ..errors import InvalidArgument
+
+    return InvalidArgument(message)

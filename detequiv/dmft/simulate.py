@@ -47,8 +47,15 @@ class SimulationResult:
     Attributes
     ----------
     times : ndarray, shape (K,)
-    train_loss, test_loss, norm, m : ndarray, shape (seeds, K)
-        Per-seed train loss, test loss, ``|theta|^2/d`` and ``theta.theta*/d``.
+        The grid's times.
+    train_loss : ndarray, shape (seeds, K)
+        Per-seed train loss.
+    test_loss : ndarray, shape (seeds, K)
+        Per-seed test loss.
+    norm : ndarray, shape (seeds, K)
+        Per-seed ``|theta|^2/d``.
+    m : ndarray, shape (seeds, K)
+        Per-seed ``theta.theta*/d``.
     d, n : int
         Dimension and number of samples.
     algorithm : str
