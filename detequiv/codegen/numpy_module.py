@@ -63,7 +63,7 @@ MATH.md sections 2.1-2.4 (fixed points, physical branch, ridgeless limit), 5.6
 from __future__ import annotations
 
 import keyword
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ from ..derivations.expressions import Deterministic, DeterministicVector, Sqrt
 from ..derivations.onepoint import Contracted, OnePoint, df1
 from ..errors import InvalidArgument, UndefinedTransform
 
-__all__ = ["to_module"]
+__all__ = ["to_module", "numpy_function"]
 
 _Leaf = Deterministic | DeterministicVector
 
@@ -561,6 +561,47 @@ def _cse_function(name: str, args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]
     body: list[Any] = [Assignment(s, e) for s, e in replacements]
     body.append(Return(reduced[0] if len(reduced) == 1 else sp.Tuple(*reduced)))
     return FunctionDefinition(none, name, [Variable(a) for a in args], body)
+
+
+def numpy_function(
+    name: str, args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]
+) -> tuple[str, Callable[..., Any]]:
+    """Source and compiled callable of a vectorized numpy function of sympy expressions.
+
+    The same printer and common-subexpression elimination as :func:`to_module` (no
+    string templates of formulas); the function returns one array, or a tuple for
+    several expressions. Used by :mod:`detequiv.dmft` for the single-site step functions
+    of user losses.
+
+    Parameters
+    ----------
+    name : str
+        A Python identifier.
+    args : sequence of sympy.Symbol
+        The arguments, in order.
+    exprs : sequence of sympy expressions
+        What the function returns.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy as sp
+    >>> r, y = sp.symbols("r y")
+    >>> src, f = numpy_function("softplus", (r, y), [sp.log(1 + sp.exp(-y * r))])
+    >>> "def softplus(r, y):" in src, float(f(np.array([0.0]), np.array([1.0]))[0])
+    (True, 0.6931471805599453)
+    """
+    if not name.isidentifier():
+        raise InvalidArgument(f"name={name!r} is not a Python identifier")
+    extra = set().union(*(sp.sympify(e).free_symbols for e in exprs)) - set(args)
+    if extra:
+        raise InvalidArgument(
+            f"the expressions use {sorted(map(str, extra))}, which are not arguments {list(args)}"
+        )
+    printer = _Printer({"fully_qualified_modules": True})
+    source = "import numpy\n\n\n" + printer.doprint(_cse_function(name, args, [sp.sympify(e) for e in exprs]))
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - our own printed code
+    return source, namespace[name]
 
 
 def _sorted(symbols: Any) -> list[sp.Symbol]:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..codegen.numpy_module import numpy_function
 from ..errors import InvalidArgument
 
 __all__ = [
@@ -138,7 +139,8 @@ class Grid:
 def _derived(expr: sp.Expr, r: sp.Symbol, y: sp.Symbol) -> tuple[sp.Expr, sp.Expr, Any, Any, Any]:
     d1 = sp.simplify(sp.diff(expr, r))
     d2 = sp.simplify(sp.diff(d1, r))
-    fs = tuple(sp.lambdify((r, y), e, modules="numpy") for e in (expr, d1, d2))
+    # vectorized numpy step functions printed by the codegen stage (cse, no sympy at call time)
+    fs = tuple(numpy_function(f"_loss_{k}", (r, y), [e])[1] for k, e in enumerate((expr, d1, d2)))
     return (d1, d2, *fs)
 
 
