@@ -239,7 +239,7 @@ def solve_replicas(
     Ces = [np.zeros((n, n)) for _ in blocks]
     cs = [np.zeros(n) for _ in blocks]
     R[0, 0] = 1.0
-    for C, (c0, _, _) in zip(Cs, blocks):
+    for C, (c0, _, _) in zip(Cs, blocks, strict=True):
         C[0, 0] = c0
     for k in range(n):
         kk = k + 1
@@ -261,7 +261,7 @@ def solve_replicas(
             R[kk, :kk] = P[:kk] @ R[:kk, :kk]
             R[kk, kk] = 1.0
         p = P[:kk]
-        for C, Ce, c, (_, s2, vv) in zip(Cs, Ces, cs, blocks):
+        for C, Ce, c, (_, s2, vv) in zip(Cs, Ces, cs, blocks, strict=True):
             # residual correlation row k: A Sigma A^T + vv K diag(c) K^T
             row = (A[k, :kk] @ C[:kk, :kk]) @ A[:kk, :kk].T
             row += (rho + s2) * a1[k] * a1[:kk] - am[k] * a1[:kk] - a1[k] * am[:kk]

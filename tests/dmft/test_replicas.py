@@ -108,14 +108,14 @@ def z_scores(sim, theory):
     return mean, se, (mean - theory) / se
 
 
-def make(delta=2.0, dt=0.1, steps=40, *, lam=0.1, sigma2=0.25, noise=GD(), weights=None, init=ZeroInit()):
+def make(delta=2.0, dt=0.1, steps=40, *, lam=0.1, sigma2=0.25, noise=None, weights=None, init=None):
     return DMFTSystem(
         delta,
         Grid(dt, steps),
         SampleSide(Square(), LinearTeacher(sigma2)),
         weights if weights is not None else Ridge(lam),
-        noise=noise,
-        init=init,
+        noise=noise if noise is not None else GD(),
+        init=init if init is not None else ZeroInit(),
     )
 
 
@@ -153,9 +153,7 @@ def test_gd_private_labels_or_init_split_the_spectral_parts(private, variance_pa
     assert np.max(np.abs(rep.total - sum(parts.values()))) < 1e-10
 
 
-@pytest.mark.parametrize(
-    "noise", [SGF(0.5), SGF(0.5, ito_cross_term=False), BernoulliVisits(1.0), SGF(0.8)]
-)
+@pytest.mark.parametrize("noise", [SGF(0.5), SGF(0.5, ito_cross_term=False), BernoulliVisits(1.0), SGF(0.8)])
 @pytest.mark.parametrize("weights", [Ridge(0.1), HeavyBall(0.3, 0.1)])
 def test_replica_alone_is_the_ordinary_dmft_and_its_average_is_gd(noise, weights):
     system = make(steps=100, noise=noise, weights=weights, init=GaussianInit(0.4))
