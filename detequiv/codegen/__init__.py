@@ -22,6 +22,7 @@ from .montecarlo import trace_moment as trace_moment
 from .montecarlo import trace_moments as trace_moments
 from .montecarlo import white_wishart as white_wishart
 from .montecarlo import wishart_sampler as wishart_sampler
+from .numpy_module import numpy_function as numpy_function
 from .numpy_module import to_module as to_module
 from .sgd_mc import check_online_sgd as check_online_sgd
 from .sgd_mc import run_online_sgd as run_online_sgd
@@ -54,6 +55,7 @@ __all__ = [
     "sampler_for_law",
     "verify_mixed_moment",
     "to_module",
+    "numpy_function",
     "loss_to_module",
     "check_online_sgd",
     "run_online_sgd",
