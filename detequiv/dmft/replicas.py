@@ -5,7 +5,8 @@ DMFT.md 2.4 (last item) and 3 item 4.
 Two replicas ``a, b`` of one training run share some disorder *sources* and draw the others
 independently. The sources are
 
-* ``"data"``: the inputs ``X`` (always shared here);
+* ``"data"``: the inputs ``X`` (private data = independent training sets of the same size,
+  which makes the labels and the SGD noise, attached to samples, private too);
 * ``"labels"``: the label noise ``eps`` in ``y = X theta* + eps`` (``theta*`` is always shared);
 * ``"init"``: ``theta(0)`` (only matters for :class:`~detequiv.dmft.system.GaussianInit`);
 * ``"sgd_noise"``: the per-sample multipliers ``s_k`` (:class:`SGF`, :class:`BernoulliVisits`).
@@ -26,6 +27,11 @@ otherwise, the cross-replica closure is
   ``E[xi^a_k xi^b_l] = 0`` removes them);
 * ``C_ab[0, 0] = [init] Var theta(0)``, and ``C_ab`` obeys the weight-side recursion of
   :mod:`detequiv.dmft.linear` with ``Cg_ab`` in place of ``Cg``.
+
+With private data the two drives ``u^a, u^b`` come from different samples and are independent,
+so only the deterministic parts of the single-site weight process
+``theta_k = R[k, 0] theta_0 + (m_k / rho) theta* + (noise)`` are common:
+``C_ab = m m^T / rho + [init] Var theta(0) R[:, 0] R[:, 0]^T`` (and ``residual_ab = 0``).
 
 The ``aa`` block (all sources shared) is the ordinary DMFT. Both blocks are marched together
 in one causal sweep, ``O(K^3)``. Read-outs, with ``theta*`` the teacher:
@@ -145,15 +151,18 @@ def _sources(value: Any, name: str) -> tuple[str, ...]:
 
 def _partition(shared: Any, private: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     pr = _sources(private, "private")
-    if "data" in pr:
-        raise InvalidArgument(
-            "private='data' (replicas trained on independent data sets) is not implemented; "
-            "share the data and make labels, init or sgd_noise private"
-        )
     sh = () if shared is None else _sources(shared, "shared")
     both = sorted(set(sh) & set(pr))
     if both:
         raise InvalidArgument(f"sources {both} are both shared and private; list each in one of them")
+    if "data" in pr:
+        tied = sorted(set(sh) & {"labels", "sgd_noise"})
+        if tied:
+            raise InvalidArgument(
+                f"private 'data' with shared {tied}: labels and SGD noise belong to the samples, so "
+                "independent data sets make them private too; remove them from shared"
+            )
+        pr = (*pr, "labels", "sgd_noise")
     private_set = set(pr)
     ordered_private = tuple(s for s in REPLICA_SOURCES if s in private_set)
     # sources named in neither list are shared
@@ -178,7 +187,7 @@ def solve_replicas(
         in ``private``; sources named in neither list are shared as well.
     private : iterable of str
         Sources the replicas draw independently (default ``("sgd_noise",)``, the ensemble
-        over SGD noise). ``"data"`` cannot be private.
+        over SGD noise). Private ``"data"`` makes ``"labels"`` and ``"sgd_noise"`` private.
 
     Returns
     -------
@@ -187,8 +196,8 @@ def solve_replicas(
     Raises
     ------
     InvalidArgument
-        If a side is not Gaussian-linear, a source name is unknown, listed twice, or
-        ``"data"`` is private.
+        If a side is not Gaussian-linear, a source name is unknown or listed twice, or
+        ``"data"`` is private while labels or SGD noise are shared.
 
     Examples
     --------
@@ -201,10 +210,12 @@ def solve_replicas(
     >>> rep = solve_replicas(system, private=("init",))
     >>> rep.private, float(rep.variance[0]), float(rep.mean_predictor_error[0])
     (('init',), 0.5, 1.0)
-    >>> solve_replicas(system, private=("data",))  # doctest: +ELLIPSIS
+    >>> solve_replicas(system, private=("data",)).private
+    ('data', 'labels', 'sgd_noise')
+    >>> solve_replicas(system, shared=("labels",), private=("data",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    detequiv.errors.InvalidArgument: private='data' (replicas trained on independent data sets) ...
+    detequiv.errors.InvalidArgument: private 'data' with shared ['labels']: labels and SGD noise ...
     """
     a = _check(system)
     shared_t, private_t = _partition(shared, private)
@@ -284,6 +295,12 @@ def solve_replicas(
             C[:kk, kk] = new
             C[kk, kk] = p @ new - dt * eu[kk] - dt * delta * rs * m[kk]
     C_aa, C_ab = Cs
+    residual_ab = Ces[1]
+    if "data" in private_t:
+        C_ab = np.outer(m, m) / rho
+        if "init" in shared_t:
+            C_ab += var0 * np.outer(R[:, 0], R[:, 0])
+        residual_ab = np.zeros((n, n))
     total = np.diag(C_aa) - 2.0 * m + rho
     mean_err = np.diag(C_ab) - 2.0 * m + rho
     return ReplicaSolution(
@@ -299,5 +316,5 @@ def solve_replicas(
         R=R,
         m=m,
         residual_aa=Ces[0],
-        residual_ab=Ces[1],
+        residual_ab=residual_ab,
     )

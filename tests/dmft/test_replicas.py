@@ -57,8 +57,10 @@ def gd_parts(delta, dt, steps, *, lam=0.0, beta=0.0, rho=1.0, sigma2=0.0, var0=0
     s, w = mp_law(delta)
     al, al_prev = np.zeros_like(s), np.zeros_like(s)
     q, q_prev = np.ones_like(s), np.ones_like(s)
-    parts = {"teacher": [], "labels": [], "init": []}
+    parts = {"teacher": [], "labels": [], "init": [], "mean_b": [], "mean_q": []}
     for _ in range(steps + 1):
+        parts["mean_b"].append(w @ (s * al - 1))
+        parts["mean_q"].append(w @ q)
         parts["teacher"].append(rho * w @ (s * al - 1) ** 2)
         parts["labels"].append(sigma2 * w @ (s * al**2))
         parts["init"].append(var0 * w @ q**2)
@@ -67,20 +69,21 @@ def gd_parts(delta, dt, steps, *, lam=0.0, beta=0.0, rho=1.0, sigma2=0.0, var0=0
     return {k: np.array(v) for k, v in parts.items()}
 
 
-def simulate_pair(system, d, seeds, seed, *, private, shared_noise=False):
-    """Two runs per seed on the same X and theta* (|theta*|^2 = rho d exactly); labels, init and
+def simulate_pair(system, d, seeds, seed, *, private):
+    """Two runs per seed with the same theta* (|theta*|^2 = rho d exactly); data, labels, init and
     multipliers shared or drawn per replica. Returns per-seed arrays (seeds, K) of
     |theta_a - theta*|^2/d, (theta_a - theta*).(theta_b - theta*)/d, |theta_a - theta_b|^2/(2d)."""
     rng = np.random.default_rng(seed)
     n = int(round(system.delta * d))
     K, dt, lam, rho = system.grid.size, system.grid.dt, system.lam, system.teacher_norm
     beta = system.weight_side.beta if isinstance(system.weight_side, HeavyBall) else 0.0
-    X = rng.standard_normal((seeds, n, d)) / math.sqrt(d)
+    X = rng.standard_normal((seeds, 2 if "data" in private else 1, n, d)) / math.sqrt(d)
+    X = np.broadcast_to(X, (seeds, 2, n, d))
     tstar = rng.standard_normal((seeds, d))
     tstar *= math.sqrt(rho * d) / np.linalg.norm(tstar, axis=1, keepdims=True)
     sigma = math.sqrt(system.sample_side.teacher.noise_var)
     eps = sigma * rng.standard_normal((seeds, 1 if "labels" not in private else 2, n))
-    y = np.einsum("snd,sd->sn", X, tstar)[:, None, :] + eps  # (seeds, 1 or 2, n)
+    y = np.einsum("srnd,sd->srn", X, tstar) + eps  # (seeds, 2, n)
     var0 = system.init.variance
     theta = math.sqrt(var0) * rng.standard_normal((seeds, 1 if "init" not in private else 2, d))
     theta = np.broadcast_to(theta, (seeds, 2, d)).copy()
@@ -94,9 +97,9 @@ def simulate_pair(system, d, seeds, seed, *, private, shared_noise=False):
         half[:, k] = np.einsum("sd,sd->s", gap, gap) / (2 * d)
         if k + 1 == K:
             break
-        e = np.einsum("snd,srd->srn", X, theta) - y
-        s = system.noise.multipliers((seeds, 1 if shared_noise else 2, n), dt, rng)
-        grad = lam * theta + np.einsum("snd,srn->srd", X, s * e)
+        e = np.einsum("srnd,srd->srn", X, theta) - y
+        s = system.noise.multipliers((seeds, 2, n), dt, rng)
+        grad = lam * theta + np.einsum("srnd,srn->srd", X, s * e)
         new = theta - dt * grad + (beta * (theta - prev) if k else 0.0)
         prev, theta = theta, new
     return total, cross, half
@@ -132,7 +135,7 @@ def test_gd_shared_init_has_no_variance_and_is_the_ordinary_dmft(init, weights):
     assert np.max(np.abs(rep.total - solve(system).test_loss)) < 1e-12
     beta = weights.beta if isinstance(weights, HeavyBall) else 0.0
     parts = gd_parts(2.0, 0.1, 120, lam=weights.lam, beta=beta, sigma2=0.25, var0=init.variance)
-    assert np.max(np.abs(rep.total - sum(parts.values()))) < 1e-10
+    assert np.max(np.abs(rep.total - parts["teacher"] - parts["labels"] - parts["init"])) < 1e-10
 
 
 @pytest.mark.parametrize(
@@ -147,10 +150,28 @@ def test_gd_private_labels_or_init_split_the_spectral_parts(private, variance_pa
     rep = solve_replicas(system, private=private)
     parts = gd_parts(delta, 0.1, steps, lam=lam, beta=beta, sigma2=sigma2, var0=var0)
     variance = sum(parts[p] for p in variance_parts)
-    bias = sum(parts[p] for p in parts if p not in variance_parts)
+    bias = sum(parts[p] for p in ("teacher", "labels", "init") if p not in variance_parts)
     assert np.max(np.abs(rep.variance - variance)) < 1e-10
     assert np.max(np.abs(rep.mean_predictor_error - bias)) < 1e-10
-    assert np.max(np.abs(rep.total - sum(parts.values()))) < 1e-10
+    assert np.max(np.abs(rep.total - parts["teacher"] - parts["labels"] - parts["init"])) < 1e-10
+
+
+@pytest.mark.parametrize("shared_init", [True, False])
+@pytest.mark.parametrize(("delta", "beta"), [(2.0, 0.0), (0.6, 0.3)])
+def test_gd_private_data_keeps_only_the_mean_over_data(shared_init, delta, beta):
+    """Independent data sets: E_X b_k(S) = (int b_k dmu) I and E_X q_k(S) = (int q_k dmu) I, so the
+    mean predictor's error is rho (int b_k dmu)^2 + [init] var0 (int q_k dmu)^2."""
+    lam, sigma2, var0, steps = 0.05, 0.3, 0.7, 150
+    weights = HeavyBall(beta, lam) if beta else Ridge(lam)
+    system = make(delta, steps=steps, sigma2=sigma2, weights=weights, init=GaussianInit(var0))
+    private = ("data",) if shared_init else ("data", "init")
+    rep = solve_replicas(system, private=private)
+    assert rep.private == tuple(s for s in REPLICA_SOURCES if s in {*private, "labels", "sgd_noise"})
+    parts = gd_parts(delta, 0.1, steps, lam=lam, beta=beta, sigma2=sigma2, var0=var0)
+    bias = system.teacher_norm * parts["mean_b"] ** 2 + (var0 * parts["mean_q"] ** 2 if shared_init else 0.0)
+    assert np.max(np.abs(rep.mean_predictor_error - bias)) < 1e-10
+    assert np.max(np.abs(rep.total - parts["teacher"] - parts["labels"] - parts["init"])) < 1e-10
+    assert np.all(rep.residual_ab == 0)
 
 
 @pytest.mark.parametrize("noise", [SGF(0.5), SGF(0.5, ito_cross_term=False), BernoulliVisits(1.0), SGF(0.8)])
@@ -203,7 +224,12 @@ def _compare(system, d, seeds, seed, private, *, tol=4.0, times=(5, 10, 20, 40))
 
 @pytest.mark.parametrize(
     ("noise", "private"),
-    [(SGF(0.5), ("sgd_noise",)), (BernoulliVisits(1.0), ("sgd_noise",)), (SGF(0.5), ("sgd_noise", "labels"))],
+    [
+        (SGF(0.5), ("sgd_noise",)),
+        (BernoulliVisits(1.0), ("sgd_noise",)),
+        (SGF(0.5), ("sgd_noise", "labels")),
+        (SGF(0.5), ("data", "labels", "sgd_noise")),
+    ],
 )
 def test_simulation_of_two_runs_on_the_same_data(noise, private):
     system = make(steps=40, noise=noise)
@@ -242,8 +268,8 @@ def test_bad_arguments():
         solve_replicas(system, private=("weights",))
     with pytest.raises(InvalidArgument, match="both shared and private"):
         solve_replicas(system, shared=("labels",), private=("labels",))
-    with pytest.raises(InvalidArgument, match="independent data sets"):
-        solve_replicas(system, private=("data",))
+    with pytest.raises(InvalidArgument, match=r"private 'data' with shared \['sgd_noise'\]"):
+        solve_replicas(system, shared=("sgd_noise",), private=("data",))
     with pytest.raises(InvalidArgument, match="tuple of source names"):
         solve_replicas(system, private=3)
     with pytest.raises(InvalidArgument, match="not a square loss"):
