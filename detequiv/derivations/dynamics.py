@@ -530,15 +530,27 @@ class RandomFeatureGradientFlow:
 
     Features :math:`Fx\in\mathbb R^N` with ``F`` (``features``, ``N x D``) Gaussian, entries of
     variance ``1/N`` (so :math:`W_F=F^\top F` has :math:`\mathbb EW_F=I`); data ``X``
-    (``gaussian``, ``P x D``, rows :math:`\Sigma^{1/2}z`), labels :math:`y=X\beta` (no label
-    noise); :math:`\dot w=-\frac1PFX^\top(XF^\top w-y)` from :math:`w_0=0`. The effective
-    :math:`\hat\beta(t)=F^\top w(t)` obeys :math:`\hat\beta-\beta=-e^{-tW_F\hat\Sigma}\beta`, so
+    (``gaussian``, ``P x D``, rows :math:`\Sigma^{1/2}z`), labels :math:`y=X\beta+\varepsilon`,
+    :math:`\operatorname{Var}\varepsilon=` ``noise`` (default 0: noise-free labels);
+    :math:`\dot w=-\frac1PFX^\top(XF^\top w-y)` from :math:`w_0=0`. The effective
+    :math:`\hat\beta(t)=F^\top w(t)=g_t(B)W_FX^\top y/P`, :math:`B=W_F\hat\Sigma`, obeys
+    :math:`\hat\beta-\beta=-e^{-tB}\beta+g_t(B)W_FX^\top\varepsilon/P`, so
 
-    .. math:: L(t)=\beta^\top e^{-t\hat\Sigma W_F}\Sigma e^{-tW_F\hat\Sigma}\beta.
+    .. math:: L(t)=\sigma^2+\beta^\top e^{-t\hat\Sigma W_F}\Sigma e^{-tW_F\hat\Sigma}\beta
+              +\tfrac{\sigma^2}{P}\big[2F(t)-F(2t)\big],\qquad
+              F(s)=\operatorname{Tr}W_F\Sigma g_s(B)
 
-    :meth:`test_loss` derives it from the engine's layered two-point equivalent
+    (:math:`g_t(B)W_F\hat\Sigma W_Fg_t(B)^\top` is :math:`W_Fg_t(C)^2C` with
+    :math:`C=\hat\Sigma W_F`, and :math:`g_t^2x=2g_t-g_{2t}`).
+
+    :meth:`test_loss` derives the forcing from the engine's layered two-point equivalent
     (:func:`~detequiv.derivations.twopoint_layers.derive_layered_two_point`): every
-    frequency is renormalized twice, :math:`\lambda\to\kappa_1\to\kappa_2`.
+    frequency is renormalized twice, :math:`\lambda\to\kappa_1\to\kappa_2`. The noise
+    part is :math:`F(s)=\mathcal L^{-1}_s[f(\lambda)/\lambda^2]` with
+    :math:`f=\lambda\operatorname{Tr}\Sigma(\lambda+W_F\hat\Sigma)^{-1}W_F`, whose equivalent
+    is the one :class:`~detequiv.derivations.random_features.RandomFeatureRidge` derives for
+    its label-noise variance (``conditional_equivalent`` with ``W_F`` held, then
+    ``trace_concentration``).
 
     >>> import numpy as np, sympy as sp
     >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
@@ -554,12 +566,16 @@ class RandomFeatureGradientFlow:
     True
     >>> bool(abs(out["total"][1] - 0.5) < 1e-6)       # P -> oo: projection onto N = D/2 directions
     True
+    >>> noisy = RandomFeatureGradientFlow(rf.sigma, rf.gaussian, rf.features, rf.beta, sp.Symbol("sigma2"))
+    >>> list(noisy.test_loss().terms)
+    ['forcing', 'variance']
     """
 
     sigma: Deterministic
     gaussian: Gaussian
     features: Gaussian
     beta: DeterministicVector
+    noise: sp.Expr = sp.S.Zero
     lam: sp.Symbol = sp.Symbol("lam", positive=True)
     lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
 
@@ -569,6 +585,15 @@ class RandomFeatureGradientFlow:
         check_random_feature_model(
             "RandomFeatureGradientFlow", self.sigma, self.gaussian, self.features, self.beta
         )
+        try:
+            noise = sp.sympify(self.noise)
+        except (sp.SympifyError, TypeError) as exc:
+            raise InvalidArgument(
+                f"noise={self.noise!r} is not a label-noise variance; pass a number >= 0 or a symbol"
+            ) from exc
+        if noise.is_negative or (noise.is_number and not noise.is_finite):
+            raise InvalidArgument(f"noise={self.noise!r}: the label-noise variance must be finite and >= 0")
+        object.__setattr__(self, "noise", noise)
         if self.lam == self.lam2:
             raise InvalidArgument(f"lam and lam2 are both {self.lam}; the loss needs two Laplace variables")
 
@@ -581,11 +606,6 @@ class RandomFeatureGradientFlow:
     def n_features(self) -> sp.Expr:
         """``N``."""
         return self.features.dims[0]
-
-    @property
-    def noise(self) -> sp.Expr:
-        """The label-noise variance: 0 (noise-free labels)."""
-        return sp.S.Zero
 
     def _ridge_ratio(self, scalars: Mapping[str, float]) -> float:
         """``c`` with ``kappa_2 <= lam + c tr Sigma`` on the physical branch (``D/P + D/N``)."""
@@ -608,7 +628,7 @@ class RandomFeatureGradientFlow:
         )
 
     def test_loss(self, two_point: LayeredTwoPoint | None = None) -> LossCurve:
-        r"""The test loss :math:`L(t)`: the ``forcing`` (and ``noise`` = 0), derived.
+        r"""The test loss :math:`L(t)`: ``noise`` + ``forcing`` (+ ``variance`` when ``noise`` is not 0), derived.
 
         ``two_point`` replaces the engine's layered equivalent (negative controls, e.g.
         ``rf.two_point().without_outer()``: the feature layer's correction dropped).
@@ -643,18 +663,88 @@ class RandomFeatureGradientFlow:
                 f"equations in {ridges[0]}, {ridges[1]}",
             )
         )
+        terms: dict[str, tuple[LaplacePiece, ...]] = {
+            "forcing": (
+                LaplacePiece(
+                    sp.S.One, forcing, (lam, lam2), ridges, 1, "beta' e^{-t S^ W_F} Sigma e^{-t W_F S^} beta"
+                ),
+            )
+        }
+        if self.noise != 0:
+            fps = {fp.symbol: fp for fp in tp.fixed_points}
+            f_lam, f_steps = _rf_noise_trace(self, fps[ridges[0]])
+            transform = f_lam / lam**2
+            steps.append(
+                Step(
+                    "laplace_representation",
+                    sp.Symbol("Tr W_F Sigma g_s(W_F S^)"),
+                    sp.Symbol("L^-1_s[lam Tr(W_F Sigma (lam + W_F S^)^-1) / lam^2]"),
+                    _REF_LAPLACE + "; g_s(A) = L^-1_s[(lam + A)^-1 / lam]",
+                    "label noise: beta_hat(t) = g_t(B) W_F X' y / P with B = W_F S^, so the noise part is "
+                    "(sigma2/P) Tr Sigma g_t(B) W_F S^ W_F g_t(B)' = (sigma2/P) Tr W_F Sigma g_t(B)^2 B "
+                    "(g(W_F S^) W_F = W_F g(S^ W_F)) = (sigma2/P)[2 F(t) - F(2t)], g_t^2 x = 2 g_t - g_2t, "
+                    "F(s) = Tr W_F Sigma g_s(B)",
+                )
+            )
+            steps.extend(f_steps)
+            terms["variance"] = (
+                LaplacePiece(2 * self.noise / p, transform, (lam,), (ridges[0],), 1, "Tr W_F Sigma g_t(W_F S^)"),
+                LaplacePiece(-self.noise / p, transform, (lam,), (ridges[0],), 2, "Tr W_F Sigma g_2t(W_F S^)"),
+            )
         steps.append(_inverse_step())
-        piece = LaplacePiece(
-            sp.S.One, forcing, (lam, lam2), ridges, 1, "beta' e^{-t S^ W_F} Sigma e^{-t W_F S^} beta"
-        )
         return LossCurve(
             name="L_test",
-            constant={"noise": sp.S.Zero},
-            terms={"forcing": (piece,)},
+            constant={"noise": self.noise},
+            terms=terms,
             fixed_points=tp.fixed_points,
             derivation=tuple(steps),
             model=self,
         )
+
+
+def _rf_noise_trace(flow: RandomFeatureGradientFlow, root: FixedPoint) -> tuple[sp.Expr, tuple[Step, ...]]:
+    r"""The equivalent of :math:`f(\lambda)=\lambda\operatorname{Tr}\Sigma(\lambda+W_F\hat\Sigma)^{-1}W_F`
+    in the ridge ``root`` (``kappa_2``), and the steps that derived it.
+
+    It is taken from :class:`~detequiv.derivations.random_features.RandomFeatureRidge`'s own
+    derivation of its label-noise variance (nothing is copied): the engine's
+    ``trace_concentration`` step there states
+    :math:`\operatorname{tr}\lambda\Sigma GW_F\simeq f/D`. Its chain's fixed point is checked
+    to be ``root``. The step ``resolvent_identity`` (:math:`\operatorname{tr}k(k+\Sigma)^{-1}
+    =1-\operatorname{tr}\Sigma(k+\Sigma)^{-1}`, exact) avoids cancelling 1 against
+    :math:`k\operatorname{tr}R` at large :math:`|\lambda|`.
+    """
+    from .random_features import RandomFeatureRidge, _RFDerivation
+
+    p, d = flow.dims
+    ridge = RandomFeatureRidge(flow.sigma, flow.gaussian, flow.features, flow.beta, flow.noise, flow.lam)
+    der = _RFDerivation(ridge)
+    der.noise_variance()
+    if der.kappa != root.symbol or sp.simplify(_to_atoms(der.fixed.rhs) - _to_atoms(root.rhs)) != 0:
+        raise VerificationError(
+            f"the label-noise trace is in {der.fixed}, not in the forcing's ridge {root}"
+        )
+    steps = list(der.steps)
+    last = max(i for i, s in enumerate(steps) if s.rule == "trace_concentration")
+    steps = steps[: last + 1]  # the lam-derivative steps of the static variance are not used here
+    f_lam = _to_atoms(d * steps[-1].after)
+    k = root.symbol
+    sig = sp.MatrixSymbol(flow.sigma.name, d, d)
+    inv = (k * sp.Identity(d) + sig).inverse()
+    rewritten = f_lam.xreplace({mtr(inv): (1 - mtr(sp.MatMul(sig, inv))) / k})
+    rewritten = sp.factor(rewritten)
+    if mtr(inv) in rewritten.atoms(mtr):  # pragma: no cover - the rewrite is exact
+        raise VerificationError(f"could not absorb {mtr(inv)} in {f_lam}")
+    steps.append(
+        Step(
+            "resolvent_identity",
+            f_lam,
+            rewritten,
+            "exact algebra: k tr (k + Sigma)^-1 = 1 - tr Sigma (k + Sigma)^-1",
+            "f(lam) = lam Tr(Sigma G W_F) in df atoms only (no cancellation at large |lam|)",
+        )
+    )
+    return rewritten, tuple(steps)
 
 
 def _layered_quadratic(
