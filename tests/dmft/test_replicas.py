@@ -206,7 +206,7 @@ def test_private_noise_and_init_add_up():
 
 def _compare(system, d, seeds, seed, private, *, tol=4.0, times=(5, 10, 20, 40)):
     rep = solve_replicas(system, private=private)
-    total, cross, half = simulate_pair(system, d, seeds, seed, private=private)
+    total, cross, half = simulate_pair(system, d, seeds, seed, private=rep.private)
     idx = list(times)
     out = {}
     for name, sim, theory in (
@@ -252,6 +252,7 @@ def test_simulation_of_two_runs_on_the_same_data(noise, private):
     [
         (BernoulliVisits(2.0), HeavyBall(0.3, 0.1), ("sgd_noise", "init")),
         (SGF(1.0), Ridge(0.0), ("sgd_noise",)),
+        (SGF(0.5), HeavyBall(0.3, 0.1), ("data",)),
     ],
 )
 def test_simulation_slow(noise, weights, private):
