@@ -4,7 +4,9 @@ A numeric core with a thin symbolic layer: :mod:`detequiv.dmft.system` describes
 system on a discrete time grid; :mod:`detequiv.dmft.linear` solves the Gaussian-linear case
 exactly (no sampling); :mod:`detequiv.dmft.montecarlo` samples the single-site processes with
 response propagation (causal marcher, damped Picard) for nonlinear losses;
-:mod:`detequiv.dmft.simulate` runs the finite system itself; :func:`solve_system` picks the
+:mod:`detequiv.dmft.simulate` runs the finite system itself; :mod:`detequiv.dmft.replicas`
+splits the error into that of the predictor averaged over private noise sources and the
+variance (replicas sharing the data but not the SGD noise); :func:`solve_system` picks the
 route. ``detequiv dmft ...`` is the command line (:mod:`detequiv.dmft.cli`).
 
 >>> from detequiv.dmft import DMFTSystem, Grid, SampleSide, Square, LinearTeacher, Ridge, solve_system
@@ -20,6 +22,7 @@ from typing import Any
 
 from .linear import DMFTSolution, solve, to_math_conventions
 from .montecarlo import MCSolution, mc_relative_error, population_loss, solve_montecarlo
+from .replicas import REPLICA_SOURCES, ReplicaSolution, solve_replicas
 from .simulate import SimulationResult, simulate
 from .system import (
     GD,
@@ -43,6 +46,9 @@ from .system import (
 
 __all__ = [
     "solve_system",
+    "solve_replicas",
+    "ReplicaSolution",
+    "REPLICA_SOURCES",
     "solve_montecarlo",
     "MCSolution",
     "mc_relative_error",
