@@ -14,7 +14,8 @@ plus the ``O(1/D)`` finite-size term). Importing this module registers the witne
 :func:`simulate_random_feature_flow` does the same for linear random features
 (:class:`~detequiv.derivations.dynamics.RandomFeatureGradientFlow`): gradient flow in
 feature space is solved exactly through the eigendecomposition of the ``N x N`` kernel
-:math:`K_F=F\hat\Sigma F^\top`, and :func:`check_monte_carlo` dispatches on the curve's model.
+:math:`K_F=F\hat\Sigma F^\top`, with the label-noise variance exact given ``X, F``, and
+:func:`check_monte_carlo` dispatches on the curve's model.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from ..derivations.dynamics import LossCurve
 from ..derivations.onepoint import register_witness
@@ -105,14 +107,19 @@ def simulate_random_feature_flow(
     p: int,
     times: Any,
     rng: np.random.Generator,
+    noise: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    r"""One draw of random-feature gradient flow (``n`` features, ``p`` samples, no label noise).
+    r"""One draw of random-feature gradient flow (``n`` features, ``p`` samples, label noise ``noise``).
 
     ``X`` has rows :math:`\Sigma^{1/2}z`, ``F`` iid :math:`\mathcal N(0,1/n)` entries, labels
-    :math:`y=X\beta`; :math:`\dot w=-\frac1pFX^\top(XF^\top w-y)` from ``w = 0`` is
-    :math:`w(t)=g_t(K_F)F\hat\Sigma\beta` with :math:`K_F=F\hat\Sigma F^\top=V\operatorname{diag}(s)V^\top`
-    and :math:`g_t(s)=(1-e^{-ts})/s`. Returns ``noise`` (zeros), ``forcing`` and ``L_test``
-    (both the realised :math:`(F^\top w-\beta)^\top\Sigma(F^\top w-\beta)`) over ``times``.
+    :math:`y=X\beta+\varepsilon` (:math:`\operatorname{Var}\varepsilon=` ``noise``, drawn after
+    ``X`` and ``F``); :math:`\dot w=-\frac1pFX^\top(XF^\top w-y)` from ``w = 0`` is
+    :math:`w(t)=g_t(K_F)FX^\top y/p` with :math:`K_F=F\hat\Sigma F^\top=V\operatorname{diag}(s)V^\top`
+    and :math:`g_t(s)=(1-e^{-ts})/s`. Returns over ``times``: ``noise`` (the constant),
+    ``forcing`` (the realised noise-free error :math:`\|F^\top w_0(t)-\beta\|_\Sigma^2`, ``w_0``
+    the flow on :math:`y=X\beta`), ``variance`` (its exact mean over :math:`\varepsilon` given
+    ``X, F``: :math:`\frac{\sigma^2}p\sum_ia_ig_t(s_i)^2s_i`, :math:`a=\operatorname{diag}V^\top
+    F\Sigma F^\top V`) and ``L_test`` (the realised :math:`\|F^\top w(t)-\beta\|_\Sigma^2+\sigma^2`).
 
     >>> import numpy as np
     >>> out = simulate_random_feature_flow(np.ones(30), np.ones(30) / np.sqrt(30), 20, 60, [0.0, 1e9],
@@ -127,23 +134,30 @@ def simulate_random_feature_flow(
     t = np.asarray(times, dtype=float).reshape(-1)
     if spectrum.ndim != 1 or beta.shape != spectrum.shape:
         raise InvalidArgument(f"spectrum {spectrum.shape} and beta {beta.shape} must be 1-D of equal length")
-    if n < 1 or p < 1 or np.any(t < 0):
-        raise InvalidArgument(f"need n >= 1, p >= 1, times >= 0; got {n}, {p}, {t.min()}")
+    if n < 1 or p < 1 or np.any(t < 0) or not noise >= 0:
+        raise InvalidArgument(
+            f"need n >= 1, p >= 1, times >= 0, noise >= 0; got {n}, {p}, {t.min()}, {noise}"
+        )
     d = spectrum.shape[0]
     x = rng.standard_normal((p, d)) * np.sqrt(spectrum)
     f = rng.standard_normal((n, d)) / np.sqrt(n)
-    y = x @ beta
+    eps = np.sqrt(noise) * rng.standard_normal(p)
     xf = x @ f.T  # (p, n): the features of the samples
-    s, v = np.linalg.eigh(xf.T @ xf / p)  # K_F = F S^ F'
+    s, v = np.linalg.eigh(xf.T @ xf / p)  # K_F = F S^ F', diagonalized once
     s = np.clip(s, 0.0, None)
-    c = v.T @ (xf.T @ y / p)  # F X' y / p in the eigenbasis of K_F
+    c0 = v.T @ (xf.T @ (x @ beta) / p)  # F X' X beta / p in the eigenbasis of K_F
+    ce = v.T @ (xf.T @ eps / p)  # F X' eps / p
     ts = t[:, None] * s[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(s > 1e-12 * max(s.max(), 1e-300), -np.expm1(-ts) / s, t[:, None])
-    w = (g * c) @ v.T  # (T, n)
-    err = w @ f - beta  # beta_hat(t) - beta, (T, d)
-    loss = np.einsum("ti,i,ti->t", err, spectrum, err)
-    return {"noise": np.zeros(t.shape), "forcing": loss, "L_test": loss.copy()}
+    fv = v.T @ f  # (n, d): F in the eigenbasis of K_F
+    err0 = (g * c0) @ fv - beta  # noise-free beta_hat(t) - beta, (T, d)
+    err = err0 + (g * ce) @ fv  # with the realised noise
+    forcing = np.einsum("ti,i,ti->t", err0, spectrum, err0)
+    a = np.einsum("id,d,id->i", fv, spectrum, fv)  # diag V' F Sigma F' V
+    variance = noise / p * (g**2 * s) @ a  # E_eps of the noise part: (s2/p^2) Tr Sigma F'gV'(pK)VgF
+    loss = np.einsum("ti,i,ti->t", err, spectrum, err) + noise
+    return {"noise": np.full(t.shape, float(noise)), "forcing": forcing, "variance": variance, "L_test": loss}
 
 
 def check_monte_carlo(
@@ -172,8 +186,8 @@ def check_monte_carlo(
     times : sequence of float
         Times at which each term is checked (one report per term and time).
     ratio, noise : float
-        Samples per dimension ``P / D`` and the label-noise variance (default 0.09; random
-        features have noise-free labels: 0 or ``None`` only).
+        Samples per dimension ``P / D`` and the label-noise variance (default 0.09, or 0 for a
+        curve whose model has ``noise = 0``, which refuses any other value).
     spectrum, beta : callable, optional
         ``D -> eigenvalues`` of ``Sigma`` (default ``k^-1.2``) and ``D -> target`` in its
         eigenbasis (default ``k^-0.4``), as in MATH.md 5.1.
@@ -198,11 +212,13 @@ def check_monte_carlo(
         raise InvalidArgument("this curve has no model to simulate")
     sim_model = model if simulate_model is None else simulate_model
     rf = hasattr(sim_model, "features")
-    if rf and noise:
+    model_noise = sp.sympify(getattr(model, "noise", 0))
+    if rf and noise and model_noise == 0:
         raise InvalidArgument(
-            f"noise={noise}: random-feature gradient flow is simulated with noise-free labels"
+            f"noise={noise}: this curve was derived with noise-free labels (its model has noise=0); "
+            "build RandomFeatureGradientFlow(..., noise=sympy.Symbol('sigma2')) to simulate label noise"
         )
-    noise = (0.0 if rf else 0.09) if noise is None else noise
+    noise = (0.0 if model_noise == 0 else 0.09) if noise is None else noise
     if ratio <= 0 or noise < 0:
         raise InvalidArgument(f"need ratio > 0 and noise >= 0; got {ratio}, {noise}")
     if rf and feature_ratio <= 0:
@@ -214,7 +230,7 @@ def check_monte_carlo(
     def simulate(d: int, local: np.random.Generator) -> dict[str, np.ndarray]:
         if rf:
             return simulate_random_feature_flow(
-                spec(d), target(d), round(feature_ratio * d), round(ratio * d), t, local
+                spec(d), target(d), round(feature_ratio * d), round(ratio * d), t, local, noise
             )
         return simulate_gradient_flow(spec(d), target(d), round(ratio * d), noise, t, local)
 
@@ -235,13 +251,13 @@ def check_monte_carlo(
             }
             if hasattr(model, "features"):
                 values[str(model.n_features)] = round(feature_ratio * d)
-            else:
-                values[str(model.noise)] = noise
+            for name in sorted(str(x) for x in model_noise.free_symbols):
+                values[name] = noise  # the label-noise variance symbol (sigma2)
             cache[d] = curve.evaluate(values, t)
         return cache[d]
 
     draws: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
-    # the constant noise term (0 for noise-free random features, nothing to check) is left out there
+    # the constant noise term (the simulation returns the same constant, nothing to check) is left out there
     constants = [] if rf else list(curve.constant)
     names = list(terms) if terms is not None else [*constants, *curve.terms, curve.name]
 
@@ -285,7 +301,7 @@ def check_monte_carlo(
                     n_se=n_se,
                     label=(
                         f"{name} of random-feature gradient flow at t={t[i]:g}, P/D={ratio}, "
-                        f"N/D={feature_ratio}"
+                        f"N/D={feature_ratio}, sigma2={noise}"
                         if rf
                         else f"{name} of gradient flow at t={t[i]:g}, P/D={ratio}, sigma2={noise}"
                     ),

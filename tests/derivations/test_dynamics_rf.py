@@ -10,6 +10,8 @@ plain gradient flow with ``Sigma_hat`` only) are rejected by the same simulation
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -280,3 +282,149 @@ def test_against_simulation_long(curve: LossCurve, n_ratio: float, p_ratio: floa
             n_samples=48,
         )
         assert report.passed, str(report)
+
+
+# ---------------------------------------------------------------------------
+# label noise: y = X beta + eps, Var eps = sigma2
+# ---------------------------------------------------------------------------
+
+SIGMA2 = sp.Symbol("sigma2", nonnegative=True)
+
+
+@pytest.fixture(scope="module")
+def noisy_rf() -> RandomFeatureGradientFlow:
+    return RandomFeatureGradientFlow(SIGMA, X, F, BETA, SIGMA2)
+
+
+@pytest.fixture(scope="module")
+def noisy(noisy_rf: RandomFeatureGradientFlow) -> LossCurve:
+    return noisy_rf.test_loss()
+
+
+def noisy_values(spec: np.ndarray, beta: np.ndarray, n: float, p: float, s2: float = 0.25) -> dict[str, object]:
+    return {"Sigma": spec, "beta": beta, "N": n, "P": p, "sigma2": s2}
+
+
+def ridgeless_rf_noise_4_5(spec: np.ndarray, beta: np.ndarray, n: int, p: int, s2: float) -> tuple[float, float]:
+    """MATH.md 4.5 at lam -> 0, written here: ``(E_g, label-noise variance)`` with
+    E_g = (B + V_F + sigma2) / (1 - gamma_1), the variance sigma2 gamma_1 / (1 - gamma_1);
+    n(kappa_2) = min(N, P) below D, else kappa_2 = 0 (n = n_2 = D, gamma_1 = D/P: least squares)."""
+    m = min(n, p)
+    if m >= spec.size:
+        if n == spec.size:
+            raise ValueError("N = D: gamma_1 is 0/0 at kappa_2 = 0")
+        gamma1 = spec.size / p
+        return s2 / (1 - gamma1), s2 * gamma1 / (1 - gamma1)
+    k2 = brentq(lambda k: np.sum(spec / (spec + k)) - m, 1e-14, 1e8, xtol=1e-15, rtol=1e-15)
+    r = 1 / (spec + k2)
+    n1, n2 = np.sum(spec * r), np.sum(spec**2 * r**2)
+    gamma1 = (n2 + (n1 - n2) ** 2 / (n - n2)) / p
+    bias = k2**2 * np.sum(beta**2 * spec * r**2)
+    v_f = k2 * (n1 - n2) / (n - n2) * np.sum(beta**2 * spec**2 * r**2)
+    return float((bias + v_f + s2) / (1 - gamma1)), float(s2 * gamma1 / (1 - gamma1))
+
+
+def test_noise_structure(noisy_rf: RandomFeatureGradientFlow, noisy: LossCurve, curve: LossCurve) -> None:
+    """sigma2 is the constant; the variance is two single transforms (t and 2t, coefficients
+    2 sigma2/P and -sigma2/P) in the forcing's ridge kappa_2, from the engine's named steps."""
+    assert dict(noisy.constant) == {"noise": SIGMA2}
+    assert list(noisy.terms) == ["forcing", "variance"]
+    assert noisy.terms["forcing"] == curve.terms["forcing"]  # the noise does not touch the forcing
+    first, second = noisy.terms["variance"]
+    assert (first.time_factor, second.time_factor) == (1, 2)
+    assert sp.simplify(first.coeff - 2 * SIGMA2 / P) == 0 and sp.simplify(second.coeff + SIGMA2 / P) == 0
+    assert first.transform == second.transform
+    assert first.variables == (noisy_rf.lam,) and [str(k) for k in first.ridges] == ["kappa_2"]
+    names = {str(s) for s in first.transform.free_symbols}
+    assert "kappa_1" not in names and {"N", "D", "lam", "kappa_2"} <= names
+    rules = [s.rule for s in noisy.derivation]
+    assert rules.count("laplace_representation") == 2 and rules[-1] == "inverse_laplace"
+    i = rules.index("laplace_representation", 1)
+    assert rules[i + 1 :].index("trace_concentration") < rules[i + 1 :].index("resolvent_identity")
+    assert "L_test(t) = noise + forcing + variance" in str(noisy)
+    # the noise-free model keeps a zero noise and no variance; negative variances are refused
+    assert curve.model.noise == 0 and list(curve.terms) == ["forcing"]
+    with pytest.raises(InvalidArgument, match="noise=-1"):
+        RandomFeatureGradientFlow(SIGMA, X, F, BETA, -1)
+
+
+@pytest.mark.parametrize(("n", "p"), [(100, 200), (400, 150), (150, 100), (100, 600), (500, 400)])
+def test_noise_long_time_limit_is_ridgeless_rf(noisy: LossCurve, n: int, p: int) -> None:
+    """t -> infinity (the lam -> 0 soft limit) equals MATH.md 4.5's ridgeless E_g with the
+    label-noise term sigma2 gamma_1 / (1 - gamma_1) (written in this file, kappa_2 by brentq)."""
+    spec, beta = power_law(300)
+    out = noisy.evaluate(noisy_values(spec, beta, n, p), [1e7, 1e8])
+    total, var = ridgeless_rf_noise_4_5(spec, beta, n, p, 0.25)
+    np.testing.assert_allclose(out["total"], total, rtol=1e-7)
+    np.testing.assert_allclose(out["variance"], var, rtol=1e-7)
+
+
+def test_noise_initial_value(noisy: LossCurve) -> None:
+    """w(0) = 0: the variance vanishes at t = 0 (initial-value theorem) and L(0) = beta'Sigma beta + sigma2."""
+    spec, beta = power_law(300)
+    out = noisy.evaluate(noisy_values(spec, beta, 100, 200), [0.0])
+    assert abs(out["variance"][0]) < 1e-10
+    assert out["total"][0] == pytest.approx(float(np.sum(beta**2 * spec)) + 0.25, rel=1e-9)
+
+
+def _f_by_hand(spec: np.ndarray, n: int, p: int, lam: float) -> float:
+    """f(lam) = lam Tr(W_F Sigma (lam + W_F S^)^-1), derived here by conditioning on W_F:
+    with A = W_F^1/2 Sigma W_F^1/2 it is lam Tr A (lam + A_hat)^-1 ~ kappa_1 Tr W_F Sigma (kappa_1 + W_F Sigma)^-1
+    (MATH.md 2.1, kappa_1 = lam / (1 - n/P)), and kappa_1 (kappa_1 + W_F Sigma)^-1 ~ kappa_2 R with
+    kappa_1 = kappa_2 (1 - n/N) (2.4): f = kappa_2 (1 - n/N) n(kappa_2),
+    lam = kappa_2 (1 - n/N)(1 - n/P); kappa_2 by brentq (real lam > 0)."""
+    m = min(n, p)
+
+    def eq(k: float) -> float:
+        nk = np.sum(spec / (spec + k))
+        return k * (1 - nk / n) * (1 - nk / p) - lam
+
+    # the physical root lies where n(kappa_2) < min(N, P)
+    lo = brentq(lambda k: np.sum(spec / (spec + k)) - m, 1e-14, 1e12) if m < spec.size else 1e-300
+    k2 = brentq(eq, lo * (1 + 1e-12), lam + spec.sum() * (1 / n + 1 / p) * 2 + 1, xtol=1e-300, rtol=1e-15)
+    nk = np.sum(spec / (spec + k2))
+    return float(k2 * (1 - nk / n) * nk)
+
+
+def _stehfest(transform: object, t: float, terms: int = 16) -> float:
+    """Gaver-Stehfest inversion: real lam > 0 only, f(t) ~ (ln 2 / t) sum_k V_k F(k ln 2 / t)."""
+    half, ln2, total = terms // 2, math.log(2), 0.0
+    for k in range(1, terms + 1):
+        v = 0.0
+        for j in range((k + 1) // 2, min(k, half) + 1):
+            v += (
+                j**half
+                * math.factorial(2 * j)
+                / (
+                    math.factorial(half - j)
+                    * math.factorial(j)
+                    * math.factorial(j - 1)
+                    * math.factorial(k - j)
+                    * math.factorial(2 * j - k)
+                )
+            )
+        total += (-1) ** (k + half) * v * transform(k * ln2 / t)  # type: ignore[operator]
+    return total * ln2 / t
+
+
+def test_stehfest_helper() -> None:
+    """The test's own inversion on a known pair: L^-1[1/(lam (lam + a))] = (1 - e^{-a t}) / a."""
+    for t in (0.3, 3.0, 30.0):
+        assert _stehfest(lambda s: 1 / (s * (s + 0.7)), t) == pytest.approx(-math.expm1(-0.7 * t) / 0.7, rel=1e-5)
+
+
+@pytest.mark.parametrize(("n", "p"), [(100, 200), (400, 150)])
+def test_noise_variance_by_stehfest(noisy: LossCurve, n: int, p: int) -> None:
+    """At every t the variance equals (sigma2/P)[2F(t) - F(2t)] with F = L^-1[f/lam^2], f derived
+    by hand in this file and inverted by Gaver-Stehfest on the real axis: a different f, a
+    different fixed-point solver (brentq, real lam only) and a different inversion (measured
+    agreement ~1e-6, Stehfest's own accuracy)."""
+    spec, beta = power_law(300)
+    times = np.array([0.3, 3.0, 30.0, 300.0, 3000.0])
+    got = noisy.evaluate(noisy_values(spec, beta, n, p), times)["variance"]
+
+    def transform(lam: float) -> float:
+        return _f_by_hand(spec, n, p, lam) / lam**2
+
+    expected = [0.25 / p * (2 * _stehfest(transform, t) - _stehfest(transform, 2 * t)) for t in times]
+    np.testing.assert_allclose(got, expected, rtol=2e-5)
