@@ -628,7 +628,7 @@ class RandomFeatureGradientFlow:
         )
 
     def test_loss(self, two_point: LayeredTwoPoint | None = None) -> LossCurve:
-        r"""The test loss :math:`L(t)`: ``noise`` + ``forcing`` (+ ``variance`` when ``noise`` is not 0), derived.
+        r"""The test loss :math:`L(t)`: ``noise`` + ``forcing`` (+ ``variance`` if ``noise`` != 0), derived.
 
         ``two_point`` replaces the engine's layered equivalent (negative controls, e.g.
         ``rf.two_point().without_outer()``: the feature layer's correction dropped).
@@ -688,8 +688,12 @@ class RandomFeatureGradientFlow:
             )
             steps.extend(f_steps)
             terms["variance"] = (
-                LaplacePiece(2 * self.noise / p, transform, (lam,), (ridges[0],), 1, "Tr W_F Sigma g_t(W_F S^)"),
-                LaplacePiece(-self.noise / p, transform, (lam,), (ridges[0],), 2, "Tr W_F Sigma g_2t(W_F S^)"),
+                LaplacePiece(
+                    2 * self.noise / p, transform, (lam,), (ridges[0],), 1, "Tr W_F Sigma g_t(W_F S^)"
+                ),
+                LaplacePiece(
+                    -self.noise / p, transform, (lam,), (ridges[0],), 2, "Tr W_F Sigma g_2t(W_F S^)"
+                ),
             )
         steps.append(_inverse_step())
         return LossCurve(
@@ -721,9 +725,7 @@ def _rf_noise_trace(flow: RandomFeatureGradientFlow, root: FixedPoint) -> tuple[
     der = _RFDerivation(ridge)
     der.noise_variance()
     if der.kappa != root.symbol or sp.simplify(_to_atoms(der.fixed.rhs) - _to_atoms(root.rhs)) != 0:
-        raise VerificationError(
-            f"the label-noise trace is in {der.fixed}, not in the forcing's ridge {root}"
-        )
+        raise VerificationError(f"the label-noise trace is in {der.fixed}, not in the forcing's ridge {root}")
     steps = list(der.steps)
     last = max(i for i, s in enumerate(steps) if s.rule == "trace_concentration")
     steps = steps[: last + 1]  # the lam-derivative steps of the static variance are not used here

@@ -115,7 +115,7 @@ def test_bad_inputs(rf: RandomFeatureGradientFlow, curve: LossCurve) -> None:
         RandomFeatureGradientFlow(SIGMA, X, Gaussian("X", (N, D)), BETA)
     with pytest.raises(InvalidArgument, match=r"F \(N x D\) must be Gaussian"):
         RandomFeatureGradientFlow(SIGMA, X, SIGMA, BETA)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgument, match="noise-free"):
+    with pytest.raises(InvalidArgument, match="noise-free"):  # a noise-free curve refuses noise
         check_monte_carlo(curve, (40,), rng=np.random.default_rng(0), noise=0.1)
     with pytest.raises(InvalidArgument, match="times"):
         curve.evaluate(values(spec, beta, 10, 30), [-1.0])
@@ -301,11 +301,15 @@ def noisy(noisy_rf: RandomFeatureGradientFlow) -> LossCurve:
     return noisy_rf.test_loss()
 
 
-def noisy_values(spec: np.ndarray, beta: np.ndarray, n: float, p: float, s2: float = 0.25) -> dict[str, object]:
+def noisy_values(
+    spec: np.ndarray, beta: np.ndarray, n: float, p: float, s2: float = 0.25
+) -> dict[str, object]:
     return {"Sigma": spec, "beta": beta, "N": n, "P": p, "sigma2": s2}
 
 
-def ridgeless_rf_noise_4_5(spec: np.ndarray, beta: np.ndarray, n: int, p: int, s2: float) -> tuple[float, float]:
+def ridgeless_rf_noise_4_5(
+    spec: np.ndarray, beta: np.ndarray, n: int, p: int, s2: float
+) -> tuple[float, float]:
     """MATH.md 4.5 at lam -> 0, written here: ``(E_g, label-noise variance)`` with
     E_g = (B + V_F + sigma2) / (1 - gamma_1), the variance sigma2 gamma_1 / (1 - gamma_1);
     n(kappa_2) = min(N, P) below D, else kappa_2 = 0 (n = n_2 = D, gamma_1 = D/P: least squares)."""
@@ -360,7 +364,7 @@ def test_noise_long_time_limit_is_ridgeless_rf(noisy: LossCurve, n: int, p: int)
 
 
 def test_noise_initial_value(noisy: LossCurve) -> None:
-    """w(0) = 0: the variance vanishes at t = 0 (initial-value theorem) and L(0) = beta'Sigma beta + sigma2."""
+    """w(0) = 0: the variance vanishes at t = 0 (initial-value theorem), L(0) = beta'Sigma beta + sigma2."""
     spec, beta = power_law(300)
     out = noisy.evaluate(noisy_values(spec, beta, 100, 200), [0.0])
     assert abs(out["variance"][0]) < 1e-10
@@ -369,7 +373,8 @@ def test_noise_initial_value(noisy: LossCurve) -> None:
 
 def _f_by_hand(spec: np.ndarray, n: int, p: int, lam: float) -> float:
     """f(lam) = lam Tr(W_F Sigma (lam + W_F S^)^-1), derived here by conditioning on W_F:
-    with A = W_F^1/2 Sigma W_F^1/2 it is lam Tr A (lam + A_hat)^-1 ~ kappa_1 Tr W_F Sigma (kappa_1 + W_F Sigma)^-1
+    with A = W_F^1/2 Sigma W_F^1/2 it is lam Tr A (lam + A_hat)^-1
+    ~ kappa_1 Tr W_F Sigma (kappa_1 + W_F Sigma)^-1
     (MATH.md 2.1, kappa_1 = lam / (1 - n/P)), and kappa_1 (kappa_1 + W_F Sigma)^-1 ~ kappa_2 R with
     kappa_1 = kappa_2 (1 - n/N) (2.4): f = kappa_2 (1 - n/N) n(kappa_2),
     lam = kappa_2 (1 - n/N)(1 - n/P); kappa_2 by brentq (real lam > 0)."""
@@ -410,7 +415,9 @@ def _stehfest(transform: object, t: float, terms: int = 16) -> float:
 def test_stehfest_helper() -> None:
     """The test's own inversion on a known pair: L^-1[1/(lam (lam + a))] = (1 - e^{-a t}) / a."""
     for t in (0.3, 3.0, 30.0):
-        assert _stehfest(lambda s: 1 / (s * (s + 0.7)), t) == pytest.approx(-math.expm1(-0.7 * t) / 0.7, rel=1e-5)
+        assert _stehfest(lambda s: 1 / (s * (s + 0.7)), t) == pytest.approx(
+            -math.expm1(-0.7 * t) / 0.7, rel=1e-5
+        )
 
 
 @pytest.mark.parametrize(("n", "p"), [(100, 200), (400, 150)])
@@ -428,3 +435,71 @@ def test_noise_variance_by_stehfest(noisy: LossCurve, n: int, p: int) -> None:
 
     expected = [0.25 / p * (2 * _stehfest(transform, t) - _stehfest(transform, 2 * t)) for t in times]
     np.testing.assert_allclose(got, expected, rtol=2e-5)
+
+
+def test_noisy_simulation_helper() -> None:
+    """With label noise (drawn after X and F): the realised loss equals explicit Euler
+    integration with the same draws, and the returned variance equals the exact conditional
+    mean (sigma2/P^2) ||Sigma^1/2 F' g_t(K) F X'||_F^2 with g_t(K) = K^-1 (I - expm(-tK))."""
+    from scipy.linalg import expm
+
+    d, n, p, s2 = 20, 12, 30, 0.3
+    spec, beta = power_law(d)
+    out = simulate_random_feature_flow(spec, beta, n, p, [0.0, 2.0], np.random.default_rng(5), noise=s2)
+    local = np.random.default_rng(5)
+    x = local.standard_normal((p, d)) * np.sqrt(spec)
+    f = local.standard_normal((n, d)) / np.sqrt(n)
+    y = x @ beta + np.sqrt(s2) * local.standard_normal(p)
+    w = np.zeros(n)
+    dt = 1e-4
+    for _ in range(20000):
+        w -= dt * f @ (x.T @ (x @ f.T @ w - y)) / p
+    err = f.T @ w - beta
+    assert out["L_test"][0] == pytest.approx(float(beta @ (spec * beta)) + s2, rel=1e-12)
+    assert out["L_test"][1] == pytest.approx(float(err @ (spec * err)) + s2, rel=1e-3)
+    assert out["variance"][0] == 0.0 and np.all(out["noise"] == s2)
+    k = f @ x.T @ x @ f.T / p  # N < P: K_F is invertible
+    g = np.linalg.solve(k, np.eye(n) - expm(-2.0 * k))
+    m = np.sqrt(spec)[:, None] * (f.T @ g @ f @ x.T)
+    assert out["variance"][1] == pytest.approx(s2 / p**2 * float(np.sum(m**2)), rel=1e-10)
+    # the noise-free part is the flow on y = X beta: unchanged by the noise
+    clean = simulate_random_feature_flow(spec, beta, n, p, [0.0, 2.0], np.random.default_rng(5))
+    np.testing.assert_allclose(out["forcing"], clean["forcing"], rtol=1e-12)
+    with pytest.raises(InvalidArgument, match="noise >= 0"):
+        simulate_random_feature_flow(spec, beta, n, p, [1.0], np.random.default_rng(0), noise=-0.1)
+
+
+@pytest.mark.parametrize(("n_ratio", "p_ratio"), SIZES)
+def test_noise_against_simulation(
+    noisy_rf: RandomFeatureGradientFlow, noisy: LossCurve, n_ratio: float, p_ratio: float
+) -> None:
+    """D = 300, (N, P) in {(100, 200), (400, 150)}, sigma2 = 0.25, 24 seeds: forcing, variance
+    and the realised loss pass; the curve with the variance dropped and the curve whose variance
+    is the ridge GradientFlow's (Sigma_hat only, its own ridge kappa) are rejected."""
+    common = dict(
+        rng=np.random.default_rng(7), ratio=p_ratio, feature_ratio=n_ratio, noise=0.25, n_samples=24
+    )
+    report = noisy.check_monte_carlo((300,), times=TIMES, **common)  # type: ignore[arg-type]
+    assert report.passed, str(report)
+    assert max(r.max_ratio for r in report.reports) < 0.5
+    assert len(report.reports) == 3 * len(TIMES)  # forcing, variance and the realised loss
+
+    late = (300.0, 3000.0)
+    dropped = LossCurve(
+        "L_test", noisy.constant, {"forcing": noisy.terms["forcing"]}, noisy.fixed_points, (), noisy_rf
+    )
+    wrong = check_monte_carlo(dropped, (300,), times=late, terms=["L_test"], **common)  # type: ignore[arg-type]
+    assert not wrong.passed
+    assert max(r.max_ratio for r in wrong.reports) > 2.0
+    plain = GradientFlow(SIGMA, X, BETA, SIGMA2).test_loss()
+    ridge_variance = LossCurve(
+        "L_test",
+        noisy.constant,
+        {"forcing": noisy.terms["forcing"], "variance": plain.terms["variance"]},
+        (*noisy.fixed_points, *plain.fixed_points),
+        (),
+        noisy_rf,
+    )
+    wrong = check_monte_carlo(ridge_variance, (300,), times=late, terms=["variance"], **common)  # type: ignore[arg-type]
+    assert not wrong.passed
+    assert max(r.max_ratio for r in wrong.reports) > 2.0
