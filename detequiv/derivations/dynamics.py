@@ -710,10 +710,9 @@ def _rf_noise_trace(flow: RandomFeatureGradientFlow, root: FixedPoint) -> tuple[
     r"""The equivalent of :math:`f(\lambda)=\lambda\operatorname{Tr}\Sigma(\lambda+W_F\hat\Sigma)^{-1}W_F`
     in the ridge ``root`` (``kappa_2``), and the steps that derived it.
 
-    It is taken from :class:`~detequiv.derivations.random_features.RandomFeatureRidge`'s own
-    derivation of its label-noise variance (nothing is copied): the engine's
-    ``trace_concentration`` step there states
-    :math:`\operatorname{tr}\lambda\Sigma GW_F\simeq f/D`. Its chain's fixed point is checked
+    It is :class:`~detequiv.derivations.random_features.RandomFeatureRidge`'s own derivation
+    (``noise_trace``: the trace with ``W_F`` held fixed, then released by trace concentration),
+    nothing copied. Its chain's fixed point is checked
     to be ``root``. The step ``resolvent_identity`` (:math:`\operatorname{tr}k(k+\Sigma)^{-1}
     =1-\operatorname{tr}\Sigma(k+\Sigma)^{-1}`, exact) avoids cancelling 1 against
     :math:`k\operatorname{tr}R` at large :math:`|\lambda|`.
@@ -723,13 +722,10 @@ def _rf_noise_trace(flow: RandomFeatureGradientFlow, root: FixedPoint) -> tuple[
     p, d = flow.dims
     ridge = RandomFeatureRidge(flow.sigma, flow.gaussian, flow.features, flow.beta, flow.noise, flow.lam)
     der = _RFDerivation(ridge)
-    der.noise_variance()
+    f_lam = _to_atoms(der.noise_trace())
     if der.kappa != root.symbol or sp.simplify(_to_atoms(der.fixed.rhs) - _to_atoms(root.rhs)) != 0:
         raise VerificationError(f"the label-noise trace is in {der.fixed}, not in the forcing's ridge {root}")
     steps = list(der.steps)
-    last = max(i for i, s in enumerate(steps) if s.rule == "trace_concentration")
-    steps = steps[: last + 1]  # the lam-derivative steps of the static variance are not used here
-    f_lam = _to_atoms(d * steps[-1].after)
     k = root.symbol
     sig = sp.MatrixSymbol(flow.sigma.name, d, d)
     inv = (k * sp.Identity(d) + sig).inverse()

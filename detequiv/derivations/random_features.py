@@ -501,36 +501,8 @@ class _RFDerivation:
 
     def noise_variance(self) -> sp.Expr:
         """``(sigma2/P) Tr Sigma G W_F S_hat W_F G'`` = ``(sigma2/P) d/dlam [lam Tr Sigma G W_F]``."""
-        m, lam = self.m, self.lam
-        p = m.dims[0]
-        held = f"W_{m.features.name}"
-        sig = m.sigma
-        cond = self._conditional(held, "X", "right", test=lambda w: w @ sig)
-        fc = _root(cond)
-        k = self.k
-        tp_inner = derive(trace(k * resolvent(sig @ m._wf(), k)))
-        inner = _root(tp_inner)
-        value = cond.deterministic.xreplace({fc.symbol: k})  # tr(W_F Sigma lam G) at kappa_c = k
-        released, fps = self._release(value, held, m._wf())
-        eq_c, fps2 = self._release(fc.rhs.xreplace({fc.symbol: k}), held, m._wf())
-        for fp in [*fps, *fps2]:
-            if not _is_zero(fp.rhs.xreplace({fp.symbol: inner.symbol}) - inner.rhs):
-                raise VerificationError(f"released trace ridge {fp} differs from {inner}")
-        released = released.xreplace({fp.symbol: inner.symbol for fp in fps})
-        eq_c = eq_c.xreplace({fp.symbol: inner.symbol for fp in fps2})
-        k_of = _solve_linear(inner.symbol - inner.rhs, k, inner)
-        self._same_chain(sp.Eq(k_of, eq_c.xreplace({k: k_of})), inner.symbol, "noise-variance ridge")
-        trace_value = self.d * released.xreplace({k: k_of}).xreplace({inner.symbol: self.kappa})
-        self.steps.extend(cond.derivation)
-        self.steps.append(
-            Step(
-                "trace_concentration",
-                cond.deterministic,
-                trace_value / self.d,
-                "traces of the held factor concentrate; derived by the engine with W_F random",
-                f"lam Tr(Sigma G W_F) ~ {trace_value}",
-            )
-        )
+        lam, p = self.lam, self.m.dims[0]
+        trace_value = self.noise_trace()
         fixed = sp.Eq(self.kappa, self.fixed.rhs)
         d_val, dk = lam_derivative(trace_value, lam, self.kappa, fixed)
         variance = self.m.noise / p * d_val
@@ -554,6 +526,50 @@ class _RFDerivation:
             )
         )
         return variance
+
+    def noise_trace(self) -> sp.Expr:
+        """The equivalent of ``lam Tr(Sigma G W_F)`` in the chain's ridge (``kappa_1 n``), its steps
+        recorded: ``conditional_equivalent`` with ``W_F`` held, then ``trace_concentration``."""
+        m = self.m
+        held = f"W_{m.features.name}"
+        sig = m.sigma
+        cond = self._conditional(held, "X", "right", test=lambda w: w @ sig)
+        fc = _root(cond)
+        k = self.k
+        tp_inner = derive(trace(k * resolvent(sig @ m._wf(), k)))
+        inner = _root(tp_inner)
+        value = cond.deterministic.xreplace({fc.symbol: k})  # tr(W_F Sigma lam G) at kappa_c = k
+        released, fps = self._release(value, held, m._wf())
+        eq_c, fps2 = self._release(fc.rhs.xreplace({fc.symbol: k}), held, m._wf())
+        for fp in [*fps, *fps2]:
+            if not _is_zero(fp.rhs.xreplace({fp.symbol: inner.symbol}) - inner.rhs):
+                raise VerificationError(f"released trace ridge {fp} differs from {inner}")
+        released = released.xreplace({fp.symbol: inner.symbol for fp in fps})
+        eq_c = eq_c.xreplace({fp.symbol: inner.symbol for fp in fps2})
+        k_of = _solve_linear(inner.symbol - inner.rhs, k, inner)
+        self._same_chain(sp.Eq(k_of, eq_c.xreplace({k: k_of})), inner.symbol, "noise-variance ridge")
+        trace_value = self.d * released.xreplace({k: k_of}).xreplace({inner.symbol: self.kappa})
+        self.steps.extend(cond.derivation)
+        self.steps.append(
+            Step(
+                "conditional_equivalent",
+                sp.Symbol(f"lam Tr(Sigma G W_F) | {held}"),
+                cond.deterministic,
+                "one-point equivalent of the trace with the features held fixed",
+                f"{held} is a deterministic placeholder; ridge {fc.symbol}",
+                fc.equation,
+            )
+        )
+        self.steps.append(
+            Step(
+                "trace_concentration",
+                cond.deterministic,
+                trace_value / self.d,
+                "traces of the held factor concentrate; derived by the engine with W_F random",
+                f"lam Tr(Sigma G W_F) ~ {trace_value}",
+            )
+        )
+        return trace_value
 
     # -- the loss -------------------------------------------------------------------
     def test_error(self) -> LossFormula:
