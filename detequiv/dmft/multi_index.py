@@ -66,14 +66,13 @@ Two models (:class:`SeparableSquare` and :class:`Committee`) are provided.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
-from .montecarlo import mc_relative_error
 from .system import GD, SGF, BernoulliVisits, Grid, _finite
 
 __all__ = [
@@ -84,7 +83,6 @@ __all__ = [
     "MultiIndexSimulation",
     "solve_multi_index",
     "simulate_multi_index",
-    "mc_relative_error",
 ]
 
 _PIVOT_TOL = 1e-10
@@ -355,7 +353,6 @@ class MultiIndexSolution:
     response_paths: int = 0
     seed: int = 0
     couplings: str = "full"
-    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def Q(self) -> np.ndarray:
@@ -383,8 +380,8 @@ def solve_multi_index(
     system : MultiIndexSystem
     paths : int
         Sample-side paths ``N``; loss-like outputs carry a relative error of about
-        ``sqrt(2 / N)`` (:func:`mc_relative_error`).  Must exceed ``k* + K k`` for the
-        moment-matching whitening to apply (it is skipped otherwise).
+        ``sqrt(2 / N)`` (:func:`detequiv.dmft.montecarlo.mc_relative_error`).  Must exceed
+        ``k* + K k`` for the moment-matching whitening to apply (it is skipped otherwise).
     seed : int
         Seed of every draw (fields, labels, multipliers).
     response_paths : int, optional
