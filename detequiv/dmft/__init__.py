@@ -1,13 +1,19 @@
 """Dynamical mean-field theory (DMFT) of first-order training in high dimensions (DMFT.md).
 
-A numeric core with a thin symbolic layer: :mod:`detequiv.dmft.system` describes a DMFT
-system on a discrete time grid; :mod:`detequiv.dmft.linear` solves the Gaussian-linear case
-exactly (no sampling); :mod:`detequiv.dmft.montecarlo` samples the single-site processes with
-response propagation (causal marcher, damped Picard) for nonlinear losses;
-:mod:`detequiv.dmft.simulate` runs the finite system itself; :mod:`detequiv.dmft.replicas`
-splits the error into that of the predictor averaged over private noise sources and the
-variance (replicas sharing the data but not the SGD noise); :func:`solve_system` picks the
-route. ``detequiv dmft ...`` is the command line (:mod:`detequiv.dmft.cli`).
+A numeric core with a thin symbolic layer:
+
+* :mod:`detequiv.dmft.system` describes a DMFT system on a discrete time grid;
+* :mod:`detequiv.dmft.linear` solves the Gaussian-linear case exactly (no sampling);
+* :mod:`detequiv.dmft.montecarlo` samples the single-site processes with response
+  propagation (causal marcher, damped Picard) for nonlinear losses;
+* :mod:`detequiv.dmft.multi_index` treats k-index models (a soft committee machine) with
+  k x k blocks of C and R;
+* :mod:`detequiv.dmft.replicas` splits the error into that of the predictor averaged over
+  private noise sources and the variance (replicas sharing the data, not the SGD noise);
+* :mod:`detequiv.dmft.simulate` runs the finite system itself.
+
+:func:`solve_system` picks the route; ``detequiv dmft ...`` is the command line
+(:mod:`detequiv.dmft.cli`).
 
 >>> from detequiv.dmft import DMFTSystem, Grid, SampleSide, Square, LinearTeacher, Ridge, solve_system
 >>> system = DMFTSystem(2.0, Grid(0.1, 20), SampleSide(Square(), LinearTeacher(0.0)), Ridge(0.0))
@@ -22,6 +28,15 @@ from typing import Any
 
 from .linear import DMFTSolution, solve, to_math_conventions
 from .montecarlo import MCSolution, mc_relative_error, population_loss, solve_montecarlo
+from .multi_index import (
+    Committee,
+    MultiIndexSimulation,
+    MultiIndexSolution,
+    MultiIndexSystem,
+    SeparableSquare,
+    simulate_multi_index,
+    solve_multi_index,
+)
 from .replicas import REPLICA_SOURCES, ReplicaSolution, solve_replicas
 from .simulate import SimulationResult, simulate
 from .system import (
@@ -46,6 +61,13 @@ from .system import (
 
 __all__ = [
     "solve_system",
+    "MultiIndexSystem",
+    "Committee",
+    "SeparableSquare",
+    "solve_multi_index",
+    "MultiIndexSolution",
+    "simulate_multi_index",
+    "MultiIndexSimulation",
     "solve_replicas",
     "ReplicaSolution",
     "REPLICA_SOURCES",
