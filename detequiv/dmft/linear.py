@@ -55,6 +55,19 @@ from .system import GD, SGF, DMFTSystem, HeavyBall
 __all__ = ["DMFTSolution", "solve", "to_math_conventions"]
 
 
+def cosine_overlap(norm: np.ndarray, m: np.ndarray, rho: float) -> np.ndarray:
+    """``m / sqrt(norm rho)``: the cosine of ``theta_k`` and ``theta*`` (0 where ``theta_k = 0``).
+
+    >>> cosine_overlap(np.array([0.0, 4.0]), np.array([0.0, 2.0]), 1.0)
+    array([0., 1.])
+    """
+    scale = np.asarray(norm, dtype=float) * rho
+    out = np.zeros_like(np.asarray(m, dtype=float))
+    ok = scale > 0
+    out[ok] = np.asarray(m)[ok] / np.sqrt(scale[ok])
+    return out
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class DMFTSolution:
     """Order parameters and loss curves of a solved DMFT system on its grid (DMFT.md 1 convention).
@@ -99,11 +112,7 @@ class DMFTSolution:
     @property
     def overlap(self) -> np.ndarray:
         """Cosine of the angle between ``theta_k`` and ``theta*`` (0 where ``theta_k = 0``)."""
-        norm = self.norm * self.system.teacher_norm
-        out = np.zeros_like(self.m)
-        ok = norm > 0
-        out[ok] = self.m[ok] / np.sqrt(norm[ok])
-        return out
+        return cosine_overlap(self.norm, self.m, self.system.teacher_norm)
 
 
 def _check(system: DMFTSystem) -> float:

@@ -45,6 +45,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
+from .linear import cosine_overlap
 from .system import SGF, DMFTSystem, GaussianInit, HeavyBall, LinearTeacher, LogisticTeacher, SignTeacher
 
 __all__ = ["MCSolution", "solve_montecarlo", "population_loss", "mc_relative_error"]
@@ -222,11 +223,7 @@ class MCSolution:
     @property
     def overlap(self) -> np.ndarray:
         """Cosine ``m[k] / sqrt(C[k, k] rho)`` of ``theta_k`` and ``theta*`` (0 where ``theta_k = 0``)."""
-        norm = self.norm * self.system.teacher_norm
-        out = np.zeros_like(self.m)
-        ok = norm > 0
-        out[ok] = self.m[ok] / np.sqrt(norm[ok])
-        return out
+        return cosine_overlap(self.norm, self.m, self.system.teacher_norm)
 
     @property
     def sample_correlation(self) -> np.ndarray:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument
+from .linear import cosine_overlap
 from .montecarlo import _Progress, population_loss
 from .system import GD, DMFTSystem, GaussianInit, HeavyBall
 
@@ -83,10 +84,7 @@ class SimulationResult:
     @property
     def overlap(self) -> np.ndarray:
         """Per-seed cosine ``theta.theta* / (|theta| |theta*|)`` (0 where ``theta = 0``)."""
-        out = np.zeros_like(self.m)
-        ok = self.norm > 0
-        out[ok] = self.m[ok] / np.sqrt(self.norm[ok] * self.rho)
-        return out
+        return cosine_overlap(self.norm, self.m, self.rho)
 
     @property
     def train_mean(self) -> np.ndarray:
