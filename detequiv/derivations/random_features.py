@@ -171,17 +171,14 @@ class RandomFeatureRidge:
         """No covariate shift: the test covariance is ``Sigma`` (code generation reads this)."""
         return None
 
-    def _wx(self, copy: str = "") -> MatrixExpr:
-        x = self.gaussian if not copy else Gaussian(self.gaussian.name + copy, self.gaussian.dims)
-        return x.T @ x / self.dims[0]
+    def _wf(self) -> MatrixExpr:
+        r""":math:`W_F=F^\top F/N`."""
+        return self.features.T @ self.features / self.n_features
 
-    def _wf(self, copy: str = "") -> MatrixExpr:
-        f = self.features if not copy else Gaussian(self.features.name + copy, self.features.dims)
-        return f.T @ f / self.n_features
-
-    def _sh(self, copy: str = "") -> MatrixExpr:
+    def _sh(self) -> MatrixExpr:
+        r""":math:`\hat\Sigma=\Sigma^{1/2}X^\top X\Sigma^{1/2}/P`."""
         s = self.sigma.sqrt()
-        return s @ self._wx(copy) @ s
+        return s @ self.gaussian.T @ self.gaussian @ s / self.dims[0]
 
     def _one_point(self) -> OnePoint:
         """The chain :math:`\\lambda(\\lambda+W_F\\hat\\Sigma)^{-1}`, data averaged first."""
