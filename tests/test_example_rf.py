@@ -9,31 +9,22 @@ makes it return 1; without matplotlib it still prints the table.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from example_helpers import load_example, number
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rf_double_descent.py"
 SMALL = ["--D", "100", "--P", "40", "--seeds", "6", "--ratios", "0.4,3"]
 
 
 @pytest.fixture(scope="module")
 def example() -> Any:
-    spec = importlib.util.spec_from_file_location("_example_rf_double_descent", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module  # its derive_loss() is cached: one derivation for the whole file
+    return load_example("rf_double_descent")  # derive_loss() is cached: one derivation per file
 
 
-def _number(pattern: str, text: str) -> float:
-    match = re.search(pattern, text)
-    assert match is not None, f"{pattern!r} not in the output:\n{text}"
-    return float(match.group(1))
 
 
 def test_rf_example_agrees(example: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,10 +35,10 @@ def test_rf_example_agrees(example: Any, tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "rf_double_descent.png").stat().st_size > 10_000
     assert "agreement: PASS" in text and "FAIL" not in text
     # 2 points x (6 terms + total)
-    assert _number(r"over (\d+) terms", text) == 14
-    assert _number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
+    assert number(r"over (\d+) terms", text) == 14
+    assert number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
     # double descent: the test error peaks at the interpolation threshold N = P
-    assert 0.6 < _number(r"peak of the test error on the grid: N/P = ([\d.]+)", text) < 1.7
+    assert 0.6 < number(r"peak of the test error on the grid: N/P = ([\d.]+)", text) < 1.7
 
 
 def test_rf_example_rejects_a_biased_simulation(

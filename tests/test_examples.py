@@ -9,7 +9,6 @@ ridge example's fitted bias exponent against the source/capacity prediction
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -17,36 +16,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+from example_helpers import load_example, number
 
 pytest.importorskip("matplotlib", reason="the examples draw with matplotlib (pip install matplotlib)")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RIDGE_SMALL = ["--D", "60", "--seeds", "4", "--ratios", "0.5,2", "--lams", "2", "--points", "20"]
 SGD_SMALL = ["--D", "60", "--runs", "40", "--steps", "200", "--times", "12"]
 
 
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def _number(pattern: str, text: str) -> float:
-    match = re.search(pattern, text)
-    assert match is not None, f"{pattern!r} not in the output:\n{text}"
-    return float(match.group(1))
 
 
 @pytest.fixture(scope="module")
 def ridge() -> Any:
-    return _load("ridge_learning_curves")
+    return load_example("ridge_learning_curves")
 
 
 @pytest.fixture(scope="module")
 def sgd() -> Any:
-    return _load("sgd_loss_curves")
+    return load_example("sgd_loss_curves")
 
 
 def test_ridge_example_agrees(ridge: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,15 +44,15 @@ def test_ridge_example_agrees(ridge: Any, tmp_path: Path, capsys: pytest.Capture
     assert (tmp_path / "ridge_learning_curves.png").stat().st_size > 10_000
     assert "agreement: PASS" in text and "FAIL" not in text
     # 2 ridges x 2 ratios x (test, train) + 2 ridges x (bias, variance)
-    assert _number(r"over (\d+) points", text) == 12
-    assert _number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
-    fitted = _number(r"bias exponent .*: fitted ([\d.]+)", text)
+    assert number(r"over (\d+) points", text) == 12
+    assert number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
+    fitted = number(r"bias exponent .*: fitted ([\d.]+)", text)
     assert fitted == pytest.approx(min(1.2 + 0.9 - 1, 2 * 1.2), abs=0.05)
     # ridgeless P > D: variance sigma^2 q / (1 - q); its slope over P/D in [2, 4] from the closed form
     p = np.geomspace(120, 240, 12)
     slope = -np.polyfit(np.log(p), np.log(60 / (p - 60)), 1)[0]
-    assert _number(r"q/\(1-q\) \(lam -> 0\) gives ([\d.]+)", text) == pytest.approx(slope, abs=1e-3)
-    assert _number(r"\[2, 4\] .*fitted ([\d.]+)", text) == pytest.approx(slope, abs=0.1)
+    assert number(r"q/\(1-q\) \(lam -> 0\) gives ([\d.]+)", text) == pytest.approx(slope, abs=1e-3)
+    assert number(r"\[2, 4\] .*fitted ([\d.]+)", text) == pytest.approx(slope, abs=0.1)
 
 
 def test_ridge_example_rejects_a_biased_simulation(
@@ -116,7 +105,7 @@ def test_sgd_example_rejects_a_shifted_simulation(
 def test_missing_matplotlib_is_a_clear_message(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    module = _load(name)
+    module = load_example(name)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
     assert module.main(["--out", str(tmp_path)]) == 2
     assert "needs matplotlib" in capsys.readouterr().err

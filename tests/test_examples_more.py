@@ -20,7 +20,6 @@ sources independent of the engine:
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -28,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from example_helpers import load_example, number
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GCV_SMALL = ["--D", "80", "--P", "40", "--seeds", "8", "--lams", "1e-3,0.1", "--points", "20"]
 FRONTIER_SMALL = [
     "--D", "300", "--ns", "4,8,16,32,64", "--times", "20", "--max-steps", "1e4",
@@ -37,28 +36,18 @@ FRONTIER_SMALL = [
 ]  # fmt: skip
 
 
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def _number(pattern: str, text: str) -> float:
-    match = re.search(pattern, text)
-    assert match is not None, f"{pattern!r} not in the output:\n{text}"
-    return float(match.group(1))
 
 
 @pytest.fixture(scope="module")
 def gcv() -> Any:
-    return _load("gcv_train_test_gap")  # its derive() is cached: one derivation for the file
+    return load_example("gcv_train_test_gap")  # its derive() is cached: one derivation for the file
 
 
 @pytest.fixture(scope="module")
 def frontier() -> Any:
-    return _load("compute_optimal_frontier")
+    return load_example("compute_optimal_frontier")
 
 
 def _bisect(f: Any, lo: float, hi: float) -> float:
@@ -81,11 +70,11 @@ def test_gcv_example_agrees(gcv: Any, tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "gcv_train_test_gap.png").stat().st_size > 10_000
     assert "agreement: PASS" in text and "FAIL" not in text
     # 2 ridges x (E_test, E_train, GCV, ratio, (1 - df/P)^-2)
-    assert _number(r"over (\d+) points", text) == 10
-    assert _number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
-    assert _number(r"max \|\(E_test/E_train\) / S\^2 - 1\| = ([\d.e+-]+)", text) < 1e-8
-    assert _number(r"max \|derived ratio / S\^2 - 1\| = ([\d.e+-]+)", text) < 1e-8
-    assert _number(r"against E_test at the simulated ridges: max relative gap ([\d.e+-]+)", text) < 1e-8
+    assert number(r"over (\d+) points", text) == 10
+    assert number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
+    assert number(r"max \|\(E_test/E_train\) / S\^2 - 1\| = ([\d.e+-]+)", text) < 1e-8
+    assert number(r"max \|derived ratio / S\^2 - 1\| = ([\d.e+-]+)", text) < 1e-8
+    assert number(r"against E_test at the simulated ridges: max relative gap ([\d.e+-]+)", text) < 1e-8
 
 
 def test_gcv_theory_is_the_isotropic_closed_form(gcv: Any) -> None:
@@ -156,15 +145,15 @@ def test_frontier_example_agrees(frontier: Any, tmp_path: Path, capsys: pytest.C
     text = capsys.readouterr().out
     assert (tmp_path / "compute_optimal_frontier.png").stat().st_size > 10_000
     assert "agreement: PASS" in text and "FAIL" not in text
-    assert _number(r"over (\d+) points", text) == 4
-    assert _number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
+    assert number(r"over (\d+) points", text) == 4
+    assert number(r"max \|theory - simulation\| / s\.e\. = ([\d.]+)", text) < 4.0
     # the bottleneck prediction for alpha = 1.5, b = 0.5: a = 1, e = 1 / 2.5, c = 1 / 2.5
-    assert _number(r"prediction a / \(1 \+ alpha\) = ([\d.]+)", text) == pytest.approx(0.4)
-    assert _number(r"prediction 1 / \(1 \+ alpha\) = ([\d.]+)", text) == pytest.approx(0.4)
+    assert number(r"prediction a / \(1 \+ alpha\) = ([\d.]+)", text) == pytest.approx(0.4)
+    assert number(r"prediction 1 / \(1 \+ alpha\) = ([\d.]+)", text) == pytest.approx(0.4)
     # small sizes are pre-asymptotic, but the envelope must decay with a power between the
     # slowest single curve (0) and the bottleneck exponent; N* must grow with C
-    assert 0.25 < _number(r"fitted e = ([\d.]+)", text) < 0.45
-    assert 0.2 < _number(r"fitted c = ([\d.]+)", text) < 0.5
+    assert 0.25 < number(r"fitted e = ([\d.]+)", text) < 0.45
+    assert 0.2 < number(r"fitted c = ([\d.]+)", text) < 0.5
 
 
 def test_frontier_fit_recovers_the_scaling_exponents(frontier: Any) -> None:
