@@ -29,6 +29,7 @@ import sympy as sp
 from ..derivations.dynamics import LossCurve
 from ..derivations.onepoint import register_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .verify import verify
 
@@ -203,10 +204,7 @@ def check_monte_carlo(
         curve with the simulation of the right model, e.g. the plain
         :class:`~detequiv.derivations.dynamics.GradientFlow` curve against random features.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     model = curve.model
     if model is None:
         raise InvalidArgument("this curve has no model to simulate")

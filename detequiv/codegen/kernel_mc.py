@@ -25,6 +25,7 @@ from ..derivations.kernel import GCVEstimator, KernelRegression
 from ..derivations.learning import LossFormula, RidgeRegression
 from ..derivations.onepoint import register_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .verify import VerificationReport, VerificationRow
 
@@ -198,10 +199,7 @@ def check_kernel_monte_carlo(
         Terms to compare (default: ``bias``, ``variance`` and ``total`` for Gaussian
         features, ``total`` otherwise; the conditional terms cost a ``P x P`` inverse).
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if n_samples < 2:
         raise InvalidArgument(f"n_samples = {n_samples}: need at least 2 draws for a standard error")
     if callable(kernel) and not isinstance(kernel, KernelRegression):
@@ -330,10 +328,7 @@ def check_gcv(
     (one report each, all from the same data sets): ``gcv`` (should pass), ``E_train`` or
     ``unsquared`` (should be rejected).
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if not (lam > 0 and ratio > 0 and noise >= 0):
         raise InvalidArgument(f"need lam > 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
     bad = [e for e in estimators if e not in ("gcv", "unsquared", "E_train")]

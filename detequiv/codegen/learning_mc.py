@@ -21,6 +21,7 @@ import numpy as np
 from ..derivations.learning import LossFormula
 from ..derivations.onepoint import register_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .verify import verify
 
@@ -111,10 +112,7 @@ def check_monte_carlo(
         ``D -> eigenvalues`` of a covariate-shifted test covariance, diagonal in the
         same basis (default: ``Sigma``).
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if lam < 0 or ratio <= 0 or noise < 0:
         raise InvalidArgument(f"need lam >= 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
     model = loss.model

@@ -69,7 +69,9 @@ Sampler = Callable[[int, np.random.Generator], np.ndarray]
 # --- checks ---
 
 
-def _check_rng(rng: Any) -> np.random.Generator:
+def check_rng(rng: Any) -> np.random.Generator:
+    """``rng`` itself if it is a :class:`numpy.random.Generator`; else :class:`InvalidArgument`
+    saying how to make one (every seeded witness calls this)."""
     if not isinstance(rng, np.random.Generator):
         raise InvalidArgument(
             f"rng={rng!r} is not a numpy.random.Generator; pass one explicitly, "
@@ -115,7 +117,7 @@ def gaussian(
     rows = _check_int(rows, "rows", 1)
     cols = _check_int(cols, "cols", 1)
     variance = _check_positive(variance, "variance")
-    z = _check_rng(rng).standard_normal((rows, cols))
+    z = check_rng(rng).standard_normal((rows, cols))
     return z if variance == 1.0 else math.sqrt(variance) * z
 
 
@@ -163,7 +165,7 @@ def white_wishart(N: int, ratio: float, rng: np.random.Generator) -> np.ndarray:
     ((4, 4), True)
     """
     P = wishart_size(N, ratio)
-    z = _check_rng(rng).standard_normal((P, N))
+    z = check_rng(rng).standard_normal((P, N))
     return (z.T @ z) / P
 
 
@@ -179,7 +181,7 @@ def goe(N: int, rng: np.random.Generator, *, variance: float = 1.0) -> np.ndarra
     """
     N = _check_int(N, "N", 1)
     variance = _check_positive(variance, "variance")
-    g = _check_rng(rng).standard_normal((N, N))
+    g = check_rng(rng).standard_normal((N, N))
     return (g + g.T) * math.sqrt(variance / (2.0 * N))
 
 
@@ -195,7 +197,7 @@ def haar_orthogonal(N: int, rng: np.random.Generator) -> np.ndarray:
     True
     """
     N = _check_int(N, "N", 1)
-    z = _check_rng(rng).standard_normal((N, N))
+    z = check_rng(rng).standard_normal((N, N))
     q, r = np.linalg.qr(z)
     d = np.sign(np.diagonal(r))
     d[d == 0] = 1.0
@@ -351,7 +353,7 @@ def sample_matrices(
     Each returned matrix is checked to be an ``N x N`` array.
     """
     N = _check_int(N, "N", 1)
-    rng = _check_rng(rng)
+    rng = check_rng(rng)
     wanted = samplers.keys() if keys is None else set(keys)
     out: dict[Hashable, np.ndarray] = {}
     for key, sampler in samplers.items():
@@ -480,7 +482,7 @@ def trace_moments(
     """
     N = _check_int(N, "N", 1)
     n_samples = _check_int(n_samples, "n_samples", 2)
-    rng = _check_rng(rng)
+    rng = check_rng(rng)
     checked = [_check_word(w, samplers) for w in words]
     if not checked:
         raise InvalidArgument("words is empty; pass at least one word")
@@ -558,7 +560,7 @@ def mc_estimate(
     """
     N = _check_int(N, "N", 1)
     n_samples = _check_int(n_samples, "n_samples", 2)
-    rng = _check_rng(rng)
+    rng = check_rng(rng)
     if not callable(functional):
         raise InvalidArgument(
             f"functional={functional!r} is not callable; pass a function of the dict "

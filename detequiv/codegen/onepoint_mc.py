@@ -39,6 +39,7 @@ from ..derivations.numeric import (
 )
 from ..derivations.onepoint import Contracted, OnePoint, _resolvent_parts, register_witness
 from ..errors import InvalidArgument, VerificationError
+from .montecarlo import check_rng
 from .verify import verify
 from .witness import sampler_for_law
 
@@ -176,10 +177,7 @@ def check_monte_carlo(
     (the finite-size bias stays ``O(1/N)``); a wrong formula off by ``O(1)`` is still
     rejected, more surely with more samples.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     contracted = isinstance(eq, Contracted)
     base = eq.inner if isinstance(eq, Contracted) else eq
     c_out, res = _resolvent_parts(base.random)

@@ -41,6 +41,7 @@ import sympy as sp
 from ..derivations.learning import LossFormula
 from ..derivations.onepoint import register_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .verify import verify
 
@@ -213,10 +214,7 @@ def check_monte_carlo(
     ...
     detequiv.errors.InvalidArgument: loss=None has no RandomFeatureRidge model; pass ...
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     model = getattr(loss, "model", None)
     if model is None or not hasattr(model, "features"):
         raise InvalidArgument(

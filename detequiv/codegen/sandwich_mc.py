@@ -28,9 +28,9 @@ from ..derivations.expressions import (
 )
 from ..derivations.sandwich import Combination, register_sandwich_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .twopoint_mc import (
-    _check_generator,
     _check_pairs,
     _det_names,
     _draw_makers,
@@ -122,7 +122,7 @@ def check_monte_carlo(
         Name -> a wrong :class:`Combination` for the same expression; each is compared
         with the same samples and must be rejected.
     """
-    _check_generator(rng)
+    check_rng(rng)
     if not isinstance(comb, Combination):
         raise InvalidArgument(
             f"check_monte_carlo needs a Combination (from derive_sandwich), got {type(comb).__name__}"

@@ -45,6 +45,7 @@ import numpy as np
 
 from ..derivations.sgd import MultiPassSGD, OnlineSGD
 from ..errors import InvalidArgument, VerificationError
+from .montecarlo import check_rng
 
 __all__ = [
     "SGDCheck",
@@ -107,10 +108,7 @@ def simulate_online_sgd(
     >>> out.shape, out[:, 0].tolist()  # at t = 0: beta' Sigma beta + sigma^2
     ((4, 2), [3.5, 3.5, 3.5, 3.5])
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
         raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2 (the standard error needs two)")
     # validates spectrum, eta, batch, noise (and refuses unstable learning rates)
@@ -355,10 +353,7 @@ def simulate_multipass_sgd(
     """
     if not isinstance(model, MultiPassSGD):
         raise InvalidArgument(f"model must be a MultiPassSGD; got {type(model).__name__}")
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
         raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2")
     tt = _times(times)
@@ -416,10 +411,7 @@ def simulate_random_feature_sgd(
     >>> out.tolist()
     [[2.0], [2.0]]
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
         raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2")
     f = np.asarray(features, dtype=float)

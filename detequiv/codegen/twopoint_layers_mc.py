@@ -23,9 +23,9 @@ import sympy as sp
 from ..derivations.expressions import FreeMatrix, Gaussian
 from ..derivations.twopoint_layers import LayeredTwoPoint, register_layered_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck
 from .twopoint_mc import (
-    _check_generator,
     _check_pairs,
     _det_names,
     _free_sampler,
@@ -109,7 +109,7 @@ def check_monte_carlo(
     tests : sequence of {'I', 'T'}
         Test matrices: the identity and ``diag(linspace(0, 2, n)) + (E + E^T)/2``.
     """
-    _check_generator(rng)
+    check_rng(rng)
     expr, res1, res2 = _two_resolvents(tp.random)
     n_dim = tp.dim
     if not isinstance(n_dim, sp.Symbol):

@@ -32,6 +32,7 @@ from ..derivations.expressions import (
 )
 from ..derivations.twopoint import TwoPoint, register_two_point_witness
 from ..errors import InvalidArgument
+from .montecarlo import check_rng
 from .onepoint_mc import MonteCarloCheck, _law_symbols, _test_matrix
 from .verify import VerificationReport, verify
 from .witness import sampler_for_law
@@ -182,13 +183,6 @@ def _trace_of(numbers: Callable[[int, Any, Any], Any], method: str = "trace") ->
     return trace
 
 
-def _check_generator(rng: Any) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass np.random.default_rng(seed)"
-        )
-
-
 def _free_sampler(
     x: FreeMatrix, samplers: Mapping[Any, Any] | None, scal: Mapping[str, Any]
 ) -> tuple[Callable[[int, np.random.Generator], Any], int]:
@@ -335,7 +329,7 @@ def check_monte_carlo(
     The deterministic factors of ``M`` other than ``A`` are dense non-symmetric matrices
     ``I + Z / sqrt(n)`` (``Z`` Gaussian, fixed per size, seeded from ``rng``).
     """
-    _check_generator(rng)
+    check_rng(rng)
     expr, res1, res2 = _two_resolvents(tp.random)
     n_dim = tp.a_matrix.dim
     if not isinstance(n_dim, sp.Symbol):

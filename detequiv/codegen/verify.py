@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, VerificationError
-from .montecarlo import MCEstimate, Sampler, mc_estimate, trace_moment
+from .montecarlo import MCEstimate, Sampler, check_rng, mc_estimate, trace_moment
 
 __all__ = [
     "VerificationRow",
@@ -284,11 +284,7 @@ def verify(
         ``passed`` is ``True`` iff every row is within tolerance and the error does
         not grow with ``N`` beyond noise.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InvalidArgument(
-            f"rng={rng!r} is not a numpy.random.Generator; pass "
-            "rng=np.random.default_rng(seed)"
-        )
+    check_rng(rng)
     ns = _check_sizes(sizes)
     for name, value in (("c_finite", c_finite), ("n_se", n_se)):
         if (
