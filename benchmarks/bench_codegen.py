@@ -40,7 +40,7 @@ import sympy as sp  # noqa: E402
 from scipy.optimize import brentq  # noqa: E402
 
 import detequiv as de  # noqa: E402
-from detequiv.codegen.numpy_module import to_module  # noqa: E402
+from detequiv.codegen.pycode import to_module  # noqa: E402
 
 lam = sp.Symbol("lam", positive=True)
 D, N, P = sp.symbols("D N P", positive=True)

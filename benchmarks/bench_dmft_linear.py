@@ -32,10 +32,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 
-from detequiv.derivations.dynamics import GradientFlow  # noqa: E402
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian  # noqa: E402
 from detequiv.dmft.linear import solve, to_math_conventions  # noqa: E402
 from detequiv.dmft.system import SGF, DMFTSystem, Grid, LinearTeacher, Ridge, SampleSide, Square  # noqa: E402
+from detequiv.models.gradient_flow import GradientFlow  # noqa: E402
 
 DELTA, LAM, RHO, SIGMA2, TAU, HORIZON = 2.0, 0.0, 1.0, 0.25, 0.5, 10.0
 

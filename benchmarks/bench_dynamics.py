@@ -25,9 +25,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 
-from detequiv.codegen.dynamics_mc import simulate_gradient_flow, simulate_random_feature_flow  # noqa: E402
-from detequiv.derivations.dynamics import GradientFlow, RandomFeatureGradientFlow  # noqa: E402
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian  # noqa: E402
+from detequiv.models.gradient_flow import GradientFlow, RandomFeatureGradientFlow  # noqa: E402
+from detequiv.models.gradient_flow_mc import simulate_gradient_flow, simulate_random_feature_flow  # noqa: E402
 
 
 def best_of(f, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]

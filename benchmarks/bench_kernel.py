@@ -20,8 +20,8 @@ import numpy as np
 import sympy as sp
 
 import detequiv as de
-from detequiv.codegen import kernel_mc
-from detequiv.derivations.kernel import gcv_estimator, train_test_relation
+from detequiv.models import kernel_mc
+from detequiv.models.kernel import gcv_estimator, train_test_relation
 
 D, P = sp.symbols("D P", positive=True)
 

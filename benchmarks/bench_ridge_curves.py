@@ -45,7 +45,7 @@ from scipy.optimize import brentq  # noqa: E402
 
 from detequiv.codegen.loss_module import loss_to_module  # noqa: E402
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian  # noqa: E402
-from detequiv.derivations.learning import RidgeRegression  # noqa: E402
+from detequiv.models.ridge import RidgeRegression  # noqa: E402
 
 D, P = sp.symbols("D P", positive=True)
 MODEL = RidgeRegression(Deterministic("Sigma", D), Gaussian("X", (P, D)), DeterministicVector("beta", D))
@@ -241,7 +241,7 @@ def rf_loop(grid: np.ndarray, s: np.ndarray, b: np.ndarray, n_feat: float, p: fl
 
 def random_features(args: Any, lams: np.ndarray) -> None:
     """(d) random-feature ridge (MATH.md 4.5) with its fine-grained split."""
-    from detequiv.derivations.random_features import RandomFeatureRidge
+    from detequiv.models.random_features import RandomFeatureRidge
 
     d_sym, n_sym, p_sym = sp.symbols("D N P", positive=True)
     model = RandomFeatureRidge(

@@ -25,13 +25,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from detequiv.codegen.sgd_mc import run_online_sgd
-from detequiv.derivations.sgd import (
+from detequiv.models.sgd import (
     MultiPassSGD,
     OnlineSGD,
     random_features_online_sgd,
     random_features_online_sgd_de,
 )
+from detequiv.models.sgd_mc import run_online_sgd
 
 
 def _best(fn: Callable[[], np.ndarray], repeat: int = 3) -> tuple[float, np.ndarray]:

@@ -22,57 +22,59 @@ from . import codegen as codegen
 from . import derivations as derivations
 from . import diagrams as diagrams
 from . import dmft as dmft
+from . import models as models
+from . import witnesses as witnesses
 from .codegen import loss_to_module as loss_to_module
 from .codegen import to_module as to_module
-from .codegen import verify as verify
-from .codegen import verify_mixed_moment as verify_mixed_moment
-from .codegen.dynamics_mc import check_monte_carlo as _check_dynamics  # noqa: F401 - registers the witness
-from .codegen.kernel_mc import check_kernel_monte_carlo as _check_kernel  # noqa: F401 - registers the witnesses
 from .codegen.latex import to_latex as to_latex
-from .codegen.learning_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
-from .codegen.onepoint_mc import check_monte_carlo as check_monte_carlo  # registers the witness
-from .codegen.sandwich_mc import check_monte_carlo as _check_sandwich  # noqa: F401 - registers the witness
-from .codegen.twopoint_layers_mc import check_monte_carlo as _check_layered  # noqa: F401 - registers the witness
-from .codegen.twopoint_mc import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 from .derivations import Combination as Combination
 from .derivations import CumulantLaw as CumulantLaw
 from .derivations import Deterministic as Deterministic
 from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
-from .derivations import GCVEstimator as GCVEstimator
-from .derivations import GradientFlow as GradientFlow
-from .derivations import KernelRegression as KernelRegression
 from .derivations import LayeredTwoPoint as LayeredTwoPoint
-from .derivations import LossCurve as LossCurve
-from .derivations import LossFormula as LossFormula
-from .derivations import MultiPassSGD as MultiPassSGD
 from .derivations import OnePoint as OnePoint
-from .derivations import OnlineSGD as OnlineSGD
-from .derivations import RandomFeatureGradientFlow as RandomFeatureGradientFlow
-from .derivations import RandomFeatureRidge as RandomFeatureRidge
 from .derivations import Rectangular as Rectangular
-from .derivations import RidgeRegression as RidgeRegression
 from .derivations import Semicircle as Semicircle
 from .derivations import STransformLaw as STransformLaw
 from .derivations import TwoPoint as TwoPoint
 from .derivations import Wishart as Wishart
 from .derivations import cumulants_from_moments as cumulants_from_moments
 from .derivations import derive as derive
-from .derivations import derive_online_sgd as derive_online_sgd
 from .derivations import derive_sandwich as derive_sandwich
 from .derivations import derive_two_point as derive_two_point
 from .derivations import diagram_sum as diagram_sum
-from .derivations import gcv_estimator as gcv_estimator
 from .derivations import mixed_moment as mixed_moment
 from .derivations import moments_from_cumulants as moments_from_cumulants
 from .derivations import resolvent as resolvent
 from .derivations import trace as trace
-from .derivations import train_test_relation as train_test_relation
 from .diagrams import NCPartition as NCPartition
 from .diagrams import TraceWord as TraceWord
 from .diagrams import noncrossing_partitions as noncrossing_partitions
 from .errors import DetEquivError as DetEquivError
+from .models import GCVEstimator as GCVEstimator
+from .models import GradientFlow as GradientFlow
+from .models import KernelRegression as KernelRegression
+from .models import LossCurve as LossCurve
+from .models import LossFormula as LossFormula
+from .models import MultiPassSGD as MultiPassSGD
+from .models import OnlineSGD as OnlineSGD
+from .models import RandomFeatureGradientFlow as RandomFeatureGradientFlow
+from .models import RandomFeatureRidge as RandomFeatureRidge
+from .models import RidgeRegression as RidgeRegression
+from .models import derive_online_sgd as derive_online_sgd
+from .models import gcv_estimator as gcv_estimator
+from .models import train_test_relation as train_test_relation
+from .models.gradient_flow_mc import check_monte_carlo as _check_dynamics  # noqa: F401 - registers the witness
+from .models.kernel_mc import check_kernel_monte_carlo as _check_kernel  # noqa: F401 - registers the witnesses
+from .models.ridge_mc import check_monte_carlo as _check_learning  # noqa: F401 - registers the witness
+from .witnesses import verify as verify
+from .witnesses import verify_mixed_moment as verify_mixed_moment
+from .witnesses.layered import check_monte_carlo as _check_layered  # noqa: F401 - registers the witness
+from .witnesses.onepoint import check_monte_carlo as check_monte_carlo  # registers the witness
+from .witnesses.sandwich import check_monte_carlo as _check_sandwich  # noqa: F401 - registers the witness
+from .witnesses.twopoint import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
 
 __all__ = [
     "__version__",
@@ -80,6 +82,8 @@ __all__ = [
     "derivations",
     "diagrams",
     "dmft",
+    "models",
+    "witnesses",
     "DetEquivError",
     "NCPartition",
     "TraceWord",

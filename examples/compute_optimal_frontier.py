@@ -11,7 +11,7 @@ step costs :math:`\propto NB`, so the compute is :math:`C=N\,B\,t`. For each mod
 frontier** is the lower envelope over ``N``. The script
 
 1. draws the deterministic-equivalent loss curves
-   (:func:`detequiv.derivations.sgd.random_features_online_sgd_de`, continuous time
+   (:func:`detequiv.models.sgd.random_features_online_sgd_de`, continuous time
    :math:`t_c=\eta t`, averaged over ``F``) for the model sizes ``--ns`` against ``C``;
 2. takes their lower envelope on a grid of ``C`` and fits its power law
    :math:`L^*\propto C^{-e}` and the optimal size :math:`N^*\propto C^{c}` over the
@@ -22,11 +22,11 @@ frontier** is the lower envelope over ``N``. The script
    :math:`N^*\sim C^{1/(1+\alpha)}`, :math:`t^*\sim C^{\alpha/(1+\alpha)}` (steps grow
    faster than parameters) and :math:`e=a/(1+\alpha)`;
 3. simulates the SGD itself in input space for the sizes ``--sim-ns``
-   (:func:`detequiv.codegen.sgd_mc.simulate_random_feature_sgd`: ``--draws`` feature maps,
+   (:func:`detequiv.models.sgd_mc.simulate_random_feature_sgd`: ``--draws`` feature maps,
    ``--runs`` chains each; the standard error is over the feature-map means) at a few
    steps, and overlays mean +- s.e.; it also prints the distance to the exact discrete
    conditional theory averaged over the same feature maps
-   (:func:`detequiv.derivations.sgd.random_features_online_sgd`, MATH.md 5.2 given ``F``);
+   (:func:`detequiv.models.sgd.random_features_online_sgd`, MATH.md 5.2 given ``F``);
 4. writes ``examples/out/compute_optimal_frontier.png`` (without matplotlib: the table
    only).
 
@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from detequiv.codegen.sgd_mc import simulate_random_feature_sgd
-from detequiv.derivations.sgd import random_features_online_sgd, random_features_online_sgd_de
+from detequiv.models.sgd import random_features_online_sgd, random_features_online_sgd_de
+from detequiv.models.sgd_mc import simulate_random_feature_sgd
 
 N_SE = 4.0
 C_FINITE = 5.0

@@ -21,7 +21,7 @@ estimate of the test error from the training data alone. The script
    cancellation) and the GCV equivalent with :func:`detequiv.gcv_estimator`, and evaluates
    both next to the evaluator curves (printed: the largest relative differences);
 3. simulates ``--seeds`` data sets at a few ridges
-   (:func:`detequiv.codegen.kernel_mc.simulate_gcv`): mean +- s.e. of :math:`E_{test}`,
+   (:func:`detequiv.models.kernel_mc.simulate_gcv`): mean +- s.e. of :math:`E_{test}`,
    :math:`E_{train}`, the per-data-set ratio :math:`E_{test}/E_{train}`, the data-side
    :math:`(1-\widehat{\mathrm{df}}/P)^{-2}` (against :math:`S^2`) and GCV (against
    :math:`E_{test}`);
@@ -56,7 +56,7 @@ import numpy as np
 import sympy as sp
 
 import detequiv as de
-from detequiv.codegen.kernel_mc import simulate_gcv
+from detequiv.models.kernel_mc import simulate_gcv
 
 N_SE = 4.0
 C_FINITE = 5.0

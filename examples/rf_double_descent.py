@@ -13,7 +13,7 @@ regression. The script
    :math:`\mathcal V_{XF}`, label-noise variance, noise) and evaluates it on a grid of
    ``N / P`` with the generated numpy evaluator (:func:`detequiv.loss_to_module`);
 2. simulates random-feature ridge fits at a few ``N / P``
-   (:func:`detequiv.codegen.random_features_mc.simulate_random_features`: two data sets and
+   (:func:`detequiv.models.random_features_mc.simulate_random_features`: two data sets and
    two feature matrices per seed, replica overlaps for the split), ``--seeds`` draws per
    point, means with standard-error bars;
 3. draws the total (log scale) and the stacked split (``examples/out/rf_double_descent.png``;
@@ -44,7 +44,7 @@ import sympy as sp
 
 import detequiv as de
 from detequiv.codegen import loss_to_module
-from detequiv.codegen.random_features_mc import simulate_random_features
+from detequiv.models.random_features_mc import simulate_random_features
 
 N_SE = 4.0
 C_FINITE = 5.0

@@ -10,7 +10,7 @@ The covariance has eigenvalues :math:`\lambda_k=k^{-\alpha}` and the target coef
    ``lam = 1e-4`` (ridge ~0), and the bias / variance / noise split against ``lam`` at
    fixed ``P``;
 3. overlays ridge regressions fitted on sampled data
-   (:func:`detequiv.codegen.learning_mc.simulate_ridge`, ``--seeds`` data sets per point):
+   (:func:`detequiv.models.ridge_mc.simulate_ridge`, ``--seeds`` data sets per point):
    means with standard-error bars;
 4. prints the power-law exponents (see :func:`scaling_exponents`).
 
@@ -35,7 +35,7 @@ import numpy as np
 import sympy as sp
 
 import detequiv as de
-from detequiv.codegen.learning_mc import simulate_ridge
+from detequiv.models.ridge_mc import simulate_ridge
 
 N_SE = 4.0
 C_FINITE = 5.0

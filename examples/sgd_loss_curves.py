@@ -7,7 +7,7 @@ picks a stable learning rate (the largest with :math:`\sum_\tau K_\tau\le` ``--k
 :math:`\eta\lambda_{max}(1+1/B)\le1`, half the edge; heavy tails near the edge make the
 run average unreliable), draws the theory curve
 (:meth:`detequiv.OnlineSGD.loss_curve`) against the mean +- s.e. of ``--runs``
-simulated chains (:func:`detequiv.codegen.sgd_mc.run_online_sgd`) on log-log axes, with
+simulated chains (:func:`detequiv.models.sgd_mc.run_online_sgd`) on log-log axes, with
 the :math:`t\to\infty` floor :math:`\sigma^2/(1-\sum_\tau K_\tau)` as a horizontal line.
 
 Agreement rule (the project's Monte Carlo rule, MATH.md):
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import detequiv as de
-from detequiv.codegen.sgd_mc import run_online_sgd
+from detequiv.models.sgd_mc import run_online_sgd
 
 BATCHES = (1, 32)
 

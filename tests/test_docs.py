@@ -30,7 +30,15 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 TUTORIAL = DOCS / "tutorial.rst"
 GENERATED = ("mp_ridge", "ridge_error", "rf_error")  # modules the tutorial writes and imports
 KEY_PAGES = ["index", "tutorial", "math", "api/index", "api/detequiv", "api/derivations.onepoint", "genindex"]
-PACKAGES = ["detequiv", "detequiv.diagrams", "detequiv.derivations", "detequiv.codegen", "detequiv.dmft"]
+PACKAGES = [
+    "detequiv",
+    "detequiv.diagrams",
+    "detequiv.derivations",
+    "detequiv.witnesses",
+    "detequiv.models",
+    "detequiv.codegen",
+    "detequiv.dmft",
+]
 
 
 def command_lines() -> list[str]:

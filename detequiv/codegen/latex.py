@@ -24,12 +24,12 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..derivations.learning import LossFormula
+from ..derivations.layered import LayeredTwoPoint
 from ..derivations.onepoint import Contracted, OnePoint, Step
 from ..derivations.sandwich import Combination
 from ..derivations.twopoint import TwoPoint
-from ..derivations.twopoint_layers import LayeredTwoPoint
 from ..errors import InvalidArgument
+from ..models.ridge import LossFormula
 
 __all__ = ["DetEquivLatexPrinter", "to_latex", "symbol_names"]
 

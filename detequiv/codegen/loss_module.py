@@ -1,13 +1,13 @@
 r"""Standalone numpy evaluators of derived loss formulas: :func:`loss_to_module` (issue 5).
 
-:func:`loss_to_module` turns a :class:`~detequiv.derivations.learning.LossFormula` (the
+:func:`loss_to_module` turns a :class:`~detequiv.models.ridge.LossFormula` (the
 test error of ridge regression split into bias, variance and noise, its training error,
 the covariate-shifted test error) into the source of a Python module that needs only
 numpy at run time and evaluates every term on a grid of ridges ``lam``.
 
 All matrices of a ridge loss commute: ``Sigma`` and a test covariance ``Sigma_t`` are
 given by their eigenvalues in one eigenbasis and the target ``beta`` by its coordinates
-in it. Every :class:`~detequiv.derivations.learning.mtr` atom of the formula is then a
+in it. Every :class:`~detequiv.models.ridge.mtr` atom of the formula is then a
 spectral sum, written by sympy (matrices replaced by scalars, :math:`(\kappa I+\Sigma)^{-1}`
 by :math:`1/(\kappa+s)`):
 
@@ -28,7 +28,7 @@ which avoids the cancellation at large ``lam`` and prints the familiar forms
 (variance :math:`\sigma^2\gamma/(1-\gamma)`, training signal
 :math:`(1-q\,\mathrm{df}_1)^2` times the bias).
 
-The printing reuses :mod:`detequiv.codegen.numpy_module`: its printer, its
+The printing reuses :mod:`detequiv.codegen.pycode`: its printer, its
 ``cse`` + :mod:`sympy.codegen.ast` function definitions, its run-time scaffolding (input
 checks, the vectorized safeguarded Newton iteration, the ridgeless :math:`\kappa_0`,
 the physical-branch solver) and its plan of the implicit fixed point. Each sum is a
@@ -43,7 +43,7 @@ solves :math:`\kappa` point by point.
 
 >>> import numpy as np, sympy as sp
 >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
->>> from detequiv.derivations.learning import RidgeRegression
+>>> from detequiv.models.ridge import RidgeRegression
 >>> D, P = sp.symbols("D P", positive=True)
 >>> ridge = RidgeRegression(Deterministic("Sigma", D), Gaussian("X", (P, D)), DeterministicVector("beta", D))
 >>> source = loss_to_module(ridge.test_error(), "ridge_test_error")
@@ -73,9 +73,9 @@ from sympy.codegen.ast import Assignment, FunctionCall, FunctionDefinition
 from sympy.printing.precedence import PRECEDENCE
 
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
-from ..derivations.learning import LossFormula, RidgeRegression, _to_atoms, mtr
 from ..errors import InvalidArgument
-from .numpy_module import (
+from ..models.ridge import LossFormula, RidgeRegression, _to_atoms, mtr
+from .pycode import (
     _RUNTIME,
     _assemble,
     _cse_function,
@@ -612,7 +612,7 @@ def loss_to_module(loss: LossFormula, name: str = "loss_evaluator") -> str:
     --------
     >>> import sympy as sp
     >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
-    >>> from detequiv.derivations.learning import RidgeRegression
+    >>> from detequiv.models.ridge import RidgeRegression
     >>> D, P = sp.symbols("D P", positive=True)
     >>> S, X = Deterministic("Sigma", D), Gaussian("X", (P, D))
     >>> model = RidgeRegression(S, X, DeterministicVector("beta", D))
@@ -739,7 +739,7 @@ def model_loss(name: str) -> LossFormula:
     >>> sorted(model_loss("ridge").terms)
     ['bias', 'noise', 'variance']
     """
-    from ..derivations.random_features import RandomFeatureRidge
+    from ..models.random_features import RandomFeatureRidge
 
     d, p, n = sp.symbols("D P N", positive=True)
     sigma, x, beta = Deterministic("Sigma", d), Gaussian("X", (p, d)), DeterministicVector("beta", d)
@@ -906,7 +906,7 @@ def _sgd_curve(args: Any, spectrum: Any, beta: Any) -> int:
     """``curve sgd``: the exact online-SGD loss curve (MATH.md 5.2) at log-spaced steps and its floor."""
     import numpy as np
 
-    from ..derivations.sgd import OnlineSGD
+    from ..models.sgd import OnlineSGD
 
     if args.steps < 1 or args.batch < 1:
         raise InvalidArgument(f"--steps {args.steps} and --batch {args.batch} must be positive integers")

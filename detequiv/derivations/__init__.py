@@ -11,12 +11,6 @@ from .cumulants import cumulant_symbols as cumulant_symbols
 from .cumulants import cumulants_from_moments as cumulants_from_moments
 from .cumulants import moment_symbols as moment_symbols
 from .cumulants import moments_from_cumulants as moments_from_cumulants
-from .dynamics import GradientFlow as GradientFlow
-from .dynamics import LossCurve as LossCurve
-from .dynamics import RandomFeatureGradientFlow as RandomFeatureGradientFlow
-from .dynamics import hyperbolic_nodes as hyperbolic_nodes
-from .dynamics import inverse_laplace as inverse_laplace
-from .dynamics import time_windows as time_windows
 from .expressions import Deterministic as Deterministic
 from .expressions import DeterministicVector as DeterministicVector
 from .expressions import FreeMatrix as FreeMatrix
@@ -25,12 +19,6 @@ from .expressions import Identity as Identity
 from .expressions import Rectangular as Rectangular
 from .expressions import resolvent as resolvent
 from .expressions import trace as trace
-from .kernel import GCVEstimator as GCVEstimator
-from .kernel import KernelRegression as KernelRegression
-from .kernel import TrainTestRelation as TrainTestRelation
-from .kernel import canonical_traces as canonical_traces
-from .kernel import gcv_estimator as gcv_estimator
-from .kernel import train_test_relation as train_test_relation
 from .laws import Constant as Constant
 from .laws import CumulantLaw as CumulantLaw
 from .laws import DeterministicLaw as DeterministicLaw
@@ -40,8 +28,8 @@ from .laws import Semicircle as Semicircle
 from .laws import STransformLaw as STransformLaw
 from .laws import Wishart as Wishart
 from .laws import parse_law as parse_law
-from .learning import LossFormula as LossFormula
-from .learning import RidgeRegression as RidgeRegression
+from .layered import LayeredTwoPoint as LayeredTwoPoint
+from .layered import derive_layered_two_point as derive_layered_two_point
 from .mixed import diagram_sum as diagram_sum
 from .mixed import mixed_moment as mixed_moment
 from .onepoint import Contracted as Contracted
@@ -50,20 +38,13 @@ from .onepoint import OnePoint as OnePoint
 from .onepoint import Step as Step
 from .onepoint import derive as derive
 from .quantities import tr as tr
-from .random_features import RandomFeatureRidge as RandomFeatureRidge
 from .sandwich import Combination as Combination
 from .sandwich import derive_sandwich as derive_sandwich
-from .sgd import MultiPassSGD as MultiPassSGD
-from .sgd import OnlineSGD as OnlineSGD
-from .sgd import derive_online_sgd as derive_online_sgd
-from .sgd import online_sgd_floor as online_sgd_floor
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
 from .transforms import s_series as s_series
 from .twopoint import TwoPoint as TwoPoint
 from .twopoint import derive_two_point as derive_two_point
-from .twopoint_layers import LayeredTwoPoint as LayeredTwoPoint
-from .twopoint_layers import derive_layered_two_point as derive_layered_two_point
 
 __all__ = [
     "DeterministicVector",
@@ -78,27 +59,8 @@ __all__ = [
     "Semicircle",
     "Constant",
     "CumulantLaw",
-    "GradientFlow",
-    "RandomFeatureGradientFlow",
-    "hyperbolic_nodes",
-    "time_windows",
-    "KernelRegression",
-    "TrainTestRelation",
-    "train_test_relation",
-    "GCVEstimator",
-    "gcv_estimator",
-    "canonical_traces",
-    "RandomFeatureRidge",
-    "LossCurve",
-    "inverse_laplace",
-    "OnlineSGD",
-    "MultiPassSGD",
-    "derive_online_sgd",
-    "online_sgd_floor",
     "LayeredTwoPoint",
     "derive_layered_two_point",
-    "LossFormula",
-    "RidgeRegression",
     "Combination",
     "derive_sandwich",
     "STransformLaw",

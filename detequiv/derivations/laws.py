@@ -505,7 +505,7 @@ class STransformLaw(Law):
         A display name (letters, digits, ``_``); default ``S(t) = <s>``.
     spectrum : callable, optional, keyword only
         ``N -> N eigenvalues`` of a matrix model with this law, used by the Monte Carlo
-        witness (:func:`~detequiv.codegen.witness.sampler_for_law`, Haar rotated); without
+        witness (:func:`~detequiv.witnesses.moments.sampler_for_law`, Haar rotated); without
         it the witness inverts :math:`S` numerically. Not compared, hashed or printed.
 
     Raises

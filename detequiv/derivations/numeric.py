@@ -12,7 +12,7 @@ solved by Newton continuation from :math:`\lambda+s`, :math:`s\to\infty`, down t
 :math:`s=0` (``_general_ridge``): the branch connected to :math:`\kappa\sim\lambda`.
 
 The Monte Carlo witness built on these numbers lives in
-:mod:`detequiv.codegen.onepoint_mc` (``derivations`` never imports ``codegen``).
+:mod:`detequiv.witnesses.onepoint` (``derivations`` never imports ``codegen``).
 """
 
 from __future__ import annotations

@@ -749,7 +749,7 @@ class OnePoint:
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
         """Monte Carlo witness at several sizes and at real and complex ``lam``.
 
-        Provided by :func:`detequiv.codegen.onepoint_mc.check_monte_carlo` (see there for
+        Provided by :func:`detequiv.witnesses.onepoint.check_monte_carlo` (see there for
         the options), which registers itself when :mod:`detequiv` is imported.
         """
         return call_witness("monte_carlo", "onepoint_mc", self, sizes, rng, **kwargs)
@@ -1564,5 +1564,5 @@ class Contracted:
         return contracted_value(self, values)
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.codegen.onepoint_mc.check_monte_carlo`)."""
+        """Monte Carlo witness (:func:`detequiv.witnesses.onepoint.check_monte_carlo`)."""
         return call_witness("monte_carlo", "onepoint_mc", self, sizes, rng, **kwargs)

@@ -327,7 +327,7 @@ class Combination:
         return _evaluate(self, values)
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.codegen.sandwich_mc.check_monte_carlo`)."""
+        """Monte Carlo witness (:func:`detequiv.witnesses.sandwich.check_monte_carlo`)."""
         return call_witness("sandwich/monte_carlo", "sandwich_mc", self, sizes, rng, **kwargs)
 
 

@@ -437,7 +437,7 @@ class TwoPoint:
         return _evaluate(self, values)
 
     def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.codegen.twopoint_mc.check_monte_carlo`)."""
+        """Monte Carlo witness (:func:`detequiv.witnesses.twopoint.check_monte_carlo`)."""
         return call_witness("two_point/monte_carlo", "twopoint_mc", self, sizes, rng, **kwargs)
 
 
@@ -467,8 +467,8 @@ def derive_two_point(expr: Any) -> Any:
 
     With one free factor the result is a :class:`TwoPoint`; when the resolvents contain
     several free factors (layered chains such as the random-feature model) it is a
-    :class:`~detequiv.derivations.twopoint_layers.LayeredTwoPoint` from
-    :func:`~detequiv.derivations.twopoint_layers.derive_layered_two_point`.
+    :class:`~detequiv.derivations.layered.LayeredTwoPoint` from
+    :func:`~detequiv.derivations.layered.derive_layered_two_point`.
 
     Raises
     ------
@@ -488,7 +488,7 @@ def derive_two_point(expr: Any) -> Any:
         raise InvalidArgument(
             f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
         )
-    from .twopoint_layers import derive_layered_two_point, layered_free_count
+    from .layered import derive_layered_two_point, layered_free_count
 
     if layered_free_count(expr) > 1:
         return derive_layered_two_point(expr)

@@ -30,8 +30,8 @@ from .quantities import tr, word_letters
 from .transforms import s_series
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .layered import LayeredTwoPoint
     from .twopoint import TwoPoint, TwoPointSeriesCheck
-    from .twopoint_layers import LayeredTwoPoint
 
 __all__ = ["check_series", "series_coefficients", "layered_series_coefficients", "check_layered_series"]
 
@@ -527,7 +527,7 @@ class _LowPrecision(Exception):
 def _layered_series(
     tp: LayeredTwoPoint, order: int, L: int
 ) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
-    from .twopoint_layers import _Letters, normal_word
+    from .layered import _Letters, normal_word
 
     def _tr_normal(w: tuple[sp.Symbol, ...]) -> sp.Expr:
         w = normal_word(w, cyclic=True)

@@ -13,7 +13,7 @@ A numeric core with a thin symbolic layer:
 * :mod:`detequiv.dmft.simulate` runs the finite system itself.
 
 :func:`solve_system` picks the route; ``detequiv dmft ...`` is the command line
-(:mod:`detequiv.dmft.cli`).
+(:mod:`detequiv.cli.dmft`).
 
 >>> from detequiv.dmft import DMFTSystem, Grid, SampleSide, Square, LinearTeacher, Ridge, solve_system
 >>> system = DMFTSystem(2.0, Grid(0.1, 20), SampleSide(Square(), LinearTeacher(0.0)), Ridge(0.0))

@@ -25,7 +25,7 @@ second on one core; DMFT.md 4.3 quotes 5 s for Picard iteration).
 
 Outputs are in the convention of DMFT.md 1: ``train(t) = (1/n) sum_mu l(r_mu)`` and
 ``test(t) = |theta - theta*|^2 / d``. :func:`to_math_conventions` converts to MATH.md's
-(:class:`~detequiv.derivations.dynamics.GradientFlow`): data ``x ~ N(0, I_D)`` with ``D = d``,
+(:class:`~detequiv.models.gradient_flow.GradientFlow`): data ``x ~ N(0, I_D)`` with ``D = d``,
 ``P = n`` and the mean-gradient flow ``w' = -(1/P) X^T (X w - y)``. Writing
 ``theta = sqrt(d) w`` and ``x_ours = x / sqrt(d)``, our flow
 ``theta' = -X_ours^T (X_ours theta - y)`` is ``w' = -(1/d) X^T (X w - y)``, so

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..codegen.numpy_module import numpy_function
+from ..codegen.pycode import numpy_function
 from ..errors import InvalidArgument
 
 __all__ = [

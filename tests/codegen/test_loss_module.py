@@ -21,8 +21,8 @@ from scipy.optimize import brentq
 
 from detequiv.codegen.loss_module import curve_main, loss_to_module
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
-from detequiv.derivations.learning import RidgeRegression
 from detequiv.errors import InvalidArgument
+from detequiv.models.ridge import RidgeRegression
 
 D, P = sp.symbols("D P", positive=True)
 SIGMA, X, BETA = Deterministic("Sigma", D), Gaussian("X", (P, D)), DeterministicVector("beta", D)

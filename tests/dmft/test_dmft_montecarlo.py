@@ -342,7 +342,7 @@ def test_square_loss_sgf_matches_the_exact_linear_route():
 
 
 def test_cli_linear_table_matches_marchenko_pastur(capsys):
-    from detequiv.dmft.cli import dmft_main
+    from detequiv.cli.dmft import dmft_main
 
     status = dmft_main(
         ["linear", "--lam", "0.1", "--dt", "0.1", "--steps", "20", "--simulate", "0", "--rows", "5"]
@@ -357,7 +357,7 @@ def test_cli_linear_table_matches_marchenko_pastur(capsys):
 
 def test_cli_logistic_sgd_with_simulation_and_plot(capsys, tmp_path):
     pytest.importorskip("matplotlib")
-    from detequiv.dmft.cli import dmft_main
+    from detequiv.cli.dmft import dmft_main
 
     png = tmp_path / "curves.png"
     argv = ["logistic", "--sgd", "--tau", "0.7", "--dt", "0.25", "--steps", "8", "--paths", "1500",
@@ -380,7 +380,7 @@ def test_cli_logistic_sgd_with_simulation_and_plot(capsys, tmp_path):
     ],
 )
 def test_cli_bad_arguments(argv, message, capsys):
-    from detequiv.dmft.cli import dmft_main
+    from detequiv.cli.dmft import dmft_main
 
     assert dmft_main(argv) == 2
     err = capsys.readouterr().err

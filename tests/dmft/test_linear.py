@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from detequiv.derivations.dynamics import GradientFlow
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
-from detequiv.derivations.sgd import multipass_sgd_de
 from detequiv.dmft.linear import DMFTSolution, solve, to_math_conventions
 from detequiv.dmft.system import (
     SGF,
@@ -35,6 +33,8 @@ from detequiv.dmft.system import (
     Square,
 )
 from detequiv.errors import InvalidArgument
+from detequiv.models.gradient_flow import GradientFlow
+from detequiv.models.sgd import multipass_sgd_de
 
 # --------------------------------------------------------------------------- references
 
@@ -192,8 +192,8 @@ def test_response_generating_function_is_the_engine_resolvent():
     w = (1 - z (1 - dt lam)) / (z dt); the engine's one-point equivalent of lam (lam + X^T X / P)^-1
     (X^T X / P = S / delta) gives g(-w) = T(w / delta) / w. Coefficients by FFT on |z| = 0.6."""
     from detequiv.derivations.expressions import resolvent
-    from detequiv.derivations.learning import sample_covariance
     from detequiv.derivations.onepoint import derive
+    from detequiv.models.ridge import sample_covariance
 
     delta, dt, lam = 2.0, 0.1, 0.1
     D, P = sp.symbols("D P", positive=True)
