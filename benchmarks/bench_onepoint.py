@@ -19,9 +19,9 @@ import time
 import sympy as sp
 
 import detequiv as de
+from detequiv.derivations.algebra import gaussian_gram_to_wishart, product_factors, resolvent_parts
 from detequiv.derivations.mixed import mixed_moment
-from detequiv.derivations.onepoint import _factors_of, _resolvent_parts, gaussian_gram_to_wishart
-from detequiv.derivations.series import TEST_LETTER, _factor_letters
+from detequiv.derivations.series import TEST_LETTER, factor_letters
 
 
 def models() -> dict[str, object]:
@@ -46,13 +46,13 @@ def models() -> dict[str, object]:
 
 
 def baseline(expr: object, order: int) -> float:
-    _, res = _resolvent_parts(expr)
-    coeff, factors = _factors_of(res.arg)
+    _, res = resolvent_parts(expr)
+    coeff, factors = product_factors(res.arg)
     if isinstance(factors[0], de.Gaussian):  # feature space: rotate F Y F^T to Y F^T F (cyclicity)
         factors = (*factors[1:], factors[0])
     coeff, factors, _ = gaussian_gram_to_wishart(coeff, factors)
     names = {f.base.name for f in factors if isinstance(f, de.derivations.expressions.Sqrt)}
-    word, laws = _factor_letters(factors, names)
+    word, laws = factor_letters(factors, names)
     t = time.perf_counter()
     for k in range(order + 1):
         mixed_moment(sp.Mul(TEST_LETTER, *(word * k)), laws)

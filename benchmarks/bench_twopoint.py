@@ -17,7 +17,7 @@ import sympy as sp
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import CumulantLaw, Wishart
 from detequiv.derivations.mixed import mixed_moment
-from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.sandwich import derive_two_point
 
 
 def main(order: int = 6) -> None:

@@ -18,7 +18,7 @@ import sympy as sp
 
 from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
 from detequiv.derivations.layered import derive_layered_two_point
-from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.sandwich import derive_two_point
 
 TARGET_SECONDS = 30.0
 

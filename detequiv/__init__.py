@@ -34,6 +34,8 @@ from .derivations import DeterministicVector as DeterministicVector
 from .derivations import FreeMatrix as FreeMatrix
 from .derivations import Gaussian as Gaussian
 from .derivations import LayeredTwoPoint as LayeredTwoPoint
+from .derivations import LossCurve as LossCurve
+from .derivations import LossFormula as LossFormula
 from .derivations import OnePoint as OnePoint
 from .derivations import Rectangular as Rectangular
 from .derivations import Semicircle as Semicircle
@@ -56,8 +58,6 @@ from .errors import DetEquivError as DetEquivError
 from .models import GCVEstimator as GCVEstimator
 from .models import GradientFlow as GradientFlow
 from .models import KernelRegression as KernelRegression
-from .models import LossCurve as LossCurve
-from .models import LossFormula as LossFormula
 from .models import MultiPassSGD as MultiPassSGD
 from .models import OnlineSGD as OnlineSGD
 from .models import RandomFeatureGradientFlow as RandomFeatureGradientFlow

@@ -331,10 +331,10 @@ _EXAMPLES = {
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
+    from ..derivations.derive import derive
     from ..derivations.expressions import Resolvent
-    from ..derivations.onepoint import derive
     from ..derivations.parser import parse_expression
-    from ..derivations.twopoint import derive_two_point
+    from ..derivations.sandwich import derive_two_point
 
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
@@ -374,8 +374,8 @@ def _cmd_dmft(args: argparse.Namespace) -> int:
 def _cmd_codegen(args: argparse.Namespace) -> int:
     from ..codegen.loss_module import MODEL_NAMES, loss_to_module, model_loss
     from ..codegen.pycode import to_module
+    from ..derivations.derive import derive
     from ..derivations.expressions import Resolvent
-    from ..derivations.onepoint import derive
     from ..derivations.parser import parse_expression
 
     name = args.name or (Path(args.output).stem if args.output else "evaluator")

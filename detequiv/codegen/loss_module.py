@@ -73,8 +73,10 @@ from sympy.codegen.ast import Assignment, FunctionCall, FunctionDefinition
 from sympy.printing.precedence import PRECEDENCE
 
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
+from ..derivations.formula import LossFormula
+from ..derivations.traces import mtr, to_atoms
 from ..errors import InvalidArgument
-from ..models.ridge import LossFormula, RidgeRegression, _to_atoms, mtr
+from ..models.ridge import RidgeRegression
 from .pycode import (
     _RUNTIME,
     _assemble,
@@ -496,7 +498,7 @@ def _plan_loss(loss: LossFormula) -> tuple[_LossPlan, dict[str, sp.Expr], dict[s
     originals: dict[str, sp.Expr] = {}
     terms: dict[str, sp.Expr] = {}
     for name, expr in loss.terms.items():
-        e = _to_atoms(sp.sympify(expr))
+        e = to_atoms(sp.sympify(expr))
         originals[name] = e
         rep = {a: lp.atom(_summand(lp, a, deterministic)) for a in sorted(e.atoms(mtr), key=str)}
         e = e.xreplace(rep)

@@ -42,7 +42,7 @@ blocks.
 >>> import importlib.util, sys, tempfile, os
 >>> import numpy as np, sympy as sp
 >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
->>> from detequiv.derivations.onepoint import derive
+>>> from detequiv.derivations.derive import derive
 >>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
 >>> S = Deterministic("Sigma", D); X = Gaussian("X", (P, D))
 >>> source = to_module(derive(lam * resolvent(S.sqrt() @ X.T @ X @ S.sqrt() / P, lam)))
@@ -81,8 +81,10 @@ from sympy.printing.codeprinter import CodePrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from ..derivations.contraction import Contracted
 from ..derivations.expressions import Deterministic, DeterministicVector, Sqrt
-from ..derivations.onepoint import Contracted, OnePoint, df1
+from ..derivations.onepoint import OnePoint
+from ..derivations.quantities import df1
 from ..errors import InvalidArgument, UndefinedTransform
 
 __all__ = ["to_module", "numpy_function"]
@@ -946,7 +948,7 @@ def to_module(result: OnePoint | Contracted, name: str = "evaluator") -> str:
     --------
     >>> import sympy as sp
     >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent, trace
-    >>> from detequiv.derivations.onepoint import derive
+    >>> from detequiv.derivations.derive import derive
     >>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
     >>> S, T = Deterministic("Sigma", D), Deterministic("T", D); X = Gaussian("X", (P, D))
     >>> src = to_module(derive(trace(T @ (lam * resolvent(X.T @ X @ S / P, lam)))), "ridge_trace")

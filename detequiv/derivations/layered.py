@@ -64,151 +64,54 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord
+from .algebra import gaussian_gram_to_wishart, merge_square_roots
+from .derivation import Derivation, FixedPoint, Step
+from .derive import derive
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
-from .onepoint import (
-    Derivation,
-    FixedPoint,
-    OnePoint,
-    Step,
-    call_witness,
-    derive,
-    df1,
-    free_factor_renormalization,
-    gaussian_gram_to_wishart,
-    register_witness,
-    result_latex,
-    result_str,
+from .letters import Letters, Word, WordPolynomial, letter_family, normal_word, trace_word
+from .numeric import lookup_value, plain_number
+from .onepoint import OnePoint, free_factor_renormalization
+from .quantities import df1, df2, divided_difference, tr, word_letters
+from .results import Equivalence
+from .rules import (
+    CONJUGATION_EXPONENT,
+    LAYERED_CHAIN,
+    ONE_POINT_CHAIN,
+    OPERATOR_VALUED_SUBORDINATION,
+    RESOLVENT_ABSORPTION,
+    RIDGE_RESCALING,
+    SIMILARITY_CONJUGATION,
+    TRACE_OF_EQUIVALENCE,
+    TWO_POINT_SINGLE_LAYER,
 )
-from .quantities import tr, word_letters
-from .twopoint import _lookup, _plain
+from .twopoint import (
+    TwoPoint,
+    conjugation_exponent,
+    derive_single_layer,
+    linear_divided_difference,
+    operator_valued_subordination,
+    two_point_parts,
+)
+from .twopoint_series import check_layered_series
 
 __all__ = [
-    "normal_word",
     "LayeredTwoPoint",
     "LayeredTwoPointValue",
     "derive_layered_two_point",
     "resolvent_absorption",
     "trace_of_equivalence",
     "trace_concentration",
-    "register_layered_witness",
+    "derive_pair",
+    "layered_free_count",
 ]
 
-_Word = tuple[sp.Symbol, ...]
 _REF_LAYERS = "MATH.md 3.5 (average the outer free factor first, then the inner ones); MATH.md 3.2-3.4"
-
-
-def register_layered_witness(name: str, function: Any) -> None:
-    """Register a witness (``"monte_carlo"``) for :class:`LayeredTwoPoint` (by :mod:`detequiv.codegen`)."""
-    register_witness("layered_two_point/" + name, function)
 
 
 # ---------------------------------------------------------------------------
 # noncommutative polynomials with scalar (sympy) coefficients
 # ---------------------------------------------------------------------------
-
-
-class _Poly:
-    """``sum_w coeff_w * w`` over words ``w`` (tuples of noncommutative letters)."""
-
-    __slots__ = ("terms",)
-
-    def __init__(self, terms: Mapping[_Word, sp.Expr] | None = None) -> None:
-        self.terms: dict[_Word, sp.Expr] = {}
-        for w, c in (terms or {}).items():
-            c = sp.sympify(c)
-            if c != 0:
-                self.terms[w] = self.terms.get(w, sp.S.Zero) + c
-
-    @classmethod
-    def word(cls, w: _Word, c: Any = 1) -> _Poly:
-        return cls({tuple(w): sp.sympify(c)})
-
-    def __add__(self, o: _Poly) -> _Poly:
-        out = dict(self.terms)
-        for w, c in o.terms.items():
-            out[w] = out[w] + c if w in out else c
-        return _Poly(out)
-
-    def __sub__(self, o: _Poly) -> _Poly:
-        return self + o.scale(-1)
-
-    def scale(self, c: Any) -> _Poly:
-        c = sp.sympify(c)
-        return _Poly({w: c * v for w, v in self.terms.items()})
-
-    def __matmul__(self, o: _Poly) -> _Poly:
-        out: dict[_Word, sp.Expr] = {}
-        for w1, c1 in self.terms.items():
-            for w2, c2 in o.terms.items():
-                w = w1 + w2
-                out[w] = out[w] + c1 * c2 if w in out else c1 * c2
-        return _Poly(out)
-
-    def trace(self, left: _Word = ()) -> sp.Expr:
-        """``tr(left . self)`` (normalized trace, linear in the words)."""
-        return sp.Add(*[c * _tr(left + w) for w, c in self.terms.items()])
-
-    def xreplace(self, rep: Mapping[Any, Any]) -> _Poly:
-        return _Poly({w: c.xreplace(rep) for w, c in self.terms.items()})
-
-
-def _tr(w: _Word) -> sp.Expr:
-    w = normal_word(w, cyclic=True)
-    return tr(sp.Mul(*w)) if w else sp.S.One
-
-
-def _family(x: sp.Symbol) -> tuple[str, int] | None:
-    """``(base name, half-power)`` of ``X_sqrt`` (+1) / ``X_isqrt`` (-1); resolvent letters
-    ``R_kappa(X)`` (``(kappa + X)^-1``) are ``(X, 0)``; others ``None``."""
-    name = x.name
-    if name.endswith("_isqrt"):
-        return name[: -len("_isqrt")], -1
-    if name.endswith("_sqrt"):
-        return name[: -len("_sqrt")], 1
-    if name.startswith("R_") and name.endswith(")") and "(" in name:
-        return name[name.rindex("(") + 1 : -1], 0
-    return None
-
-
-def normal_word(w: _Word, cyclic: bool = False) -> _Word:
-    """Merge commuting runs: powers of ``X^{1/2}``, ``X^{-1/2}`` and resolvents of ``X`` commute, so
-    a run of them is ``X^{e/2}`` followed by its resolvent letters (sorted). Exact algebra; with
-    ``cyclic`` the word is a trace and is first rotated to start outside a run."""
-    w = tuple(w)
-    if not w:
-        return w
-    fams = [_family(x) for x in w]
-    if cyclic:
-        starts = [i for i, f in enumerate(fams) if f is None]
-        if not starts:
-            if len({f[0] for f in fams if f is not None}) == 1:
-                return _run(w, fams)
-            return w
-        i = starts[0]
-        w, fams = w[i:] + w[:i], fams[i:] + fams[:i]
-    out: list[sp.Symbol] = []
-    i = 0
-    while i < len(w):
-        f = fams[i]
-        if f is None:
-            out.append(w[i])
-            i += 1
-            continue
-        j = i
-        while j < len(w) and fams[j] is not None and fams[j][0] == f[0]:  # type: ignore[index]
-            j += 1
-        out.extend(_run(w[i:j], fams[i:j]))
-        i = j
-    return tuple(out)
-
-
-def _run(w: _Word, fams: list[Any]) -> _Word:
-    base = fams[0][0]
-    e = sum(f[1] for f in fams)
-    rs = sorted((x for x, f in zip(w, fams, strict=True) if f[1] == 0), key=lambda x: x.name)
-    power = sp.Symbol(f"{base}_sqrt" if e > 0 else f"{base}_isqrt", commutative=False)
-    return (power,) * abs(e) + tuple(rs)
 
 
 # ---------------------------------------------------------------------------
@@ -222,18 +125,18 @@ def resolvent_absorption(a: int, q1: Any, q2: Any, p_i: Any, k1: sp.Expr, k2: sp
 
     ``a = 0``: :math:`P/(k_1k_1')`; ``a = 1``: :math:`(Q_2-P)/k_1'`; ``a = 2``:
     :math:`I-Q_1-Q_2+P`. Works on anything with ``+``, ``-``, ``.scale`` and an identity
-    (``_Poly``).
+    (``WordPolynomial``).
     """
     if a == 0:
         return p_i.scale(1 / (k1 * k2))
     if a == 1:
         return (q2 - p_i).scale(1 / k2)
     if a == 2:
-        return _Poly.word(()) - q1 - q2 + p_i
+        return WordPolynomial.word(()) - q1 - q2 + p_i
     raise InvalidArgument(f"A^{a} R R': the exponent must be 0, 1 or 2")
 
 
-def trace_of_equivalence(left: _Word, equivalent: _Poly) -> sp.Expr:
+def trace_of_equivalence(left: Word, equivalent: WordPolynomial) -> sp.Expr:
     """``tr(L X) ~ tr(L E)`` for a random ``X ~ E`` and a deterministic word ``L``: an equivalence
     holds under every deterministic contraction (MATH.md 2.1)."""
     return equivalent.trace(left)
@@ -269,61 +172,11 @@ class LayeredTwoPointValue:
 
     def trace(self, test: Any = None) -> complex | float:
         n = self.matrix.shape[0]
-        return _plain(np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n)
+        return plain_number(np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n)
 
     def no_outer_trace(self, test: Any = None) -> complex | float:
         n = self.no_outer.shape[0]
-        return _plain(np.trace(self.no_outer if test is None else np.asarray(test) @ self.no_outer) / n)
-
-
-@dataclass(frozen=True, slots=True)
-class _Letters:
-    """Letters of the polynomial: deterministic matrices (``X`` or ``X_sqrt``) and resolvents."""
-
-    sqrt_names: frozenset[str]
-    resolvents: tuple[tuple[sp.Symbol, sp.Symbol, _Word], ...] = ()
-
-    def det(self, name: str) -> _Word:
-        if name in self.sqrt_names:
-            s = sp.Symbol(f"{name}_sqrt", commutative=False)
-            return (s, s)
-        return (sp.Symbol(name, commutative=False),)
-
-    def half(self, name: str) -> _Word:
-        return (sp.Symbol(f"{name}_sqrt", commutative=False),)
-
-    def inverse(self, f: MatrixExpr) -> _Word:
-        """Letters of ``f^-1`` for a deterministic ``f`` (``X^-1/2`` letters ``X_isqrt``)."""
-        if isinstance(f, Sqrt):
-            return (sp.Symbol(f"{f.base.name}_isqrt", commutative=False),)
-        if isinstance(f, Deterministic) and f.name in self.sqrt_names:
-            return (sp.Symbol(f"{f.name}_isqrt", commutative=False),) * 2
-        raise InvalidWord(f"{f} cannot be inverted in a conjugation; only A and A^(1/2) can")
-
-    def of(self, f: MatrixExpr) -> _Word:
-        if isinstance(f, Deterministic):
-            return self.det(f.name)
-        if isinstance(f, Sqrt):
-            return self.half(f.base.name)
-        if isinstance(f, FreeMatrix):
-            return (sp.Symbol(f.name, commutative=False),)
-        if isinstance(f, Identity):
-            return ()
-        raise InvalidWord(f"{f} cannot be a letter of a layered two-point word")
-
-    def sym(self, m: sp.Basic) -> _Word:
-        """Letters of a sympy matrix expression (MatrixSymbol, its square root, products)."""
-        if isinstance(m, sp.MatrixSymbol):
-            return self.det(m.name)
-        if isinstance(m, sp.MatPow) and m.exp == sp.Rational(1, 2) and isinstance(m.base, sp.MatrixSymbol):
-            return self.half(m.base.name)
-        if isinstance(m, sp.MatPow) and m.exp.is_Integer and m.exp > 0:
-            return self.sym(m.base) * int(m.exp)
-        if isinstance(m, sp.MatMul):
-            return tuple(x for f in m.args for x in self.sym(f))
-        if isinstance(m, sp.Identity):
-            return ()
-        raise InvalidWord(f"{m} is not a product of deterministic matrices")
+        return plain_number(np.trace(self.no_outer if test is None else np.asarray(test) @ self.no_outer) / n)
 
 
 # ---------------------------------------------------------------------------
@@ -332,7 +185,7 @@ class _Letters:
 
 
 @dataclass(frozen=True, slots=True)
-class LayeredTwoPoint:
+class LayeredTwoPoint(Equivalence):
     r"""A layered two-point equivalent ``random ~ deterministic`` (see the module doc).
 
     ``polynomial`` is the equivalent as ``((word, coefficient), ...)``: words in the letters
@@ -347,9 +200,9 @@ class LayeredTwoPoint:
     lam2: sp.Expr
     fixed_points: tuple[FixedPoint, ...]
     derivation: tuple[Step, ...]
-    polynomial: tuple[tuple[_Word, sp.Expr], ...]
-    outer: tuple[tuple[_Word, sp.Expr], ...]
-    resolvents: tuple[tuple[sp.Symbol, sp.Symbol, _Word], ...]
+    polynomial: tuple[tuple[Word, sp.Expr], ...]
+    outer: tuple[tuple[Word, sp.Expr], ...]
+    resolvents: tuple[tuple[sp.Symbol, sp.Symbol, Word], ...]
     dim: sp.Expr
     prefactor: sp.Expr
     coeff: sp.Expr
@@ -364,7 +217,7 @@ class LayeredTwoPoint:
     def __post_init__(self) -> None:
         object.__setattr__(self, "derivation", Derivation(self.derivation))
 
-    def _sympy_of(self, w: _Word) -> sp.Expr:
+    def _sympy_of(self, w: Word) -> sp.Expr:
         res = {r: (k, y) for r, k, y in self.resolvents}
         n = self.dim
         mats: list[sp.Expr] = []
@@ -407,31 +260,16 @@ class LayeredTwoPoint:
         body = parts[0] if len(parts) == 1 else sp.MatAdd(*parts)
         return body if self.prefactor == 1 else sp.MatMul(self.prefactor, body)
 
-    def __str__(self) -> str:
-        return result_str(self)
-
-    def _repr_latex_(self) -> str:
-        return result_latex(self)
-
     def without_outer(self) -> LayeredTwoPoint:
         """A copy without the outermost correction term (negative control: the inner two-point alone)."""
-        keep = _Poly(dict(self.polynomial)) - _Poly(dict(self.outer))
+        keep = WordPolynomial(dict(self.polynomial)) - WordPolynomial(dict(self.outer))
         return replace(self, polynomial=tuple(keep.terms.items()), outer=())
 
     # -- witnesses -------------------------------------------------------------
     def check_series(self, order: int = 6) -> Any:
         """Exact double series in ``1/lam``, ``1/lam2`` against the planar diagram sums of
         ``tr(N X1^a M X2^b)`` (:func:`detequiv.derivations.twopoint_series.check_layered_series`)."""
-        from .twopoint_series import check_layered_series
-
         return check_layered_series(self, order)
-
-    def verify_series(self, order: int = 6) -> Any:
-        """:meth:`check_series`, raising :class:`VerificationError` with the evidence on failure."""
-        result = self.check_series(order)
-        if not result.passed:
-            raise VerificationError(str(result))
-        return result
 
     def evaluate(self, values: Mapping[Any, Any]) -> LayeredTwoPointValue:
         """Numbers: ``values`` maps ``lam``, ``lam2``, the dimensions and the deterministic
@@ -439,10 +277,6 @@ class LayeredTwoPoint:
         solved at ``lam`` and ``lam2`` by the one-point engine (physical branch, real or
         complex ridges), then the polynomial is evaluated."""
         return _evaluate(self, values)
-
-    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.witnesses.layered.check_monte_carlo`)."""
-        return call_witness("layered_two_point/monte_carlo", "twopoint_layers_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -473,19 +307,19 @@ def _mexpr(factors: Sequence[MatrixExpr], coeff: Any = 1) -> MatrixExpr:
 
 
 class _Engine:
-    def __init__(self, dim: sp.Expr, letters: _Letters, middle: tuple[MatrixExpr, ...]) -> None:
+    def __init__(self, dim: sp.Expr, letters: Letters, middle: tuple[MatrixExpr, ...]) -> None:
         self.dim = dim
         self.letters = letters
         self.middle = middle
         self.steps: list[Step] = []
-        self.resolvents: dict[sp.Symbol, tuple[sp.Symbol, _Word]] = {}
-        self.cache: dict[Any, _Poly] = {}
-        self.outer: _Poly | None = None
+        self.resolvents: dict[sp.Symbol, tuple[sp.Symbol, Word]] = {}
+        self.cache: dict[Any, WordPolynomial] = {}
+        self.outer: WordPolynomial | None = None
         self.outer_name: str | None = None
 
     # -- letters ----------------------------------------------------------------
-    def r_letter(self, kappa: sp.Symbol, y: _Word) -> sp.Symbol:
-        fams = {f[0] if f is not None else None for f in map(_family, y)}
+    def r_letter(self, kappa: sp.Symbol, y: Word) -> sp.Symbol:
+        fams = {f[0] if f is not None else None for f in map(letter_family, y)}
         tag = f"({next(iter(fams))})" if len(fams) == 1 and None not in fams else ""
         s = sp.Symbol(f"R_{kappa.name}{tag}", commutative=False)  # the tag: functions of X commute
         self.resolvents[s] = (kappa, y)
@@ -493,19 +327,17 @@ class _Engine:
 
     def scalar(self, e: sp.Expr) -> sp.Expr:
         """df1 / df2 of deterministic matrices -> tr(...) with resolvent letters."""
-        from .twopoint import df2
-
         rep: dict[sp.Basic, sp.Expr] = {}
         for atom in e.atoms(df1):
             y = self.letters.sym(atom.args[0])
-            rep[atom] = _tr(y + (self.r_letter(atom.args[1], y),))
+            rep[atom] = trace_word(y + (self.r_letter(atom.args[1], y),))
         for atom in e.atoms(df2):
             y = self.letters.sym(atom.args[0])
-            rep[atom] = _tr(y + y + (self.r_letter(atom.args[1], y), self.r_letter(atom.args[2], y)))
+            rep[atom] = trace_word(y + y + (self.r_letter(atom.args[1], y), self.r_letter(atom.args[2], y)))
         return e.xreplace(rep)
 
     # -- one point ----------------------------------------------------------------
-    def one(self, level: int, ridge: sp.Symbol, a: tuple[MatrixExpr, ...], prime: bool) -> _Poly:
+    def one(self, level: int, ridge: sp.Symbol, a: tuple[MatrixExpr, ...], prime: bool) -> WordPolynomial:
         key = ("one", level, ridge, a)
         if key in self.cache:
             return self.cache[key]
@@ -515,13 +347,12 @@ class _Engine:
         k = eq.ridge.xreplace(rep)
         y = self.letters.sym(eq.matrix)
         pre = sp.sympify(eq.prefactor).xreplace(rep)
-        out = _Poly.word((self.r_letter(k, y),), pre * k)
+        out = WordPolynomial.word((self.r_letter(k, y),), pre * k)
         self.steps.append(
             Step(
-                "one_point_chain",
+                ONE_POINT_CHAIN,
                 ridge * sp.Inverse(_mexpr(a).to_sympy() + ridge * sp.Identity(self.dim)),
                 eq.deterministic.xreplace(rep),
-                "MATH.md 2.1-2.3 (derive)",
                 f"the one-point function of the inner matrix at the ridge {ridge}, "
                 f"{len(eq.derivation)} steps of derive",
             )
@@ -537,8 +368,8 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: _Word,
-    ) -> _Poly:
+        mid: Word,
+    ) -> WordPolynomial:
         key = ("two", level, r1, r2, side1, side2, mid)
         if key in self.cache:
             return self.cache[key]
@@ -556,9 +387,8 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: _Word,
-    ) -> _Poly:
-        from .twopoint import derive_two_point
+        mid: Word,
+    ) -> WordPolynomial:
 
         rho, rho2 = sp.Symbol("rho_ridge"), sp.Symbol("rho_ridge2")  # apart from derive's names
         # M enters linearly: a placeholder letter stands for the word ``mid`` (e.g. S^-1/2 M S^-1/2)
@@ -566,21 +396,19 @@ class _Engine:
         expr = Product.make(
             rho * rho2, (Resolvent(_mexpr(side1), rho), *holder, Resolvent(_mexpr(side2), rho2))
         )
-        tp = derive_two_point(expr)
+        tp = derive_single_layer(expr)
         k, k2 = _chain_symbol(level + 1, False), _chain_symbol(level + 1, True)
         rep = {tp.kappa: k, tp.kappa2: k2, rho: r1, rho2: r2}
         a_word = self.letters.det(tp.a_matrix.name)
         r_1, r_2 = self.r_letter(k, a_word), self.r_letter(k2, a_word)
         m_word = mid
 
-        def apow(e: sp.Rational) -> _Word:
+        def apow(e: sp.Rational) -> Word:
             if tp.a_matrix.name in self.letters.sqrt_names:
                 return self.letters.half(tp.a_matrix.name) * int(2 * e)
             if not sp.Rational(e).is_integer:  # pragma: no cover - half letters are set then
                 raise InvalidWord(f"{tp.a_matrix.name}^{e} needs square-root letters")
             return a_word * int(e)
-
-        from .twopoint import divided_difference
 
         if tp.scale.atoms(divided_difference):
             raise InvalidWord(
@@ -589,16 +417,15 @@ class _Engine:
             )
         scale = self.scalar(tp.scale.xreplace(rep))
         pre = sp.sympify(tp.prefactor).xreplace(rep)
-        inner = _tr(m_word + apow(tp.exponent) + (r_1, r_2))
-        out = _Poly.word((r_1, *m_word, r_2), pre * k * k2) + _Poly.word(
+        inner = trace_word(m_word + apow(tp.exponent) + (r_1, r_2))
+        out = WordPolynomial.word((r_1, *m_word, r_2), pre * k * k2) + WordPolynomial.word(
             apow(2 - tp.exponent) + (r_1, r_2), pre * scale * inner
         )
         self.steps.append(
             Step(
-                "two_point_single_layer",
+                TWO_POINT_SINGLE_LAYER,
                 expr.to_sympy().xreplace(rep),
                 tp.deterministic.xreplace(rep),
-                "MATH.md 3.1-3.2 (derive_two_point: " + ", ".join(s.rule for s in tp.derivation) + ")",
                 f"one free factor {tp.free.name}: form {tp.form}, a = {tp.exponent}; "
                 f"kappa -> {k}, kappa' -> {k2}" + (f"; M_mid = {sp.Mul(*mid)}" if mid else ""),
             )
@@ -630,14 +457,8 @@ class _Engine:
         r2: sp.Expr,
         side1: tuple[MatrixExpr, ...],
         side2: tuple[MatrixExpr, ...],
-        mid: _Word,
-    ) -> _Poly:
-        from .twopoint import (
-            conjugation_exponent,
-            df2,
-            linear_divided_difference,
-            operator_valued_subordination,
-        )
+        mid: Word,
+    ) -> WordPolynomial:
 
         # at inner levels the one-point chains (derive) peel the rightmost free factor first
         index = (
@@ -663,10 +484,9 @@ class _Engine:
         a = conjugation_exponent(sp.Rational(l1), sp.Rational(l2))
         self.steps.append(
             Step(
-                "conjugation_exponent",
+                CONJUGATION_EXPONENT,
                 sp.Tuple(l1, l2),
                 a,
-                "exact algebra (MATH.md 3.1)",
                 f"layer {level + 1}: A = {_mexpr(a_mat)} is deterministic with respect to {b.name}; "
                 f"A^{a} stays inside the trace, A^{2 - a} moves outside",
             )
@@ -675,10 +495,9 @@ class _Engine:
         scale = operator_valued_subordination(r1, r2, k, k2, a_sym)
         self.steps.append(
             Step(
-                "operator_valued_subordination",
+                OPERATOR_VALUED_SUBORDINATION,
                 sp.Tuple(r1, r2),
                 scale,
-                "MATH.md 3.2 (M_2(C) subordination), A random but free from " + b.name,
                 f"layer {level + 1}: {b.name} ~ {b.law} is rotation invariant and free from A and M",
             )
         )
@@ -696,7 +515,7 @@ class _Engine:
         pieces = {e: resolvent_absorption(e, k_one, k2_one, p_i, k, k2) for e in {int(a), int(2 - a)}}
         self.steps.append(
             Step(
-                "resolvent_absorption",
+                RESOLVENT_ABSORPTION,
                 sp.Tuple(*[sp.Symbol(f"A^{e} R R'") for e in sorted(pieces)]),
                 sp.Tuple(
                     *[
@@ -710,7 +529,6 @@ class _Engine:
                         for e in sorted(pieces)
                     ]
                 ),
-                "MATH.md 3.4 (A (k + A)^-1 = I - k (k + A)^-1, exact)",
                 f"layer {level + 1}: every A^e R R' in terms of k R, k' R' and k k' R R' (one- and two-point "
                 "functions of A)",
             )
@@ -723,10 +541,9 @@ class _Engine:
             scale = trace_concentration(scale, atom, df2_value)
         self.steps.append(
             Step(
-                "trace_of_equivalence",
+                TRACE_OF_EQUIVALENCE,
                 sp.Symbol(f"tr(M A^{a} R R'), df2(A, {k}, {k2})"),
                 sp.Tuple(inner, df2_value),
-                "MATH.md 2.1 (equivalence under deterministic contractions); 3.2 (traces concentrate)",
                 f"layer {level + 1}: traces of the random pieces are traces of their equivalents",
             )
         )
@@ -770,7 +587,7 @@ def _deterministic(fs: tuple[MatrixExpr, ...]) -> bool:
     return bool(fs) and all(isinstance(f, (Deterministic, Sqrt)) for f in fs)
 
 
-def _inverse_letters(fs: tuple[MatrixExpr, ...], letters: _Letters) -> _Word:
+def _inverse_letters(fs: tuple[MatrixExpr, ...], letters: Letters) -> Word:
     return tuple(x for f in reversed(fs) for x in letters.inverse(f))
 
 
@@ -780,7 +597,6 @@ def _conjugation_plan(
     """``(A, l, kind, C)`` for a resolvent of ``L B R``: ``kind`` '' (``A B`` / ``B A`` already),
     'L' (``(r + L B R)^-1 = L (r + B A)^-1 L^-1``, ``A = R L``, C = L) or 'R'
     (``= R^-1 (r + A B)^-1 R``, ``A = R L``, C = R); exact similarity, C deterministic."""
-    from .onepoint import merge_square_roots
 
     if side.count(b) != 1:
         raise InvalidWord(f"the {which} resolvent must contain the outer free factor {b.name} once")
@@ -820,9 +636,8 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
         both sides) at some layer, the scales differ, something random stands between the
         resolvents, or a layer's law is not Wishart-like.
     """
-    from .twopoint import _parts
 
-    c_out, res1, middle, res2 = _parts(expr)
+    c_out, res1, middle, res2 = two_point_parts(expr)
     lam, lam2 = res1.lam, res2.lam
     if lam == lam2:
         raise InvalidArgument(
@@ -861,12 +676,12 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
     sqrt_names = frozenset(
         [f.base.name for f in (*side1, *side2, *middle) if isinstance(f, Sqrt)] + [f.name for f in conj]
     )
-    letters = _Letters(sqrt_names)
+    letters = Letters(sqrt_names)
     engine = _Engine(dim, letters, middle)
-    out_left: _Word = ()
-    in_left: _Word = ()
-    in_right: _Word = ()
-    out_right: _Word = ()
+    out_left: Word = ()
+    in_left: Word = ()
+    in_right: Word = ()
+    out_right: Word = ()
     if kind1 == "L":
         out_left, in_left = tuple(x for f in c1 for x in letters.of(f)), _inverse_letters(c1, letters)
     elif kind1 == "R":
@@ -879,10 +694,9 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
         if kind:
             engine.steps.append(
                 Step(
-                    "similarity_conjugation",
+                    SIMILARITY_CONJUGATION,
                     _mexpr(side1 if which == "left" else side2).to_sympy(),
                     _mexpr((*a1, b) if (l1 if which == "left" else l2) else (b, *a1)).to_sympy(),
-                    "exact algebra: (r + L B R)^-1 = L (r + B R L)^-1 L^-1 = R^-1 (r + R L B)^-1 R",
                     f"{which} resolvent conjugated by {_mexpr(c)} so that {b.name} stands at an end",
                 )
             )
@@ -894,10 +708,9 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
     if coeff1 != 1:
         engine.steps.append(
             Step(
-                "ridge_rescaling",
+                RIDGE_RESCALING,
                 sp.Tuple(lam, lam2),
                 sp.Tuple(r1, r2),
-                "exact algebra",
                 f"divide by {coeff1}",
             )
         )
@@ -905,10 +718,10 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
     body = engine.two(0, r1, r2, side1c, side2c, normal_word(mid_word))
     assert engine.outer is not None
 
-    def sandwich(p: _Poly) -> _Poly:
-        out = _Poly()
+    def sandwich(p: WordPolynomial) -> WordPolynomial:
+        out = WordPolynomial()
         for w, c in p.terms.items():
-            out = out + _Poly.word(normal_word(out_left + w + out_right), c)
+            out = out + WordPolynomial.word(normal_word(out_left + w + out_right), c)
         return out
 
     body, outer_part = sandwich(body), sandwich(engine.outer)
@@ -928,10 +741,9 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
     fixed = (*left.fixed_points, *right_fps)
     steps = [
         Step(
-            "layered_chain",
+            LAYERED_CHAIN,
             sp.Tuple(lam, lam2),
             sp.Tuple(*[fp.symbol for fp in fixed]),
-            "MATH.md 2.3-2.4 (derive: one renormalized ridge per free factor)",
             f"the one-point chain of {chain_expr} at both ridges gives the intermediate ridges",
         ),
         *engine.steps,
@@ -966,8 +778,8 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
 
 
 def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPointValue:
-    lam_v = _lookup(values, str(tp.lam))
-    lam2_v = _lookup(values, str(tp.lam2))
+    lam_v = lookup_value(values, str(tp.lam))
+    lam2_v = lookup_value(values, str(tp.lam2))
     rest = {k: v for k, v in values.items() if str(getattr(k, "name", k)) not in (str(tp.lam), str(tp.lam2))}
     lv = tp.left_chain.evaluate({**rest, tp.left_chain.lam: lam_v})
     rv = tp.right_chain.evaluate({**rest, tp.right_chain.lam: lam2_v})
@@ -994,9 +806,9 @@ def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPoint
             ym = _word_matrix(y)
             out = np.linalg.inv(ym + scalars[k] * np.eye(ym.shape[0]))
         else:
-            fam = _family(x)
+            fam = letter_family(x)
             base = fam[0] if fam is not None else x.name
-            m = np.asarray(_lookup(values, base))
+            m = np.asarray(lookup_value(values, base))
             m = np.diag(m) if m.ndim == 1 else m
             if fam is not None:
                 w_, v_ = np.linalg.eigh((m + m.T) / 2)
@@ -1007,7 +819,7 @@ def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPoint
         mats[x] = out.astype(complex)
         return mats[x]
 
-    def _word_matrix(w: _Word) -> np.ndarray:
+    def _word_matrix(w: Word) -> np.ndarray:
         out = matrix(w[0])
         for x in w[1:]:
             out = out @ matrix(x)
@@ -1028,7 +840,7 @@ def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPoint
                 f"values lacks {sorted(map(str, value.free_symbols))}; pass numbers"
             ) from None
 
-    def total(poly: Sequence[tuple[_Word, sp.Expr]]) -> np.ndarray:
+    def total(poly: Sequence[tuple[Word, sp.Expr]]) -> np.ndarray:
         out = np.zeros((n, n), dtype=complex)
         for w, c in poly:
             out = out + coefficient(c) * (_word_matrix(w) if w else np.eye(n))
@@ -1038,3 +850,11 @@ def _evaluate(tp: LayeredTwoPoint, values: Mapping[Any, Any]) -> LayeredTwoPoint
     full = pre * total(tp.polynomial)
     outer = pre * total(tp.outer)
     return LayeredTwoPointValue(kappas, full, full - outer)
+
+
+def derive_pair(expr: Any) -> LayeredTwoPoint | TwoPoint:
+    """The two-point equivalent of ``c G1 M G2`` with ``M`` deterministic: layered when the
+    resolvents hold several free factors, else the single-layer engine."""
+    if layered_free_count(expr) > 1:
+        return derive_layered_two_point(expr)
+    return derive_single_layer(expr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import cmath
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from ..errors import InvalidArgument, UndefinedTransform
+from .derivation import solve_order
 from .expressions import (
     Deterministic,
     DeterministicVector,
@@ -36,11 +38,28 @@ from .expressions import (
     Sqrt,
     Transpose,
 )
+from .quantities import df1
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .onepoint import Contracted, OnePoint, OnePointValue
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .contraction import Contracted
+    from .onepoint import OnePoint
 
-__all__ = ["evaluate", "physical_ridge", "contracted_value", "contraction_factor"]
+__all__ = [
+    "evaluate_one_point",
+    "OnePointValue",
+    "lookup_value",
+    "as_matrix",
+    "matrix_power",
+    "scalar_values",
+    "plain_number",
+    "to_number",
+    "split_values",
+    "substitute_scalars",
+    "NumericMatrices",
+    "physical_ridge",
+    "contracted_value",
+    "contraction_factor",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -48,7 +67,7 @@ __all__ = ["evaluate", "physical_ridge", "contracted_value", "contraction_factor
 # ---------------------------------------------------------------------------
 
 
-def _split_values(values: Mapping[Any, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def split_values(values: Mapping[Any, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Matrices by name (spectra stay 1-D) and scalars by symbol name."""
     if not isinstance(values, Mapping):
         raise InvalidArgument(f"values must be a mapping, got {type(values).__name__}")
@@ -79,7 +98,7 @@ def _split_values(values: Mapping[Any, Any]) -> tuple[dict[str, np.ndarray], dic
     return mats, scalars
 
 
-def _number(value: Any, what: str) -> complex:
+def to_number(value: Any, what: str) -> complex:
     try:
         z = complex(value)
     except (TypeError, ValueError):
@@ -89,12 +108,12 @@ def _number(value: Any, what: str) -> complex:
     return z
 
 
-def _substitute(expr: sp.Expr, scalars: Mapping[str, Any]) -> sp.Expr:
+def substitute_scalars(expr: sp.Expr, scalars: Mapping[str, Any]) -> sp.Expr:
     subs = {s: scalars[s.name] for s in expr.free_symbols if isinstance(s, sp.Symbol) and s.name in scalars}
     return expr.xreplace({k: sp.sympify(v) for k, v in subs.items()})
 
 
-class _Matrices:
+class NumericMatrices:
     """Numeric matrices of sympy matrix expressions, with cached square roots."""
 
     def __init__(self, mats: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
@@ -103,7 +122,7 @@ class _Matrices:
         self._sqrt: dict[str, np.ndarray] = {}
 
     def dim(self, d: sp.Expr) -> int:
-        value = _substitute(sp.sympify(d), self.scalars)
+        value = substitute_scalars(sp.sympify(d), self.scalars)
         if value.free_symbols:
             sizes = {m.shape[0] for m in self.mats.values()}
             if len(sizes) == 1:
@@ -116,7 +135,7 @@ class _Matrices:
             raise InvalidArgument(f"no matrix or spectrum for {name}; pass it in values")
         m = self.mats[name]
         n = m.shape[0]
-        value = _substitute(sp.sympify(d), self.scalars)
+        value = substitute_scalars(sp.sympify(d), self.scalars)
         if not value.free_symbols and int(value) != n:
             raise InvalidArgument(f"{name} has size {n} but its dimension {d} = {value}; make them agree")
         if m.ndim == 1:
@@ -129,7 +148,7 @@ class _Matrices:
         if name not in self.mats:
             raise InvalidArgument(f"no matrix for {name}; pass {{{name}: array of shape {shape}}} in values")
         m = self.mats[name]
-        want = tuple(_substitute(sp.sympify(d), self.scalars) for d in shape)
+        want = tuple(substitute_scalars(sp.sympify(d), self.scalars) for d in shape)
         if m.ndim != 2 or any(not w.free_symbols and int(w) != k for w, k in zip(want, m.shape, strict=True)):
             raise InvalidArgument(f"{name} has shape {m.shape}; its declared shape is {shape} = {want}")
         return m
@@ -170,7 +189,7 @@ class _Matrices:
             out = self.matrix(mats[0])
             for f in mats[1:]:
                 out = out @ self.matrix(f)
-            return complex(_substitute(coeff, self.scalars)) * out if coeff != 1 else out
+            return complex(substitute_scalars(coeff, self.scalars)) * out if coeff != 1 else out
         raise InvalidArgument(f"cannot evaluate the matrix {m} numerically")
 
     def eigenvalues(self, m: sp.Basic) -> np.ndarray:
@@ -280,21 +299,19 @@ def physical_ridge(
     return z
 
 
-def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
+def evaluate_one_point(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
     """Numbers for :meth:`OnePoint.evaluate` (see there)."""
-    from .onepoint import OnePointValue, df1, solve_order
-
-    mats, scalars = _split_values(values)
+    mats, scalars = split_values(values)
     lam_name = str(eq.lam)
     if lam_name not in scalars:
         raise InvalidArgument(f"values has no entry for {eq.lam}; pass {{{eq.lam}: number}}")
-    lam = _number(scalars[lam_name], str(eq.lam))
+    lam = to_number(scalars[lam_name], str(eq.lam))
     if lam.imag == 0 and lam.real < 0:
         raise InvalidArgument(
             f"{eq.lam} = {lam.real} < 0: the physical branch is defined for lam > 0, lam = 0 "
             "(ridgeless limit) and complex lam; use a positive or complex value"
         )
-    numeric = _Matrices(mats, scalars)
+    numeric = NumericMatrices(mats, scalars)
     known: dict[sp.Symbol, complex] = {}
     eig_cache: dict[sp.Basic, np.ndarray] = {}
 
@@ -313,7 +330,7 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
 
     params = {k: v for k, v in scalars.items() if k != lam_name}
     for fp in solve_order(eq.fixed_points):
-        rhs = _substitute(fp.rhs, params)
+        rhs = substitute_scalars(fp.rhs, params)
         undefined = [f for f in rhs.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef)]
         if undefined:
             raise UndefinedTransform(
@@ -349,18 +366,18 @@ def evaluate(eq: OnePoint, values: Mapping[Any, Any]) -> OnePointValue:
                 rep[a] = sp.sympify(complex(np.mean(e / (e + known[k]))))
             rep.update({s: sp.sympify(v) for s, v in known.items()})
             rep[eq.lam] = sp.sympify(lam)
-            known[fp.symbol] = _number(rhs.xreplace(rep), str(fp.symbol))
+            known[fp.symbol] = to_number(rhs.xreplace(rep), str(fp.symbol))
     ridge = known.get(eq.ridge)
     if ridge is None:
-        ridge = _number(_substitute(eq.ridge, params).xreplace({eq.lam: sp.sympify(lam)}), "ridge")
+        ridge = to_number(substitute_scalars(eq.ridge, params).xreplace({eq.lam: sp.sympify(lam)}), "ridge")
     at = {eq.lam: sp.sympify(lam), **{k: sp.sympify(v) for k, v in known.items()}}
-    prefactor = _number(_substitute(eq.prefactor, params).xreplace(at), "prefactor")
+    prefactor = to_number(substitute_scalars(eq.prefactor, params).xreplace(at), "prefactor")
     y = numeric.matrix(eq.matrix)
-    plain = {s: _plain(v) for s, v in known.items()}
+    plain = {s: plain_number(v) for s, v in known.items()}
     return OnePointValue(
         fixed_points=tuple((fp.symbol, plain[fp.symbol]) for fp in solve_order(eq.fixed_points)),
-        ridge=_plain(ridge),
-        prefactor=_plain(prefactor),
+        ridge=plain_number(ridge),
+        prefactor=plain_number(prefactor),
         matrix_y=y,
     )
 
@@ -457,8 +474,9 @@ def _general_ridge(
     return z
 
 
-def _plain(z: complex) -> complex | float:
-    z = complex(z)
+def plain_number(value: Any) -> complex | float:
+    """``value`` as a float when it is real, else as a complex number."""
+    z = complex(value)
     return z.real if z.imag == 0 else z
 
 
@@ -479,7 +497,7 @@ def contraction_factor(
         return contraction_factor(f.arg, mats, vectors, n).T
     base = f.base if isinstance(f, Sqrt) else f
     assert isinstance(base, Deterministic)
-    m = _Matrices(mats, {})
+    m = NumericMatrices(mats, {})
     full = m.get(base.name, sp.Integer(n))
     return m.sqrt(base.name, sp.Integer(n)) if isinstance(f, Sqrt) else full
 
@@ -497,18 +515,94 @@ def contracted_value(eq: Contracted, values: Mapping[Any, Any]) -> complex | flo
             vectors[name] = np.asarray(value)
         else:
             rest[key] = value
-    value = evaluate(eq.inner, rest)
+    value = evaluate_one_point(eq.inner, rest)
     e = value.matrix
     n = e.shape[0]
-    mats, _ = _split_values(rest)
+    mats, _ = split_values(rest)
     left = [contraction_factor(f, mats, vectors, n) for f in eq.left]
     right = [contraction_factor(f, mats, vectors, n) for f in eq.right]
     if eq.kind == "trace":
         out = np.eye(n)
         for m in (*right, *left):
             out = out @ m
-        return _plain(complex(np.trace(out @ e) / n))
+        return plain_number(complex(np.trace(out @ e) / n))
     out = np.ones((1, 1))
     for m in (*left, e, *right):
         out = out @ m
-    return _plain(complex(out[0, 0]))
+    return plain_number(complex(out[0, 0]))
+
+
+@dataclass(frozen=True, slots=True)
+class OnePointValue:
+    """Numbers from :meth:`OnePoint.evaluate`.
+
+    Attributes
+    ----------
+    fixed_points : tuple of (sympy.Symbol, number)
+        The solved ridges, in solve order.
+    ridge : number
+        The innermost ridge (the one in the equivalent).
+    prefactor : number
+        The scalar in front of ``ridge (ridge + Y)^{-1}``.
+    matrix_y : numpy.ndarray
+        The deterministic matrix ``Y`` of the equivalent.
+    """
+
+    fixed_points: tuple[tuple[sp.Symbol, complex | float], ...]
+    ridge: complex | float
+    prefactor: complex | float
+    matrix_y: np.ndarray = field(repr=False)
+
+    def __getitem__(self, symbol: sp.Symbol) -> complex | float:
+        for s, v in self.fixed_points:
+            if s == symbol or str(s) == str(symbol):
+                return v
+        raise InvalidArgument(f"no fixed point {symbol}; known: {[str(s) for s, _ in self.fixed_points]}")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The deterministic equivalent as a matrix."""
+        n = self.matrix_y.shape[0]
+        return self.prefactor * self.ridge * np.linalg.inv(self.matrix_y + self.ridge * np.eye(n))
+
+    def trace(self, test: Any = None) -> complex | float:
+        """``tr(test @ equivalent)`` (``tr = Tr / n``; ``test`` defaults to the identity)."""
+        n = self.matrix_y.shape[0]
+        sol = np.linalg.solve(self.matrix_y + self.ridge * np.eye(n), np.eye(n) if test is None else test)
+        value = self.prefactor * self.ridge * np.trace(sol) / n
+        return plain_number(value)
+
+
+def lookup_value(values: Mapping[Any, Any], name: str) -> Any:
+    for k, v in values.items():
+        if (isinstance(k, str) and k == name) or getattr(k, "name", None) == name or str(k) == name:
+            return v
+    raise InvalidArgument(f"values has no entry for {name}; pass it")
+
+
+def as_matrix(value: Any) -> np.ndarray:
+    m = np.asarray(value)
+    return np.diag(m) if m.ndim == 1 else m
+
+
+def matrix_power(a: np.ndarray, e: sp.Rational) -> np.ndarray:
+    if e == 0:
+        return np.eye(a.shape[0])
+    if sp.Rational(e).is_integer:
+        return np.linalg.matrix_power(a, int(e))
+    w, v = np.linalg.eigh(a)
+    return (v * np.clip(w, 0, None) ** float(e)) @ v.T
+
+
+def scalar_values(values: Mapping[Any, Any], *exprs: sp.Expr) -> dict[sp.Basic, Any]:
+    """Free symbols of ``exprs`` -> numbers of ``values`` with the same name."""
+    by_name: dict[str, Any] = {}
+    for k, v in values.items():
+        if np.ndim(v) == 0:
+            by_name[k if isinstance(k, str) else getattr(k, "name", str(k))] = v
+    out: dict[sp.Basic, Any] = {}
+    for e in exprs:
+        for s in sp.sympify(e).free_symbols:
+            if s.name in by_name:
+                out[s] = sp.sympify(by_name[s.name])
+    return out

@@ -28,7 +28,7 @@ import sympy as sp
 
 from ..errors import InvalidWord
 
-__all__ = ["tr", "word_letters", "word_from_letters", "least_rotation"]
+__all__ = ["tr", "df1", "df2", "divided_difference", "word_letters", "word_from_letters", "least_rotation"]
 
 
 def word_letters(expr: sp.Expr) -> tuple[sp.Symbol, ...]:
@@ -129,3 +129,59 @@ class tr(sp.Function):
             # sympy's Pow printer hands the exponent over already printed
             tex += "^{" + str(exp) + "}"
         return tex
+
+
+class df1(sp.Function):  # noqa: N801 - the paper's name
+    r"""Degrees of freedom :math:`\mathrm{df}_1(Y,\kappa)=\operatorname{tr}Y(Y+\kappa)^{-1}`.
+
+    ``Y`` is a sympy matrix expression, ``kappa`` a scalar; the value is a commutative
+    scalar (MATH.md 1.1).
+
+    >>> import sympy as sp
+    >>> S = sp.MatrixSymbol("Sigma", 3, 3)
+    >>> sp.latex(df1(S, sp.Symbol("kappa")))
+    '\\operatorname{tr}\\left[\\Sigma \\left(\\kappa \\mathbb{I} + \\Sigma\\right)^{-1}\\right]'
+    """
+
+    nargs = 2
+    is_commutative = True
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        y, kappa = self.args
+        n = y.shape[0]
+        inner = sp.MatMul(y, sp.Inverse(sp.MatAdd(y, kappa * sp.Identity(n))))
+        tex = r"\operatorname{tr}\left[" + printer._print(inner) + r"\right]"
+        if exp is not None:
+            tex = r"\left(" + tex + r"\right)^{" + str(exp) + "}"
+        return tex
+
+
+class df2(sp.Function):  # noqa: N801 - the paper's name
+    r""":math:`\mathrm{df}_2(Y,\kappa,\kappa')=\operatorname{tr}Y^2(Y+\kappa)^{-1}(Y+\kappa')^{-1}`
+
+    >>> import sympy as sp
+    >>> sp.latex(df2(sp.MatrixSymbol("A", 2, 2), sp.Symbol("k"), sp.Symbol("l")))
+    '\\mathrm{df}_2\\left(A, k, l\\right)'
+    """
+
+    nargs = 3
+    is_commutative = True
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        tex = r"\mathrm{df}_2\left(" + ", ".join(printer._print(a) for a in self.args) + r"\right)"
+        return tex if exp is None else r"\left(" + tex + r"\right)^{" + str(exp) + "}"
+
+
+class divided_difference(sp.Function):  # noqa: N801
+    r""":math:`c(\lambda,\lambda')=(\lambda'\kappa-\lambda\kappa')/(\lambda'-\lambda)`, arguments
+    ``(lam, lam2, kappa, kappa2)``; at :math:`\lambda=\lambda'` its limit
+    :math:`\kappa-\lambda\,d\kappa/d\lambda` (MATH.md 3.2).
+    """
+
+    nargs = 4
+    is_commutative = True
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        lam, lam2, k, k2 = (printer._print(a) for a in self.args)
+        tex = r"\frac{" + f"{lam2} {k} - {lam} {k2}" + "}{" + f"{lam2} - {lam}" + "}"
+        return tex if exp is None else r"\left(" + tex + r"\right)^{" + str(exp) + "}"

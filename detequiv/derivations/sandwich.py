@@ -32,30 +32,37 @@ Ridges: the fixed point of :math:`\lambda` is ``kappa`` and that of :math:`\lamb
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..errors import InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord
+from .algebra import gaussian_gram_to_wishart
+from .derivation import Derivation, FixedPoint, Rule, Step
+from .derive import derive
 from .expressions import Deterministic, Identity, MatrixExpr, Product, Resolvent, Sqrt, Sum
+from .layered import LayeredTwoPoint, derive_pair
 from .mixed import mixed_moment
-from .onepoint import (
-    Derivation,
-    FixedPoint,
-    OnePoint,
-    Step,
-    call_witness,
-    derive,
-    gaussian_gram_to_wishart,
-    register_witness,
-    result_latex,
-    result_str,
-)
+from .numeric import as_matrix, lookup_value, matrix_power, plain_number, scalar_values
+from .onepoint import OnePoint
 from .quantities import tr
-from .twopoint import TwoPoint, _lookup, _matrix, _mpow, _plain, _scalars, derive_two_point
+from .results import Equivalence, Evidence
+from .rules import (
+    COLLECT_TERMS,
+    ONE_POINT_RENORMALIZATION,
+    RESOLVENT_ABSORPTION,
+    RESOLVENT_IDENTITY,
+    TWO_POINT_EQUIVALENT,
+)
+from .series import TEST_LETTER as M_TEST
+from .series import factor_letters
+from .series import series_coefficients as one_series
+from .twopoint import TwoPoint
+from .twopoint_series import TEST_LETTER as N_TEST
+from .twopoint_series import series_coefficients as two_series
 
 __all__ = [
     "Term",
@@ -66,21 +73,12 @@ __all__ = [
     "is_sandwich",
     "resolvent_absorption",
     "resolvent_identity",
-    "register_sandwich_witness",
+    "derive_two_point",
 ]
 
 _DETERMINISTIC = (Deterministic, Sqrt, Identity)
 _REF_ABSORPTION = "MATH.md 3.4; exact algebra: (lam + X)^-1 X = X (lam + X)^-1 = I - lam (lam + X)^-1"
 _REF_IDENTITY = "exact algebra (resolvent identity): G(lam) G(lam') = (G(lam) - G(lam')) / (lam' - lam)"
-
-
-def register_sandwich_witness(name: str, function: Callable[..., Any]) -> None:
-    """Register a witness (``"monte_carlo"``) for :class:`Combination` (done by :mod:`detequiv.codegen`).
-
-    It shares the one registry of :func:`detequiv.derivations.onepoint.register_witness`,
-    under the key ``"sandwich/" + name``.
-    """
-    register_witness("sandwich/" + name, function)
 
 
 # ---------------------------------------------------------------------------
@@ -178,16 +176,16 @@ class CombinationValue:
     def trace(self, test: Any = None) -> complex | float:
         """``tr(test @ equivalent)`` (``tr = Tr / n``)."""
         n = self.matrix.shape[0]
-        return _plain(np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n)
+        return plain_number(np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n)
 
     def term_trace(self, index: int, test: Any = None) -> complex | float:
         """``tr(test @ term)`` of one term."""
         m = self.terms[index]
-        return _plain(np.trace(m if test is None else np.asarray(test) @ m) / m.shape[0])
+        return plain_number(np.trace(m if test is None else np.asarray(test) @ m) / m.shape[0])
 
 
 @dataclass(frozen=True, slots=True)
-class SandwichSeriesCheck:
+class SandwichSeriesCheck(Evidence):
     """Evidence of :meth:`Combination.check_series`.
 
     ``coefficients[i] = ((j, k), equivalent, diagram_sum)``: the coefficient of the term
@@ -206,9 +204,6 @@ class SandwichSeriesCheck:
     @property
     def passed(self) -> bool:
         return not self.failures and not self.residuals
-
-    def __bool__(self) -> bool:
-        return self.passed
 
     def __str__(self) -> str:
         if self.passed:
@@ -239,7 +234,7 @@ class SandwichSeriesCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class Combination:
+class Combination(Equivalence):
     r"""An equivalent ``random ~ sum_i coeff_i left_i E_i right_i`` (see the module doc).
 
     Attributes
@@ -287,12 +282,6 @@ class Combination:
                     raise InvalidArgument(f"two terms define {fp.symbol} differently: {old} and {fp}")
         return tuple(sorted(seen.values(), key=lambda fp: (str(fp.symbol).count("'"), str(fp.symbol))))
 
-    def __str__(self) -> str:
-        return result_str(self)
-
-    def _repr_latex_(self) -> str:
-        return result_latex(self)
-
     def with_terms(self, terms: Sequence[Term]) -> Combination:
         """A copy with other terms and the same ``random`` (negative controls)."""
         return replace(self, terms=tuple(terms))
@@ -308,13 +297,6 @@ class Combination:
         """
         return _check_series(self, order)
 
-    def verify_series(self, order: int = 6) -> SandwichSeriesCheck:
-        """:meth:`check_series`, raising :class:`VerificationError` with the evidence on failure."""
-        result = self.check_series(order)
-        if not result.passed:
-            raise VerificationError(str(result))
-        return result
-
     def evaluate(self, values: Mapping[Any, Any]) -> CombinationValue:
         """Numbers: ``values`` as in :meth:`TwoPoint.evaluate` (ridges, dimensions, law
         parameters, spectra or matrices of the deterministic factors).
@@ -325,10 +307,6 @@ class Combination:
         (error :math:`O(h^2)`).
         """
         return _evaluate(self, values)
-
-    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.witnesses.sandwich.check_monte_carlo`)."""
-        return call_witness("sandwich/monte_carlo", "sandwich_mc", self, sizes, rng, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -451,8 +429,8 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
     stack = [start]
     done: list[_Pending] = []
 
-    def push(p: _Pending, new: list[_Pending], rule: str, ref: str, why: str) -> None:
-        steps.append(Step(rule, p.to_sympy(dim), _sum_sympy([q.to_sympy(dim) for q in new]), ref, why))
+    def push(p: _Pending, new: list[_Pending], rule: Rule, why: str) -> None:
+        steps.append(Step(rule, p.to_sympy(dim), _sum_sympy([q.to_sympy(dim) for q in new]), why))
         stack[:0] = new
 
     while stack:
@@ -463,7 +441,7 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
                 (c1, r1), (c2, r2) = resolvent_absorption(p.coeff, p.left, p.mid[len(fs) :], "left")
                 new = [_Pending(c1, None, r1, p.right), _Pending(c2, p.left, r2, p.right)]
                 why = f"{p.left.arg} stands right of its resolvent"
-                push(p, new, "resolvent_absorption", _REF_ABSORPTION, why)
+                push(p, new, RESOLVENT_ABSORPTION, why)
                 continue
         if p.right is not None:
             _, fs = _arg_parts(p.right)
@@ -473,13 +451,13 @@ def _absorb(start: _Pending, dim: sp.Expr, steps: list[Step]) -> list[_Pending]:
                 )
                 new = [_Pending(c1, p.left, r1, None), _Pending(c2, p.left, r2, p.right)]
                 why = f"{p.right.arg} stands left of its resolvent"
-                push(p, new, "resolvent_absorption", _REF_ABSORPTION, why)
+                push(p, new, RESOLVENT_ABSORPTION, why)
                 continue
         if p.left is not None and p.right is not None and not p.mid and p.left.arg == p.right.arg:
             c1, c2 = resolvent_identity(p.coeff, p.left.lam, p.right.lam)
             new = [_Pending(c1, p.left, (), None), _Pending(c2, None, (), p.right)]
             why = f"both resolvents are of {p.left.arg} with nothing between them"
-            push(p, new, "resolvent_identity", _REF_IDENTITY, why)
+            push(p, new, RESOLVENT_IDENTITY, why)
             continue
         for f in p.mid:
             if not isinstance(f, _DETERMINISTIC):
@@ -579,7 +557,7 @@ def derive_sandwich(expr: Any) -> Combination:
             terms.append(Term(p.coeff, None, dim, left=p.mid))
             continue
         if p.left is not None and p.right is not None:
-            tp = derive_two_point(Product.make(lam * lam2, (p.left, *p.mid, p.right)))
+            tp = derive_pair(Product.make(lam * lam2, (p.left, *p.mid, p.right)))
             terms.append(Term(sp.factor(p.coeff / (lam * lam2)), tp, dim))
             continue
         res = p.left if p.left is not None else p.right
@@ -611,10 +589,9 @@ def derive_sandwich(expr: Any) -> Combination:
     collected = _sum_sympy([t.random for t in terms]) if terms else sp.ZeroMatrix(dim, dim)
     steps.append(
         Step(
-            "collect_terms",
+            COLLECT_TERMS,
             expr.to_sympy(),
             collected,
-            "exact algebra",
             "each term normalized as lam G (one-point) or lam lam' G1 M G2 (two-point)",
         )
     )
@@ -633,10 +610,9 @@ def derive_sandwich(expr: Any) -> Combination:
             )
         steps.append(
             Step(
-                "one_point_renormalization" if t.kind == "one_point" else "two_point_equivalent",
+                ONE_POINT_RENORMALIZATION if t.kind == "one_point" else TWO_POINT_EQUIVALENT,
                 t.random,
                 t.deterministic,
-                "MATH.md 2.1-2.2" if t.kind == "one_point" else "MATH.md 3.1-3.2",
                 f"term {i}",
             )
         )
@@ -654,16 +630,16 @@ def _det_matrix(factors: Sequence[MatrixExpr], values: Mapping[Any, Any], n: int
         if isinstance(f, Identity):
             continue
         if isinstance(f, Sqrt):
-            m = m @ _mpow(_matrix(_lookup(values, f.base.name)).real, sp.Rational(1, 2))
+            m = m @ matrix_power(as_matrix(lookup_value(values, f.base.name)).real, sp.Rational(1, 2))
         elif isinstance(f, Deterministic):
-            m = m @ _matrix(_lookup(values, f.name))
+            m = m @ as_matrix(lookup_value(values, f.name))
         else:  # pragma: no cover - derive_sandwich keeps only deterministic factors here
             raise InvalidArgument(f"{f} is not deterministic")
     return m
 
 
 def _size(comb: Combination, values: Mapping[Any, Any]) -> int:
-    sub = _scalars(values, comb.dim)
+    sub = scalar_values(values, comb.dim)
     try:
         return int(complex(sp.sympify(comb.dim).xreplace(sub)).real)
     except TypeError:
@@ -679,10 +655,13 @@ def _evaluate_at(comb: Combination, values: Mapping[Any, Any], l1: complex, l2: 
     lam_name, lam2_name = str(comb.lam), str(comb.lam2)
     rest = {k: v for k, v in values.items() if str(getattr(k, "name", k)) not in (lam_name, lam2_name)}
     n = _size(comb, values)
-    num: dict[sp.Basic, Any] = {comb.lam: sp.sympify(_plain(l1)), comb.lam2: sp.sympify(_plain(l2))}
+    num: dict[sp.Basic, Any] = {
+        comb.lam: sp.sympify(plain_number(l1)),
+        comb.lam2: sp.sympify(plain_number(l2)),
+    }
     mats = []
     for t in comb.terms:
-        names = _scalars(rest, t.coeff)
+        names = scalar_values(rest, t.coeff)
         try:
             c = complex(sp.sympify(t.coeff).xreplace(num).xreplace(names))
         except TypeError:
@@ -691,10 +670,12 @@ def _evaluate_at(comb: Combination, values: Mapping[Any, Any], l1: complex, l2: 
         if t.result is None:
             body = _det_matrix(t.left, values, n)
         elif isinstance(t.result, TwoPoint):
-            body = np.asarray(t.result.evaluate({**rest, lam_name: _plain(l1), lam2_name: _plain(l2)}).matrix)
+            body = np.asarray(
+                t.result.evaluate({**rest, lam_name: plain_number(l1), lam2_name: plain_number(l2)}).matrix
+            )
         else:
             lv = l1 if t.result.lam == comb.lam else l2
-            one = t.result.evaluate({**rest, t.result.lam: _plain(lv)})
+            one = t.result.evaluate({**rest, t.result.lam: plain_number(lv)})
             body = _det_matrix(t.left, values, n) @ one.matrix @ _det_matrix(t.right, values, n)
         mats.append(c * body)
     total = np.sum(mats, axis=0) if mats else np.zeros((n, n), dtype=complex)
@@ -702,8 +683,8 @@ def _evaluate_at(comb: Combination, values: Mapping[Any, Any], l1: complex, l2: 
 
 
 def _evaluate(comb: Combination, values: Mapping[Any, Any]) -> CombinationValue:
-    l1 = complex(_lookup(values, str(comb.lam)))
-    l2 = complex(_lookup(values, str(comb.lam2)))
+    l1 = complex(lookup_value(values, str(comb.lam)))
+    l2 = complex(lookup_value(values, str(comb.lam2)))
     singular = any({comb.lam, comb.lam2} <= sp.denom(sp.together(t.coeff)).free_symbols for t in comb.terms)
     if singular and abs(l2 - l1) <= 1e-7 * max(abs(l1), abs(l2), 1e-300):
         h = 1e-4 * abs(l1)
@@ -744,14 +725,13 @@ def _retrace(expr: sp.Expr, subs: Mapping[sp.Symbol, tuple[sp.Symbol, ...]]) -> 
 def _word_letters(
     factors: Sequence[MatrixExpr], sqrt_names: set[str]
 ) -> tuple[sp.Expr, tuple[sp.Symbol, ...], dict[sp.Symbol, Any]]:
-    from .series import _factor_letters
 
     fs = tuple(f for f in factors if not isinstance(f, Identity))
     for f in fs:
         if isinstance(f, Sum):
             raise InvalidArgument(f"the series check does not expand the sum {f}; it needs products")
     coeff, fs, _ = gaussian_gram_to_wishart(sp.S.One, fs)
-    letters, laws = _factor_letters(fs, sqrt_names)
+    letters, laws = factor_letters(fs, sqrt_names)
     return sp.sympify(coeff), letters, laws
 
 
@@ -801,12 +781,7 @@ def _term_series(t: Term, lam: sp.Expr, order: int, sqrt_names: set[str]) -> _Se
         _, letters, _ = _word_letters(t.left, sqrt_names)
         return {(0, 0): tr(sp.Mul(TEST_LETTER, *letters))}
     if isinstance(t.result, TwoPoint):
-        from .twopoint_series import TEST_LETTER as N_TEST
-        from .twopoint_series import series_coefficients as two_series
-
         return {k: _retrace(e, {N_TEST: (TEST_LETTER,)}) for k, e, _ in two_series(t.result, max(order, 1))}
-    from .series import TEST_LETTER as M_TEST
-    from .series import series_coefficients as one_series
 
     _, lw, _ = _word_letters(t.left, sqrt_names)
     _, rw, _ = _word_letters(t.right, sqrt_names)
@@ -912,3 +887,25 @@ def _divide(
         if not _is_zero(rem):
             residuals.append(((a_end, bmin), rem))
     return q, residuals
+
+
+def derive_two_point(expr: Any) -> Combination | LayeredTwoPoint | TwoPoint:
+    """Derive the two-point equivalent of ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)``.
+
+    With something random in ``M`` (a sandwich) the result is a :class:`Combination`
+    (:func:`derive_sandwich`); with several free factors in the resolvents (layered chains
+    such as the random-feature model) a
+    :class:`~detequiv.derivations.layered.LayeredTwoPoint`; with one free factor a
+    :class:`~detequiv.derivations.twopoint.TwoPoint`.
+
+    Raises
+    ------
+    InvalidArgument
+        If ``expr`` is not of that shape, or both resolvents use the same ridge symbol.
+    InvalidWord
+        If a resolvent is not ``A^l B A^(1-l)`` with one free factor ``B`` shared by both,
+        or something random between the resolvents cannot be absorbed.
+    """
+    if is_sandwich(expr):  # a random matrix between the resolvents
+        return derive_sandwich(expr)
+    return derive_pair(expr)

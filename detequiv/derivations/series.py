@@ -22,6 +22,7 @@ noncommutative polynomial of the input.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -29,14 +30,26 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument, InvalidWord
+from .algebra import contains_sum, gaussian_gram_to_wishart, product_factors, resolvent_parts
 from .cumulants import _check_order
-from .expressions import Deterministic, FreeMatrix, MatrixExpr, Rectangular, Sqrt, Transpose
-from .mixed import mixed_moment
-from .quantities import tr
-from .transforms import s_series
+from .derivation import solve_order
+from .expressions import (
+    Deterministic,
+    FreeMatrix,
+    Identity,
+    MatrixExpr,
+    Product,
+    Rectangular,
+    Sqrt,
+    Sum,
+    Transpose,
+)
+from .mixed import mixed_moment, polynomial_moment
+from .quantities import df1, tr
+from .transforms import r_series, s_series
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .onepoint import OnePoint, SeriesCheck
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .onepoint import OnePoint
 
 __all__ = ["check_series", "series_coefficients", "general_series_coefficients"]
 
@@ -143,7 +156,7 @@ def _sympy_letters(m: sp.Basic, sqrt_names: set[str]) -> tuple[sp.Symbol, ...]:
     raise InvalidWord(f"cannot write {m} as a word of letters")
 
 
-def _factor_letters(
+def factor_letters(
     factors: Sequence[MatrixExpr], sqrt_names: set[str]
 ) -> tuple[tuple[sp.Symbol, ...], dict[sp.Symbol, Any]]:
     letters: list[sp.Symbol] = []
@@ -169,7 +182,7 @@ def _factor_letters(
 # -- exact arithmetic: a polynomial ring with an inverse generator per symbol ------
 
 
-class _Ring:
+class TraceRing:
     """Laurent polynomials in the symbols and ``tr(...)`` atoms of some expressions.
 
     Each atom ``a`` gets a generator and an inverse generator ``1/a`` (the ring is
@@ -262,7 +275,7 @@ def _mul(a: list[Any], b: list[Any], K: int, zero: Any) -> list[Any]:
     return out
 
 
-def _inv(a: list[Any], K: int, alg: _Ring) -> list[Any]:
+def _inv(a: list[Any], K: int, alg: TraceRing) -> list[Any]:
     if not a[0]:
         raise InvalidArgument("the fixed point has kappa/lam -> 0 as lam -> infinity; no 1/lam series")
     inv0 = alg.inv(a[0])
@@ -276,7 +289,7 @@ def _inv(a: list[Any], K: int, alg: _Ring) -> list[Any]:
     return b
 
 
-def _powers(v: list[Any], K: int, alg: _Ring) -> list[list[Any]]:
+def _powers(v: list[Any], K: int, alg: TraceRing) -> list[list[Any]]:
     zero = alg.R.zero
     out = [[alg.R.one] + [zero] * K]
     for _ in range(K):
@@ -295,7 +308,7 @@ def _g_polynomial(g: sp.Expr, ds: Sequence[sp.Symbol], K: int) -> list[tuple[tup
 
 
 def _evaluate_g(
-    terms: list[tuple[tuple[int, ...], Any]], deltas: list[list[list[Any]]], K: int, alg: _Ring
+    terms: list[tuple[tuple[int, ...], Any]], deltas: list[list[list[Any]]], K: int, alg: TraceRing
 ) -> list[Any]:
     """``sum_m c_m prod_i delta_i^{m_i}`` with ``deltas[i][e]`` the e-th power series."""
     zero = alg.R.zero
@@ -315,7 +328,7 @@ def _moments(letters: tuple[sp.Symbol, ...], K: int, rect: Shapes | None = None)
     return [tr(sp.Mul(*(letters * j))) if letters else sp.S.One for j in range(K + 1)]
 
 
-def _df_series(moments: list[Any], u: list[Any], K: int, alg: _Ring) -> list[list[Any]]:
+def _df_series(moments: list[Any], u: list[Any], K: int, alg: TraceRing) -> list[list[Any]]:
     """Powers of ``df1(Y, kappa)`` as series in x, with ``kappa = u / x``."""
     v = [alg.R.zero] + _inv(u, K, alg)[:K]
     vp = _powers(v, K, alg)
@@ -326,10 +339,8 @@ def _df_series(moments: list[Any], u: list[Any], K: int, alg: _Ring) -> list[lis
     return _powers(delta, K, alg)
 
 
-def _prepare(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tuple[Any, ...]]:
+def prepare_fixed_points(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tuple[Any, ...]]:
     """For each fixed point in solve order: symbol, implicit, Taylor terms, df targets."""
-    from .onepoint import df1, solve_order
-
     lam = eq.lam
     tvar = sp.Symbol("t_series")
     replacements = {}
@@ -361,7 +372,9 @@ def _prepare(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tuple[Any, ...]
     return out
 
 
-def _solve_fixed_points(prepared: list[tuple[Any, ...]], K: int, alg: _Ring) -> dict[sp.Symbol, list[Any]]:
+def solve_fixed_point_series(
+    prepared: list[tuple[Any, ...]], K: int, alg: TraceRing
+) -> dict[sp.Symbol, list[Any]]:
     solved: dict[sp.Symbol, list[Any]] = {}
     zero = alg.R.zero
     for symbol, implicit, terms_expr, targets in prepared:
@@ -379,10 +392,8 @@ def _solve_fixed_points(prepared: list[tuple[Any, ...]], K: int, alg: _Ring) -> 
 
 def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
     """``(equivalent, diagram sum)`` coefficients of ``lam^0 .. lam^-order`` of ``tr(M .)``."""
-    from .onepoint import _factors_of, _resolvent_parts, gaussian_gram_to_wishart
-
     K = _check_order(order)
-    _, res = _resolvent_parts(eq.random)
+    _, res = resolvent_parts(eq.random)
     if eq.isotropic is not None:
         return isotropic_series_coefficients(eq, order)
     if _has_sum(res.arg):
@@ -394,16 +405,16 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
             f"deterministic = {eq.deterministic} is not prefactor * ridge (ridge I + matrix)^-1 = "
             f"{rebuilt}; the series check expands (prefactor, ridge, matrix), so change those fields"
         )
-    coeff, factors = _factors_of(res.arg)
+    coeff, factors = product_factors(res.arg)
     coeff, factors, _ = gaussian_gram_to_wishart(coeff, factors)
     sqrt_names = {f.base.name for f in factors if isinstance(f, Sqrt)}
     sqrt_names |= _sqrt_names_sympy(eq.matrix)
     for fp in eq.fixed_points:
         sqrt_names |= _sqrt_names_sympy(fp.rhs)
-    word, laws = _factor_letters(factors, sqrt_names)
+    word, laws = factor_letters(factors, sqrt_names)
     rect = _rect_shapes(res.arg.to_sympy())
 
-    prepared = _prepare(eq, K, sqrt_names)
+    prepared = prepare_fixed_points(eq, K, sqrt_names)
     ratio = None
     if not any(p[0] == eq.ridge for p in prepared):
         ratio = sp.simplify(eq.ridge / eq.lam)
@@ -412,8 +423,8 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
     exprs: list[Any] = [ratio or 1]
     for _, _, terms, targets in prepared:
         exprs += [c for _, c in terms] + [x for ms, _ in targets for x in ms]
-    alg = _Ring(exprs)
-    solved = _solve_fixed_points(prepared, K, alg)
+    alg = TraceRing(exprs)
+    solved = solve_fixed_point_series(prepared, K, alg)
     u = solved[eq.ridge] if ratio is None else [alg.to(ratio)] + [alg.R.zero] * K
     v = [alg.R.zero] + _inv(u, K, alg)[:K]
     vp = _powers(v, K, alg)
@@ -449,13 +460,12 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
     cyclicity; the latter is the planar diagram sum of
     :func:`~detequiv.derivations.mixed.mixed_moment` with ``Z^T Z`` a white Wishart.
     """
-    from .onepoint import _factors_of, _resolvent_parts, df1, gaussian_gram_to_wishart
 
     K = _check_order(order)
     iso = eq.isotropic
     assert iso is not None
     inner = iso.inner
-    c_out, res = _resolvent_parts(eq.random)
+    c_out, res = resolvent_parts(eq.random)
     lam = eq.lam
     scale = sp.simplify(eq.prefactor / iso.tau)
     if lam in scale.free_symbols or iso.tau in scale.free_symbols:
@@ -466,7 +476,7 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
         )
     tau_fp = next(fp for fp in eq.fixed_points if fp.symbol == iso.tau)
     # exact side, from the input: A = s Z Y Z^T
-    coeff, factors = _factors_of(res.arg)
+    coeff, factors = product_factors(res.arg)
     z = iso.gaussian
     n_dim, d_dim = z.dims
     rotated = (*factors[1:-1], factors[-1], factors[0])
@@ -475,26 +485,26 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
     sqrt_names |= _sqrt_names_sympy(inner.matrix)
     for fp in eq.fixed_points:
         sqrt_names |= _sqrt_names_sympy(fp.rhs)
-    word, laws = _factor_letters(rotated, sqrt_names)
+    word, laws = factor_letters(rotated, sqrt_names)
     m = TEST_LETTER
     # equivalent side: ridges of the rotated problem, then the tau equation
-    prepared = _prepare(inner, K, sqrt_names)
+    prepared = prepare_fixed_points(inner, K, sqrt_names)
     atoms = sorted(tau_fp.rhs.atoms(df1), key=str)
     targets = [(_moments(_sympy_letters(a.args[0], sqrt_names), K), a.args[1]) for a in atoms]
     exprs: list[Any] = [tau_fp.rhs.xreplace({a: 0 for a in atoms}), scale]
     for _, _, terms, tg in prepared:
         exprs += [c for _, c in terms] + [x for ms, _ in tg for x in ms]
     exprs += [x for ms, _ in targets for x in ms]
-    alg = _Ring(exprs)
-    solved = _solve_fixed_points(prepared, K, alg)
+    alg = TraceRing(exprs)
+    solved = solve_fixed_point_series(prepared, K, alg)
     n = K + 1
-    env: dict[sp.Basic, _Series] = {lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1))}
+    env: dict[sp.Basic, Series] = {lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1))}
     env.update({s: (-1, list(u)) for s, u in solved.items()})
     for a, (ms, kappa) in zip(atoms, targets, strict=True):
         if kappa not in solved:
             raise InvalidArgument(f"{a} uses {kappa}, which the rotated problem does not solve")
         env[a] = (0, _df_series([alg.to(x) for x in ms], solved[kappa], K, alg)[1])
-    shift, cs = _s_eval(tau_fp.rhs, env, n, alg)
+    shift, cs = series_eval(tau_fp.rhs, env, n, alg)
     if shift < 0 and any(cs[:-shift]):
         raise InvalidArgument(f"{iso.tau} has a pole at lam = infinity; no 1/lam series")
     cs = cs[-shift:] if shift < 0 else [alg.R.zero] * shift + cs
@@ -511,9 +521,8 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
 
 
 def _has_sum(m: Any) -> bool:
-    from .onepoint import _contains_sum
 
-    return _contains_sum(m)
+    return contains_sum(m)
 
 
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
@@ -525,8 +534,6 @@ def _equal(a: sp.Expr, b: sp.Expr) -> bool:
 
 def check_series(eq: OnePoint, order: int) -> SeriesCheck:
     """Compare the equivalent's 1/lam series with the diagram sums (see module doc)."""
-    from .onepoint import SeriesCheck
-
     coefficients = series_coefficients(eq, order)
     first = next((k for k, (a, b) in enumerate(coefficients) if not _equal(a, b)), None)
     return SeriesCheck(order=order, coefficients=coefficients, first_failure=first, test_matrix=TEST_LETTER)
@@ -540,14 +547,14 @@ def check_series(eq: OnePoint, order: int) -> SeriesCheck:
 # expressions such as lam + R(-(1 - df1)/kappa) with lam = 1/x, kappa = u/x evaluate
 # exactly; a result that is not known to the requested order raises.
 
-_Series = tuple[int, list[Any]]
+Series = tuple[int, list[Any]]
 
 
-def _s_const(c: Any, n: int, alg: _Ring) -> _Series:
+def _s_const(c: Any, n: int, alg: TraceRing) -> Series:
     return (0, [c] + [alg.R.zero] * (n - 1))
 
 
-def _s_add(a: _Series, b: _Series, alg: _Ring) -> _Series:
+def series_add(a: Series, b: Series, alg: TraceRing) -> Series:
     shift = min(a[0], b[0])
     end = min(a[0] + len(a[1]), b[0] + len(b[1]))
     out = [alg.R.zero] * max(end - shift, 0)
@@ -559,14 +566,14 @@ def _s_add(a: _Series, b: _Series, alg: _Ring) -> _Series:
     return (shift, out)
 
 
-def _s_mul(a: _Series, b: _Series, alg: _Ring) -> _Series:
+def series_mul(a: Series, b: Series, alg: TraceRing) -> Series:
     n = min(len(a[1]), len(b[1]))
     if n == 0:
         return (a[0] + b[0], [])
     return (a[0] + b[0], [alg.reduce(c) for c in _mul(a[1][:n], b[1][:n], n - 1, alg.R.zero)])
 
 
-def _s_inv(a: _Series, alg: _Ring) -> _Series:
+def series_inv(a: Series, alg: TraceRing) -> Series:
     shift, cs = a
     i = 0
     while i < len(cs) and not cs[i]:
@@ -577,33 +584,33 @@ def _s_inv(a: _Series, alg: _Ring) -> _Series:
     return (-(shift + i), [alg.reduce(c) for c in _inv(cs, len(cs) - 1, alg)])
 
 
-def _s_pow(a: _Series, n: int, alg: _Ring) -> _Series:
+def series_pow(a: Series, n: int, alg: TraceRing) -> Series:
     if n < 0:
-        return _s_pow(_s_inv(a, alg), -n, alg)
+        return series_pow(series_inv(a, alg), -n, alg)
     out = _s_const(alg.R.one, len(a[1]), alg)
     for _ in range(n):
-        out = _s_mul(out, a, alg)
+        out = series_mul(out, a, alg)
     return out
 
 
-def _s_eval(expr: sp.Expr, env: dict[sp.Basic, _Series], n: int, alg: _Ring) -> _Series:
+def series_eval(expr: sp.Expr, env: dict[sp.Basic, Series], n: int, alg: TraceRing) -> Series:
     """Evaluate a sympy expression whose leaves are ring atoms or series in ``env``."""
     if expr in env:
         return env[expr]
     if not (expr.free_symbols & set(env)):
         return _s_const(alg.to(expr), n, alg)
     if isinstance(expr, sp.Add):
-        out = _s_eval(expr.args[0], env, n, alg)
+        out = series_eval(expr.args[0], env, n, alg)
         for a in expr.args[1:]:
-            out = _s_add(out, _s_eval(a, env, n, alg), alg)
+            out = series_add(out, series_eval(a, env, n, alg), alg)
         return out
     if isinstance(expr, sp.Mul):
-        out = _s_eval(expr.args[0], env, n, alg)
+        out = series_eval(expr.args[0], env, n, alg)
         for a in expr.args[1:]:
-            out = _s_mul(out, _s_eval(a, env, n, alg), alg)
+            out = series_mul(out, series_eval(a, env, n, alg), alg)
         return out
     if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
-        return _s_pow(_s_eval(expr.base, env, n, alg), int(expr.exp), alg)
+        return series_pow(series_eval(expr.base, env, n, alg), int(expr.exp), alg)
     raise InvalidArgument(f"cannot expand {expr} as a power series in 1/lam (only rational expressions)")
 
 
@@ -630,9 +637,6 @@ def _tr_poly(poly: sp.Expr) -> sp.Expr:
 
 def _expr_poly(m: MatrixExpr, sqrt_names: set[str], laws: dict[sp.Symbol, Any]) -> sp.Expr:
     """The random expression as a noncommutative polynomial in letters (Gram pairs -> Wishart)."""
-    from .expressions import Identity, Product, Sum
-    from .onepoint import gaussian_gram_to_wishart
-
     if isinstance(m, Sum):
         return sp.Add(*[_expr_poly(t, sqrt_names, laws) for t in m.terms])
     coeff, factors = (m.coeff, m.factors) if isinstance(m, Product) else (sp.S.One, (m,))
@@ -643,7 +647,7 @@ def _expr_poly(m: MatrixExpr, sqrt_names: set[str], laws: dict[sp.Symbol, Any]) 
         if isinstance(f, Sum):
             out = out * _expr_poly(f, sqrt_names, laws)
         else:
-            letters, f_laws = _factor_letters((f,), sqrt_names)
+            letters, f_laws = factor_letters((f,), sqrt_names)
             laws.update(f_laws)
             out = out * sp.Mul(*letters)
     return out
@@ -654,7 +658,6 @@ def _sqrt_names_expr(m: MatrixExpr) -> set[str]:
 
 
 def _function_replacements(eq: OnePoint, K: int, tvar: sp.Symbol) -> dict[Any, sp.Expr]:
-    from .transforms import r_series
 
     out: dict[Any, sp.Expr] = {}
     for name, law in eq.transforms:
@@ -674,11 +677,9 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     noncommutative polynomial; the exact side is
     :func:`~detequiv.derivations.mixed.polynomial_moment` of ``M_test (-A)^k``.
     """
-    from .mixed import polynomial_moment
-    from .onepoint import _resolvent_parts, df1, solve_order
 
     K = _check_order(order)
-    c_out, res = _resolvent_parts(eq.random)
+    c_out, res = resolvent_parts(eq.random)
     dim = res.shape[0]
     rebuilt = eq.prefactor * eq.ridge * (eq.matrix + eq.ridge * sp.Identity(dim)).inverse()
     if rebuilt != eq.deterministic:
@@ -718,13 +719,13 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
         all_exprs.append(sp.Add(*(rhs.free_symbols - skip)) + sp.Add(*rhs.atoms(tr)))
     pre = sp.expand(sp.simplify(eq.prefactor * lam / c_out))
     all_exprs.append(sp.Add(*(pre.free_symbols - set(symbols) - {lam})))
-    alg = _Ring(all_exprs)
+    alg = TraceRing(all_exprs)
     n = K + 1
-    inv_x: _Series = (-1, [alg.R.one] + [alg.R.zero] * (n - 1))
-    env: dict[sp.Basic, _Series] = {lam: inv_x}
+    inv_x: Series = (-1, [alg.R.one] + [alg.R.zero] * (n - 1))
+    env: dict[sp.Basic, Series] = {lam: inv_x}
     solved: dict[sp.Symbol, list[Any]] = {}
 
-    def ridge_series(u: list[Any]) -> _Series:
+    def ridge_series(u: list[Any]) -> Series:
         return (-1, list(u))
 
     for symbol, implicit, rhs, ds, targets in fps:
@@ -742,8 +743,8 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
             local.update({s: ridge_series(v) for s, v in current.items()})
             for d, (ms, kappa) in zip(ds, moments_ring, strict=True):
                 local[d] = (0, _df_series(ms, current[kappa], K, alg)[1])
-            shift, cs = _s_eval(rhs, local, n, alg)
-            value = _s_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
+            shift, cs = series_eval(rhs, local, n, alg)
+            value = series_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
             if value[0] < 0 and any(value[1][: -value[0]]):
                 raise InvalidArgument(f"{symbol} / lam has a pole at lam = infinity; no 1/lam series")
             cs = value[1][-value[0] :] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
@@ -771,7 +772,7 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     else:
         ratio = sp.simplify(eq.ridge / lam)
         u = [alg.to(ratio)] + [alg.R.zero] * K
-    p_shift, p_cs = _s_eval(pre, local, n, alg)
+    p_shift, p_cs = series_eval(pre, local, n, alg)
     if p_shift != 0:
         raise InvalidArgument(f"the prefactor {eq.prefactor} is not O(1) as lam -> infinity")
     v = [alg.R.zero] + _inv(u, K, alg)[:K]
@@ -792,3 +793,40 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
         out.append((sp.expand(eqv), dia))
         a_power = sp.expand(a_power * a_poly)
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesCheck:
+    """Evidence of :meth:`OnePoint.check_series`: both sides, coefficient by coefficient.
+
+    ``coefficients[k] = (equivalent, diagram_sum)`` is the coefficient of
+    :math:`\\lambda^{-k}` of ``tr(M .)``; ``first_failure`` is the first ``k`` where they
+    differ (``None`` if all agree).
+    """
+
+    order: int
+    coefficients: tuple[tuple[sp.Expr, sp.Expr], ...]
+    first_failure: int | None
+    test_matrix: sp.Symbol
+
+    @property
+    def passed(self) -> bool:
+        return self.first_failure is None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        if self.passed:
+            return (
+                f"series check passed: coefficients of lam^0 .. lam^-{self.order} of "
+                f"tr({self.test_matrix} .) agree with the planar diagram sums"
+            )
+        k = self.first_failure
+        assert k is not None
+        eqv, dia = self.coefficients[k]
+        return (
+            f"series check FAILED at lam^-{k} of tr({self.test_matrix} .):\n"
+            f"  equivalent:  {eqv}\n  diagram sum: {dia}\n"
+            f"  difference:  {sp.expand(eqv - dia)}"
+        )

@@ -35,7 +35,7 @@ and compares every coefficient with the planar diagram sum of
 >>> lam, lam2 = sp.symbols("lam lam2", positive=True); D, P = sp.symbols("D P", positive=True)
 >>> S = Deterministic("Sigma", D); M = Deterministic("M", D); X = Gaussian("X", (P, D))
 >>> Sh = S.sqrt() @ X.T @ X @ S.sqrt() / P
->>> tp = derive_two_point(lam * lam2 * resolvent(Sh, lam) @ M @ resolvent(Sh, lam2))
+>>> tp = derive_single_layer(lam * lam2 * resolvent(Sh, lam) @ M @ resolvent(Sh, lam2))
 >>> tp.form, tp.exponent
 ('III', 1)
 >>> tp.scale
@@ -46,87 +46,46 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..errors import InvalidArgument, InvalidWord, VerificationError
+from ..errors import InvalidArgument, InvalidWord
+from .algebra import gaussian_gram_to_wishart
+from .derivation import Derivation, FixedPoint, Step
+from .derive import derive
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
-from .onepoint import (
-    Derivation,
-    FixedPoint,
-    OnePoint,
-    Step,
-    call_witness,
-    derive,
-    df1,
-    gaussian_gram_to_wishart,
-    register_witness,
-    result_latex,
-    result_str,
+from .numeric import as_matrix, lookup_value, matrix_power, plain_number, scalar_values
+from .onepoint import OnePoint
+from .quantities import df1, df2, divided_difference
+from .results import Equivalence
+from .rules import (
+    CONJUGATION_EXPONENT,
+    LINEAR_DIVIDED_DIFFERENCE,
+    ONE_POINT_RENORMALIZATION,
+    OPERATOR_VALUED_SUBORDINATION,
 )
+from .twopoint_series import TwoPointSeriesCheck, check_series
 
 __all__ = [
-    "df2",
-    "divided_difference",
     "TwoPoint",
     "TwoPointValue",
     "TwoPointSeriesCheck",
-    "derive_two_point",
+    "derive_single_layer",
+    "two_point_parts",
     "conjugation_exponent",
     "operator_valued_subordination",
     "linear_divided_difference",
-    "register_two_point_witness",
 ]
-
-
-def register_two_point_witness(name: str, function: Callable[..., Any]) -> None:
-    """Register a witness (``"monte_carlo"``) for :class:`TwoPoint` (done by :mod:`detequiv.codegen`).
-
-    It shares the one registry of :func:`detequiv.derivations.onepoint.register_witness`,
-    under the key ``"two_point/" + name``.
-    """
-    register_witness("two_point/" + name, function)
 
 
 _REF_TWO_POINT = (
     "MATH.md 3.1-3.2 (operator-valued M_2(C) subordination of the upper-triangular "
     "2x2 block resolvent); Mingo-Speicher, Free Probability and Random Matrices (2017), ch. 9"
 )
-
-
-class df2(sp.Function):  # noqa: N801 - the paper's name
-    r""":math:`\mathrm{df}_2(Y,\kappa,\kappa')=\operatorname{tr}Y^2(Y+\kappa)^{-1}(Y+\kappa')^{-1}`
-
-    >>> import sympy as sp
-    >>> sp.latex(df2(sp.MatrixSymbol("A", 2, 2), sp.Symbol("k"), sp.Symbol("l")))
-    '\\mathrm{df}_2\\left(A, k, l\\right)'
-    """
-
-    nargs = 3
-    is_commutative = True
-
-    def _latex(self, printer: Any, exp: Any = None) -> str:
-        tex = r"\mathrm{df}_2\left(" + ", ".join(printer._print(a) for a in self.args) + r"\right)"
-        return tex if exp is None else r"\left(" + tex + r"\right)^{" + str(exp) + "}"
-
-
-class divided_difference(sp.Function):  # noqa: N801
-    r""":math:`c(\lambda,\lambda')=(\lambda'\kappa-\lambda\kappa')/(\lambda'-\lambda)`, arguments
-    ``(lam, lam2, kappa, kappa2)``; at :math:`\lambda=\lambda'` its limit
-    :math:`\kappa-\lambda\,d\kappa/d\lambda` (MATH.md 3.2).
-    """
-
-    nargs = 4
-    is_commutative = True
-
-    def _latex(self, printer: Any, exp: Any = None) -> str:
-        lam, lam2, k, k2 = (printer._print(a) for a in self.args)
-        tex = r"\frac{" + f"{lam2} {k} - {lam} {k2}" + "}{" + f"{lam2} - {lam}" + "}"
-        return tex if exp is None else r"\left(" + tex + r"\right)^{" + str(exp) + "}"
 
 
 # ---------------------------------------------------------------------------
@@ -148,52 +107,12 @@ class TwoPointValue:
         """``tr(test @ equivalent)`` (``tr = Tr / n``)."""
         n = self.matrix.shape[0]
         value = np.trace(self.matrix if test is None else np.asarray(test) @ self.matrix) / n
-        return _plain(value)
+        return plain_number(value)
 
     def naive_trace(self, test: Any = None) -> complex | float:
         """``tr(test @ kappa kappa' R M R')``: the product of one-point equivalents, without correction."""
         n = self.naive.shape[0]
-        return _plain(np.trace(self.naive if test is None else np.asarray(test) @ self.naive) / n)
-
-
-def _plain(value: Any) -> complex | float:
-    z = complex(value)
-    return z.real if z.imag == 0 else z
-
-
-@dataclass(frozen=True, slots=True)
-class TwoPointSeriesCheck:
-    """Evidence of :meth:`TwoPoint.check_series`.
-
-    ``coefficients[(a, b)] = (equivalent, diagram_sum)`` is the coefficient of
-    :math:`\\lambda^{-a}\\lambda'^{-b}` of ``tr(N_test .)``; ``failures`` lists the
-    ``(a, b)`` where they differ.
-    """
-
-    order: int
-    coefficients: tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]
-    failures: tuple[tuple[int, int], ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        if self.passed:
-            return (
-                f"two-point series check passed: all {len(self.coefficients)} coefficients "
-                f"lam^-a lam2^-b (a + b <= {self.order}) agree with the planar diagram sums"
-            )
-        a, b = self.failures[0]
-        eqv, dia = next((e, d) for k, e, d in self.coefficients if k == (a, b))
-        return (
-            f"two-point series check FAILED at {len(self.failures)} coefficients; first "
-            f"lam^-{a} lam2^-{b}:\n  equivalent:  {eqv}\n  diagram sum: {dia}\n"
-            f"  difference:  {sp.expand(eqv - dia)}"
-        )
+        return plain_number(np.trace(self.naive if test is None else np.asarray(test) @ self.naive) / n)
 
 
 # ---------------------------------------------------------------------------
@@ -322,10 +241,9 @@ def linear_divided_difference(
     a_matrix = atoms[0].args[0]
     new = kappa * kappa2 * beta / (alpha - beta * df2(a_matrix, kappa, kappa2))
     step = Step(
-        "linear_divided_difference",
+        LINEAR_DIVIDED_DIFFERENCE,
         scale,
         new,
-        "MATH.md 3.2 (Wishart identities: the df2 denominators are divided differences of kappa(lam))",
         f"{ridge} = kappa ({alpha} - ({beta}) df1(kappa)) is linear in df1",
     )
     return new, step
@@ -337,7 +255,7 @@ def linear_divided_difference(
 
 
 @dataclass(frozen=True, slots=True)
-class TwoPoint:
+class TwoPoint(Equivalence):
     r"""A two-point equivalent ``random ~ deterministic`` (see the module doc).
 
     The deterministic side is built from the fields (so it cannot disagree with them):
@@ -393,12 +311,6 @@ class TwoPoint:
         )
         return body if self.prefactor == 1 else sp.MatMul(self.prefactor, body)
 
-    def __str__(self) -> str:
-        return result_str(self)
-
-    def _repr_latex_(self) -> str:
-        return result_latex(self)
-
     def with_scale(self, scale: sp.Expr) -> TwoPoint:
         """A copy with another correction scalar (negative controls)."""
         return replace(self, scale=sp.sympify(scale))
@@ -415,16 +327,7 @@ class TwoPoint:
         letter) must equal ``prefactor (-c)^(a+b) lim tr(N X1^a M X2^b)`` for every
         ``a + b <= order`` (see :mod:`detequiv.derivations.twopoint_series`).
         """
-        from .twopoint_series import check_series
-
         return check_series(self, order)
-
-    def verify_series(self, order: int = 6) -> TwoPointSeriesCheck:
-        """:meth:`check_series`, raising :class:`VerificationError` with the evidence on failure."""
-        result = self.check_series(order)
-        if not result.passed:
-            raise VerificationError(str(result))
-        return result
 
     def evaluate(self, values: Mapping[Any, Any]) -> TwoPointValue:
         """Numbers: ``values`` maps ``lam``, ``lam2``, dimensions and law parameters to numbers,
@@ -436,17 +339,13 @@ class TwoPoint:
         """
         return _evaluate(self, values)
 
-    def check_monte_carlo(self, sizes: Sequence[int] = (100, 200, 400), *, rng: Any, **kwargs: Any) -> Any:
-        """Monte Carlo witness (:func:`detequiv.witnesses.twopoint.check_monte_carlo`)."""
-        return call_witness("two_point/monte_carlo", "twopoint_mc", self, sizes, rng, **kwargs)
-
 
 # ---------------------------------------------------------------------------
 # derive
 # ---------------------------------------------------------------------------
 
 
-def _parts(expr: Any) -> tuple[sp.Expr, Resolvent, tuple[MatrixExpr, ...], Resolvent]:
+def two_point_parts(expr: Any) -> tuple[sp.Expr, Resolvent, tuple[MatrixExpr, ...], Resolvent]:
     if isinstance(expr, Product) and len(expr.factors) >= 2:
         first, *mid, last = expr.factors
         if isinstance(first, Resolvent) and isinstance(last, Resolvent):
@@ -462,13 +361,10 @@ def _parts(expr: Any) -> tuple[sp.Expr, Resolvent, tuple[MatrixExpr, ...], Resol
     )
 
 
-def derive_two_point(expr: Any) -> Any:
-    """Derive the two-point equivalent of ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)``.
-
-    With one free factor the result is a :class:`TwoPoint`; when the resolvents contain
-    several free factors (layered chains such as the random-feature model) it is a
-    :class:`~detequiv.derivations.layered.LayeredTwoPoint` from
-    :func:`~detequiv.derivations.layered.derive_layered_two_point`.
+def derive_single_layer(expr: Any) -> TwoPoint:
+    """The two-point equivalent of ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)`` with one
+    free factor ``B`` shared by both resolvents and ``M`` deterministic (the entry point for
+    any two-point function is :func:`~detequiv.derivations.sandwich.derive_two_point`).
 
     Raises
     ------
@@ -478,20 +374,12 @@ def derive_two_point(expr: Any) -> Any:
         If a resolvent is not ``A^l B A^(1-l)`` with one free factor ``B`` shared by both,
         or something random stands between the resolvents.
     """
-    from .sandwich import derive_sandwich, is_sandwich
-
-    if is_sandwich(expr):  # a random matrix between the resolvents (MATH.md 3.4)
-        return derive_sandwich(expr)
-    c_out, res1, middle, res2 = _parts(expr)
+    c_out, res1, middle, res2 = two_point_parts(expr)
     lam, lam2 = res1.lam, res2.lam
     if lam == lam2:
         raise InvalidArgument(
             f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
         )
-    from .layered import derive_layered_two_point, layered_free_count
-
-    if layered_free_count(expr) > 1:
-        return derive_layered_two_point(expr)
     s1, s2 = _side(res1, "left"), _side(res2, "right")
     if s1.free != s2.free:
         raise InvalidWord(
@@ -519,10 +407,9 @@ def derive_two_point(expr: Any) -> Any:
             steps.append(replace(st, note=f"{side} resolvent: {st.note}"))
         steps.append(
             Step(
-                "one_point_renormalization",
+                ONE_POINT_RENORMALIZATION,
                 one.random.to_sympy(),
                 one.deterministic.xreplace({one.ridge: eq.lhs}),
-                "MATH.md 2.1-2.2",
                 f"{side} resolvent",
                 eq,
             )
@@ -531,10 +418,9 @@ def derive_two_point(expr: Any) -> Any:
     a_sym = s1.base.to_sympy()
     steps.append(
         Step(
-            "conjugation_exponent",
+            CONJUGATION_EXPONENT,
             sp.Tuple(s1.left, s2.left),
             a,
-            "exact algebra: (lam + A^l B A^(1-l))^-1 = A^(l-1/2) (lam + A^(1/2) B A^(1/2))^-1 A^(1/2-l)",
             f"A^{1 - s1.left} stands between {s1.free.name} and M on the left, A^{s2.left} on the right: "
             f"a = {a} stays inside the trace, A^{2 - a} moves outside",
         )
@@ -544,10 +430,9 @@ def derive_two_point(expr: Any) -> Any:
     scale = operator_valued_subordination(ridge1, ridge2, kappa, kappa2, a_sym)
     steps.append(
         Step(
-            "operator_valued_subordination",
+            OPERATOR_VALUED_SUBORDINATION,
             expr.to_sympy(),
             scale,
-            _REF_TWO_POINT,
             f"{s1.free.name} ~ {s1.free.law} is rotation invariant and free from A and M; the correction "
             "scalar c(lam, lam')/tr(A R R')",
         )
@@ -589,47 +474,26 @@ def _apow(a: sp.Expr, e: sp.Rational) -> tuple[sp.Expr, ...]:
     return (a,) if e == 1 else (sp.MatPow(a, e),)
 
 
-def _lookup(values: Mapping[Any, Any], name: str) -> Any:
-    for k, v in values.items():
-        if (isinstance(k, str) and k == name) or getattr(k, "name", None) == name or str(k) == name:
-            return v
-    raise InvalidArgument(f"values has no entry for {name}; pass it")
-
-
-def _matrix(value: Any) -> np.ndarray:
-    m = np.asarray(value)
-    return np.diag(m) if m.ndim == 1 else m
-
-
-def _mpow(a: np.ndarray, e: sp.Rational) -> np.ndarray:
-    if e == 0:
-        return np.eye(a.shape[0])
-    if sp.Rational(e).is_integer:
-        return np.linalg.matrix_power(a, int(e))
-    w, v = np.linalg.eigh(a)
-    return (v * np.clip(w, 0, None) ** float(e)) @ v.T
-
-
 def _evaluate(tp: TwoPoint, values: Mapping[Any, Any]) -> TwoPointValue:
-    lam_v = complex(_lookup(values, str(tp.lam)))
-    lam2_v = complex(_lookup(values, str(tp.lam2)))
+    lam_v = complex(lookup_value(values, str(tp.lam)))
+    lam2_v = complex(lookup_value(values, str(tp.lam2)))
     rest = {k: v for k, v in values.items() if str(getattr(k, "name", k)) not in (str(tp.lam), str(tp.lam2))}
 
     def kappa_at(one: OnePoint, lam: complex) -> complex:
-        return complex(one.evaluate({**rest, one.lam: _plain(lam)}).ridge)
+        return complex(one.evaluate({**rest, one.lam: plain_number(lam)}).ridge)
 
     k1 = kappa_at(tp.left, lam_v)
     k2 = kappa_at(tp.right, lam2_v)
-    a = _matrix(_lookup(values, tp.a_matrix.name)).astype(complex)
+    a = as_matrix(lookup_value(values, tp.a_matrix.name)).astype(complex)
     n = a.shape[0]
     eig = np.linalg.eigvalsh(a.real) if np.allclose(a, a.real) else np.linalg.eigvals(a)
     m = np.eye(n, dtype=complex)
     for f in tp.middle:
         if isinstance(f, Sqrt):
-            m = m @ _mpow(_matrix(_lookup(values, f.base.name)).real, sp.Rational(1, 2))
+            m = m @ matrix_power(as_matrix(lookup_value(values, f.base.name)).real, sp.Rational(1, 2))
         else:
             assert isinstance(f, Deterministic)
-            m = m @ _matrix(_lookup(values, f.name))
+            m = m @ as_matrix(lookup_value(values, f.name))
     rep: dict[sp.Basic, Any] = {tp.kappa: k1, tp.kappa2: k2, tp.lam: lam_v, tp.lam2: lam2_v}
     for atom in tp.scale.atoms(df1):
         k = rep[atom.args[1]]
@@ -638,7 +502,7 @@ def _evaluate(tp: TwoPoint, values: Mapping[Any, Any]) -> TwoPointValue:
         ka, kb = rep[atom.args[1]], rep[atom.args[2]]
         rep[atom] = np.mean(eig**2 / ((eig + ka) * (eig + kb)))
     for atom in tp.scale.atoms(divided_difference):
-        sub = _scalars(rest, atom.args[0], atom.args[1])
+        sub = scalar_values(rest, atom.args[0], atom.args[1])
         symb = {key: sp.sympify(val) for key, val in rep.items()}
         l1 = complex(sp.sympify(atom.args[0]).xreplace(symb).xreplace(sub))
         l2 = complex(sp.sympify(atom.args[1]).xreplace(symb).xreplace(sub))
@@ -649,7 +513,7 @@ def _evaluate(tp: TwoPoint, values: Mapping[Any, Any]) -> TwoPointValue:
             dk = (kappa_at(tp.left, lam_v + h) - kappa_at(tp.left, lam_v - h)) / (2 * h)
             rep[atom] = k1 - lam_v * dk
     num = {s: sp.sympify(v) for s, v in rep.items()}
-    names = _scalars(rest, tp.scale, tp.prefactor)
+    names = scalar_values(rest, tp.scale, tp.prefactor)
     try:
         scale = complex(tp.scale.xreplace(num).xreplace(names))
         pre = complex(tp.prefactor.xreplace(num).xreplace(names))
@@ -660,20 +524,6 @@ def _evaluate(tp: TwoPoint, values: Mapping[Any, Any]) -> TwoPointValue:
     r1 = np.linalg.inv(a + k1 * eye)
     r2 = np.linalg.inv(a + k2 * eye)
     naive = pre * k1 * k2 * r1 @ m @ r2
-    inner = np.trace(m @ _mpow(a.real, tp.exponent) @ r1 @ r2) / n
-    corr = pre * scale * inner * _mpow(a.real, 2 - tp.exponent) @ r1 @ r2
-    return TwoPointValue(_plain(k1), _plain(k2), _plain(scale), naive + corr, naive)
-
-
-def _scalars(values: Mapping[Any, Any], *exprs: sp.Expr) -> dict[sp.Basic, Any]:
-    """Free symbols of ``exprs`` -> numbers of ``values`` with the same name."""
-    by_name: dict[str, Any] = {}
-    for k, v in values.items():
-        if np.ndim(v) == 0:
-            by_name[k if isinstance(k, str) else getattr(k, "name", str(k))] = v
-    out: dict[sp.Basic, Any] = {}
-    for e in exprs:
-        for s in sp.sympify(e).free_symbols:
-            if s.name in by_name:
-                out[s] = sp.sympify(by_name[s.name])
-    return out
+    inner = np.trace(m @ matrix_power(a.real, tp.exponent) @ r1 @ r2) / n
+    corr = pre * scale * inner * matrix_power(a.real, 2 - tp.exponent) @ r1 @ r2
+    return TwoPointValue(plain_number(k1), plain_number(k2), plain_number(scale), naive + corr, naive)

@@ -16,6 +16,7 @@ bivariate Laurent-series arithmetic that tracks its precision. The coefficient o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -24,14 +25,15 @@ from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument
 from .expressions import Deterministic, FreeMatrix, Sqrt
+from .letters import Letters, normal_word
 from .mixed import mixed_moment
-from .onepoint import df1
-from .quantities import tr, word_letters
+from .quantities import df1, df2, divided_difference, tr, word_letters
+from .results import Evidence
 from .transforms import s_series
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layered import LayeredTwoPoint
-    from .twopoint import TwoPoint, TwoPointSeriesCheck
+    from .twopoint import TwoPoint
 
 __all__ = ["check_series", "series_coefficients", "layered_series_coefficients", "check_layered_series"]
 
@@ -362,7 +364,6 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
         tp.kappa: ux * x.inverse(),
         tp.kappa2: uy * y.inverse(),
     }
-    from .twopoint import df2, divided_difference
 
     for atom in scale.atoms(df1):
         k = atom.args[1]
@@ -463,7 +464,6 @@ def _pair_with_diagrams(
 def _checked(
     coefficients: tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...], order: int
 ) -> TwoPointSeriesCheck:
-    from .twopoint import TwoPointSeriesCheck
 
     failures = tuple(k for k, a, b in coefficients if not _equal(a, b))
     return TwoPointSeriesCheck(order=order, coefficients=coefficients, failures=failures)
@@ -527,7 +527,6 @@ class _LowPrecision(Exception):
 def _layered_series(
     tp: LayeredTwoPoint, order: int, L: int
 ) -> tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]:
-    from .layered import _Letters, normal_word
 
     def _tr_normal(w: tuple[sp.Symbol, ...]) -> sp.Expr:
         w = normal_word(w, cyclic=True)
@@ -541,7 +540,7 @@ def _layered_series(
         raise InvalidArgument(
             f"the prefactor {pre} depends on the ridges; the series check needs lam lam2 G M G2"
         )
-    letters = _Letters(tp.sqrt_names)
+    letters = Letters(tp.sqrt_names)
     n_l = (TEST_LETTER,)
 
     # -- the chains ---------------------------------------------------------------------------
@@ -734,3 +733,38 @@ def _layered_series(
 def check_layered_series(tp: LayeredTwoPoint, order: int) -> TwoPointSeriesCheck:
     """Compare every coefficient of a layered result (see :func:`layered_series_coefficients`)."""
     return _checked(layered_series_coefficients(tp, order), order)
+
+
+@dataclass(frozen=True, slots=True)
+class TwoPointSeriesCheck(Evidence):
+    """Evidence of :meth:`TwoPoint.check_series`.
+
+    ``coefficients[(a, b)] = (equivalent, diagram_sum)`` is the coefficient of
+    :math:`\\lambda^{-a}\\lambda'^{-b}` of ``tr(N_test .)``; ``failures`` lists the
+    ``(a, b)`` where they differ.
+    """
+
+    order: int
+    coefficients: tuple[tuple[tuple[int, int], sp.Expr, sp.Expr], ...]
+    failures: tuple[tuple[int, int], ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        if self.passed:
+            return (
+                f"two-point series check passed: all {len(self.coefficients)} coefficients "
+                f"lam^-a lam2^-b (a + b <= {self.order}) agree with the planar diagram sums"
+            )
+        a, b = self.failures[0]
+        eqv, dia = next((e, d) for k, e, d in self.coefficients if k == (a, b))
+        return (
+            f"two-point series check FAILED at {len(self.failures)} coefficients; first "
+            f"lam^-{a} lam2^-{b}:\n  equivalent:  {eqv}\n  diagram sum: {dia}\n"
+            f"  difference:  {sp.expand(eqv - dia)}"
+        )

@@ -10,11 +10,7 @@ The ``*_mc`` module beside each is its simulation: the Monte Carlo witness of it
 """
 
 from .gradient_flow import GradientFlow as GradientFlow
-from .gradient_flow import LossCurve as LossCurve
 from .gradient_flow import RandomFeatureGradientFlow as RandomFeatureGradientFlow
-from .gradient_flow import hyperbolic_nodes as hyperbolic_nodes
-from .gradient_flow import inverse_laplace as inverse_laplace
-from .gradient_flow import time_windows as time_windows
 from .gradient_flow_mc import simulate_random_feature_flow as simulate_random_feature_flow
 from .kernel import GCVEstimator as GCVEstimator
 from .kernel import KernelRegression as KernelRegression
@@ -28,7 +24,6 @@ from .kernel_mc import circle_fourier_kernel as circle_fourier_kernel
 from .kernel_mc import simulate_gcv as simulate_gcv
 from .kernel_mc import simulate_kernel_ridge as simulate_kernel_ridge
 from .random_features import RandomFeatureRidge as RandomFeatureRidge
-from .ridge import LossFormula as LossFormula
 from .ridge import RidgeRegression as RidgeRegression
 from .sgd import MultiPassSGD as MultiPassSGD
 from .sgd import OnlineSGD as OnlineSGD
@@ -39,7 +34,6 @@ from .sgd_mc import run_online_sgd as run_online_sgd
 
 __all__ = [
     "RidgeRegression",
-    "LossFormula",
     "KernelRegression",
     "TrainTestRelation",
     "train_test_relation",
@@ -49,10 +43,6 @@ __all__ = [
     "RandomFeatureRidge",
     "GradientFlow",
     "RandomFeatureGradientFlow",
-    "LossCurve",
-    "inverse_laplace",
-    "hyperbolic_nodes",
-    "time_windows",
     "OnlineSGD",
     "MultiPassSGD",
     "derive_online_sgd",

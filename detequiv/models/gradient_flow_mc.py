@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..derivations.onepoint import register_witness
+from ..derivations.laplace import LossCurve
 from ..errors import InvalidArgument
 from ..witnesses.acceptance import verify
 from ..witnesses.onepoint import MonteCarloCheck
 from ..witnesses.sampling import check_rng
-from .gradient_flow import LossCurve
 
 __all__ = ["simulate_gradient_flow", "simulate_random_feature_flow", "check_monte_carlo"]
 
@@ -306,10 +305,3 @@ def check_monte_carlo(
                 )
             )
     return MonteCarloCheck(tuple(reports))
-
-
-def _witness(curve: LossCurve, sizes: Sequence[int], *, rng: np.random.Generator, **kwargs: Any) -> Any:
-    return check_monte_carlo(curve, sizes, rng=rng, **kwargs)
-
-
-register_witness("dynamics/monte_carlo", _witness)

@@ -41,11 +41,28 @@ from typing import Any, Literal
 import numpy as np
 import sympy as sp
 
+from ..derivations.derivation import Derivation, FixedPoint, Step
+from ..derivations.derive import derive
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian, resolvent, trace
+from ..derivations.formula import LossFormula
 from ..derivations.laws import Wishart
-from ..derivations.onepoint import Derivation, FixedPoint, Step, call_witness, derive, df1
+from ..derivations.quantities import df1
+from ..derivations.results import monte_carlo_witness
+from ..derivations.traces import mtr
 from ..errors import DetEquivError, InvalidArgument, VerificationError
-from .ridge import LossFormula, RidgeRegression, mtr
+from .ridge import RidgeRegression
+from .rules import (
+    DERIVE_TEST_ERROR,
+    DERIVE_TRAINING_ERROR,
+    EFFECTIVE_DEGREES_OF_FREEDOM,
+    FIXED_POINT_FOR_RIDGE,
+    GCV_DEFINITION,
+    GCV_IS_TEST_ERROR,
+    RATIO_OF_CONCENTRATED,
+    S_TRANSFORM_OF_WISHART,
+    TRACE_BASIS,
+    TRAIN_TEST_RELATION,
+)
 
 __all__ = [
     "TrainTestRelation",
@@ -373,24 +390,21 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
     p, d = model.dims
     steps: list[Step] = [
         Step(
-            "derive_test_error",
+            DERIVE_TEST_ERROR,
             sp.Symbol("E_test"),
             test.total,
-            "MATH.md 4.1",
             "engine: RidgeRegression.test_error",
         ),
         Step(
-            "derive_training_error",
+            DERIVE_TRAINING_ERROR,
             sp.Symbol("E_train"),
             train.total,
-            "MATH.md 4.2",
             "engine: RidgeRegression.training_error",
         ),
         Step(
-            "fixed_point_for_ridge",
+            FIXED_POINT_FOR_RIDGE,
             lam,
             lam_k,
-            "MATH.md 2.1",
             "the engine's fixed point solved for lam (it is linear in lam)",
             fp.equation,
         ),
@@ -401,10 +415,9 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
     atoms.update(atoms2)
     steps.append(
         Step(
-            "trace_basis",
+            TRACE_BASIS,
             sp.Symbol("Sigma") * sp.Symbol("R"),
             1 - kappa * sp.Symbol("R"),
-            "exact algebra",
             "Sigma (kappa + Sigma)^-1 = I - kappa (kappa + Sigma)^-1 reduces every trace atom "
             "to tr R^j, b.R^j.b (algebraically independent)",
         )
@@ -418,10 +431,9 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
     s_matches = sp.cancel(sp.together(s - sw)) == 0
     steps.append(
         Step(
-            "s_transform_of_wishart",
+            S_TRANSFORM_OF_WISHART,
             kappa / lam,
             sw_raw,
-            "MATH.md 1.5, 2.1",
             f"S_W(t) of Wishart(D/P) at t = -df1; kappa/lam - S_W(-df1) cancels: {s_matches}",
         )
     )
@@ -431,10 +443,9 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
     ratio = sp.factor(sp.cancel(sp.together(e_test / e_train))) if holds else e_test / e_train
     steps.append(
         Step(
-            "train_test_relation",
+            TRAIN_TEST_RELATION,
             sp.Symbol("E_test") - sp.Symbol("S") ** 2 * sp.Symbol("E_train"),
             residual,
-            "MATH.md 4.2",
             "rational cancellation in the trace basis"
             + ("" if holds else f"; nonzero: {counter:.6g} at a generic numerical instance"),
         )
@@ -498,7 +509,7 @@ class GCVEstimator:
     def check_monte_carlo(self, *, rng: Any, **kwargs: Any) -> Any:
         """Mean of the GCV computed on simulated data sets against the derived test error
         (:func:`detequiv.models.kernel_mc.check_gcv`)."""
-        return call_witness("kernel/gcv", "kernel_mc", self, (), rng, **kwargs)
+        return monte_carlo_witness(self, None, rng=rng, **kwargs)
 
     def __str__(self) -> str:
         lines = [f"GCV = E_train / (1 - df_hat / P)^2,  df_hat ~ {self.df_hat}"]
@@ -543,25 +554,22 @@ def gcv_estimator(model: RidgeRegression) -> GCVEstimator:
     df_hat = d * (1 - tr_atoms)
     steps = [
         Step(
-            "gcv_definition",
+            GCV_DEFINITION,
             sp.Symbol("GCV"),
             sp.Symbol("E_train") / (1 - sp.Symbol("df_hat") / p) ** 2,
-            "MATH.md 4.2",
             "df_hat = Tr Sigma_hat (Sigma_hat + lam)^-1 = D - Tr lam G (exact: Sigma_hat G = I - lam G)",
         ),
         *one.derivation,
         Step(
-            "effective_degrees_of_freedom",
+            EFFECTIVE_DEGREES_OF_FREEDOM,
             sp.Symbol("df_hat"),
             df_hat,
-            "MATH.md 2.1",
             "D - D tr(lam G) with the one-point equivalent tr(lam G) ~ tr(kappa R)",
         ),
         Step(
-            "ratio_of_concentrated",
+            RATIO_OF_CONCENTRATED,
             sp.Symbol("GCV"),
             sp.Symbol("E_train") / (1 - df_hat / p) ** 2,
-            "MATH.md 4.2",
             "E_train and df_hat / P concentrate: the equivalent of the ratio is the ratio of equivalents",
         ),
     ]
@@ -584,10 +592,9 @@ def gcv_estimator(model: RidgeRegression) -> GCVEstimator:
     holds, residual, counter = _decide_zero(gcv_c - test_c, formula.total - test.total, test)
     steps.append(
         Step(
-            "gcv_is_test_error",
+            GCV_IS_TEST_ERROR,
             sp.Symbol("GCV") - sp.Symbol("E_test"),
             residual,
-            "MATH.md 4.2",
             "engine fixed point substituted, trace basis, rational cancellation"
             + ("" if holds else f"; nonzero: {counter:.6g} at a generic numerical instance"),
         )
@@ -834,5 +841,4 @@ class KernelRegression:
 
     def check_monte_carlo(self, lam: float, *, rng: Any, **kwargs: Any) -> Any:
         """Simulated kernel ridge regression (:func:`detequiv.models.kernel_mc.check_kernel_monte_carlo`)."""
-        kwargs["lam"] = lam
-        return call_witness("kernel/monte_carlo", "kernel_mc", self, (), rng, **kwargs)
+        return monte_carlo_witness(self, None, rng=rng, lam=lam, **kwargs)

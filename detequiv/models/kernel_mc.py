@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..derivations.onepoint import register_witness
+from ..derivations.formula import LossFormula
+from ..derivations.results import monte_carlo_witness
 from ..errors import InvalidArgument
 from ..witnesses.acceptance import VerificationReport, VerificationRow
 from ..witnesses.onepoint import MonteCarloCheck
 from ..witnesses.sampling import check_rng
 from .kernel import GCVEstimator, KernelRegression
-from .ridge import LossFormula, RidgeRegression
+from .ridge import RidgeRegression
 
 __all__ = [
     "circle_features",
@@ -378,15 +379,15 @@ def check_gcv(
     )
 
 
+@monte_carlo_witness.register(KernelRegression)
 def _kernel_witness(
-    kernel: KernelRegression, sizes: Sequence[int], *, rng: np.random.Generator, **kw: Any
+    kernel: KernelRegression, sizes: Sequence[int] | None, *, rng: np.random.Generator, **kw: Any
 ) -> Any:
-    return check_kernel_monte_carlo(kernel, sizes, rng=rng, **kw)
+    return check_kernel_monte_carlo(kernel, sizes or (), rng=rng, **kw)
 
 
-def _gcv_witness(gcv: GCVEstimator, sizes: Sequence[int], *, rng: np.random.Generator, **kw: Any) -> Any:
+@monte_carlo_witness.register(GCVEstimator)
+def _gcv_witness(
+    gcv: GCVEstimator, sizes: Sequence[int] | None, *, rng: np.random.Generator, **kw: Any
+) -> Any:
     return check_gcv(gcv, sizes or (300,), rng=rng, **kw)
-
-
-register_witness("kernel/monte_carlo", _kernel_witness)
-register_witness("kernel/gcv", _gcv_witness)

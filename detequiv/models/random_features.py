@@ -45,11 +45,14 @@ simulation (:mod:`detequiv.models.random_features_mc`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import sympy as sp
 
+from ..derivations.derivation import FixedPoint, Step
+from ..derivations.derive import derive
 from ..derivations.expressions import (
     Deterministic,
     DeterministicVector,
@@ -58,13 +61,26 @@ from ..derivations.expressions import (
     resolvent,
     trace,
 )
+from ..derivations.formula import LossFormula, LossModel, RandomTerm, SeriesSpec
 from ..derivations.laws import Wishart
 from ..derivations.layered import derive_layered_two_point
-from ..derivations.onepoint import FixedPoint, OnePoint, Step, derive
-from ..derivations.twopoint import derive_two_point
+from ..derivations.onepoint import OnePoint
+from ..derivations.rules import (
+    CONDITIONAL_EQUIVALENT,
+    IMPLICIT_DIFFERENTIATION,
+    REPLICA_DECOMPOSITION,
+    REPLICA_FACTORIZATION,
+    RESOLVENT_ABSORPTION,
+    SPECTRAL_PARAMETER_SUBSTITUTION,
+    TRACE_CONCENTRATION,
+    TWO_POINT_COINCIDENCE,
+)
+from ..derivations.sandwich import derive_two_point
+from ..derivations.traces import lam_derivative, quadratic_form, to_atoms
 from ..errors import InvalidArgument, VerificationError
+from . import random_features_mc
 from .kernel import canonical_traces
-from .ridge import LossFormula, RandomTerm, SeriesSpec, _quadratic, _to_atoms, lam_derivative
+from .rules import ERROR_DECOMPOSITION
 
 __all__ = ["RandomFeatureRidge", "check_random_feature_model"]
 
@@ -92,9 +108,7 @@ def _merge_sqrt(m: sp.Basic) -> sp.Basic:
     return m.replace(lambda e: isinstance(e, sp.MatMul), merge)
 
 
-def check_random_feature_model(
-    model: str, sigma: Any, gaussian: Any, features: Any, beta: Any
-) -> None:
+def check_random_feature_model(model: str, sigma: Any, gaussian: Any, features: Any, beta: Any) -> None:
     """Validate ``model(Sigma, X, F, beta)``: types, matching dimensions, distinct names.
 
     Raises
@@ -132,7 +146,7 @@ def _explicit(one: OnePoint) -> dict[sp.Symbol, sp.Expr]:
 
 
 @dataclass(frozen=True, slots=True)
-class RandomFeatureRidge:
+class RandomFeatureRidge(LossModel):
     r"""Ridge regression on linear random features (MATH.md 4.5).
 
     Parameters
@@ -156,8 +170,6 @@ class RandomFeatureRidge:
     beta: DeterministicVector
     noise: sp.Expr = sp.Symbol("sigma2", nonnegative=True)
     lam: sp.Symbol = sp.Symbol("lam", positive=True)
-
-    witness = ("random_features/monte_carlo", "random_features_mc")
 
     def __post_init__(self) -> None:
         check_random_feature_model("RandomFeatureRidge", self.sigma, self.gaussian, self.features, self.beta)
@@ -187,7 +199,7 @@ class RandomFeatureRidge:
         s = self.sigma.sqrt()
         return s @ self.gaussian.T @ self.gaussian @ s / self.dims[0]
 
-    def _one_point(self) -> OnePoint:
+    def one_point(self) -> OnePoint:
         """The chain :math:`\\lambda(\\lambda+W_F\\hat\\Sigma)^{-1}`, data averaged first."""
         return derive(
             self.lam * resolvent(self._wf() @ self._sh(), self.lam),
@@ -198,6 +210,15 @@ class RandomFeatureRidge:
     def test_error(self) -> LossFormula:
         """Test error with the fine-grained split (MATH.md 4.5), derived."""
         return _RFDerivation(self).test_error()
+
+    def check_monte_carlo(
+        self, loss: LossFormula, sizes: Sequence[int] | None, *, rng: Any, **options: Any
+    ) -> Any:
+        """Simulated random-feature ridge against ``loss``
+        (:func:`detequiv.models.random_features_mc.check_monte_carlo`)."""
+        if sizes is not None:
+            options["sizes"] = sizes
+        return random_features_mc.check_monte_carlo(loss, rng=rng, **options)
 
     def series_spec(self) -> SeriesSpec:
         """Letters and laws of the exact witness (the replicas are independent families)."""
@@ -214,7 +235,7 @@ class RandomFeatureRidge:
                 resolvents[f"Gt[X{xs},F{fs}]"] = (half, x, half, f)  # (lam + S_hat W_F)^-1
         blocks = {"S": (half, wx, half), "WF": (wf,)}
         return SeriesSpec(
-            one=self._one_point(),
+            one=self.one_point(),
             sqrt_name=self.sigma.name,
             laws=laws,
             resolvents=resolvents,
@@ -226,7 +247,7 @@ class RandomFeatureRidge:
 
 def _opaque(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Basic]]:
     """Trace atoms replaced by plain symbols (rational algebra on them is fast), and the way back."""
-    from .ridge import mtr
+    from ..derivations.traces import mtr
 
     atoms = sorted(sp.sympify(expr).atoms(mtr), key=str)
     fwd = {a: sp.Dummy(f"t{i}") for i, a in enumerate(atoms)}
@@ -236,7 +257,7 @@ def _opaque(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Basic]]:
 def _solve_linear(expr: sp.Expr, x: sp.Symbol, what: Any) -> sp.Expr:
     """The root of ``expr = 0`` in ``x`` when its numerator is linear in ``x`` (fixed points are
     linear in their spectral parameter); trace atoms are opaque symbols meanwhile."""
-    opaque, back = _opaque(_to_atoms(expr))
+    opaque, back = _opaque(to_atoms(expr))
     num = sp.numer(sp.together(opaque))
     poly = sp.Poly(sp.expand(num), x)
     if poly.degree() != 1:
@@ -247,7 +268,7 @@ def _solve_linear(expr: sp.Expr, x: sp.Symbol, what: Any) -> sp.Expr:
 
 def _is_zero(expr: sp.Expr) -> bool:
     """Exact zero test of a rational function of scalars and (opaque) trace atoms."""
-    return bool(sp.cancel(sp.together(_opaque(_to_atoms(expr))[0])) == 0)
+    return bool(sp.cancel(sp.together(_opaque(to_atoms(expr))[0])) == 0)
 
 
 def _factors(m: sp.Basic) -> tuple[sp.Expr, list[sp.Basic]]:
@@ -270,7 +291,7 @@ class _RFDerivation:
         self.m = model
         self.lam = model.lam
         self.steps: list[Step] = []
-        self.chain = model._one_point()
+        self.chain = model.one_point()
         root = _root(self.chain)
         self.kappa: sp.Symbol = root.symbol
         self.fixed = root
@@ -302,7 +323,7 @@ class _RFDerivation:
         return out.xreplace({root.symbol: self.kappa})
 
     def _quadratic_form(self, matrix: sp.Basic) -> sp.Expr:
-        return _quadratic(_merge_sqrt(matrix), self.b)
+        return quadratic_form(_merge_sqrt(matrix), self.b)
 
     def _released_trace(self, a: sp.Basic, held: str, shared: Any, k: sp.Expr) -> tuple[sp.Expr, FixedPoint]:
         """``tr k (k + A)^-1`` with the held placeholder in ``A`` random again, by the engine."""
@@ -320,7 +341,7 @@ class _RFDerivation:
 
     def _release(self, expr: sp.Expr, held: str, shared: Any) -> tuple[sp.Expr, list[FixedPoint]]:
         """Every trace of ``expr`` that contains the placeholder ``held``, derived with it random."""
-        from ..derivations.onepoint import df1
+        from ..derivations.quantities import df1
 
         fps: list[FixedPoint] = []
         rep: dict[sp.Basic, sp.Basic] = {}
@@ -381,10 +402,9 @@ class _RFDerivation:
         self.steps.extend(left.derivation)
         self.steps.append(
             Step(
-                "replica_factorization",
+                REPLICA_FACTORIZATION,
                 sp.Symbol("E[lam^2 G(X,F)' Sigma G(X',F')]"),
                 matrix,
-                "independent copies: E[A(X,F) M B(X',F')] = E[A] M E[B]",
                 "the mean predictor's error: each resolvent averaged alone",
             )
         )
@@ -405,15 +425,13 @@ class _RFDerivation:
         self.steps.extend(left.derivation)
         self.steps.append(
             Step(
-                "conditional_equivalent",
+                CONDITIONAL_EQUIVALENT,
                 sp.Symbol(f"E_{avg}[lam^2 G Sigma G'] | {held}"),
                 sp.MatMul(
                     left.deterministic,
                     m.sigma.to_sympy(),
                     right.deterministic.xreplace({fr.symbol: fl.symbol}),
                 ),
-                "one-point equivalents with the shared factor held fixed; the two sides average "
-                "independent copies, so they factorize",
                 f"{held} is a deterministic placeholder",
                 fl.equation,
             )
@@ -427,10 +445,9 @@ class _RFDerivation:
         matrix = matrix.xreplace({tp.kappa: self.kappa})
         self.steps.append(
             Step(
-                "spectral_parameter_substitution",
+                SPECTRAL_PARAMETER_SUBSTITUTION,
                 tp.deterministic,
                 matrix,
-                "an equivalent at spectral parameter k holds for every k off the spectrum",
                 f"k = k2 = the concentrated conditional ridge {fl.symbol} = {kc}",
             )
         )
@@ -459,10 +476,9 @@ class _RFDerivation:
             return k_of.xreplace({inner.symbol: self.kappa})
         self.steps.append(
             Step(
-                "trace_concentration",
+                TRACE_CONCENTRATION,
                 fl.equation,
                 sp.Eq(fl.symbol, released.xreplace({k: fl.symbol})),
-                "traces of the held factor concentrate; each is derived by the engine with the factor random",
                 f"{held} released; {fl.symbol} = {k_of.xreplace({inner.symbol: self.kappa})} "
                 f"(the shared factor's fixed point solved for its spectral parameter) makes this the chain's "
                 f"{self.fixed.symbol}",
@@ -494,10 +510,9 @@ class _RFDerivation:
         matrix = matrix.xreplace(expl).xreplace({roots[0].symbol: self.kappa})
         self.steps.append(
             Step(
-                "two_point_coincidence",
+                TWO_POINT_COINCIDENCE,
                 tp.deterministic,
                 matrix,
-                "MATH.md 3.5 (regular at lam = lam')",
                 "set lam' = lam (primed ridges = unprimed)",
             )
         )
@@ -512,19 +527,17 @@ class _RFDerivation:
         variance = self.m.noise / p * d_val
         self.steps.append(
             Step(
-                "resolvent_absorption",
+                RESOLVENT_ABSORPTION,
                 sp.Symbol("G W_F S_hat W_F G'"),
                 sp.Derivative(sp.Symbol("lam") * sp.Symbol("G W_F"), lam),
-                "exact algebra: S_hat W_F (lam + S_hat W_F)^-1 = I - lam G', G W_F = W_F G'",
                 "variance = (sigma2/P) d/dlam [lam Tr(Sigma G W_F)]",
             )
         )
         self.steps.append(
             Step(
-                "implicit_differentiation",
+                IMPLICIT_DIFFERENTIATION,
                 sp.Derivative(self.kappa, lam),
                 dk,
-                "implicit function theorem on the chain's fixed point",
                 "dkappa/dlam = -dPhi/dlam / dPhi/dkappa",
                 fixed,
             )
@@ -556,20 +569,18 @@ class _RFDerivation:
         self.steps.extend(cond.derivation)
         self.steps.append(
             Step(
-                "conditional_equivalent",
+                CONDITIONAL_EQUIVALENT,
                 sp.Symbol(f"lam Tr(Sigma G W_F) | {held}"),
                 cond.deterministic,
-                "one-point equivalent of the trace with the features held fixed",
                 f"{held} is a deterministic placeholder; ridge {fc.symbol}",
                 fc.equation,
             )
         )
         self.steps.append(
             Step(
-                "trace_concentration",
+                TRACE_CONCENTRATION,
                 cond.deterministic,
                 trace_value / self.d,
-                "traces of the held factor concentrate; derived by the engine with W_F random",
                 f"lam Tr(Sigma G W_F) ~ {trace_value}",
             )
         )
@@ -581,20 +592,18 @@ class _RFDerivation:
         p, d = m.dims
         self.steps.append(
             Step(
-                "error_decomposition",
+                ERROR_DECOMPOSITION,
                 sp.Symbol("E_test"),
                 sp.Symbol("E||d||_Sigma^2") + sp.Symbol("variance_noise") + m.noise,
-                "exact algebra (MATH.md 4.5)",
                 "beta_hat - beta = -lam G beta + G W_F X^T eps / P, G = (lam + W_F S_hat)^-1; "
                 "the cross term has mean 0 over eps",
             )
         )
         self.steps.append(
             Step(
-                "replica_decomposition",
+                REPLICA_DECOMPOSITION,
                 sp.Symbol("E||d||_Sigma^2"),
                 sp.Symbol("B") + sp.Symbol("V_F") + sp.Symbol("V_X") + sp.Symbol("V_XF"),
-                "law of total variance with independent copies X', F' (MATH.md 4.5)",
                 "B = E d(X,F)'S d(X',F'), B + V_F = E d(X,F)'S d(X',F), B + V_X = E d(X,F)'S d(X,F'), "
                 "B + V_F + V_X + V_XF = E d(X,F)'S d(X,F)",
             )

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..derivations.onepoint import register_witness
+from ..derivations.formula import LossFormula
 from ..errors import InvalidArgument
 from ..witnesses.acceptance import verify
 from ..witnesses.onepoint import MonteCarloCheck
 from ..witnesses.sampling import check_rng
-from .ridge import LossFormula
 
 __all__ = ["check_monte_carlo", "simulate_ridge"]
 
@@ -207,10 +206,3 @@ def check_monte_carlo(
             )
         )
     return MonteCarloCheck(tuple(reports))
-
-
-def _witness(loss: LossFormula, sizes: Sequence[int], *, rng: np.random.Generator, **kwargs: Any) -> Any:
-    return check_monte_carlo(loss, sizes, rng=rng, **kwargs)
-
-
-register_witness("learning/monte_carlo", _witness)

@@ -70,8 +70,19 @@ from typing import Any, Literal
 import numpy as np
 import sympy as sp
 
-from ..derivations.onepoint import Step
+from ..derivations.derivation import Step
 from ..errors import InvalidArgument
+from .rules import (
+    BATCH_GRADIENT_NOISE,
+    EIGENBASIS_PROJECTION,
+    FORCING_TERM,
+    GAUSSIAN_FOURTH_MOMENT,
+    NOISE_FLOOR,
+    SECOND_MOMENT_RECURSION,
+    SGD_KERNEL,
+    STABILITY,
+    VOLTERRA_EQUATION,
+)
 
 __all__ = [
     "MultiPassSGD",
@@ -134,7 +145,7 @@ def _projected_recursion() -> sp.Expr:
 def iter_online_sgd_steps() -> Iterator[Step]:
     """The named steps of the online-SGD derivation, in order (a generator).
 
-    >>> [st.rule for st in iter_online_sgd_steps()][:3]
+    >>> [st.rule.name for st in iter_online_sgd_steps()][:3]
     ['gaussian_fourth_moment', 'batch_gradient_noise', 'second_moment_recursion']
     """
     D = sp.Symbol("D", integer=True, positive=True)
@@ -150,19 +161,17 @@ def iter_online_sgd_steps() -> Iterator[Step]:
     if (lhs - rhs).applyfunc(sp.expand) != sp.zeros(2, 2):  # pragma: no cover
         raise AssertionError("Isserlis check of the Gaussian fourth moment failed")
     yield Step(
-        "gaussian_fourth_moment",
+        GAUSSIAN_FOURTH_MOMENT,
         expect(sp.Symbol("x x^T C x x^T")),
         2 * Sig * Cm * Sig + Sig * tr(Sig * Cm),
-        _REF,
         "Isserlis' theorem for x ~ N(0, Sigma), C symmetric; both sides expanded and "
         "compared symbolically on a generic 2x2 Sigma and C",
     )
     Lt = sp.Symbol("L_t", positive=True)
     yield Step(
-        "batch_gradient_noise",
+        BATCH_GRADIENT_NOISE,
         cov(sp.Symbol("g | e")),
         (Sig * e * e.T * Sig + Sig * (tr(e.T * Sig * e) + sigma2)) / B,
-        _REF,
         "g = (1/B) sum_b x_b (x_b.e - eps_b): B independent terms, each of covariance "
         "E[x x^T e e^T x x^T] + sigma2 Sigma - Sigma e e^T Sigma (fourth moment with C = e e^T)",
     )
@@ -170,10 +179,9 @@ def iter_online_sgd_steps() -> Iterator[Step]:
     Ct1 = sp.MatrixSymbol("C_t+1", D, D)
     matrix_rec = (eye - eta * Sig) * Ct * (eye - eta * Sig) + eta**2 / B * (Sig * Ct * Sig + Sig * Lt)
     yield Step(
-        "second_moment_recursion",
+        SECOND_MOMENT_RECURSION,
         Ct1,
         matrix_rec,
-        _REF,
         "e_{t+1} = (I - eta Sigma) e_t - eta (g - Sigma e_t); average the outer product over "
         "the batch (given e_t) and then over e_t; L_t = Tr(Sigma C_t) + sigma2",
         equation=sp.Eq(Lt, tr(Sig * Ct) + sigma2),
@@ -185,10 +193,9 @@ def iter_online_sgd_steps() -> Iterator[Step]:
         raise AssertionError(f"the per-mode recursion is not linear in (c, L): {entry}")
     c_next = sp.Symbol("c_k(t+1)")
     yield Step(
-        "eigenbasis_projection",
+        EIGENBASIS_PROJECTION,
         c_next,
         a_sym * sp.Symbol("c_k(t)") + b_sym * L,
-        _REF,
         "diagonal entry of the recursion in the eigenbasis of Sigma (computed on diag(lambda, "
         "lambda_2) with a generic C: off-diagonal entries and other modes drop out)",
         equation=sp.Tuple(sp.Eq(a_sym, coeff_c), sp.Eq(b_sym, coeff_l)),
@@ -201,45 +208,40 @@ def iter_online_sgd_steps() -> Iterator[Step]:
     Dk = sp.Symbol("D", integer=True, positive=True)
     forcing = sigma2 + sp.Sum(lam_k * v_k**2 * a_k**t, (k, 1, Dk))
     yield Step(
-        "forcing_term",
+        FORCING_TERM,
         sp.Symbol("F_t"),
         forcing,
-        _REF,
         "unroll c_k(t) = a_k^t v_k^2 + sum_{s<t} a_k^(t-1-s) b_k L_s with v = w_0 - beta; "
         "the homogeneous part of L_t = sigma2 + sum_k lambda_k c_k(t)",
     )
     kernel = sp.Sum(lam_k * b_k * a_k**tau, (k, 1, Dk))
     yield Step(
-        "sgd_kernel",
+        SGD_KERNEL,
         sp.Symbol("K_tau"),
         kernel,
-        _REF,
         "the driven part of the unrolled recursion, tau = t - 1 - s; lambda_k b_k = eta^2 lambda_k^2 / B",
     )
     yield Step(
-        "volterra_equation",
+        VOLTERRA_EQUATION,
         Lidx[t],
         forcing + sp.Sum(kernel.subs(tau, t - 1 - s) * Lidx[s], (s, 0, t - 1)),
-        _REF,
         "exact in expectation for Gaussian x at any D (no large-D limit); generating "
         "function L(z) = F(z) / (1 - z K(z))",
     )
     per_mode = sp.simplify(lam * coeff_l / (1 - coeff_c))
     ksum = sp.Sum(per_mode.subs(lam, lam_k), (k, 1, Dk))
     yield Step(
-        "noise_floor",
+        NOISE_FLOOR,
         sp.Symbol("L_inf"),
         sigma2 / (1 - ksum),
-        _REF,
         "final value theorem: (1 - z) L(z) at z -> 1; F_inf = sigma2 and sum_tau K_tau "
         "is the per-mode geometric series lambda b / (1 - a), simplified",
         equation=sp.Eq(sp.Symbol("Sum_tau K_tau"), ksum),
     )
     yield Step(
-        "stability",
+        STABILITY,
         sp.Symbol("stable"),
         sp.And(sp.Lt(coeff_c, 1), sp.Lt(ksum, 1)),
-        _REF,
         "every mode contracts (a_k < 1, i.e. eta lambda_k (1 + 1/B) < 2) and the "
         "renewal equation is subcritical (sum_tau K_tau < 1)",
     )
@@ -271,7 +273,7 @@ class SGDDerivation:
 
     def rules(self) -> tuple[str, ...]:
         """The rule names, in order."""
-        return tuple(st.rule for st in self.steps)
+        return tuple(st.rule.name for st in self.steps)
 
     def __str__(self) -> str:
         return "\n".join(str(st) for st in self.steps)
@@ -301,7 +303,7 @@ def derive_online_sgd() -> SGDDerivation:
     0
     """
     steps = tuple(iter_online_sgd_steps())
-    proj = next(st for st in steps if st.rule == "eigenbasis_projection")
+    proj = next(st for st in steps if st.rule.name == "eigenbasis_projection")
     assert isinstance(proj.equation, sp.Tuple)
     decay = proj.equation[0].rhs
     drive = proj.equation[1].rhs
@@ -576,7 +578,7 @@ class OnlineSGD:
         >>> bool(abs(m.continuous_curve([1.0])[0] - np.exp(-(2 - 0.01))) < 1e-9)
         True
         """
-        from .gradient_flow import inverse_laplace
+        from ..derivations.laplace import inverse_laplace
 
         tt = np.asarray(times, dtype=float).reshape(-1)
         if np.any(~np.isfinite(tt)) or np.any(tt < 0):
@@ -976,7 +978,7 @@ def random_features_online_sgd_de(
     >>> bool(abs(out[0] - exact[0]) < 1e-6)
     True
     """
-    from .gradient_flow import inverse_laplace
+    from ..derivations.laplace import inverse_laplace
 
     lams, b, batch = _spectrum_inputs(eigenvalues, beta, batch, eta, noise)
     n_feat = _positive_int("n_features", n_features)
@@ -1052,7 +1054,7 @@ def multipass_sgd_de(
     test, train : numpy.ndarray
         The two curves at ``times``.
     """  # noqa: E501
-    from .gradient_flow import inverse_laplace
+    from ..derivations.laplace import inverse_laplace
 
     lams, b, batch = _spectrum_inputs(eigenvalues, beta, batch, eta, noise)
     p = _positive_int("n_samples", n_samples)

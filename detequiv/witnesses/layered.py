@@ -21,7 +21,8 @@ import numpy as np
 import sympy as sp
 
 from ..derivations.expressions import FreeMatrix, Gaussian
-from ..derivations.layered import LayeredTwoPoint, register_layered_witness
+from ..derivations.layered import LayeredTwoPoint
+from ..derivations.results import witness_for
 from ..errors import InvalidArgument
 from .acceptance import VerificationReport
 from .onepoint import MonteCarloCheck
@@ -194,4 +195,4 @@ def check_monte_carlo(
     return MonteCarloCheck(tuple(reports))
 
 
-register_layered_witness("monte_carlo", check_monte_carlo)
+witness_for(LayeredTwoPoint)(check_monte_carlo)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..derivations.algebra import resolvent_parts
+from ..derivations.contraction import Contracted
 from ..derivations.expressions import (
     Deterministic,
     DeterministicVector,
@@ -30,14 +32,15 @@ from ..derivations.expressions import (
     Transpose,
 )
 from ..derivations.numeric import (
-    _number,
-    _plain,
-    _split_values,
-    _substitute,
     contracted_value,
     contraction_factor,
+    plain_number,
+    split_values,
+    substitute_scalars,
+    to_number,
 )
-from ..derivations.onepoint import Contracted, OnePoint, _resolvent_parts, register_witness
+from ..derivations.onepoint import OnePoint
+from ..derivations.results import witness_for
 from ..errors import InvalidArgument, VerificationError
 from .acceptance import verify
 from .moments import sampler_for_law
@@ -105,7 +108,7 @@ def _numeric_expr(
             out = out @ _numeric_expr(f, det, draws, scal)
         if expr.coeff == 1:
             return out
-        c = _plain(_number(_substitute(expr.coeff, scal), f"coefficient {expr.coeff}"))
+        c = plain_number(to_number(substitute_scalars(expr.coeff, scal), f"coefficient {expr.coeff}"))
         return c * out
     if isinstance(expr, Sum):
         return sum(_numeric_expr(t, det, draws, scal) for t in expr.terms)  # type: ignore[return-value]
@@ -180,7 +183,7 @@ def check_monte_carlo(
     check_rng(rng)
     contracted = isinstance(eq, Contracted)
     base = eq.inner if isinstance(eq, Contracted) else eq
-    c_out, res = _resolvent_parts(base.random)
+    c_out, res = resolvent_parts(base.random)
     leaves = res.arg.leaves()
     n_dim = res.shape[0]
     if not isinstance(n_dim, sp.Symbol):
@@ -189,7 +192,7 @@ def check_monte_carlo(
     props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
     for key, value in (dims or {}).items():
         props[str(key)] = float(value)
-    _, params = _split_values(values or {})
+    _, params = split_values(values or {})
     det_leaves = {x.name: x for x in leaves if isinstance(x, Deterministic)}
     det_leaves.update(
         {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Deterministic)}
@@ -223,11 +226,11 @@ def check_monte_carlo(
         scal = {**params, **dd}
         det: dict[str, np.ndarray] = {}
         for name, x in det_leaves.items():
-            n = int(_substitute(x.dim, scal))
+            n = int(substitute_scalars(x.dim, scal))
             e = np.asarray(spec[name](n) if callable(spec[name]) else spec[name], dtype=float)
             det[name] = e
         for name, r in rect_leaves.items():
-            rows, cols = (int(_substitute(d, scal)) for d in r.dims)
+            rows, cols = (int(substitute_scalars(d, scal)) for d in r.dims)
             f = rect_spec[name]
             value = np.asarray(f(rows, cols) if callable(f) else f, dtype=float)
             if value.shape != (rows, cols):
@@ -260,11 +263,11 @@ def check_monte_carlo(
             draw_fns: dict[str, Callable[[], Any]] = {}
             for x in leaves:
                 if isinstance(x, Gaussian):
-                    r, c = (int(_substitute(d, scal)) for d in x.dims)
+                    r, c = (int(substitute_scalars(d, scal)) for d in x.dims)
                     draw_fns[x.name] = partial(child.standard_normal, (r, c))
                 elif isinstance(x, FreeMatrix):
                     kind, obj = free_samplers[x.name]
-                    n = int(_substitute(x.dim, scal))
+                    n = int(substitute_scalars(x.dim, scal))
                     if kind == "law":
                         law = obj.law.subs({sp.Symbol(k): sp.sympify(v) for k, v in scal.items()})
                         law = _subs_by_name(law, scal)
@@ -316,7 +319,7 @@ def check_monte_carlo(
             vals: dict[Any, Any] = {**params, **dd, str(eq.lam): lam}
             vals.update(det)
             if isinstance(eq, Contracted):
-                n = int(_substitute(n_dim, dd))
+                n = int(substitute_scalars(n_dim, dd))
                 vals.update(contraction_inputs(n, det))
                 return contracted_value(eq, vals)
             value = base.evaluate(vals)
@@ -333,10 +336,10 @@ def check_monte_carlo(
             draws = {name: np.asarray(f()) for name, f in draw_fns.items()}
             a = _numeric_expr(res.arg, mats, draws, {**params, **dd})
             n = a.shape[0]
-            c = complex(_substitute(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
+            c = complex(substitute_scalars(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
             if isinstance(eq, Contracted):
                 inputs = contraction_inputs(n, prepared(N)[1])
-                mats_c, _ = _split_values({k: v for k, v in inputs.items() if k not in vec_names})
+                mats_c, _ = split_values({k: v for k, v in inputs.items() if k not in vec_names})
                 vecs = {k: v for k, v in inputs.items() if k in vec_names}
                 left = [contraction_factor(f, mats_c, vecs, n) for f in eq.left]
                 right = [contraction_factor(f, mats_c, vecs, n) for f in eq.right]
@@ -356,12 +359,12 @@ def check_monte_carlo(
         return functional
 
     def t_sampler(N: int, _rng: np.random.Generator) -> np.ndarray:
-        n = int(_substitute(n_dim, sizes_at(N)))
+        n = int(substitute_scalars(n_dim, sizes_at(N)))
         return _test_matrix(n)
 
     reports = []
     for lam_value in lams:
-        lam = _number(lam_value, "lam")
+        lam = to_number(lam_value, "lam")
         lam_c: complex | float = lam if lam.imag else lam.real
         for test in ("F",) if contracted else ("I", "T"):
             reports.append(
@@ -393,4 +396,5 @@ def _subs_by_name(law: Any, scal: Mapping[str, Any]) -> Any:
     return law.subs(rep) if rep else law
 
 
-register_witness("monte_carlo", check_monte_carlo)
+witness_for(OnePoint)(check_monte_carlo)
+witness_for(Contracted)(check_monte_carlo)

@@ -26,7 +26,8 @@ from ..derivations.expressions import (
     Product,
     Resolvent,
 )
-from ..derivations.sandwich import Combination, register_sandwich_witness
+from ..derivations.results import witness_for
+from ..derivations.sandwich import Combination
 from ..errors import InvalidArgument
 from .acceptance import VerificationReport
 from .onepoint import MonteCarloCheck
@@ -220,4 +221,4 @@ def check_monte_carlo(
     return MonteCarloCheck(tuple(reports))
 
 
-register_sandwich_witness("monte_carlo", check_monte_carlo)
+witness_for(Combination)(check_monte_carlo)

@@ -30,7 +30,8 @@ from ..derivations.expressions import (
     Sum,
     Transpose,
 )
-from ..derivations.twopoint import TwoPoint, register_two_point_witness
+from ..derivations.results import witness_for
+from ..derivations.twopoint import TwoPoint
 from ..errors import InvalidArgument
 from .acceptance import VerificationReport, verify
 from .moments import sampler_for_law
@@ -391,4 +392,4 @@ def check_monte_carlo(
     return TwoPointMonteCarloCheck(tuple(reports))
 
 
-register_two_point_witness("monte_carlo", check_monte_carlo)
+witness_for(TwoPoint)(check_monte_carlo)

@@ -28,7 +28,7 @@ def test_structure_of_the_align_block():
     assert tex.startswith("\\begin{align*}") and tex.endswith("\\end{align*}")
     assert r"&\simeq \kappa \left(\kappa \mathbb{I} + \Sigma\right)^{-1}" in tex
     for step in eq.derivation:
-        assert step.rule.replace("_", r"\_") in tex
+        assert step.rule.name.replace("_", r"\_") in tex
     assert r"\intertext{Derivation:}" in tex
     # one row per line break: result, one fixed point, then the steps (+1 for "with" lines)
     assert tex.count("\\\\\n") == 1 + len(eq.fixed_points) + len(eq.derivation) - 1
@@ -60,7 +60,7 @@ def test_layered_derivation_compiles_with_pdflatex(tmp_path):
 def test_two_point_latex_compiles(tmp_path):
     import detequiv as de
     from detequiv.codegen.texdoc import compile_latex, find_tex_engine, latex_document
-    from detequiv.derivations.twopoint import derive_two_point
+    from detequiv.derivations.sandwich import derive_two_point
 
     lam, lam2 = sp.symbols("lam lam2", positive=True)
     D, P = sp.symbols("D P", positive=True)

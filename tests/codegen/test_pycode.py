@@ -224,7 +224,9 @@ def test_random_feature_chain(rf_result, tmp_path, n_feat, p_value):
 def test_negative_control_single_layer_formula_is_rejected(rf_result, tmp_path):
     """The same check fails for a plausible wrong result: the random-feature chain with the
     data layer forgotten (lam = kappa (1 - n/N))."""
-    from detequiv.derivations.onepoint import FixedPoint, df1, with_fixed_points
+    from detequiv.derivations.derivation import FixedPoint
+    from detequiv.derivations.onepoint import with_fixed_points
+    from detequiv.derivations.quantities import df1
 
     k2 = sp.Symbol("kappa_2")
     d = df1(Sigma.to_sympy(), k2)

@@ -45,7 +45,7 @@ def test_loss_formula_and_combination_compile():
         de.Deterministic("Sigma", D), de.Gaussian("X", (P, D)), de.DeterministicVector("b", D)
     )
     tex = de.to_latex(ridge.test_error())
-    assert r"E_{test} &= bias + noise + variance" in tex
+    assert r"E_{\mathrm{test}} &= \mathrm{bias} + \mathrm{variance} + \mathrm{noise}" in tex
     assert "implicit" in tex and "two\\_point\\_coincidence" in tex
     assert compile_latex(latex_document(tex)).exists()
     lam, lam2 = sp.symbols("lam lam2", positive=True)

@@ -12,16 +12,12 @@ import dataclasses
 import pytest
 import sympy as sp
 
+from detequiv.derivations.derivation import FixedPoint, solve_order
+from detequiv.derivations.derive import derive
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import CumulantLaw, FreePoisson, Semicircle, Wishart
-from detequiv.derivations.onepoint import (
-    FixedPoint,
-    OnePoint,
-    derive,
-    df1,
-    solve_order,
-)
-from detequiv.derivations.quantities import tr
+from detequiv.derivations.onepoint import OnePoint
+from detequiv.derivations.quantities import df1, tr
 from detequiv.derivations.series import TEST_LETTER, series_coefficients
 from detequiv.errors import InvalidArgument, InvalidWord, UndefinedTransform, VerificationError
 
@@ -36,7 +32,7 @@ Sigma_hat = Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P
 
 
 def _rules(eq: OnePoint) -> list[str]:
-    return [s.rule for s in eq.derivation]
+    return [s.rule.name for s in eq.derivation]
 
 
 def _perturb(eq: OnePoint, old, new) -> OnePoint:

@@ -17,9 +17,11 @@ import pytest
 import sympy as sp
 
 import detequiv  # noqa: F401 - registers the Monte Carlo witness
+from detequiv.derivations.derive import derive
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import CumulantLaw, Semicircle, Wishart
-from detequiv.derivations.onepoint import OnePoint, derive, df1
+from detequiv.derivations.onepoint import OnePoint
+from detequiv.derivations.quantities import df1
 from detequiv.errors import InvalidArgument, InvalidWord
 
 lam = sp.Symbol("lam", positive=True)
@@ -34,7 +36,7 @@ Sigma_hat = Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P
 
 
 def _rules(eq: OnePoint) -> list[str]:
-    return [s.rule for s in eq.derivation]
+    return [s.rule.name for s in eq.derivation]
 
 
 def _replace_fixed_point(eq: OnePoint, symbol: sp.Symbol, rhs: sp.Expr) -> OnePoint:

@@ -7,10 +7,10 @@ import pytest
 import sympy as sp
 from scipy.integrate import quad
 
+from detequiv.derivations.derive import derive
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import CumulantLaw, Wishart
 from detequiv.derivations.numeric import physical_ridge
-from detequiv.derivations.onepoint import derive
 from detequiv.errors import InvalidArgument, UndefinedTransform
 
 lam = sp.Symbol("lam", positive=True)

@@ -22,10 +22,11 @@ from sympy.core.function import AppliedUndef
 
 import detequiv.witnesses.onepoint  # noqa: F401 - registers OnePoint.check_monte_carlo
 from detequiv.derivations.cumulants import moments_from_cumulants
+from detequiv.derivations.derive import derive
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, resolvent
 from detequiv.derivations.laws import STransformLaw, Wishart
 from detequiv.derivations.mixed import mixed_moment
-from detequiv.derivations.onepoint import derive, df1
+from detequiv.derivations.quantities import df1
 from detequiv.derivations.transforms import (
     cumulants_from_s,
     moments_from_s,

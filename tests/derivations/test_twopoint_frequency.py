@@ -14,7 +14,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
-from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.sandwich import derive_two_point
 
 lam, lam2 = sp.symbols("lam lam2", positive=True)
 D, P = sp.symbols("D P", positive=True)

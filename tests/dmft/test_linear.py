@@ -191,8 +191,8 @@ def test_response_generating_function_is_the_engine_resolvent():
     """DMFT.md 2.4: sum_k R[k, 0] z^k = int dmu(s) / (1 - z (1 - dt (s + lam))) = g(-w) / (z dt) with
     w = (1 - z (1 - dt lam)) / (z dt); the engine's one-point equivalent of lam (lam + X^T X / P)^-1
     (X^T X / P = S / delta) gives g(-w) = T(w / delta) / w. Coefficients by FFT on |z| = 0.6."""
+    from detequiv.derivations.derive import derive
     from detequiv.derivations.expressions import resolvent
-    from detequiv.derivations.onepoint import derive
     from detequiv.models.ridge import sample_covariance
 
     delta, dt, lam = 2.0, 0.1, 0.1

@@ -18,6 +18,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 import detequiv as de
+from detequiv.derivations.traces import mtr
 from detequiv.models import kernel_mc
 from detequiv.models.kernel import (
     KernelRegression,
@@ -25,7 +26,7 @@ from detequiv.models.kernel import (
     gcv_estimator,
     train_test_relation,
 )
-from detequiv.models.ridge import RidgeRegression, mtr
+from detequiv.models.ridge import RidgeRegression
 
 D, P = sp.symbols("D P", positive=True)
 Sigma = de.Deterministic("Sigma", D)
@@ -98,7 +99,7 @@ def test_ratio_is_s_squared_against_the_table(q, lam, kappa, e_g, e_tr):
 
 
 def test_relation_names_its_steps_and_basis():
-    rules = [s.rule for s in REL.derivation]
+    rules = [s.rule.name for s in REL.derivation]
     assert rules == [
         "derive_test_error",
         "derive_training_error",
@@ -173,7 +174,7 @@ def test_gcv_equivalent_is_the_test_error_of_the_table(q, lam, kappa, e_g, e_tr)
     atom = next(iter(GCV.df_hat.atoms(mtr)))
     df = GCV.df_hat.xreplace({atom: 1 / (1 + kappa), D: 1, GCV.formula.kappa: kappa})
     assert float(df) == pytest.approx(1 / (1 + kappa), rel=1e-9)
-    rules = [s.rule for s in GCV.derivation]
+    rules = [s.rule.name for s in GCV.derivation]
     assert rules[0] == "gcv_definition" and rules[-1] == "gcv_is_test_error"
     assert "effective_degrees_of_freedom" in rules
 

@@ -14,7 +14,8 @@ import sympy as sp
 from scipy.optimize import brentq
 
 import detequiv as de
-from detequiv.derivations.onepoint import FixedPoint, with_fixed_points
+from detequiv.derivations.derivation import FixedPoint
+from detequiv.derivations.onepoint import with_fixed_points
 from detequiv.errors import InvalidArgument, InvalidWord
 
 lam = sp.Symbol("lam", positive=True)

@@ -87,7 +87,7 @@ def test_many_features_is_plain_ridge(err):
 
 
 def test_derivation_is_engine_steps(err):
-    rules = [s.rule for s in err.derivation]
+    rules = [s.rule.name for s in err.derivation]
     for rule in (
         "replica_decomposition",
         "replica_factorization",

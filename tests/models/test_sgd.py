@@ -174,7 +174,7 @@ def test_derivation_steps_and_coefficients() -> None:
         "noise_floor",
         "stability",
     )
-    assert [st.rule for st in iter_online_sgd_steps()] == list(d.rules())
+    assert [st.rule.name for st in iter_online_sgd_steps()] == list(d.rules())
     eta, b, lam, _ = d.symbols
     assert sp.expand(d.decay - (1 - 2 * eta * lam + eta**2 * lam**2 * (1 + 1 / b))) == 0
     assert sp.simplify(d.drive - eta**2 * lam / b) == 0

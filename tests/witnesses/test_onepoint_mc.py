@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 
 import detequiv.witnesses.onepoint  # noqa: F401 - registers OnePoint.check_monte_carlo
+from detequiv.derivations.derive import derive
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import CumulantLaw, FreePoisson, Wishart
-from detequiv.derivations.onepoint import derive
 from detequiv.errors import InvalidArgument, VerificationError
 
 lam = sp.Symbol("lam", positive=True)

@@ -9,7 +9,7 @@ import sympy as sp
 import detequiv.witnesses.twopoint  # noqa: F401 - registers the witness
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent
 from detequiv.derivations.laws import FreePoisson
-from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.sandwich import derive_two_point
 from detequiv.errors import InvalidArgument
 from detequiv.witnesses.twopoint import check_monte_carlo
 
@@ -34,7 +34,10 @@ def two(x1, x2, *mid):
 def test_form_iii_real_and_complex_and_naive_rejected(capsys):
     tp = two(*FORMS["III"], M, C)  # M C: dense, non-symmetric
     result = tp.check_monte_carlo(
-        (60, 120), rng=np.random.default_rng(3), n_samples=8, lams=((0.02, 0.5), (0.1 + 0.3j, 0.2 - 0.1j)),
+        (60, 120),
+        rng=np.random.default_rng(3),
+        n_samples=8,
+        lams=((0.02, 0.5), (0.1 + 0.3j, 0.2 - 0.1j)),
         tests=("T",),
     )
     print(result)
@@ -49,8 +52,9 @@ def test_form_iii_real_and_complex_and_naive_rejected(capsys):
 def test_wrong_exponent_is_rejected():
     """Negative control: drop Sigma from the correction's trace (a = 0 in form III)."""
     tp = two(*FORMS["III"], M).with_exponent(0)
-    result = check_monte_carlo(tp, (60, 120), rng=np.random.default_rng(4), n_samples=8,
-                               lams=((0.02, 0.5),), tests=("T",))
+    result = check_monte_carlo(
+        tp, (60, 120), rng=np.random.default_rng(4), n_samples=8, lams=((0.02, 0.5),), tests=("T",)
+    )
     assert not result.reports[0].report.passed
 
 
@@ -65,7 +69,10 @@ def test_rng_is_required():
 def test_all_forms_several_sizes(form, ratio, capsys):
     tp = two(*FORMS[form], M, C)
     result = tp.check_monte_carlo(
-        (100, 200, 400), rng=np.random.default_rng(7), n_samples=10, dims={"P": 1 / ratio},
+        (100, 200, 400),
+        rng=np.random.default_rng(7),
+        n_samples=10,
+        dims={"P": 1 / ratio},
         lams=((0.02, 0.5), (1e-3 + 0j, 1e-3 + 0j), (0.1 + 0.3j, 0.2 - 0.1j)),
     )
     print(result)

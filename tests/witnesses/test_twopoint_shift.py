@@ -11,7 +11,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
-from detequiv.derivations.twopoint import derive_two_point
+from detequiv.derivations.sandwich import derive_two_point
 
 lam, lam2 = sp.symbols("lam lam2", positive=True)
 D, P = sp.symbols("D P", positive=True)
@@ -64,6 +64,7 @@ def test_matches_math_md_4_3_bias_formula(q):
     k = brentq(lambda k: k * (1 - q * np.mean(e / (e + k))) - l0, 1e-12, 100.0, xtol=1e-15)
     r = np.diag(1 / (e + k))
     gamma = q * np.mean(e**2 / (e + k) ** 2)
+
     def tr(a: np.ndarray) -> float:
         return float(np.trace(a)) / n
 

@@ -1,0 +1,163 @@
+r"""``derive``: the engine's entry point, a thin collector over a generator of steps.
+
+The strategies below are :class:`~detequiv.derivations.derivation.Rule` objects with a
+``match`` and an ``apply``; :func:`derive` tries them in order (after any rules of your
+own) and collects the steps that the first one that matches yields. A failed derivation
+raises with the steps made so far attached (``err.derivation``).
+
+=======================  ========================================================
+strategy                 takes
+=======================  ========================================================
+``contract_resolvent``   ``tr(T c R)``, ``u.T c R v``: derive ``R``, then contract
+``additive_layers``      ``c * resolvent(A, lam)`` with a sum in ``A``
+``outer_isotropy``       ``c * resolvent(c' Z Y Z.T, lam)``, ``Z`` Gaussian (feature space)
+``free_product``         ``c * resolvent(A, lam)``, ``A`` a product of free factors
+=======================  ========================================================
+
+>>> import sympy as sp
+>>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
+>>> lam = sp.Symbol("lam", positive=True); D, P = sp.symbols("D P", positive=True)
+>>> Sigma = Deterministic("Sigma", D); X = Gaussian("X", (P, D))
+>>> eq = derive(lam * resolvent(Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P, lam))
+>>> eq.derivation.rules
+('gaussian_gram_to_wishart', 'free_factor_renormalization', 'merge_square_roots')
+
+A rule of your own is tried first. This one absorbs a scalar shift of the matrix into the
+ridge, :math:`(\lambda+A+sI)^{-1}=(\lambda'+A)^{-1}` with :math:`\lambda'=\lambda+s`, which
+the built-in strategies do not know:
+
+>>> from detequiv.derivations.derivation import Rule, Step
+>>> from detequiv.derivations.expressions import Identity, Resolvent, Sum
+>>> s = sp.Symbol("s", positive=True)
+>>> def match_shift(expr, context):
+...     if isinstance(expr, Resolvent) and isinstance(expr.arg, Sum):
+...         shifts = [t for t in expr.arg.terms if t.leaves() == (Identity(t.shape[0]),)]
+...         if len(shifts) == 1:
+...             return expr, shifts[0]
+...     return None
+>>> def apply_shift(found, context):
+...     expr, shift = found
+...     rest = [t for t in expr.arg.terms if t != shift]
+...     rest = rest[0] if len(rest) == 1 else Sum.make(tuple(rest))
+...     c = shift.coeff if hasattr(shift, "coeff") else 1
+...     moved = Resolvent(rest, expr.lam + c)
+...     yield Step(SHIFT, expr.to_sympy(), moved.to_sympy(), f"lam' = {expr.lam + c}")
+...     return (yield from context.derive(moved))
+>>> SHIFT = Rule("shift_absorption", "(lam + A + s I)^-1 = (lam' + A)^-1, lam' = lam + s",
+...              "exact algebra", match=match_shift, apply=apply_shift)
+>>> eq = derive(resolvent(X.T @ X / P + s * Identity(D), lam), rules=[SHIFT])
+>>> eq.derivation.rules[0], eq.fixed_points[0].equation
+('shift_absorption', Eq(kappa, (lam + s)/(-D*df1(I, kappa)/P + 1)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidArgument
+from .additive import derive_layers, match_sum
+from .contraction import derive_contraction, match_contraction
+from .derivation import Rule
+from .engine import Context, collect, derive_steps
+from .onepoint import derive_product, match_product, match_sandwich, outer_isotropy
+from .results import Result
+
+__all__ = [
+    "derive",
+    "STRATEGIES",
+    "CONTRACT_RESOLVENT",
+    "ADDITIVE_LAYERS",
+    "OUTER_ISOTROPY_STRATEGY",
+    "FREE_PRODUCT",
+]
+
+CONTRACT_RESOLVENT = Rule(
+    "contract_resolvent",
+    "tr(T R) ~ tr(T E) and u.T R v ~ u.T E v for R ~ E and deterministic T, u, v",
+    "docs, One-point equivalents",
+    match=match_contraction,
+    apply=derive_contraction,
+)
+ADDITIVE_LAYERS = Rule(
+    "additive_layers",
+    "a resolvent of a sum: free additive terms by additive subordination, products by "
+    "multiplicative subordination, outer layer first",
+    "docs, One-point equivalents (additive layers)",
+    match=match_sum,
+    apply=derive_layers,
+)
+OUTER_ISOTROPY_STRATEGY = Rule(
+    "outer_isotropy",
+    "lam (lam + c Z Y Z.T)^-1 ~ tau I for Z Gaussian at both ends only",
+    "docs, One-point equivalents (feature space)",
+    match=match_sandwich,
+    apply=outer_isotropy,
+)
+FREE_PRODUCT = Rule(
+    "free_product",
+    "lam (lam + A)^-1 for A a product of deterministic matrices, Gram pairs and free factors: one "
+    "renormalized ridge per free factor",
+    "docs, One-point equivalents",
+    match=match_product,
+    apply=derive_product,
+)
+
+#: The built-in strategies, tried in this order.
+STRATEGIES: tuple[Rule, ...] = (CONTRACT_RESOLVENT, ADDITIVE_LAYERS, OUTER_ISOTROPY_STRATEGY, FREE_PRODUCT)
+
+
+def derive(expr: Any, order: Sequence[str] | None = None, *, rules: Sequence[Rule] = ()) -> Result:
+    """Derive the deterministic equivalent of ``c * resolvent(A, lam)`` by named rules.
+
+    ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
+    a product of deterministic matrices, on either side) or a quadratic form
+    ``u.T @ c * resolvent(A, lam) @ v`` with :class:`DeterministicVector` ``u``, ``v``;
+    the result is then a :class:`~detequiv.derivations.contraction.Contracted`.
+
+    ``A`` is a product (with a scalar coefficient) of :class:`Deterministic` matrices,
+    their square roots, Gram pairs ``X.T @ X`` of :class:`Gaussian` matrices and
+    :class:`FreeMatrix` factors, each free factor appearing once, or a sum of such
+    products with free additive terms ``c B``. Free factors are peeled one at a time, each
+    giving one layer of ridge renormalization: right to left by default, or in the
+    averaging ``order`` given (names of free matrices or of the Gaussian matrices of Gram
+    pairs, e.g. ``("X", "F")`` averages the data ``X`` first, then the features ``F``;
+    factors not named follow, right to left). The final scalar renormalization does not
+    depend on the order, the intermediate ridges do.
+
+    A Gaussian sandwich ``A = c Z Y Z.T`` (``Z`` of shape ``N x D`` appearing only there,
+    e.g. random features ``F Sigma_hat F.T / N`` in feature space) is rotated to the
+    inner space (``outer_isotropy``): the equivalent is ``tau I_N``.
+
+    Parameters
+    ----------
+    expr : MatrixExpr
+        What to derive.
+    order : sequence of str, optional
+        The averaging order of the free factors.
+    rules : sequence of Rule
+        Rules of your own (with ``match`` and ``apply``), tried before the built-in
+        :data:`STRATEGIES`.
+
+    Raises
+    ------
+    InvalidArgument
+        If ``expr`` is not a multiple of a resolvent (or a contraction of one).
+    InvalidWord
+        If a Gaussian matrix is not in a Gram pair, or a free factor appears twice (it
+        is then not free from the rest).
+    UndefinedTransform
+        If a free factor has mean 0 (no S-transform).
+
+    Any of these carries the steps made before the failure as ``err.derivation``.
+    """
+    if order is not None and (isinstance(order, str) or not all(isinstance(o, str) for o in order)):
+        raise InvalidArgument(
+            f"order={order!r} must be a sequence of matrix names such as ('X', 'F'), not a string"
+        )
+    extra = tuple(rules)
+    for rule in extra:
+        if not isinstance(rule, Rule) or rule.match is None or rule.apply is None:
+            raise InvalidArgument(f"rules must be Rule objects with a match and an apply, got {rule!r}")
+    context = Context(rules=(*extra, *STRATEGIES), order=None if order is None else tuple(order))
+    return collect(derive_steps(expr, context))
