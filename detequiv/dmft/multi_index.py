@@ -73,7 +73,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
-from .system import GD, SGF, BernoulliVisits, Grid, _finite
+from .system import GD, SGF, BernoulliVisits, Grid, check_real
 
 __all__ = [
     "SeparableSquare",
@@ -114,7 +114,7 @@ class SeparableSquare:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", _positive_int(self.k, "k"))
-        object.__setattr__(self, "noise_var", _finite(self.noise_var, "noise_var", low=0.0))
+        object.__setattr__(self, "noise_var", check_real(self.noise_var, "noise_var", low=0.0))
 
     @property
     def k_star(self) -> int:
@@ -168,7 +168,7 @@ class Committee:
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", _positive_int(self.k, "k"))
         object.__setattr__(self, "k_star", _positive_int(self.k_star, "k_star"))
-        object.__setattr__(self, "noise_var", _finite(self.noise_var, "noise_var", low=0.0))
+        object.__setattr__(self, "noise_var", check_real(self.noise_var, "noise_var", low=0.0))
 
     def labels(self, wstar: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         f = np.mean(np.tanh(wstar), axis=-1, keepdims=True)
@@ -242,12 +242,12 @@ class MultiIndexSystem:
     init_variance: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "delta", _finite(self.delta, "delta", low=0.0, strict=True))
+        object.__setattr__(self, "delta", check_real(self.delta, "delta", low=0.0, strict=True))
         if not isinstance(self.grid, Grid):
             raise InvalidArgument(f"grid={self.grid!r} must be a Grid(dt, steps)")
         if not isinstance(self.model, (SeparableSquare, Committee)):
             raise InvalidArgument(f"model={self.model!r} must be SeparableSquare(k) or Committee(k, k_star)")
-        object.__setattr__(self, "lam", _finite(self.lam, "lam", low=0.0))
+        object.__setattr__(self, "lam", check_real(self.lam, "lam", low=0.0))
         if not isinstance(self.noise, (GD, SGF, BernoulliVisits)):
             raise InvalidArgument(f"noise={self.noise!r} must be GD(), SGF(tau) or BernoulliVisits(tau)")
         if isinstance(self.noise, SGF) and not self.noise.ito_cross_term:
@@ -265,7 +265,7 @@ class MultiIndexSystem:
             )
         rho.setflags(write=False)
         object.__setattr__(self, "teacher_overlap", rho)
-        object.__setattr__(self, "init_variance", _finite(self.init_variance, "init_variance", low=0.0))
+        object.__setattr__(self, "init_variance", check_real(self.init_variance, "init_variance", low=0.0))
 
     @property
     def k(self) -> int:
