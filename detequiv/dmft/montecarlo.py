@@ -46,6 +46,7 @@ from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
 from .linear import cosine_overlap
+from .progress import ProgressBar
 from .system import SGF, DMFTSystem, GaussianInit, HeavyBall, LinearTeacher, LogisticTeacher, SignTeacher
 
 __all__ = ["MCSolution", "solve_montecarlo", "population_loss", "mc_relative_error"]
@@ -129,35 +130,6 @@ def population_loss(system: DMFTSystem, norm: Any, overlap: Any) -> np.ndarray:
         inner = (p_plus[:, None] * lp + (1.0 - p_plus[:, None]) * lm) @ wh
         out[idx] = float(ww @ inner)
     return out if np.ndim(norm) or np.ndim(overlap) else out.reshape(())
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """A tqdm bar when tqdm is installed and ``enabled``; silent otherwise."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.bar: Any = None
-        if enabled:
-            try:
-                import sys
-
-                from tqdm import tqdm  # type: ignore[import-untyped]
-
-                self.bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, ncols=80)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int = 1, **postfix: Any) -> None:
-        if self.bar is not None:
-            if postfix:
-                self.bar.set_postfix(**postfix)
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # --------------------------------------------------------------------------- solution
@@ -490,7 +462,7 @@ def solve_montecarlo(
     ito = not (isinstance(system.noise, SGF) and not system.noise.ito_cross_term)
     st = _State(system, paths, response_paths, int(seed), ito)
     if method == "march":
-        bar = _Progress(K, "DMFT march", progress)
+        bar = ProgressBar(K, "DMFT march", progress)
         for k in range(K):
             st.cholesky_row(k, st.C, st.beta * st.rho)
             st.sample_step(k, st.R, st.beta * st.rho)
@@ -531,7 +503,7 @@ def _picard(st: _State, mixing: float, tol: float, max_iter: int, progress: bool
     # start: the weight side without data (Rg = Cg = Rs = 0)
     for k in range(K - 1):
         st.weight_step(k, st.R, st.beta, st.C)
-    bar = _Progress(max_iter, "DMFT Picard", progress)
+    bar = ProgressBar(max_iter, "DMFT Picard", progress)
     residual = math.inf
     iterations = 0
     while iterations < max_iter:

@@ -35,7 +35,8 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from .linear import cosine_overlap
-from .montecarlo import _Progress, population_loss
+from .montecarlo import population_loss
+from .progress import ProgressBar
 from .system import GD, DMFTSystem, GaussianInit, HeavyBall
 
 __all__ = ["SimulationResult", "simulate"]
@@ -181,7 +182,7 @@ def simulate(
         overlap[:, k] = np.einsum("sd,sd->s", theta, tstar) / d
         return r
 
-    bar = _Progress(K - 1, f"simulate d={d}", progress)
+    bar = ProgressBar(K - 1, f"simulate d={d}", progress)
     if algorithm in ("gd", "multipliers"):
         for k in range(K):
             r = record(k)
