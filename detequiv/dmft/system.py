@@ -124,12 +124,12 @@ def check_real(
 def check_int(value: Any, name: str, low: int | None = 1) -> int:
     """Return ``value`` as an int after checking it is an integer ``>= low``.
 
+    The validator of the counts (paths, seeds, dimensions) and seeds of :mod:`detequiv.dmft`.
+
     Parameters
     ----------
-    value : Any
-        The value to check (``bool`` is refused although it is an ``int``).
-    name : str
-        The parameter's name, for the error message.
+    value, name : Any, str
+        As for :func:`check_real`.
     low : int or None
         Smallest allowed value; ``None`` accepts any integer (a seed).
 
