@@ -144,26 +144,12 @@ def _plot(path: str, theory: Any, sim: Any, title: str) -> None:
     ax.plot(theory.times, theory.train_loss, color="C0", label="train (DMFT)")
     ax.plot(theory.times, theory.test_loss, color="C1", label="test (DMFT)")
     if sim is not None:
-        ax.errorbar(
-            sim.times,
-            sim.train_mean,
-            yerr=sim.train_se,
-            fmt="o",
-            ms=3,
-            color="C0",
-            alpha=0.6,
-            label=f"train (sim, d = {sim.d})",
-        )
-        ax.errorbar(
-            sim.times,
-            sim.test_mean,
-            yerr=sim.test_se,
-            fmt="s",
-            ms=3,
-            color="C1",
-            alpha=0.6,
-            label=f"test (sim, d = {sim.d})",
-        )
+        for name, mean, se, marker, color in (
+            ("train", sim.train_mean, sim.train_se, "o", "C0"),
+            ("test", sim.test_mean, sim.test_se, "s", "C1"),
+        ):
+            label = f"{name} (sim, d = {sim.d})"
+            ax.errorbar(sim.times, mean, yerr=se, fmt=marker, ms=3, color=color, alpha=0.6, label=label)
     ax.set_xlabel("t")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
@@ -203,13 +189,7 @@ def dmft_main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        for name, low in (("paths", 2), ("seeds", 1), ("rows", 2), ("simulate", 0)):
-            if getattr(args, name) < low:
-                raise InvalidArgument(f"--{name} {getattr(args, name)} is too small; give a number >= {low}")
-        if 0 < args.simulate < 2:
-            raise InvalidArgument(
-                f"--simulate {args.simulate} is too small; give a dimension >= 2 (or 0 for none)"
-            )
+        _check_counts(args)
         system = build_system(args)
         t0 = time.perf_counter()
         theory, how = _solve(system, args)
@@ -219,40 +199,13 @@ def dmft_main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             sim, sim_how = _simulate(system, args)
             t_sim = time.perf_counter() - t0
-        noise = "GD" if system.tau == 0 else f"{type(system.noise).__name__}(tau = {_fmt(system.tau)})"
-        head = (
-            f"# {args.model}: delta = {_fmt(system.delta)}, lam = {_fmt(system.lam)}, "
-            f"dt = {_fmt(system.grid.dt)}, {system.grid.steps} steps, {noise}, "
-            f"rho = {_fmt(system.teacher_norm)}; {how}"
-        )
+        head = _header(args, system, how)
         print(head)
         if sim is not None:
             print(f"# {sim_how}; DMFT {t_theory:.2f} s, simulation {t_sim:.2f} s")
-        K = system.grid.size
-        rows = sorted(set(np.linspace(0, K - 1, min(args.rows, K)).round().astype(int).tolist()))
-        cols = ["t", "train_dmft", "test_dmft"]
+        _print_table(theory, sim, args.rows)
         if sim is not None:
-            cols = ["t", "train_dmft", "train_sim", "train_se", "test_dmft", "test_sim", "test_se"]
-        print(" ".join(cols))
-        for k in rows:
-            vals = [theory.times[k], theory.train_loss[k]]
-            if sim is not None:
-                vals += [sim.train_mean[k], sim.train_se[k]]
-            vals.append(theory.test_loss[k])
-            if sim is not None:
-                vals += [sim.test_mean[k], sim.test_se[k]]
-            print(" ".join(_fmt(float(v)) for v in vals))
-        if sim is not None:
-            se_tr = np.where(np.isfinite(sim.train_se) & (sim.train_se > 0), sim.train_se, np.inf)
-            se_te = np.where(np.isfinite(sim.test_se) & (sim.test_se > 0), sim.test_se, np.inf)
-            z = max(
-                float(np.max(np.abs(theory.train_loss - sim.train_mean)[1:] / se_tr[1:])),
-                float(np.max(np.abs(theory.test_loss - sim.test_mean)[1:] / se_te[1:])),
-            )
-            print(
-                f"# largest |DMFT - sim| / sim s.e. over the grid: {z:.2f} "
-                "(DMFT Monte Carlo error not included)"
-            )
+            _print_agreement(theory, sim)
         if args.plot:
             _plot(args.plot, theory, sim, head.lstrip("# ").replace("; ", "\n"))
             print(f"# plot written to {args.plot}")
@@ -260,6 +213,58 @@ def dmft_main(argv: Sequence[str] | None = None) -> int:
         print(f"detequiv dmft: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """The count options argparse cannot bound: paths, seeds, rows and the simulation dimension."""
+    for name, low in (("paths", 2), ("seeds", 1), ("rows", 2), ("simulate", 0)):
+        if getattr(args, name) < low:
+            raise InvalidArgument(f"--{name} {getattr(args, name)} is too small; give a number >= {low}")
+    if 0 < args.simulate < 2:
+        raise InvalidArgument(
+            f"--simulate {args.simulate} is too small; give a dimension >= 2 (or 0 for none)"
+        )
+
+
+def _header(args: argparse.Namespace, system: DMFTSystem, how: str) -> str:
+    """The first printed line: the model, its parameters and the DMFT route taken."""
+    noise = "GD" if system.tau == 0 else f"{type(system.noise).__name__}(tau = {_fmt(system.tau)})"
+    return (
+        f"# {args.model}: delta = {_fmt(system.delta)}, lam = {_fmt(system.lam)}, "
+        f"dt = {_fmt(system.grid.dt)}, {system.grid.steps} steps, {noise}, "
+        f"rho = {_fmt(system.teacher_norm)}; {how}"
+    )
+
+
+def _print_table(theory: Any, sim: Any, rows: int) -> None:
+    """The loss curves at ``rows`` evenly spread grid times, the simulation's mean and standard
+    error beside the DMFT's when there is a simulation."""
+    K = theory.times.size
+    ks = sorted(set(np.linspace(0, K - 1, min(rows, K)).round().astype(int).tolist()))
+    cols = ["t", "train_dmft", "test_dmft"]
+    if sim is not None:
+        cols = ["t", "train_dmft", "train_sim", "train_se", "test_dmft", "test_sim", "test_se"]
+    print(" ".join(cols))
+    for k in ks:
+        vals = [theory.times[k], theory.train_loss[k]]
+        if sim is not None:
+            vals += [sim.train_mean[k], sim.train_se[k]]
+        vals.append(theory.test_loss[k])
+        if sim is not None:
+            vals += [sim.test_mean[k], sim.test_se[k]]
+        print(" ".join(_fmt(float(v)) for v in vals))
+
+
+def _print_agreement(theory: Any, sim: Any) -> None:
+    """The largest distance of the DMFT curves from the simulation's means, in simulation
+    standard errors, over the grid after ``t = 0`` (steps with no spread are skipped)."""
+    se_tr = np.where(np.isfinite(sim.train_se) & (sim.train_se > 0), sim.train_se, np.inf)
+    se_te = np.where(np.isfinite(sim.test_se) & (sim.test_se > 0), sim.test_se, np.inf)
+    z = max(
+        float(np.max(np.abs(theory.train_loss - sim.train_mean)[1:] / se_tr[1:])),
+        float(np.max(np.abs(theory.test_loss - sim.test_mean)[1:] / se_te[1:])),
+    )
+    print(f"# largest |DMFT - sim| / sim s.e. over the grid: {z:.2f} (DMFT Monte Carlo error not included)")
 
 
 def _main() -> int:  # pragma: no cover

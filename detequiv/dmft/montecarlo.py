@@ -46,7 +46,8 @@ from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
 from .linear import cosine_overlap
-from .system import SGF, DMFTSystem, GaussianInit, HeavyBall, LinearTeacher, LogisticTeacher, SignTeacher
+from .progress import ProgressBar
+from .system import DMFTSystem, LinearTeacher, LogisticTeacher, SignTeacher, check_int
 
 __all__ = ["MCSolution", "solve_montecarlo", "population_loss", "mc_relative_error"]
 
@@ -63,6 +64,70 @@ def mc_relative_error(paths: int) -> float:
     0.0112
     """
     return math.sqrt(2.0 / paths)
+
+
+def default_response_paths(paths: int, size: int) -> int:
+    """Default number ``N_J`` of tangent paths: ``min(N, 1000)``, lowered to keep ``J`` under 256 MiB.
+
+    ``J`` holds ``N_J x size x size`` floats, ``size`` being the number of fields of one path
+    (``K`` grid points, or ``K k`` for a ``k``-index model); at least 2 paths.
+
+    >>> default_response_paths(16000, 101), default_response_paths(500, 101)
+    (1000, 500)
+    >>> default_response_paths(16000, 4001)
+    2
+    """
+    return min(int(paths), 1000, max(2, _J_BUDGET // (8 * size * size)))
+
+
+# --------------------------------------------------------------------------- Gaussian fields
+
+
+def extend_cholesky(L: np.ndarray, active: list[int], cov: np.ndarray, floor: float) -> None:
+    r"""Add row ``i = len(cov) - 1`` to a Cholesky factor grown by sequential conditioning.
+
+    The fields ``x_0, x_1, ...`` are drawn one at a time as ``x_i = L[i, :i+1] . z[:i+1]``
+    with independent standard normals ``z``. Given rows ``< i`` of ``L`` and the covariances
+    ``cov[j] = E x_i x_j`` (``j <= i``), the new row solves ``L[a, a] row[a] = cov[a]`` on the
+    ``active`` columns (the nonzero pivots so far) and the pivot is the square root of the
+    conditional variance ``cov[i] - |row|^2``. A conditional variance below
+    ``1e-10 max(|cov[i]|, floor)`` counts as zero: that pivot is dropped (``x_i`` is then a
+    combination of the earlier fields), otherwise ``i`` joins ``active``.
+
+    Parameters
+    ----------
+    L : numpy.ndarray
+        The factor, filled in place (row ``i`` up to column ``i``).
+    active : list of int
+        Columns with a nonzero pivot; ``i`` is appended when its pivot is kept.
+    cov : numpy.ndarray, shape (i + 1,)
+        Covariances of ``x_i`` with ``x_0..x_i``.
+    floor : float
+        Scale below which ``|cov[i]|`` does not lower the zero-pivot threshold (the
+        teacher's variance).
+
+    Examples
+    --------
+    >>> L, active = np.zeros((3, 3)), [0]
+    >>> L[0, 0] = 2.0
+    >>> extend_cholesky(L, active, np.array([2.0, 1.0]), 4.0)    # x_1 = x_0 / 2: no pivot
+    >>> extend_cholesky(L, active, np.array([0.0, 0.0, 1.0]), 4.0)
+    >>> L, active
+    (array([[2., 0., 0.],
+           [1., 0., 0.],
+           [0., 0., 1.]]), [0, 2])
+    """
+    i = cov.size - 1
+    act = np.asarray(active)
+    row = np.zeros(i + 1)
+    if act.size:
+        row[act] = solve_triangular(L[np.ix_(act, act)], cov[act], lower=True, check_finite=False)
+    piv2 = cov[i] - float(row[act] @ row[act]) if act.size else cov[i]
+    scale = max(abs(cov[i]), floor)
+    if piv2 > _PIVOT_TOL * scale:
+        row[i] = math.sqrt(piv2)
+        active.append(i)
+    L[i, : i + 1] = row
 
 
 # --------------------------------------------------------------------------- population loss
@@ -129,35 +194,6 @@ def population_loss(system: DMFTSystem, norm: Any, overlap: Any) -> np.ndarray:
         inner = (p_plus[:, None] * lp + (1.0 - p_plus[:, None]) * lm) @ wh
         out[idx] = float(ww @ inner)
     return out if np.ndim(norm) or np.ndim(overlap) else out.reshape(())
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """A tqdm bar when tqdm is installed and ``enabled``; silent otherwise."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.bar: Any = None
-        if enabled:
-            try:
-                import sys
-
-                from tqdm import tqdm  # type: ignore[import-untyped]
-
-                self.bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, ncols=80)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int = 1, **postfix: Any) -> None:
-        if self.bar is not None:
-            if postfix:
-                self.bar.set_postfix(**postfix)
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # --------------------------------------------------------------------------- solution
@@ -255,7 +291,7 @@ class MCSolution:
         k = self.index(t)
         a = float(self.R[k, 0])
         b = float(self.beta[k])
-        var0 = _init_variance(self.system)
+        var0 = self.system.init_variance
         v = float(self.C[k, k] - a * a * var0 - b * b * self.system.teacher_norm)
         return a, b, max(v, 0.0)
 
@@ -277,8 +313,7 @@ class MCSolution:
             default ``N(0, rho)``.  The DMFT depends on the teacher only through ``rho``; the
             weight law does depend on the teacher's coordinate law.
         """
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise InvalidArgument(f"size={size!r} must be an integer >= 1")
+        check_int(size, "size")
         a, b, v = self.weight_law(t)
         rng = np.random.default_rng(seed)
         rho = self.system.teacher_norm
@@ -286,12 +321,8 @@ class MCSolution:
             tstar = math.sqrt(rho) * rng.standard_normal(size)
         else:
             tstar = np.asarray(teacher(size, rng), dtype=float)
-        theta0 = math.sqrt(_init_variance(self.system)) * rng.standard_normal(size)
+        theta0 = math.sqrt(self.system.init_variance) * rng.standard_normal(size)
         return a * theta0 + b * tstar + math.sqrt(v) * rng.standard_normal(size)
-
-
-def _init_variance(system: DMFTSystem) -> float:
-    return float(system.init.variance) if isinstance(system.init, GaussianInit) else 0.0
 
 
 # --------------------------------------------------------------------------- the solver state
@@ -307,9 +338,8 @@ class _State:
         K = grid.size
         self.system, self.K, self.N, self.NJ, self.ito = system, K, paths, response_paths, ito
         self.dt, self.delta, self.rho = grid.dt, system.delta, system.teacher_norm
-        self.var0 = _init_variance(system)
-        ws = system.weight_side
-        hb = float(ws.beta) if isinstance(ws, HeavyBall) else 0.0
+        self.var0 = system.init_variance
+        hb = system.momentum
         self.a, self.b = 1.0 + hb - grid.dt * system.lam, -hb
         self.loss = system.sample_side.loss
         rng = np.random.default_rng(seed)
@@ -348,20 +378,10 @@ class _State:
 
     def cholesky_row(self, k: int, C: np.ndarray, m: np.ndarray) -> None:
         """Row ``k + 1`` of the Cholesky factor of ``Cov(w*, w_0..w_k)``, vanishing pivots dropped."""
-        i = k + 1
-        cov = np.empty(i + 1)
+        cov = np.empty(k + 2)
         cov[0] = m[k]  # E w_k w* = m_k
         cov[1:] = C[k, : k + 1]
-        act = np.asarray(self.active)
-        row = np.zeros(i + 1)
-        if act.size:
-            row[act] = solve_triangular(self.L[np.ix_(act, act)], cov[act], lower=True, check_finite=False)
-        piv2 = cov[i] - float(row[act] @ row[act]) if act.size else cov[i]
-        scale = max(abs(cov[i]), self.rho)
-        if piv2 > _PIVOT_TOL * scale:
-            row[i] = math.sqrt(piv2)
-            self.active.append(i)
-        self.L[i, : i + 1] = row
+        extend_cholesky(self.L, self.active, cov, self.rho)
 
     # ---- one step of the sample side
 
@@ -412,19 +432,92 @@ class _State:
         C[k + 1, : k + 2] = row
         C[: k + 2, k + 1] = row
 
+    # ---- whole sweeps
 
-def _check_sizes(paths: Any, response_paths: Any, K: int) -> tuple[int, int]:
+    def march(self, progress: bool) -> None:
+        """One causal sweep: at each step the fields and the sample side at ``k``, then row ``k + 1``
+        of the weight side (which needs the kernels up to ``k`` only)."""
+        K = self.K
+        bar = ProgressBar(K, "DMFT march", progress)
+        for k in range(K):
+            self.cholesky_row(k, self.C, self.beta * self.rho)
+            self.sample_step(k, self.R, self.beta * self.rho)
+            if k + 1 < K:
+                self.weight_step(k, self.R, self.beta, self.C)
+            bar.update()
+        bar.close()
+
+    def sample_pass(self) -> None:
+        """Redraw the fields for the current ``(C, m)`` and rerun the sample side over the whole
+        horizon (the kernels half of a Picard iteration)."""
+        self.L[:] = 0.0
+        self.L[0, 0] = math.sqrt(self.rho)
+        self.active = [0]
+        m = self.rho * self.beta
+        for k in range(self.K):
+            self.cholesky_row(k, self.C, m)
+            self.sample_step(k, self.R, m)
+
+    def solution(
+        self, *, method: str, seed: int, iterations: int, residual: float, converged: bool
+    ) -> MCSolution:
+        """The :class:`MCSolution` of the current state (copies of its arrays)."""
+        system = self.system
+        m = self.rho * self.beta
+        test = population_loss(system, np.diag(self.C), m)
+        return MCSolution(
+            system=system,
+            times=system.grid.times,
+            train_loss=self.train.copy(),
+            test_loss=np.asarray(test, dtype=float),
+            C=self.C.copy(),
+            R=self.R.copy(),
+            m=m,
+            Cg=self.Cg.copy(),
+            Rg=self.Rg.copy(),
+            Rs=self.Rs.copy(),
+            beta=self.beta.copy(),
+            method=method,
+            paths=self.N,
+            response_paths=self.NJ,
+            seed=seed,
+            iterations=iterations,
+            residual=residual,
+            converged=converged,
+        )
+
+
+def _check_options(
+    system: Any,
+    paths: Any,
+    response_paths: Any,
+    method: Any,
+    seed: Any,
+    mixing: Any,
+    tol: Any,
+    max_iter: Any,
+) -> tuple[int, int]:
+    """Validate the arguments of :func:`solve_montecarlo`; returns ``(N, N_J)``."""
+    if not isinstance(system, DMFTSystem):
+        raise InvalidArgument(f"system={system!r} must be a DMFTSystem")
+    if method not in ("march", "picard"):
+        raise InvalidArgument(f"method={method!r} must be 'march' or 'picard'")
     if isinstance(paths, bool) or not isinstance(paths, (int, np.integer)) or paths < 2:
         raise InvalidArgument(f"paths={paths!r} must be an integer >= 2 (e.g. 16000 for ~1% accuracy)")
     if response_paths is None:
-        cap = max(2, _J_BUDGET // (8 * K * K))
-        response_paths = min(int(paths), 1000, cap)
+        response_paths = default_response_paths(int(paths), system.grid.size)
     if (
         isinstance(response_paths, bool)
         or not isinstance(response_paths, (int, np.integer))
         or not 1 <= response_paths <= paths
     ):
         raise InvalidArgument(f"response_paths={response_paths!r} must be an integer in [1, paths={paths}]")
+    check_int(seed, "seed", None)
+    if not 0.0 < float(mixing) <= 1.0:
+        raise InvalidArgument(f"mixing={mixing!r} must be in (0, 1]; 0.7 is a robust choice")
+    if not float(tol) > 0.0:
+        raise InvalidArgument(f"tol={tol!r} must be > 0 (e.g. 1e-6)")
+    check_int(max_iter, "max_iter")
     return int(paths), int(response_paths)
 
 
@@ -473,51 +566,15 @@ def solve_montecarlo(
     ``E[l'_k l'_l]``: the weight-side noise keeps its white part but loses the Ito cross-term
     (a deliberately wrong DMFT, DMFT.md 2.1, kept so tests can show simulation rejects it).
     """
-    if not isinstance(system, DMFTSystem):
-        raise InvalidArgument(f"system={system!r} must be a DMFTSystem")
-    if method not in ("march", "picard"):
-        raise InvalidArgument(f"method={method!r} must be 'march' or 'picard'")
-    K = system.grid.size
-    paths, response_paths = _check_sizes(paths, response_paths, K)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgument(f"seed={seed!r} must be an integer")
-    if not 0.0 < float(mixing) <= 1.0:
-        raise InvalidArgument(f"mixing={mixing!r} must be in (0, 1]; 0.7 is a robust choice")
-    if not float(tol) > 0.0:
-        raise InvalidArgument(f"tol={tol!r} must be > 0 (e.g. 1e-6)")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise InvalidArgument(f"max_iter={max_iter!r} must be an integer >= 1")
-    ito = not (isinstance(system.noise, SGF) and not system.noise.ito_cross_term)
-    st = _State(system, paths, response_paths, int(seed), ito)
+    paths, response_paths = _check_options(system, paths, response_paths, method, seed, mixing, tol, max_iter)
+    st = _State(system, paths, response_paths, int(seed), system.ito_cross_term)
     if method == "march":
-        bar = _Progress(K, "DMFT march", progress)
-        for k in range(K):
-            st.cholesky_row(k, st.C, st.beta * st.rho)
-            st.sample_step(k, st.R, st.beta * st.rho)
-            if k + 1 < K:
-                st.weight_step(k, st.R, st.beta, st.C)
-            bar.update()
-        bar.close()
+        st.march(progress)
         iterations, residual = 1, 0.0
     else:
         iterations, residual = _picard(st, float(mixing), float(tol), int(max_iter), progress)
-    m = st.rho * st.beta
-    test = population_loss(system, np.diag(st.C), m)
-    return MCSolution(
-        system=system,
-        times=system.grid.times,
-        train_loss=st.train.copy(),
-        test_loss=np.asarray(test, dtype=float),
-        C=st.C.copy(),
-        R=st.R.copy(),
-        m=m,
-        Cg=st.Cg.copy(),
-        Rg=st.Rg.copy(),
-        Rs=st.Rs.copy(),
-        beta=st.beta.copy(),
+    return st.solution(
         method=method,
-        paths=paths,
-        response_paths=response_paths,
         seed=int(seed),
         iterations=iterations,
         residual=residual,
@@ -531,18 +588,12 @@ def _picard(st: _State, mixing: float, tol: float, max_iter: int, progress: bool
     # start: the weight side without data (Rg = Cg = Rs = 0)
     for k in range(K - 1):
         st.weight_step(k, st.R, st.beta, st.C)
-    bar = _Progress(max_iter, "DMFT Picard", progress)
+    bar = ProgressBar(max_iter, "DMFT Picard", progress)
     residual = math.inf
     iterations = 0
     while iterations < max_iter:
         iterations += 1
-        st.L[:] = 0.0
-        st.L[0, 0] = math.sqrt(st.rho)
-        st.active = [0]
-        m = st.rho * st.beta
-        for k in range(K):
-            st.cholesky_row(k, st.C, m)
-            st.sample_step(k, st.R, m)
+        st.sample_pass()
         R_new, beta_new, C_new = np.zeros((K, K)), np.zeros(K), np.zeros((K, K))
         R_new[0, 0], C_new[0, 0] = 1.0, st.var0
         for k in range(K - 1):
@@ -559,12 +610,5 @@ def _picard(st: _State, mixing: float, tol: float, max_iter: int, progress: bool
         if residual < tol:
             break
     bar.close()
-    # final sample pass so the losses and kernels match the returned (C, m, R)
-    st.L[:] = 0.0
-    st.L[0, 0] = math.sqrt(st.rho)
-    st.active = [0]
-    m = st.rho * st.beta
-    for k in range(K):
-        st.cholesky_row(k, st.C, m)
-        st.sample_step(k, st.R, m)
+    st.sample_pass()  # so the losses and kernels match the returned (C, m, R)
     return iterations, residual

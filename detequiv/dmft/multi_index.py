@@ -73,7 +73,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..errors import InvalidArgument
-from .system import GD, SGF, BernoulliVisits, Grid, _finite
+from .montecarlo import default_response_paths, extend_cholesky
+from .system import GD, SGF, BernoulliVisits, Grid, check_int, check_real
 
 __all__ = [
     "SeparableSquare",
@@ -84,16 +85,6 @@ __all__ = [
     "solve_multi_index",
     "simulate_multi_index",
 ]
-
-_PIVOT_TOL = 1e-10
-_J_BUDGET = 256 * 2**20
-
-
-def _positive_int(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidArgument(f"{name}={value!r} must be an integer >= {low}")
-    return int(value)
-
 
 # --------------------------------------------------------------------------- models
 
@@ -113,8 +104,8 @@ class SeparableSquare:
     noise_var: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "k", _positive_int(self.k, "k"))
-        object.__setattr__(self, "noise_var", _finite(self.noise_var, "noise_var", low=0.0))
+        object.__setattr__(self, "k", check_int(self.k, "k"))
+        object.__setattr__(self, "noise_var", check_real(self.noise_var, "noise_var", low=0.0))
 
     @property
     def k_star(self) -> int:
@@ -166,9 +157,9 @@ class Committee:
     noise_var: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "k", _positive_int(self.k, "k"))
-        object.__setattr__(self, "k_star", _positive_int(self.k_star, "k_star"))
-        object.__setattr__(self, "noise_var", _finite(self.noise_var, "noise_var", low=0.0))
+        object.__setattr__(self, "k", check_int(self.k, "k"))
+        object.__setattr__(self, "k_star", check_int(self.k_star, "k_star"))
+        object.__setattr__(self, "noise_var", check_real(self.noise_var, "noise_var", low=0.0))
 
     def labels(self, wstar: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         f = np.mean(np.tanh(wstar), axis=-1, keepdims=True)
@@ -242,12 +233,12 @@ class MultiIndexSystem:
     init_variance: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "delta", _finite(self.delta, "delta", low=0.0, strict=True))
+        object.__setattr__(self, "delta", check_real(self.delta, "delta", low=0.0, strict=True))
         if not isinstance(self.grid, Grid):
             raise InvalidArgument(f"grid={self.grid!r} must be a Grid(dt, steps)")
         if not isinstance(self.model, (SeparableSquare, Committee)):
             raise InvalidArgument(f"model={self.model!r} must be SeparableSquare(k) or Committee(k, k_star)")
-        object.__setattr__(self, "lam", _finite(self.lam, "lam", low=0.0))
+        object.__setattr__(self, "lam", check_real(self.lam, "lam", low=0.0))
         if not isinstance(self.noise, (GD, SGF, BernoulliVisits)):
             raise InvalidArgument(f"noise={self.noise!r} must be GD(), SGF(tau) or BernoulliVisits(tau)")
         if isinstance(self.noise, SGF) and not self.noise.ito_cross_term:
@@ -265,7 +256,7 @@ class MultiIndexSystem:
             )
         rho.setflags(write=False)
         object.__setattr__(self, "teacher_overlap", rho)
-        object.__setattr__(self, "init_variance", _finite(self.init_variance, "init_variance", low=0.0))
+        object.__setattr__(self, "init_variance", check_real(self.init_variance, "init_variance", low=0.0))
 
     @property
     def k(self) -> int:
@@ -395,135 +386,182 @@ def solve_multi_index(
     -------
     MultiIndexSolution
     """
+    N, NJ = _check_solver_options(system, paths, seed, response_paths, couplings)
+    march = _BlockMarch(system, N, NJ, int(seed), couplings)
+    K = system.grid.size
+    for step in range(K):
+        w, m_big = march.fields(step)
+        rg = march.sample_step(step, w, m_big)
+        if step + 1 < K:
+            march.weight_step(step, rg)
+    return march.solution()
+
+
+def _check_solver_options(
+    system: Any, paths: Any, seed: Any, response_paths: Any, couplings: Any
+) -> tuple[int, int]:
+    """Validate the arguments of :func:`solve_multi_index`; returns ``(N, N_J)``."""
     if not isinstance(system, MultiIndexSystem):
         raise InvalidArgument(f"system={system!r} must be a MultiIndexSystem")
-    N = _positive_int(paths, "paths", 2)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgument(f"seed={seed!r} must be an integer")
+    N = check_int(paths, "paths", 2)
+    check_int(seed, "seed", None)
     if couplings not in ("full", "diagonal"):
         raise InvalidArgument(f"couplings={couplings!r} must be 'full' or 'diagonal'")
-    K, k, ks = system.grid.size, system.k, system.k_star
-    D = K * k
     if response_paths is None:
-        NJ = min(N, 1000, max(2, _J_BUDGET // (8 * D * D)))
-    else:
-        NJ = _positive_int(response_paths, "response_paths")
-        if NJ > N:
-            raise InvalidArgument(f"response_paths={response_paths!r} must be <= paths={N}")
-    dt, delta, rho = system.grid.dt, system.delta, system.rho
-    a = 1.0 - dt * system.lam
-    v0 = system.init_variance
-    model = system.model
-    rng = np.random.default_rng(int(seed))
-    nvar = ks + D
-    z = rng.standard_normal((N, nvar))
-    if N > nvar + 2:  # moment matching (as in montecarlo.py): identity empirical covariance
-        z -= z.mean(axis=0)
-        chol = np.linalg.cholesky(np.einsum("ni,nj->ij", z, z) / N)
-        z = solve_triangular(chol, z.T, lower=True, check_finite=False).T
-    # Cholesky factor of Cov(w*, w_0^1..w_0^k, w_1^1, ...); rows of w* first
-    L = np.zeros((nvar, nvar))
-    L[:ks, :ks] = np.linalg.cholesky(rho)
-    active = list(range(ks))
-    wstar = z[:, :ks] @ L[:ks, :ks].T
-    y = np.asarray(model.labels(wstar, rng), dtype=float)
-    s = np.asarray(system.noise.multipliers((N, K), dt, rng), dtype=float)
-    rho_inv = np.linalg.inv(rho)
-    # big block matrices, index (step, component) -> step * k + component
-    R = np.zeros((D, D))
-    C = np.zeros((D, D))
-    beta = np.zeros((D, ks))
-    Rg = np.zeros((D, D))
-    Cg = np.zeros((D, D))
-    Rs = np.zeros((K, k, ks))
-    R[:k, :k] = np.eye(k)
-    C[:k, :k] = v0 * np.eye(k)
-    G = np.zeros((N, D))  # s_k grad l(r_k), flattened (step, component)
-    W = np.zeros((NJ, k, D))  # s_i H_i on the response paths, stacked along columns (i, b)
-    J = np.zeros((NJ, D, D))
-    train = np.zeros(K)
-    eye = np.eye(k)
-    for step in range(K):
+        return N, default_response_paths(N, system.grid.size * system.k)
+    NJ = check_int(response_paths, "response_paths")
+    if NJ > N:
+        raise InvalidArgument(f"response_paths={response_paths!r} must be <= paths={N}")
+    return N, NJ
+
+
+class _BlockMarch:
+    """State of the causal marcher of :func:`solve_multi_index` (module docstring).
+
+    Every ``(step, component)`` pair is one index ``step * k + component`` of the
+    ``D = K k``-dimensional block matrices ``R``, ``C``, ``Rg``, ``Cg``; ``beta`` is
+    ``D x k*`` (``m_k = beta_k rho``). The Gaussian fields ``(w*, w_0^1..w_0^k, w_1^1, ...)``
+    are drawn from moment-matched normals ``z`` through a Cholesky factor ``L`` grown by
+    sequential conditioning.
+    """
+
+    def __init__(self, system: MultiIndexSystem, N: int, NJ: int, seed: int, couplings: str) -> None:
+        K, k, ks = system.grid.size, system.k, system.k_star
+        D = K * k
+        self.system, self.N, self.NJ, self.seed, self.couplings = system, N, NJ, seed, couplings
+        self.K, self.k, self.ks = K, k, ks
+        self.dt, self.delta, self.rho = system.grid.dt, system.delta, system.rho
+        self.a = 1.0 - self.dt * system.lam
+        rng = np.random.default_rng(seed)
+        nvar = ks + D
+        z = rng.standard_normal((N, nvar))
+        if N > nvar + 2:  # moment matching (as in montecarlo.py): identity empirical covariance
+            z -= z.mean(axis=0)
+            chol = np.linalg.cholesky(np.einsum("ni,nj->ij", z, z) / N)
+            z = solve_triangular(chol, z.T, lower=True, check_finite=False).T
+        self.z = z
+        # Cholesky factor of Cov(w*, w_0^1..w_0^k, w_1^1, ...); rows of w* first
+        self.L = np.zeros((nvar, nvar))
+        self.L[:ks, :ks] = np.linalg.cholesky(self.rho)
+        self.active = list(range(ks))
+        self.wstar = z[:, :ks] @ self.L[:ks, :ks].T
+        self.y = np.asarray(system.model.labels(self.wstar, rng), dtype=float)
+        self.s = np.asarray(system.noise.multipliers((N, K), self.dt, rng), dtype=float)
+        self.rho_inv = np.linalg.inv(self.rho)
+        self.R = np.zeros((D, D))
+        self.C = np.zeros((D, D))
+        self.beta = np.zeros((D, ks))
+        self.Rg = np.zeros((D, D))
+        self.Cg = np.zeros((D, D))
+        self.Rs = np.zeros((K, k, ks))
+        self.eye = np.eye(k)
+        self.R[:k, :k] = self.eye
+        self.C[:k, :k] = system.init_variance * self.eye
+        self.G = np.zeros((N, D))  # s_k grad l(r_k), flattened (step, component)
+        self.W = np.zeros((NJ, k, D))  # s_i H_i on the response paths, stacked along columns (i, b)
+        self.J = np.zeros((NJ, D, D))
+        self.train = np.zeros(K)
+
+    def fields(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` fields ``w_step`` on every path (``N x k``), by conditioning on the earlier ones.
+
+        Also returns ``E w_j w*^T = m_j`` for ``j <= step`` (``(step + 1) k x k*``).
+        """
+        k, ks, C = self.k, self.ks, self.C
         lo, hi = step * k, (step + 1) * k
-        m_big = beta[:hi] @ rho  # E w_j w*^T for j <= step
-        # ---- Cholesky rows of the k new fields
+        m_big = self.beta[:hi] @ self.rho  # E w_j w*^T for j <= step
+        floor = float(np.max(np.diag(self.rho)))
         for comp in range(k):
-            i = ks + lo + comp
             cov = np.concatenate([m_big[lo + comp], C[lo + comp, : lo + comp + 1]])
-            act = np.asarray(active)
-            row = np.zeros(i + 1)
-            row[act] = solve_triangular(L[np.ix_(act, act)], cov[act], lower=True, check_finite=False)
-            piv2 = cov[i] - float(row[act] @ row[act])
-            if piv2 > _PIVOT_TOL * max(abs(cov[i]), float(np.max(np.diag(rho)))):
-                row[i] = math.sqrt(piv2)
-                active.append(i)
-            L[i, : i + 1] = row
+            extend_cholesky(self.L, self.active, cov, floor)
         # thin products by einsum: multithreaded BLAS is slow on them under load
-        w = np.einsum("nj,aj->na", z[:, : ks + hi], L[ks + lo : ks + hi, : ks + hi])  # (N, k)
-        # ---- sample side
+        w = np.einsum("nj,aj->na", self.z[:, : ks + hi], self.L[ks + lo : ks + hi, : ks + hi])  # (N, k)
+        return w, m_big
+
+    def sample_step(self, step: int, w: np.ndarray, m_big: np.ndarray) -> np.ndarray:
+        """Row block ``step`` of the sample side: ``r_k``, the gradients and Hessians, the tangent
+        and the kernels ``Rg``, ``Cg``, ``Rs``; returns the ``Rg`` row block (``k x (step + 1) k``)."""
+        k, N, NJ, dt, model, y = self.k, self.N, self.NJ, self.dt, self.system.model, self.y
+        G, eye = self.G, self.eye
+        lo, hi = step * k, (step + 1) * k
         if step > 0:
             # r_k = w_k - dt sum_{j<k} R[k, j+1] g_j: columns j+1 = k..hi of the row block
-            r = w - dt * np.einsum("nj,aj->na", G[:, :lo], R[lo:hi, k:hi])
+            r = w - dt * np.einsum("nj,aj->na", G[:, :lo], self.R[lo:hi, k:hi])
         else:
             r = w
         g = model.grad(r, y)
         H = model.hessian(r, y)
-        train[step] = float(np.mean(model.value(r, y)))
-        G[:, lo:hi] = s[:, step, None] * g
-        W[:, :, lo:hi] = s[:NJ, step, None, None] * H[:NJ]
+        self.train[step] = float(np.mean(model.value(r, y)))
+        G[:, lo:hi] = self.s[:, step, None] * g
+        self.W[:, :, lo:hi] = self.s[:NJ, step, None, None] * H[:NJ]
+        Jrow = self.tangent_row(step)
+        rg = np.einsum("pab,pbj->aj", H[:NJ], Jrow) / NJ
+        rg[:, lo:hi] = H.mean(axis=0)
+        cg = np.einsum("na,nj->aj", G[:, lo:hi], G[:, :hi]) / N
+        if self.couplings == "diagonal":
+            rg = (rg.reshape(k, step + 1, k) * eye[:, None, :]).reshape(k, hi)
+            cg = (cg.reshape(k, step + 1, k) * eye[:, None, :]).reshape(k, hi)
+        self.Rg[lo:hi, :hi] = rg
+        self.Cg[lo:hi, :hi] = cg
+        self.Cg[:hi, lo:hi] = cg.T
+        self.Rs[step] = (np.einsum("na,nc->ac", g, self.wstar) / N - rg @ m_big) @ self.rho_inv
+        return rg
+
+    def tangent_row(self, step: int) -> np.ndarray:
+        """Row block ``step`` of the tangent on the response paths (``N_J x k x (step + 1) k``):
+        ``J[k, k] = I``, ``J[k, j] = -dt sum_{i<k} R[k, i+1] s_i H_i J[i, j]``."""
+        k, NJ, R, W, J = self.k, self.NJ, self.R, self.W, self.J
+        lo, hi = step * k, (step + 1) * k
         Jrow = J[:, lo:hi, :hi]
-        Jrow[:, :, lo:hi] = eye
+        Jrow[:, :, lo:hi] = self.eye
         if step > 0:
-            # J[k, j] = -dt sum_{i<k} R[k, i+1] W_i J[i, j]
             RW = np.empty((NJ, k, lo))
             for i in range(step):
                 RW[:, :, i * k : (i + 1) * k] = np.einsum(
                     "ac,pcb->pab", R[lo:hi, (i + 1) * k : (i + 2) * k], W[:, :, i * k : (i + 1) * k]
                 )
-            Jrow[:, :, :lo] = -dt * (RW @ J[:, :lo, :lo])
-        rg = np.einsum("pab,pbj->aj", H[:NJ], Jrow) / NJ
-        rg[:, lo:hi] = H.mean(axis=0)
-        cg = np.einsum("na,nj->aj", G[:, lo:hi], G[:, :hi]) / N
-        if couplings == "diagonal":
-            rg = (rg.reshape(k, step + 1, k) * eye[:, None, :]).reshape(k, hi)
-            cg = (cg.reshape(k, step + 1, k) * eye[:, None, :]).reshape(k, hi)
-        Rg[lo:hi, :hi] = rg
-        Cg[lo:hi, :hi] = cg
-        Cg[:hi, lo:hi] = cg.T
-        Rs[step] = (np.einsum("na,nc->ac", g, wstar) / N - rg @ m_big) @ rho_inv
-        # ---- weight side: row block step + 1
-        if step + 1 < K:
-            nlo, nhi = hi, hi + k
-            R[nlo:nhi, :hi] = a * R[lo:hi, :hi] - dt * delta * (rg @ R[:hi, :hi])
-            R[nlo:nhi, nlo:nhi] = eye
-            beta[nlo:nhi] = a * beta[lo:hi] - dt * delta * (rg @ beta[:hi] + Rs[step])
-            Qs = R[:nhi, k:nhi]  # Q[(l, a), (i, b)] = R[l, i+1]_{ab}: response to u_i
-            noise = (dt * dt * delta) * ((Qs[nlo:nhi] @ Cg[:hi, :hi]) @ Qs.T)
-            init = v0 * (R[nlo:nhi, :k] @ R[:nhi, :k].T)
-            teach = beta[nlo:nhi] @ rho @ beta[:nhi].T
-            block = init + teach + noise
-            C[nlo:nhi, :nhi] = block
-            C[:nhi, nlo:nhi] = block.T
-    Cb = _blocks(C, K, k)
-    m = (beta @ rho).reshape(K, k, ks)
-    Q = np.einsum("kkab->kab", Cb)
-    test = system.population_loss(Q, m)
-    return MultiIndexSolution(
-        system=system,
-        times=system.grid.times,
-        train_loss=train,
-        test_loss=test,
-        C=Cb,
-        R=_blocks(R, K, k),
-        m=m,
-        Cg=_blocks(Cg, K, k),
-        Rg=_blocks(Rg, K, k),
-        Rs=Rs,
-        paths=N,
-        response_paths=NJ,
-        seed=int(seed),
-        couplings=couplings,
-    )
+            Jrow[:, :, :lo] = -self.dt * (RW @ J[:, :lo, :lo])
+        return Jrow
+
+    def weight_step(self, step: int, rg: np.ndarray) -> None:
+        """Row block ``step + 1`` of ``R``, ``beta`` and ``C`` from the kernels up to ``step``."""
+        k, dt, delta, a, rho = self.k, self.dt, self.delta, self.a, self.rho
+        R, C, beta, Cg = self.R, self.C, self.beta, self.Cg
+        lo, hi = step * k, (step + 1) * k
+        nlo, nhi = hi, hi + k
+        R[nlo:nhi, :hi] = a * R[lo:hi, :hi] - dt * delta * (rg @ R[:hi, :hi])
+        R[nlo:nhi, nlo:nhi] = self.eye
+        beta[nlo:nhi] = a * beta[lo:hi] - dt * delta * (rg @ beta[:hi] + self.Rs[step])
+        Qs = R[:nhi, k:nhi]  # Q[(l, a), (i, b)] = R[l, i+1]_{ab}: response to u_i
+        noise = (dt * dt * delta) * ((Qs[nlo:nhi] @ Cg[:hi, :hi]) @ Qs.T)
+        init = self.system.init_variance * (R[nlo:nhi, :k] @ R[:nhi, :k].T)
+        teach = beta[nlo:nhi] @ rho @ beta[:nhi].T
+        block = init + teach + noise
+        C[nlo:nhi, :nhi] = block
+        C[:nhi, nlo:nhi] = block.T
+
+    def solution(self) -> MultiIndexSolution:
+        """The marched arrays as ``[k, l, a, b]`` blocks, with the population test loss."""
+        system, K, k, ks = self.system, self.K, self.k, self.ks
+        Cb = _blocks(self.C, K, k)
+        m = (self.beta @ self.rho).reshape(K, k, ks)
+        Q = np.einsum("kkab->kab", Cb)
+        return MultiIndexSolution(
+            system=system,
+            times=system.grid.times,
+            train_loss=self.train,
+            test_loss=system.population_loss(Q, m),
+            C=Cb,
+            R=_blocks(self.R, K, k),
+            m=m,
+            Cg=_blocks(self.Cg, K, k),
+            Rg=_blocks(self.Rg, K, k),
+            Rs=self.Rs,
+            paths=self.N,
+            response_paths=self.NJ,
+            seed=self.seed,
+            couplings=self.couplings,
+        )
 
 
 # --------------------------------------------------------------------------- finite system
@@ -576,10 +614,9 @@ def simulate_multi_index(
     """
     if not isinstance(system, MultiIndexSystem):
         raise InvalidArgument(f"system={system!r} must be a MultiIndexSystem")
-    d = _positive_int(d, "d", 2)
-    S = _positive_int(seeds, "seeds")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgument(f"seed={seed!r} must be an integer")
+    d = check_int(d, "d", 2)
+    S = check_int(seeds, "seeds")
+    check_int(seed, "seed", None)
     n = max(1, round(system.delta * d))
     k, ks, K, dt = system.k, system.k_star, system.grid.size, system.grid.dt
     if d <= ks:

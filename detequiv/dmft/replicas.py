@@ -66,8 +66,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument
-from .linear import _check
-from .system import GD, SGF, DMFTSystem, HeavyBall
+from .linear import CorrelationChannel, LinearCoefficients, LinearMarch
+from .system import DMFTSystem
 
 __all__ = ["REPLICA_SOURCES", "ReplicaSolution", "solve_replicas"]
 
@@ -217,97 +217,46 @@ def solve_replicas(
     ...
     detequiv.errors.InvalidArgument: private 'data' with shared ['labels']: labels and SGD noise ...
     """
-    a = _check(system)
+    coef = LinearCoefficients.of(system)
     shared_t, private_t = _partition(shared, private)
-    grid = system.grid
-    n, dt = grid.size, grid.dt
-    delta, rho = system.delta, system.teacher_norm
-    sigma2 = system.sample_side.teacher.noise_var  # type: ignore[union-attr]
-    lam = system.lam
-    beta = system.weight_side.beta if isinstance(system.weight_side, HeavyBall) else 0.0
-    v = 0.0 if isinstance(system.noise, GD) else system.noise.variance(dt)
-    ito = 1.0 if not isinstance(system.noise, SGF) or system.noise.ito_cross_term else 0.0
     var0 = float(system.init.variance)
-
-    # (init covariance, label-noise covariance, multiplier variance seen by both) per block
-    blocks = (
-        (var0, sigma2, v),
-        (
+    # aa: all sources shared (the ordinary DMFT); ab: a private source contributes nothing
+    channels = (
+        CorrelationChannel(var0, coef.noise_var, coef.v),
+        CorrelationChannel(
             var0 if "init" in shared_t else 0.0,
-            sigma2 if "labels" in shared_t else 0.0,
-            v if "sgd_noise" in shared_t else 0.0,
+            coef.noise_var if "labels" in shared_t else 0.0,
+            coef.v if "sgd_noise" in shared_t else 0.0,
         ),
     )
-    R = np.zeros((n, n))
-    A = np.zeros((n, n))
-    L = np.zeros((n, n))
-    Kk = np.zeros((n, n))
-    m = np.zeros(n)
-    a1 = np.zeros(n)  # A 1
-    am = np.zeros(n)  # A m
-    P = np.zeros(n)
-    Cs = [np.zeros((n, n)) for _ in blocks]
-    Ces = [np.zeros((n, n)) for _ in blocks]
-    cs = [np.zeros(n) for _ in blocks]
-    R[0, 0] = 1.0
-    for C, (c0, _, _) in zip(Cs, blocks, strict=True):
-        C[0, 0] = c0
-    for k in range(n):
-        kk = k + 1
-        # sample side, row k (replica-independent)
-        L[k, :k] = R[k, 1:kk]
-        A[k, :kk] = -dt * a * (L[k, :k] @ A[:k, :kk])
-        A[k, k] = 1.0
-        Kk[k, :k] = dt * a * (A[k, :kk] @ L[:kk, :k])
-        a1[k] = A[k, :kk].sum()
-        am[k] = A[k, :kk] @ m[:kk]
-        rs = -a * a1[k]
-        if kk < n:
-            P[:kk] = -dt * delta * a * A[k, :kk]
-            P[k] += 1.0 - dt * lam
-            if k >= 1:  # theta_{-1} = theta_0: no momentum on the first step
-                P[k] += beta
-                P[k - 1] -= beta
-            m[kk] = P[:kk] @ m[:kk] - dt * delta * rs * rho
-            R[kk, :kk] = P[:kk] @ R[:kk, :kk]
-            R[kk, kk] = 1.0
-        p = P[:kk]
-        for C, Ce, c, (_, s2, vv) in zip(Cs, Ces, cs, blocks, strict=True):
-            # residual correlation row k: A Sigma A^T + vv K diag(c) K^T
-            row = (A[k, :kk] @ C[:kk, :kk]) @ A[:kk, :kk].T
-            row += (rho + s2) * a1[k] * a1[:kk] - am[k] * a1[:kk] - a1[k] * am[:kk]
-            if vv:
-                row += vv * ((Kk[k, :k] * c[:k]) @ Kk[:kk, :k].T)
-            Ce[k, :kk] = row
-            Ce[:kk, k] = row
-            c[k] = row[k]
-            if kk == n:
-                continue
-            g = row.copy()
-            g[k] += vv * c[k]
-            if vv and ito:
-                g[:k] -= vv * Kk[k, :k] * c[:k]
-            g *= a * a
-            # weight side: theta_{k+1} = p . theta[:kk] - dt u_k - dt delta rs theta*
-            eu = -dt * delta * (R[: kk + 1, 1 : kk + 1] @ g)  # E[u_k theta_l] (other replica)
-            new = p @ C[:kk, :kk] - dt * eu[:kk] - dt * delta * rs * m[:kk]
-            C[kk, :kk] = new
-            C[:kk, kk] = new
-            C[kk, kk] = p @ new - dt * eu[kk] - dt * delta * rs * m[kk]
-    C_aa, C_ab = Cs
-    residual_ab = Ces[1]
-    if "data" in private_t:
+    march = LinearMarch(coef, channels).run()
+    return _replica_solution(system, shared_t, private_t, march)
+
+
+def _replica_solution(
+    system: DMFTSystem, shared: tuple[str, ...], private: tuple[str, ...], march: LinearMarch
+) -> ReplicaSolution:
+    """Read the two-replica solution off the marched ``aa`` and ``ab`` channels.
+
+    With private data the marched ``ab`` channel does not apply: only the deterministic parts
+    ``R[:, 0] theta_0 + (m / rho) theta*`` of the two runs are common (module docstring).
+    """
+    R, m, rho = march.R, march.m, march.coef.rho
+    C_aa, C_ab = march.C
+    residual_ab = march.Ce[1]
+    if "data" in private:
+        n = m.size
         C_ab = np.outer(m, m) / rho
-        if "init" in shared_t:
-            C_ab += var0 * np.outer(R[:, 0], R[:, 0])
+        if "init" in shared:
+            C_ab += float(system.init.variance) * np.outer(R[:, 0], R[:, 0])
         residual_ab = np.zeros((n, n))
     total = np.diag(C_aa) - 2.0 * m + rho
     mean_err = np.diag(C_ab) - 2.0 * m + rho
     return ReplicaSolution(
         system=system,
-        shared=shared_t,
-        private=private_t,
-        times=grid.times,
+        shared=shared,
+        private=private,
+        times=system.grid.times,
         total=total,
         mean_predictor_error=mean_err,
         variance=np.diag(C_aa) - np.diag(C_ab),
@@ -315,6 +264,6 @@ def solve_replicas(
         C_ab=C_ab,
         R=R,
         m=m,
-        residual_aa=Ces[0],
+        residual_aa=march.Ce[0],
         residual_ab=residual_ab,
     )

@@ -35,8 +35,9 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from .linear import cosine_overlap
-from .montecarlo import _Progress, population_loss
-from .system import GD, DMFTSystem, GaussianInit, HeavyBall
+from .montecarlo import population_loss
+from .progress import ProgressBar
+from .system import GD, DMFTSystem, check_int
 
 __all__ = ["SimulationResult", "simulate"]
 
@@ -107,10 +108,22 @@ class SimulationResult:
         return self._se(self.test_loss)
 
 
-def _pos_int(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidArgument(f"{name}={value!r} must be an integer >= {low}")
-    return int(value)
+def _check_options(system: Any, d: Any, seeds: Any, batch: Any, algorithm: Any) -> tuple[int, int, int, str]:
+    """Validate the arguments of :func:`simulate`; returns ``(d, seeds, batch, algorithm)``."""
+    if not isinstance(system, DMFTSystem):
+        raise InvalidArgument(f"system={system!r} must be a DMFTSystem")
+    d = check_int(d, "d", 2)
+    seeds = check_int(seeds, "seeds")
+    batch = check_int(batch, "batch")
+    if algorithm is None:
+        algorithm = "gd" if isinstance(system.noise, GD) else "sgd"
+    if algorithm not in ("gd", "multipliers", "sgd"):
+        raise InvalidArgument(f"algorithm={algorithm!r} must be 'gd', 'multipliers' or 'sgd'")
+    if algorithm == "sgd" and system.tau <= 0.0:
+        raise InvalidArgument("algorithm='sgd' needs a noise with tau > 0 (SGF(tau) or BernoulliVisits(tau))")
+    if algorithm == "sgd" and system.momentum:
+        raise InvalidArgument("heavy ball with algorithm='sgd' is not simulated; use 'gd' or 'multipliers'")
+    return d, seeds, batch, algorithm
 
 
 def simulate(
@@ -142,59 +155,73 @@ def simulate(
     progress : bool
         tqdm bar over the grid steps when tqdm is installed.
     """
-    if not isinstance(system, DMFTSystem):
-        raise InvalidArgument(f"system={system!r} must be a DMFTSystem")
-    d = _pos_int(d, "d", 2)
-    seeds = _pos_int(seeds, "seeds")
-    batch = _pos_int(batch, "batch")
-    if algorithm is None:
-        algorithm = "gd" if isinstance(system.noise, GD) else "sgd"
-    if algorithm not in ("gd", "multipliers", "sgd"):
-        raise InvalidArgument(f"algorithm={algorithm!r} must be 'gd', 'multipliers' or 'sgd'")
-    if algorithm == "sgd" and system.tau <= 0.0:
-        raise InvalidArgument("algorithm='sgd' needs a noise with tau > 0 (SGF(tau) or BernoulliVisits(tau))")
-    n = max(1, int(round(system.delta * d)))
-    grid = system.grid
-    K, dt = grid.size, grid.dt
-    rho, lam = system.teacher_norm, system.lam
-    hb = float(system.weight_side.beta) if isinstance(system.weight_side, HeavyBall) else 0.0
-    if algorithm == "sgd" and hb:
-        raise InvalidArgument("heavy ball with algorithm='sgd' is not simulated; use 'gd' or 'multipliers'")
-    loss = system.sample_side.loss
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((seeds, n, d)) / math.sqrt(d)
-    tstar = rng.standard_normal((seeds, d))
-    tstar *= math.sqrt(rho * d) / np.linalg.norm(tstar, axis=1, keepdims=True)
-    wstar = np.einsum("snd,sd->sn", X, tstar)
-    y = np.asarray(system.sample_side.teacher.labels(wstar, rng), dtype=float)
-    var0 = float(system.init.variance) if isinstance(system.init, GaussianInit) else 0.0
-    theta = math.sqrt(var0) * rng.standard_normal((seeds, d))
-    theta_prev = theta.copy()
-    train = np.empty((seeds, K))
-    norm = np.empty((seeds, K))
-    overlap = np.empty((seeds, K))
+    d, seeds, batch, algorithm = _check_options(system, d, seeds, batch, algorithm)
+    run = _FiniteRuns(system, d, seeds, np.random.default_rng(seed))
+    bar = ProgressBar(system.grid.size - 1, f"simulate d={d}", progress)
+    if algorithm in ("gd", "multipliers"):
+        run.full_batch(algorithm == "multipliers", bar)
+    else:
+        run.sgd(batch, bar)
+    bar.close()
+    return run.result(algorithm)
 
-    def record(k: int) -> np.ndarray:
-        r = np.einsum("snd,sd->sn", X, theta)
-        train[:, k] = loss.value(r, y).mean(axis=1)
-        norm[:, k] = np.einsum("sd,sd->s", theta, theta) / d
-        overlap[:, k] = np.einsum("sd,sd->s", theta, tstar) / d
+
+class _FiniteRuns:
+    """``seeds`` finite systems advanced together: data, teacher, labels, weights, recorded curves.
+
+    The draws, in this order from ``rng``: ``X`` (rows ``N(0, I_d / d)``), the teacher rescaled
+    to ``|theta*|^2 = rho d``, the labels, ``theta(0)``; the algorithms then draw their noise.
+    """
+
+    def __init__(self, system: DMFTSystem, d: int, seeds: int, rng: np.random.Generator) -> None:
+        self.system, self.d, self.seeds, self.rng = system, d, seeds, rng
+        self.n = n = max(1, int(round(system.delta * d)))
+        K = system.grid.size
+        self.X = rng.standard_normal((seeds, n, d)) / math.sqrt(d)
+        self.tstar = rng.standard_normal((seeds, d))
+        self.tstar *= math.sqrt(system.teacher_norm * d) / np.linalg.norm(self.tstar, axis=1, keepdims=True)
+        wstar = np.einsum("snd,sd->sn", self.X, self.tstar)
+        self.y = np.asarray(system.sample_side.teacher.labels(wstar, rng), dtype=float)
+        self.theta = math.sqrt(system.init_variance) * rng.standard_normal((seeds, d))
+        self.train = np.empty((seeds, K))
+        self.norm = np.empty((seeds, K))
+        self.overlap = np.empty((seeds, K))
+
+    def record(self, k: int) -> np.ndarray:
+        """Record the curves at grid step ``k``; returns the preactivations ``X theta``."""
+        theta, d = self.theta, self.d
+        r = np.einsum("snd,sd->sn", self.X, theta)
+        self.train[:, k] = self.system.sample_side.loss.value(r, self.y).mean(axis=1)
+        self.norm[:, k] = np.einsum("sd,sd->s", theta, theta) / d
+        self.overlap[:, k] = np.einsum("sd,sd->s", theta, self.tstar) / d
         return r
 
-    bar = _Progress(K - 1, f"simulate d={d}", progress)
-    if algorithm in ("gd", "multipliers"):
+    def full_batch(self, multipliers: bool, bar: ProgressBar) -> None:
+        """GD (heavy ball included) on the grid, each sample's gradient times the system's ``s_k``
+        when ``multipliers``."""
+        system, X = self.system, self.X
+        K, dt = system.grid.size, system.grid.dt
+        lam, hb, loss = system.lam, system.momentum, system.sample_side.loss
+        theta = self.theta
+        theta_prev = theta.copy()
         for k in range(K):
-            r = record(k)
+            r = self.record(k)
             if k + 1 == K:
                 break
-            g = loss.derivative(r, y)
-            if algorithm == "multipliers":
-                g = g * system.noise.multipliers((seeds, n), dt, rng)
+            g = loss.derivative(r, self.y)
+            if multipliers:
+                g = g * system.noise.multipliers((self.seeds, self.n), dt, self.rng)
             grad = lam * theta + np.einsum("snd,sn->sd", X, g)
             new = theta - dt * grad + hb * (theta - theta_prev)
             theta_prev, theta = theta, new
+            self.theta = theta
             bar.update()
-    else:
+
+    def sgd(self, batch: int, bar: ProgressBar) -> None:
+        """SGD with batches drawn with replacement, step ``gamma = tau B / n``, recorded on the grid."""
+        system, X, y, n = self.system, self.X, self.y, self.n
+        K, dt = system.grid.size, system.grid.dt
+        lam, loss = system.lam, system.sample_side.loss
         gamma = system.tau * batch / n
         per = dt / gamma
         steps_per = int(round(per))
@@ -203,30 +230,35 @@ def simulate(
                 f"dt={dt} is not a whole number of SGD steps gamma = tau B / n = {gamma:.6g} "
                 f"(dt/gamma = {per:.6g}); choose dt, tau, batch and d so that dt n / (tau B) is an integer"
             )
-        rows = np.arange(seeds)[:, None]
+        rows = np.arange(self.seeds)[:, None]
         scale = n / batch
         for k in range(K):
-            record(k)
+            self.record(k)
             if k + 1 == K:
                 break
-            picks = rng.integers(0, n, size=(steps_per, seeds, batch))
+            picks = self.rng.integers(0, n, size=(steps_per, self.seeds, batch))
+            theta = self.theta
             for step in range(steps_per):
                 idx = picks[step]
                 xb = X[rows, idx]  # (seeds, batch, d)
                 rb = np.einsum("sbd,sd->sb", xb, theta)
                 g = loss.derivative(rb, y[rows, idx])
                 theta = theta - gamma * (lam * theta + scale * np.einsum("sbd,sb->sd", xb, g))
+            self.theta = theta
             bar.update()
-    bar.close()
-    test = population_loss(system, norm, overlap)
-    return SimulationResult(
-        times=grid.times,
-        train_loss=train,
-        test_loss=np.asarray(test, dtype=float),
-        norm=norm,
-        m=overlap,
-        d=d,
-        n=n,
-        algorithm=algorithm,
-        rho=rho,
-    )
+
+    def result(self, algorithm: str) -> SimulationResult:
+        """The recorded curves, with the test loss from ``(|theta|^2 / d, theta . theta* / d)``."""
+        system = self.system
+        test = population_loss(system, self.norm, self.overlap)
+        return SimulationResult(
+            times=system.grid.times,
+            train_loss=self.train,
+            test_loss=np.asarray(test, dtype=float),
+            norm=self.norm,
+            m=self.overlap,
+            d=self.d,
+            n=self.n,
+            algorithm=algorithm,
+            rho=system.teacher_norm,
+        )

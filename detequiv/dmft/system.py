@@ -68,7 +68,7 @@ __all__ = [
 _R, _Y = sp.symbols("r y", real=True)
 
 
-def _finite(
+def check_real(
     value: Any,
     name: str,
     *,
@@ -77,7 +77,38 @@ def _finite(
     high: float | None = None,
     high_strict: bool = False,
 ) -> float:
-    """Return ``value`` as a float after checking it is a real finite number in range."""
+    """Return ``value`` as a float after checking it is a real finite number in range.
+
+    The one validator of the real parameters of :mod:`detequiv.dmft` (rates, variances,
+    penalties); the error names the parameter and what it must be.
+
+    Parameters
+    ----------
+    value : Any
+        The value to check (``bool`` is refused although it is an ``int``).
+    name : str
+        The parameter's name, for the error message.
+    low, high : float, optional
+        Bounds; ``strict`` / ``high_strict`` make them exclusive.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InvalidArgument
+        If ``value`` is not a real number, not finite, or out of range.
+
+    Examples
+    --------
+    >>> check_real(2, "delta", low=0.0, strict=True)
+    2.0
+    >>> check_real(0.0, "delta", low=0.0, strict=True)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: delta=0.0 must be > 0.0
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InvalidArgument(f"{name}={value!r} must be a real number")
     out = float(value)
@@ -88,6 +119,47 @@ def _finite(
     if high is not None and (out >= high if high_strict else out > high):
         raise InvalidArgument(f"{name}={value!r} must be {'<' if high_strict else '<='} {high}")
     return out
+
+
+def check_int(value: Any, name: str, low: int | None = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= low``.
+
+    The validator of the counts (paths, seeds, dimensions) and seeds of :mod:`detequiv.dmft`.
+
+    Parameters
+    ----------
+    value, name : Any, str
+        As for :func:`check_real`.
+    low : int or None
+        Smallest allowed value; ``None`` accepts any integer (a seed).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InvalidArgument
+        If ``value`` is not an integer or is below ``low``.
+
+    Examples
+    --------
+    >>> check_int(np.int64(3), "seeds")
+    3
+    >>> check_int(1, "d", 2)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: d=1 must be an integer >= 2
+    >>> check_int(True, "seed", None)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: seed=True must be an integer
+    """
+    bound = "" if low is None else f" >= {low}"
+    too_small = low is not None and isinstance(value, (int, np.integer)) and value < low
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or too_small:
+        raise InvalidArgument(f"{name}={value!r} must be an integer{bound}")
+    return int(value)
 
 
 # --------------------------------------------------------------------------- grid
@@ -116,7 +188,7 @@ class Grid:
     steps: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dt", _finite(self.dt, "dt", low=0.0, strict=True))
+        object.__setattr__(self, "dt", check_real(self.dt, "dt", low=0.0, strict=True))
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
             raise InvalidArgument(f"steps={self.steps!r} must be an integer >= 1 (number of grid steps)")
         object.__setattr__(self, "steps", int(self.steps))
@@ -345,7 +417,7 @@ class LinearTeacher:
     noise_var: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_var", _finite(self.noise_var, "noise_var", low=0.0))
+        object.__setattr__(self, "noise_var", check_real(self.noise_var, "noise_var", low=0.0))
 
     @property
     def is_linear(self) -> bool:
@@ -377,8 +449,8 @@ class SignTeacher:
     flip: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise", _finite(self.noise, "noise", low=0.0))
-        object.__setattr__(self, "flip", _finite(self.flip, "flip", low=0.0, high=0.5))
+        object.__setattr__(self, "noise", check_real(self.noise, "noise", low=0.0))
+        object.__setattr__(self, "flip", check_real(self.flip, "flip", low=0.0, high=0.5))
 
     @property
     def is_linear(self) -> bool:
@@ -405,7 +477,7 @@ class LogisticTeacher:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        temperature = _finite(self.temperature, "temperature", low=0.0, strict=True)
+        temperature = check_real(self.temperature, "temperature", low=0.0, strict=True)
         object.__setattr__(self, "temperature", temperature)
 
     @property
@@ -472,7 +544,7 @@ class Ridge:
     lam: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lam", _finite(self.lam, "lam", low=0.0))
+        object.__setattr__(self, "lam", check_real(self.lam, "lam", low=0.0))
 
     @property
     def is_linear(self) -> bool:
@@ -496,8 +568,8 @@ class HeavyBall:
     lam: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", _finite(self.beta, "beta", low=0.0, high=1.0, high_strict=True))
-        object.__setattr__(self, "lam", _finite(self.lam, "lam", low=0.0))
+        object.__setattr__(self, "beta", check_real(self.beta, "beta", low=0.0, high=1.0, high_strict=True))
+        object.__setattr__(self, "lam", check_real(self.lam, "lam", low=0.0))
 
     @property
     def is_linear(self) -> bool:
@@ -551,7 +623,7 @@ class SGF:
     ito_cross_term: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tau", _finite(self.tau, "tau", low=0.0))
+        object.__setattr__(self, "tau", check_real(self.tau, "tau", low=0.0))
         if not isinstance(self.ito_cross_term, bool):
             raise InvalidArgument(f"ito_cross_term={self.ito_cross_term!r} must be True or False")
 
@@ -573,7 +645,7 @@ class BernoulliVisits:
     tau: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tau", _finite(self.tau, "tau", low=0.0))
+        object.__setattr__(self, "tau", check_real(self.tau, "tau", low=0.0))
 
     def probability(self, dt: float) -> float:
         """Visit probability per step, ``dt / (tau + dt)``."""
@@ -615,7 +687,7 @@ class GaussianInit:
     variance: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "variance", _finite(self.variance, "variance", low=0.0))
+        object.__setattr__(self, "variance", check_real(self.variance, "variance", low=0.0))
 
 
 Init = ZeroInit | GaussianInit
@@ -660,8 +732,8 @@ class DMFTSystem:
     init: Init = ZeroInit()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "delta", _finite(self.delta, "delta", low=0.0, strict=True))
-        rho = _finite(self.teacher_norm, "teacher_norm", low=0.0, strict=True)
+        object.__setattr__(self, "delta", check_real(self.delta, "delta", low=0.0, strict=True))
+        rho = check_real(self.teacher_norm, "teacher_norm", low=0.0, strict=True)
         object.__setattr__(self, "teacher_norm", rho)
         checks = (
             ("grid", Grid, "Grid(dt, steps)"),
@@ -693,3 +765,26 @@ class DMFTSystem:
     def lam(self) -> float:
         """Ridge coefficient of the weight side."""
         return float(self.weight_side.lam)
+
+    @property
+    def momentum(self) -> float:
+        """Heavy-ball coefficient ``beta`` of the weight side (0 for :class:`Ridge`).
+
+        >>> side = SampleSide(Square(), LinearTeacher())
+        >>> DMFTSystem(2.0, Grid(0.1, 5), side, HeavyBall(0.5)).momentum
+        0.5
+        >>> DMFTSystem(2.0, Grid(0.1, 5), side, Ridge(0.1)).momentum
+        0.0
+        """
+        return float(self.weight_side.beta) if isinstance(self.weight_side, HeavyBall) else 0.0
+
+    @property
+    def init_variance(self) -> float:
+        """``Var theta_i(0)`` of the initial weights (0 for :class:`ZeroInit`)."""
+        return float(self.init.variance)
+
+    @property
+    def ito_cross_term(self) -> bool:
+        """Whether the weight-side noise keeps its Ito cross-term: False only for
+        ``SGF(tau, ito_cross_term=False)``, the deliberately wrong DMFT (DMFT.md 2.1)."""
+        return not isinstance(self.noise, SGF) or self.noise.ito_cross_term
