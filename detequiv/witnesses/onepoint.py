@@ -10,7 +10,6 @@ and complex ridges. Importing this module registers it as
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -38,8 +37,9 @@ from ..derivations.numeric import (
     contraction_factor,
 )
 from ..derivations.onepoint import Contracted, OnePoint, _resolvent_parts, register_witness
-from ..errors import InvalidArgument, VerificationError
+from ..errors import InvalidArgument
 from .acceptance import verify
+from .common import MonteCarloCheck
 from .moments import sampler_for_law
 from .sampling import check_rng
 
@@ -49,27 +49,6 @@ __all__ = ["check_monte_carlo", "MonteCarloCheck"]
 # ---------------------------------------------------------------------------
 # Monte Carlo
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MonteCarloCheck:
-    """Reports of :func:`check_monte_carlo`, one per (lam, test matrix)."""
-
-    reports: tuple[Any, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def raise_if_failed(self) -> None:
-        if not self.passed:
-            raise VerificationError("Monte Carlo disagrees with the equivalent:\n" + str(self))
-
-    def __str__(self) -> str:
-        return "\n\n".join(str(r) for r in self.reports)
 
 
 def _test_matrix(n: int) -> np.ndarray:
