@@ -25,7 +25,7 @@ specific to its kind of result.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial, reduce
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -767,7 +767,7 @@ def _check_pair(
 
     functional = _Replayable(witness.sample, lams, t_of)
     functional.__name__ = f"{witness.name.format(test=test)} at ({lams[0]}, {lams[1]})"
-    samplers_n = {"N": _zeros}
+    samplers_n: dict[Hashable, Sampler] = {"N": _zeros}
     seed = int(rng.integers(2**63))
     report = verify(
         exact_of(witness.exact), functional, samplers_n, rng=np.random.default_rng(seed), **common

@@ -140,7 +140,8 @@ def _chain(
     args: dict[MatrixExpr, np.ndarray] = {}
     chain: list[np.ndarray] = []
     run: np.ndarray | None = None
-    for f in comb.random.factors:
+    expr, _, _ = two_resolvents(comb.random)
+    for f in expr.factors:
         if isinstance(f, Resolvent):
             if run is not None:
                 chain.append(run)
@@ -169,7 +170,8 @@ def _sample(
     out = t_of(n)
     for mat in chain[:-1]:
         out = out @ mat
-    c = scalar_value(comb.random.coeff, {**size.scal, str(comb.lam): lam, str(comb.lam2): lam2})
+    expr, _, _ = two_resolvents(comb.random)
+    c = scalar_value(expr.coeff, {**size.scal, str(comb.lam): lam, str(comb.lam2): lam2})
     return c * np.sum(out * chain[-1].T) / n
 
 
