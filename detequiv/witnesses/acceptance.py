@@ -232,6 +232,34 @@ def _label(target: Any) -> str:
     return "tr(" + " ".join(str(x) for x in letters) + ")"
 
 
+def _check_tolerance(**params: Any) -> None:
+    """Each tolerance parameter (``c_finite``, ``n_se``) is a finite real ``>= 0``."""
+    for name, value in params.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise InvalidArgument(f"{name}={value!r} must be a finite real >= 0")
+
+
+def _row(N: int, exact: float | complex, est: MCEstimate, n_se: float, c_finite: float) -> VerificationRow:
+    """The acceptance decision at one size: ``|mean - exact| < n_se se + c_finite |exact| / N``."""
+    err = est.mean - exact
+    tol = n_se * est.se + c_finite * abs(exact) / N
+    return VerificationRow(
+        N=N,
+        exact=exact,
+        mean=est.mean,
+        se=est.se,
+        n_samples=est.n_samples,
+        error=err,
+        tolerance=float(tol),
+        ok=bool(abs(err) < tol),
+    )
+
+
 def verify(
     exact: Any,
     target: Sequence[Hashable] | Callable[[dict[Hashable, np.ndarray]], Any],
@@ -277,38 +305,13 @@ def verify(
     """
     check_rng(rng)
     ns = _check_sizes(sizes)
-    for name, value in (("c_finite", c_finite), ("n_se", n_se)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise InvalidArgument(f"{name}={value!r} must be a finite real >= 0")
-    is_functional = callable(target)
+    _check_tolerance(c_finite=c_finite, n_se=n_se)
+    estimate = mc_estimate if callable(target) else trace_moment
     rows = []
     for N in ns:
-        ex = _as_number(exact(N) if callable(exact) else exact)
+        ex = _as_number(exact(N) if callable(exact) else exact)  # before the draws at N
         m = n_samples(N) if callable(n_samples) else n_samples
-        est: MCEstimate
-        if is_functional:
-            est = mc_estimate(target, samplers, N, m, rng)  # type: ignore[arg-type]
-        else:
-            est = trace_moment(target, samplers, N, m, rng)  # type: ignore[arg-type]
-        err = est.mean - ex
-        tol = n_se * est.se + c_finite * abs(ex) / N
-        rows.append(
-            VerificationRow(
-                N=N,
-                exact=ex,
-                mean=est.mean,
-                se=est.se,
-                n_samples=est.n_samples,
-                error=err,
-                tolerance=float(tol),
-                ok=bool(abs(err) < tol),
-            )
-        )
+        rows.append(_row(N, ex, estimate(target, samplers, N, m, rng), n_se, c_finite))  # type: ignore[arg-type]
     return VerificationReport(
         label=label if label is not None else _label(target),
         rows=tuple(rows),
