@@ -157,7 +157,7 @@ def _checks(name: str, result: Any, order: int, mc: Callable[[], Any], bar: _Bar
 
 def _report(result: Any, series: Any, check: Any) -> bool:
     """Print a result, its LaTeX, its series check and its Monte Carlo check."""
-    from .. import to_latex
+    from ..codegen.latex import to_latex
 
     print(_indent(str(result).split("\nderivation:")[0]))
     print(f"  derivation: {len(result.derivation)} named steps: {', '.join(result.derivation.rules)}")
@@ -174,7 +174,9 @@ def _report(result: Any, series: Any, check: Any) -> bool:
 
 
 def _sample_covariance(quick: bool) -> bool:
-    from .. import Deterministic, Gaussian, derive, derive_two_point, resolvent
+    from ..derivations.derive import derive
+    from ..derivations.expressions import Deterministic, Gaussian, resolvent
+    from ..derivations.sandwich import derive_two_point
 
     lam, lam2 = sp.symbols("lam lam2", positive=True)
     D, P = sp.symbols("D P", positive=True)
@@ -197,7 +199,8 @@ def _sample_covariance(quick: bool) -> bool:
 
 
 def _random_features(quick: bool) -> bool:
-    from .. import Deterministic, Gaussian, derive, resolvent
+    from ..derivations.derive import derive
+    from ..derivations.expressions import Deterministic, Gaussian, resolvent
     from ..derivations.layered import derive_layered_two_point
 
     lam, lam2 = sp.symbols("lam lam2", positive=True)
@@ -227,8 +230,9 @@ def _random_features(quick: bool) -> bool:
 
 
 def _learning_curve(out: Path, quick: bool) -> bool:
-    from .. import RandomFeatureRidge, loss_to_module
+    from ..codegen.loss_module import loss_to_module
     from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
+    from ..models.random_features import RandomFeatureRidge
     from ..models.random_features_mc import simulate_random_features
 
     D, N, P = sp.symbols("D N P", positive=True)

@@ -153,9 +153,7 @@ class VerificationReport:
     def raise_if_failed(self) -> None:
         """Raise :class:`VerificationError` carrying the table if the check failed."""
         if not self.passed:
-            raise VerificationError(
-                "Monte Carlo disagrees with the exact value:\n" + str(self)
-            )
+            raise VerificationError("Monte Carlo disagrees with the exact value:\n" + str(self))
 
     def __str__(self) -> str:
         head = (
@@ -163,8 +161,7 @@ class VerificationReport:
             f"{'error':>11} {'tolerance':>10} {'|err|/tol':>9}  ok"
         )
         lines = [
-            f"verify {self.label}: tolerance = {self.n_se:g} s.e. + "
-            f"{self.c_finite:g} |exact| / N",
+            f"verify {self.label}: tolerance = {self.n_se:g} s.e. + {self.c_finite:g} |exact| / N",
             head,
         ]
         for r in self.rows:
@@ -177,8 +174,7 @@ class VerificationReport:
         lines.append(
             "trend (|err(N_max)| <= |err(N_min)| + n_se (se_min + se_max)): "
             f"{'ok' if self.trend_ok else 'FAILED'}; "
-            "fitted slope of log|err| vs log N: "
-            + ("n/a" if slope is None else f"{slope:.2f}")
+            "fitted slope of log|err| vs log N: " + ("n/a" if slope is None else f"{slope:.2f}")
         )
         lines.append(f"passed: {self.passed} (max |err|/tol = {self.max_ratio:.3f})")
         return "\n".join(lines)
@@ -205,8 +201,7 @@ def _as_number(x: Any) -> float | complex:
                 value = complex(x)
     except (TypeError, ValueError):
         raise InvalidArgument(
-            f"exact value {x!r} is not a number; give a number or a callable "
-            "N -> number"
+            f"exact value {x!r} is not a number; give a number or a callable N -> number"
         ) from None
     if not (math.isfinite(value.real) and math.isfinite(value.imag)):
         raise InvalidArgument(f"exact value {x!r} is not finite; give a finite number")
@@ -217,16 +212,12 @@ def _check_sizes(sizes: Any) -> tuple[int, ...]:
     try:
         items = tuple(sizes)
     except TypeError:
-        raise InvalidArgument(
-            f"sizes={sizes!r} is not a sequence; pass e.g. sizes=(200, 400, 800)"
-        ) from None
+        raise InvalidArgument(f"sizes={sizes!r} is not a sequence; pass e.g. sizes=(200, 400, 800)") from None
     if not items:
         raise InvalidArgument("sizes is empty; pass at least one matrix size")
     for n in items:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise InvalidArgument(
-                f"size {n!r} in sizes={sizes!r} is not a positive integer"
-            )
+            raise InvalidArgument(f"size {n!r} in sizes={sizes!r} is not a positive integer")
     if len(set(items)) != len(items):
         raise InvalidArgument(f"sizes={sizes!r} repeats a size; give distinct sizes")
     return tuple(sorted(int(n) for n in items))
@@ -239,6 +230,34 @@ def _label(target: Any) -> str:
     if all(isinstance(x, str) and len(x) == 1 for x in letters):
         return "tr(" + "".join(letters) + ")"
     return "tr(" + " ".join(str(x) for x in letters) + ")"
+
+
+def _check_tolerance(**params: Any) -> None:
+    """Each tolerance parameter (``c_finite``, ``n_se``) is a finite real ``>= 0``."""
+    for name, value in params.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise InvalidArgument(f"{name}={value!r} must be a finite real >= 0")
+
+
+def _row(N: int, exact: float | complex, est: MCEstimate, n_se: float, c_finite: float) -> VerificationRow:
+    """The acceptance decision at one size: ``|mean - exact| < n_se se + c_finite |exact| / N``."""
+    err = est.mean - exact
+    tol = n_se * est.se + c_finite * abs(exact) / N
+    return VerificationRow(
+        N=N,
+        exact=exact,
+        mean=est.mean,
+        se=est.se,
+        n_samples=est.n_samples,
+        error=err,
+        tolerance=float(tol),
+        ok=bool(abs(err) < tol),
+    )
 
 
 def verify(
@@ -286,38 +305,13 @@ def verify(
     """
     check_rng(rng)
     ns = _check_sizes(sizes)
-    for name, value in (("c_finite", c_finite), ("n_se", n_se)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise InvalidArgument(f"{name}={value!r} must be a finite real >= 0")
-    is_functional = callable(target)
+    _check_tolerance(c_finite=c_finite, n_se=n_se)
+    estimate = mc_estimate if callable(target) else trace_moment
     rows = []
     for N in ns:
-        ex = _as_number(exact(N) if callable(exact) else exact)
+        ex = _as_number(exact(N) if callable(exact) else exact)  # before the draws at N
         m = n_samples(N) if callable(n_samples) else n_samples
-        est: MCEstimate
-        if is_functional:
-            est = mc_estimate(target, samplers, N, m, rng)  # type: ignore[arg-type]
-        else:
-            est = trace_moment(target, samplers, N, m, rng)  # type: ignore[arg-type]
-        err = est.mean - ex
-        tol = n_se * est.se + c_finite * abs(ex) / N
-        rows.append(
-            VerificationRow(
-                N=N,
-                exact=ex,
-                mean=est.mean,
-                se=est.se,
-                n_samples=est.n_samples,
-                error=err,
-                tolerance=float(tol),
-                ok=bool(abs(err) < tol),
-            )
-        )
+        rows.append(_row(N, ex, estimate(target, samplers, N, m, rng), n_se, c_finite))  # type: ignore[arg-type]
     return VerificationReport(
         label=label if label is not None else _label(target),
         rows=tuple(rows),

@@ -10,8 +10,7 @@ and complex ridges. Importing this module registers it as
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,12 +22,10 @@ from ..derivations.expressions import (
     Deterministic,
     DeterministicVector,
     FreeMatrix,
-    Gaussian,
     MatrixExpr,
-    Product,
     Rectangular,
+    Resolvent,
     Sqrt,
-    Sum,
     Transpose,
 )
 from ..derivations.numeric import (
@@ -41,50 +38,28 @@ from ..derivations.numeric import (
 )
 from ..derivations.onepoint import OnePoint
 from ..derivations.results import witness_for
-from ..errors import InvalidArgument, VerificationError
+from ..errors import InvalidArgument
 from .acceptance import verify
-from .moments import sampler_for_law
+from .common import (
+    MonteCarloCheck,
+    default_spectrum,
+    default_test_matrix,
+    default_test_matrix_general,
+    draw_makers,
+    numeric_matrix,
+    proportions,
+    root_name,
+    sizes_at,
+    spectrum_matrices,
+)
 from .sampling import check_rng
 
 __all__ = ["check_monte_carlo", "MonteCarloCheck"]
 
 
 # ---------------------------------------------------------------------------
-# Monte Carlo
+# Test inputs and numbers
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MonteCarloCheck:
-    """Reports of :func:`check_monte_carlo`, one per (lam, test matrix)."""
-
-    reports: tuple[Any, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def raise_if_failed(self) -> None:
-        if not self.passed:
-            raise VerificationError("Monte Carlo disagrees with the equivalent:\n" + str(self))
-
-    def __str__(self) -> str:
-        return "\n\n".join(str(r) for r in self.reports)
-
-
-def _test_matrix(n: int) -> np.ndarray:
-    """``diag(linspace(0, 2, n)) + (E + E^T) / 2``: weighs the spectrum unevenly and does
-    not commute with a diagonal covariance."""
-    return np.diag(np.linspace(0.0, 2.0, n)) + 0.5 * (np.eye(n, k=1) + np.eye(n, k=-1))
-
-
-def _test_matrix_general(n: int) -> np.ndarray:
-    """The default for a matrix declared ``symmetric=False``: :func:`_test_matrix` plus
-    ``0.5 E`` above the diagonal only, so ``A != A^T``."""
-    return _test_matrix(n) + 0.5 * np.eye(n, k=2)
 
 
 def _test_rectangular(rows: int, cols: int) -> np.ndarray:
@@ -99,32 +74,278 @@ def _test_vector(n: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _numeric_expr(
-    expr: MatrixExpr, det: Mapping[str, np.ndarray], draws: dict[str, np.ndarray], scal: Mapping[str, Any]
-) -> np.ndarray:
-    if isinstance(expr, Product):
-        out = _numeric_expr(expr.factors[0], det, draws, scal)
-        for f in expr.factors[1:]:
-            out = out @ _numeric_expr(f, det, draws, scal)
-        if expr.coeff == 1:
-            return out
-        c = plain_number(to_number(substitute_scalars(expr.coeff, scal), f"coefficient {expr.coeff}"))
-        return c * out
-    if isinstance(expr, Sum):
-        return sum(_numeric_expr(t, det, draws, scal) for t in expr.terms)  # type: ignore[return-value]
-    if isinstance(expr, Deterministic):
-        return det[expr.name]
-    if isinstance(expr, Sqrt):
-        return det[expr.base.name + "^(1/2)"]
-    if isinstance(expr, (Gaussian, FreeMatrix)):
-        return draws[expr.name]
-    if isinstance(expr, Rectangular):
-        return det[expr.name]
-    if isinstance(expr, Transpose):
-        if isinstance(expr.arg, (Deterministic, Rectangular)):
-            return det[expr.arg.name].T
-        return draws[expr.arg.name].T
-    raise InvalidArgument(f"cannot sample {expr}")  # pragma: no cover
+def _coefficient(c: Any, scal: Mapping[str, Any]) -> complex | float:
+    """A product's coefficient as a number (a float when it is real)."""
+    return plain_number(to_number(substitute_scalars(c, scal), f"coefficient {c}"))
+
+
+def _given(value: Any, *args: int) -> np.ndarray:
+    """A user's input: ``value(*args)`` if it is callable, else ``value`` itself."""
+    return np.asarray(value(*args) if callable(value) else value, dtype=float)
+
+
+@dataclass
+class _Inputs:
+    """The deterministic matrices of the resolvent and how to make each at a given size.
+
+    ``spec`` maps a square matrix to ``n -> spectrum`` (a 1-D array, the matrix is then
+    diagonal) or ``n -> matrix``; ``rect_spec`` a rectangular one to ``(rows, cols) -> matrix``.
+    """
+
+    det_leaves: dict[str, Deterministic]
+    rect_leaves: dict[str, Rectangular]
+    spec: dict[str, Any]
+    rect_spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, leaves: Sequence[MatrixExpr], spectra: Mapping[Any, Any] | None) -> _Inputs:
+        """The inputs of ``leaves``: the given ``spectra``, else :func:`default_spectrum` for a
+        symmetric matrix, the general test matrix for a non-symmetric one, and
+        :func:`_test_rectangular` for a rectangular one."""
+        det_leaves = {x.name: x for x in leaves if isinstance(x, Deterministic)}
+        det_leaves.update(
+            {
+                x.arg.name: x.arg
+                for x in leaves
+                if isinstance(x, Transpose) and isinstance(x.arg, Deterministic)
+            }
+        )
+        rect_leaves = {x.name: x for x in leaves if isinstance(x, Rectangular)}
+        rect_leaves.update(
+            {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Rectangular)}
+        )
+        det_leaves.update({x.base.name: x.base for x in leaves if isinstance(x, Sqrt)})
+        spec: dict[str, Any] = {
+            name: default_spectrum if x.symmetric else default_test_matrix_general
+            for name, x in det_leaves.items()
+        }
+        rect_spec: dict[str, Any] = {name: _test_rectangular for name in rect_leaves}
+        for key, value in (spectra or {}).items():
+            name = key.name if isinstance(key, (Deterministic, Rectangular)) else str(key)
+            (rect_spec if name in rect_leaves else spec)[name] = value
+        return cls(det_leaves, rect_leaves, spec, rect_spec)
+
+    def numbers(self, scal: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Each matrix's numbers (a spectrum or a matrix) at the dimensions ``scal``."""
+        det: dict[str, np.ndarray] = {}
+        for name, x in self.det_leaves.items():
+            det[name] = _given(self.spec[name], int(substitute_scalars(x.dim, scal)))
+        for name, r in self.rect_leaves.items():
+            rows, cols = (int(substitute_scalars(d, scal)) for d in r.dims)
+            value = _given(self.rect_spec[name], rows, cols)
+            if value.shape != (rows, cols):
+                raise InvalidArgument(
+                    f"the matrix given for {name} has shape {value.shape}, want {(rows, cols)}"
+                )
+            det[name] = value
+        return det
+
+    def matrices(self, det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The matrices of :meth:`numbers`, with the roots of the square ones (by name
+        :func:`~detequiv.witnesses.common.root_name`) except the non-symmetric ones."""
+        mats: dict[str, np.ndarray] = {}
+        for name, e in det.items():
+            if name in self.rect_leaves:
+                mats[name] = e
+            elif e.ndim == 1:
+                mats.update(spectrum_matrices(name, e))
+            elif not self.det_leaves[name].symmetric:
+                mats[name] = e
+            else:
+                w, v = np.linalg.eigh(e)
+                mats[name] = e
+                mats[root_name(name)] = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        return mats
+
+
+@dataclass
+class _Contraction:
+    """The test matrices and vectors of a contracted result (none for a plain one)."""
+
+    vec_names: set[str]
+    test_names: set[str]
+    general: set[str]
+    given_vectors: dict[str, Any]
+    given_spectra: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls, eq: OnePoint | Contracted, vectors: Mapping[Any, Any] | None, spectra: Mapping[Any, Any] | None
+    ) -> _Contraction:
+        """The names in the contraction of ``eq`` and the inputs given for them."""
+        vec_names: set[str] = set()
+        test_names: set[str] = set()
+        general: set[str] = set()
+        if isinstance(eq, Contracted):
+            for f in (*eq.left, *eq.right):
+                if isinstance(f, DeterministicVector):
+                    vec_names.add(f.name)
+                elif isinstance(f, (Deterministic, Sqrt)):
+                    test_names.add(f.base.name if isinstance(f, Sqrt) else f.name)
+                elif isinstance(f, Transpose) and isinstance(f.arg, Deterministic):
+                    test_names.add(f.arg.name)
+                    general.add(f.arg.name)
+        given_vectors = {
+            (k.name if isinstance(k, DeterministicVector) else str(k)): v for k, v in (vectors or {}).items()
+        }
+        given_spectra = {
+            (k.name if isinstance(k, Deterministic) else str(k)): v for k, v in (spectra or {}).items()
+        }
+        return cls(vec_names, test_names, general, given_vectors, given_spectra)
+
+    def inputs(self, n: int, det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Numbers of the test matrices and vectors at size ``n`` (resolvent leaves reused)."""
+        out: dict[str, np.ndarray] = {}
+        for name in sorted(self.test_names):
+            if name in det:
+                out[name] = det[name]
+            elif name in self.given_spectra:
+                out[name] = _given(self.given_spectra[name], n)
+            else:
+                out[name] = default_test_matrix_general(n) if name in self.general else default_test_matrix(n)
+        for name in sorted(self.vec_names):
+            g = self.given_vectors.get(name, _test_vector)
+            out[name] = np.asarray(g(n) if callable(g) else g)
+        return out
+
+    def sample_value(self, eq: Contracted, r: np.ndarray, det: Mapping[str, np.ndarray]) -> Any:
+        """The contraction ``tr(L R R') `` or ``u.T L R R' v`` of one sample's ``r = c (A + lam I)^-1``."""
+        n = r.shape[0]
+        inputs = self.inputs(n, det)
+        mats_c, _ = split_values({k: v for k, v in inputs.items() if k not in self.vec_names})
+        vecs = {k: v for k, v in inputs.items() if k in self.vec_names}
+        left = [contraction_factor(f, mats_c, vecs, n) for f in eq.left]
+        right = [contraction_factor(f, mats_c, vecs, n) for f in eq.right]
+        out = np.eye(n) if eq.kind == "trace" else np.ones((1, 1))
+        for mat in (*right, *left) if eq.kind == "trace" else (*left, r, *right):
+            out = out @ mat
+        return np.trace(out @ r) / n if eq.kind == "trace" else out[0, 0]
+
+
+# ---------------------------------------------------------------------------
+# The simulation
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Simulation:
+    """What :func:`check_monte_carlo` needs at each size, ridge and test matrix.
+
+    ``prepared(N)`` makes the numbers at size ``N`` once: the dimensions, the deterministic
+    inputs, their matrices and the makers of the random draws (from ``child``).
+    """
+
+    eq: OnePoint | Contracted
+    c_out: sp.Expr
+    res: Resolvent
+    n_dim: sp.Symbol
+    props: dict[str, float]
+    params: dict[str, Any]
+    inputs: _Inputs
+    samplers: dict[str, Any]
+    child: np.random.Generator
+    contraction: _Contraction
+    _cache: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def contracted(self) -> bool:
+        """Whether the result is a contraction (one functional, no test matrices)."""
+        return isinstance(self.eq, Contracted)
+
+    def prepared(self, N: int) -> tuple[dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray], Any]:
+        """``(dims, numbers, matrices, draw makers)`` at size ``N``."""
+        if N not in self._cache:
+            dd = sizes_at(self.props, N)
+            scal = {**self.params, **dd}
+            det = self.inputs.numbers(scal)
+            mats = self.inputs.matrices(det)
+            draw_fns = draw_makers(self.res.arg.leaves(), scal, self.samplers, self.child)
+            self._cache[N] = (dd, det, mats, draw_fns)
+        return self._cache[N]
+
+    def exact(self, lam: complex | float, test: str, N: int) -> complex | float:
+        """The equivalent at size ``N``: ``tr(test E)`` or the contracted value."""
+        eq = self.eq
+        dd, det, _, _ = self.prepared(N)
+        vals: dict[Any, Any] = {**self.params, **dd, str(eq.lam): lam}
+        vals.update(det)
+        if isinstance(eq, Contracted):
+            n = int(substitute_scalars(self.n_dim, dd))
+            vals.update(self.contraction.inputs(n, det))
+            return contracted_value(eq, vals)
+        value = eq.evaluate(vals)
+        n = value.matrix_y.shape[0]
+        return value.trace(None if test == "I" else default_test_matrix(n))
+
+    def exact_for(self, lam: complex | float, test: str) -> Callable[[int], complex | float]:
+        """``N -> exact(lam, test, N)``, the exact value :func:`verify` compares with."""
+        return lambda N: self.exact(lam, test, N)
+
+    def sample(self, lam: complex | float, test: str, t: np.ndarray) -> Any:
+        """One sample of ``tr(test c R)`` (or the contraction), ``t`` the test matrix."""
+        eq = self.eq
+        N = t.shape[0]
+        dd, det, mats, draw_fns = self.prepared(N)
+        draws = {name: np.asarray(f()) for name, f in draw_fns.items()}
+        a = numeric_matrix(self.res.arg, mats, draws, {**self.params, **dd}, coefficient=_coefficient)
+        n = a.shape[0]
+        c = complex(substitute_scalars(self.c_out, {**self.params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
+        if isinstance(eq, Contracted):
+            value = self.contraction.sample_value(eq, c * np.linalg.inv(a + lam * np.eye(n)), det)
+        else:
+            sol = np.linalg.solve(a + lam * np.eye(n), t if test == "T" else np.eye(n))
+            value = c * np.trace(sol) / n
+        return value if isinstance(lam, complex) and lam.imag else value.real
+
+    def functional_for(self, lam: complex | float, test: str) -> Callable[[dict[Any, np.ndarray]], Any]:
+        """The functional :func:`verify` estimates (named for the report)."""
+
+        def functional(m: dict[Any, np.ndarray]) -> Any:
+            return self.sample(lam, test, m["T"])
+
+        eq = self.eq
+        functional.__name__ = (
+            f"{eq.random} at {eq.lam}={lam}"
+            if self.contracted
+            else f"tr({test} {eq.random}) at {eq.lam}={lam}"
+        )
+        return functional
+
+    def t_sampler(self, N: int, _rng: np.random.Generator) -> np.ndarray:
+        """The test matrix at size ``N`` (it also tells the functional the size)."""
+        n = int(substitute_scalars(self.n_dim, sizes_at(self.props, N)))
+        return default_test_matrix(n)
+
+
+def _simulation(
+    eq: OnePoint | Contracted,
+    rng: np.random.Generator,
+    values: Mapping[Any, Any] | None,
+    dims: Mapping[Any, float] | None,
+    spectra: Mapping[Any, Any] | None,
+    samplers: Mapping[Any, Any] | None,
+    vectors: Mapping[Any, Any] | None,
+) -> _Simulation:
+    """Check the arguments of :func:`check_monte_carlo` and set up the simulation (seed from ``rng``)."""
+    base = eq.inner if isinstance(eq, Contracted) else eq
+    c_out, res = resolvent_parts(base.random)
+    leaves = res.arg.leaves()
+    n_dim = res.shape[0]
+    if not isinstance(n_dim, sp.Symbol):
+        raise InvalidArgument(f"the resolvent has the fixed size {n_dim}; give it a symbolic dimension")
+    props = proportions(leaves, n_dim, dims)
+    _, params = split_values(values or {})
+    inputs = _Inputs.of(leaves, spectra)
+    # by name; of two keys naming the same matrix the last one counts
+    given = {(k.name if isinstance(k, FreeMatrix) else str(k)): f for k, f in (samplers or {}).items()}
+    child = np.random.default_rng(rng.integers(2**63))
+    contraction = _Contraction.of(eq, vectors, spectra)
+    return _Simulation(eq, c_out, res, n_dim, props, params, inputs, given, child, contraction)
+
+
+# ---------------------------------------------------------------------------
+# Monte Carlo
+# ---------------------------------------------------------------------------
 
 
 def check_monte_carlo(
@@ -181,197 +402,18 @@ def check_monte_carlo(
     rejected, more surely with more samples.
     """
     check_rng(rng)
-    contracted = isinstance(eq, Contracted)
-    base = eq.inner if isinstance(eq, Contracted) else eq
-    c_out, res = resolvent_parts(base.random)
-    leaves = res.arg.leaves()
-    n_dim = res.shape[0]
-    if not isinstance(n_dim, sp.Symbol):
-        raise InvalidArgument(f"the resolvent has the fixed size {n_dim}; give it a symbolic dimension")
-    symbols = sorted({d for leaf in leaves for d in leaf.shape if isinstance(d, sp.Symbol)}, key=str)
-    props = {d.name: (1.0 if d == n_dim else 2.0) for d in symbols}
-    for key, value in (dims or {}).items():
-        props[str(key)] = float(value)
-    _, params = split_values(values or {})
-    det_leaves = {x.name: x for x in leaves if isinstance(x, Deterministic)}
-    det_leaves.update(
-        {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Deterministic)}
-    )
-    rect_leaves = {x.name: x for x in leaves if isinstance(x, Rectangular)}
-    rect_leaves.update(
-        {x.arg.name: x.arg for x in leaves if isinstance(x, Transpose) and isinstance(x.arg, Rectangular)}
-    )
-    det_leaves.update({x.base.name: x.base for x in leaves if isinstance(x, Sqrt)})
-    spec: dict[str, Any] = {
-        name: (lambda n: np.linspace(0.5, 2.0, n)) if x.symmetric else _test_matrix_general
-        for name, x in det_leaves.items()
-    }
-    rect_spec: dict[str, Any] = {name: _test_rectangular for name in rect_leaves}
-    for key, value in (spectra or {}).items():
-        name = key.name if isinstance(key, (Deterministic, Rectangular)) else str(key)
-        (rect_spec if name in rect_leaves else spec)[name] = value
-    free = {x.name: x for x in leaves if isinstance(x, FreeMatrix)}
-    free_samplers: dict[str, Any] = {}
-    for name, x in free.items():
-        free_samplers[name] = ("law", x)
-        for key, given in (samplers or {}).items():
-            if (key.name if isinstance(key, FreeMatrix) else str(key)) == name:
-                free_samplers[name] = ("given", given)
-
-    def sizes_at(N: int) -> dict[str, int]:
-        return {d: max(1, round(p * N)) for d, p in props.items()}
-
-    def setting(N: int) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-        dd = sizes_at(N)
-        scal = {**params, **dd}
-        det: dict[str, np.ndarray] = {}
-        for name, x in det_leaves.items():
-            n = int(substitute_scalars(x.dim, scal))
-            e = np.asarray(spec[name](n) if callable(spec[name]) else spec[name], dtype=float)
-            det[name] = e
-        for name, r in rect_leaves.items():
-            rows, cols = (int(substitute_scalars(d, scal)) for d in r.dims)
-            f = rect_spec[name]
-            value = np.asarray(f(rows, cols) if callable(f) else f, dtype=float)
-            if value.shape != (rows, cols):
-                raise InvalidArgument(
-                    f"the matrix given for {name} has shape {value.shape}, want {(rows, cols)}"
-                )
-            det[name] = value
-        return dd, det
-
-    child = np.random.default_rng(rng.integers(2**63))
-    cache: dict[int, Any] = {}
-
-    def prepared(N: int) -> Any:
-        if N not in cache:
-            dd, det = setting(N)
-            scal = {**params, **dd}
-            mats: dict[str, np.ndarray] = {}
-            for name, e in det.items():
-                if name in rect_leaves:
-                    mats[name] = e
-                elif e.ndim == 1:
-                    mats[name] = np.diag(e)
-                    mats[name + "^(1/2)"] = np.diag(np.sqrt(e))
-                elif not det_leaves[name].symmetric:
-                    mats[name] = e
-                else:
-                    w, v = np.linalg.eigh(e)
-                    mats[name] = e
-                    mats[name + "^(1/2)"] = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-            draw_fns: dict[str, Callable[[], Any]] = {}
-            for x in leaves:
-                if isinstance(x, Gaussian):
-                    r, c = (int(substitute_scalars(d, scal)) for d in x.dims)
-                    draw_fns[x.name] = partial(child.standard_normal, (r, c))
-                elif isinstance(x, FreeMatrix):
-                    kind, obj = free_samplers[x.name]
-                    n = int(substitute_scalars(x.dim, scal))
-                    if kind == "law":
-                        law = obj.law.subs({sp.Symbol(k): sp.sympify(v) for k, v in scal.items()})
-                        law = _subs_by_name(law, scal)
-                        sampler = sampler_for_law(law)
-                    else:
-                        sampler = obj
-                    draw_fns[x.name] = partial(sampler, n, child)
-            cache[N] = (dd, det, mats, draw_fns)
-        return cache[N]
-
-    vec_names: set[str] = set()
-    test_names: set[str] = set()
-    general: set[str] = set()
-    if isinstance(eq, Contracted):
-        for f in (*eq.left, *eq.right):
-            if isinstance(f, DeterministicVector):
-                vec_names.add(f.name)
-            elif isinstance(f, (Deterministic, Sqrt)):
-                test_names.add(f.base.name if isinstance(f, Sqrt) else f.name)
-            elif isinstance(f, Transpose) and isinstance(f.arg, Deterministic):
-                test_names.add(f.arg.name)
-                general.add(f.arg.name)
-    given_vectors = {
-        (k.name if isinstance(k, DeterministicVector) else str(k)): v for k, v in (vectors or {}).items()
-    }
-    given_spectra = {
-        (k.name if isinstance(k, Deterministic) else str(k)): v for k, v in (spectra or {}).items()
-    }
-
-    def contraction_inputs(n: int, det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Numbers of the test matrices and vectors at size ``n`` (resolvent leaves reused)."""
-        out: dict[str, np.ndarray] = {}
-        for name in sorted(test_names):
-            if name in det:
-                out[name] = det[name]
-            elif name in given_spectra:
-                g = given_spectra[name]
-                out[name] = np.asarray(g(n) if callable(g) else g, dtype=float)
-            else:
-                out[name] = _test_matrix_general(n) if name in general else _test_matrix(n)
-        for name in sorted(vec_names):
-            g = given_vectors.get(name, _test_vector)
-            out[name] = np.asarray(g(n) if callable(g) else g)
-        return out
-
-    def exact_for(lam: complex, test: str) -> Callable[[int], complex | float]:
-        def exact(N: int) -> complex | float:
-            dd, det, _, _ = prepared(N)
-            vals: dict[Any, Any] = {**params, **dd, str(eq.lam): lam}
-            vals.update(det)
-            if isinstance(eq, Contracted):
-                n = int(substitute_scalars(n_dim, dd))
-                vals.update(contraction_inputs(n, det))
-                return contracted_value(eq, vals)
-            value = base.evaluate(vals)
-            n = value.matrix_y.shape[0]
-            return value.trace(None if test == "I" else _test_matrix(n))
-
-        return exact
-
-    def functional_for(lam: complex, test: str) -> Callable[[dict[Any, np.ndarray]], complex]:
-        def functional(m: dict[Any, np.ndarray]) -> complex:
-            t = m["T"]
-            N = t.shape[0]
-            dd, _, mats, draw_fns = prepared(N)
-            draws = {name: np.asarray(f()) for name, f in draw_fns.items()}
-            a = _numeric_expr(res.arg, mats, draws, {**params, **dd})
-            n = a.shape[0]
-            c = complex(substitute_scalars(c_out, {**params, **dd}).xreplace({eq.lam: sp.sympify(lam)}))
-            if isinstance(eq, Contracted):
-                inputs = contraction_inputs(n, prepared(N)[1])
-                mats_c, _ = split_values({k: v for k, v in inputs.items() if k not in vec_names})
-                vecs = {k: v for k, v in inputs.items() if k in vec_names}
-                left = [contraction_factor(f, mats_c, vecs, n) for f in eq.left]
-                right = [contraction_factor(f, mats_c, vecs, n) for f in eq.right]
-                r = c * np.linalg.inv(a + lam * np.eye(n))
-                out = np.eye(n) if eq.kind == "trace" else np.ones((1, 1))
-                for mat in (*right, *left) if eq.kind == "trace" else (*left, r, *right):
-                    out = out @ mat
-                value = np.trace(out @ r) / n if eq.kind == "trace" else out[0, 0]
-                return value if isinstance(lam, complex) and lam.imag else value.real
-            sol = np.linalg.solve(a + lam * np.eye(n), t if test == "T" else np.eye(n))
-            value = c * np.trace(sol) / n
-            return value if isinstance(lam, complex) and lam.imag else value.real
-
-        functional.__name__ = (
-            f"{eq.random} at {eq.lam}={lam}" if contracted else f"tr({test} {eq.random}) at {eq.lam}={lam}"
-        )
-        return functional
-
-    def t_sampler(N: int, _rng: np.random.Generator) -> np.ndarray:
-        n = int(substitute_scalars(n_dim, sizes_at(N)))
-        return _test_matrix(n)
-
+    sim = _simulation(eq, rng, values, dims, spectra, samplers, vectors)
     reports = []
     for lam_value in lams:
         lam = to_number(lam_value, "lam")
         lam_c: complex | float = lam if lam.imag else lam.real
-        for test in ("F",) if contracted else ("I", "T"):
+        for test in ("F",) if sim.contracted else ("I", "T"):
+            functional = sim.functional_for(lam_c, test)
             reports.append(
                 verify(
-                    exact_for(lam_c, test),  # type: ignore[arg-type]
-                    functional_for(lam_c, test),
-                    {"T": t_sampler},
+                    sim.exact_for(lam_c, test),
+                    functional,
+                    {"T": sim.t_sampler},
                     sizes=sizes,
                     n_samples=n_samples,
                     rng=rng,
@@ -380,20 +422,6 @@ def check_monte_carlo(
                 )
             )
     return MonteCarloCheck(tuple(reports))
-
-
-def _law_symbols(law: Any) -> set[sp.Symbol]:
-    out: set[sp.Symbol] = set()
-    for name in getattr(law, "__dataclass_fields__", {}):
-        v = getattr(law, name)
-        if isinstance(v, sp.Basic):
-            out |= v.free_symbols
-    return out
-
-
-def _subs_by_name(law: Any, scal: Mapping[str, Any]) -> Any:
-    rep = {s: sp.sympify(scal[s.name]) for s in _law_symbols(law) if s.name in scal}
-    return law.subs(rep) if rep else law
 
 
 witness_for(OnePoint)(check_monte_carlo)

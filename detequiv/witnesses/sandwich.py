@@ -30,35 +30,38 @@ from ..derivations.results import witness_for
 from ..derivations.sandwich import Combination
 from ..errors import InvalidArgument
 from .acceptance import VerificationReport
-from .onepoint import MonteCarloCheck
-from .sampling import check_rng
-from .twopoint import (
-    _check_pairs,
-    _det_names,
-    _draw_makers,
-    _numeric,
-    _proportions,
-    _trace_of,
-    _two_resolvents,
-    _value,
+from .common import (
+    MonteCarloCheck,
+    PairReport,
+    PairSetting,
+    PairWitness,
+    check_pairs,
+    deterministic_names,
+    named_values,
+    numeric_matrix,
+    proportions,
+    scalar_value,
+    trace_of,
+    two_resolvents,
 )
+from .sampling import check_rng
 
 __all__ = ["check_monte_carlo", "SandwichReport"]
 
 
 @dataclass(frozen=True, slots=True)
-class SandwichReport:
-    """One ridge pair and test matrix: the check, and each control (which must fail)."""
+class SandwichReport(PairReport):
+    """One ridge pair and test matrix: the check, and each control (which must fail).
 
-    lams: tuple[complex | float, complex | float]
-    test: str
-    report: VerificationReport
+    It passes when the equivalent passes and every control is rejected.
+    """
+
     controls: tuple[tuple[str, VerificationReport], ...] = ()
 
     @property
-    def passed(self) -> bool:
-        """The equivalent passes and every control is rejected."""
-        return self.report.passed and not any(r.passed for _, r in self.controls)
+    def control_reports(self) -> tuple[VerificationReport, ...]:
+        """The verification of each control."""
+        return tuple(r for _, r in self.controls)
 
     @property
     def rejection(self) -> float:
@@ -66,7 +69,7 @@ class SandwichReport:
         return min((r.max_ratio for _, r in self.controls), default=float("inf"))
 
     def __str__(self) -> str:
-        lines = [f"(lam, lam2) = {self.lams}, test {self.test}:", str(self.report)]
+        lines = [self.heading, str(self.report)]
         for name, r in self.controls:
             lines += [f"control {name} (must fail):", str(r)]
         return "\n".join(lines)
@@ -77,6 +80,100 @@ def _leaves(expr: Product) -> list[MatrixExpr]:
     for f in expr.factors:
         out.extend(f.leaves())
     return out
+
+
+def _check_arguments(comb: Combination, controls: Mapping[str, Combination] | None) -> None:
+    """``comb`` is a :class:`Combination` and every control one of the same expression."""
+    if not isinstance(comb, Combination):
+        raise InvalidArgument(
+            f"check_monte_carlo needs a Combination (from derive_sandwich), got {type(comb).__name__}"
+        )
+    for name, other in (controls or {}).items():
+        if not isinstance(other, Combination) or other.random != comb.random:
+            raise InvalidArgument(
+                f"control {name!r} must be a Combination of the same expression (use with_terms)"
+            )
+
+
+def _setting(
+    comb: Combination,
+    rng: np.random.Generator,
+    values: Mapping[Any, Any] | None,
+    dims: Mapping[Any, float] | None,
+    spectrum: Callable[[int], Any] | None,
+    samplers: Mapping[Any, Any] | None,
+) -> PairSetting:
+    """The numbers of the check: the deterministic matrices inside the resolvents of the given
+    spectrum, the others (only in the middle) dense, every random leaf drawn once per sample
+    (seed from ``rng``)."""
+    expr, res1, res2 = two_resolvents(comb.random)
+    n_dim = comb.dim
+    if not isinstance(n_dim, sp.Symbol):
+        raise InvalidArgument(f"the resolvents have the fixed size {n_dim}; give them a symbolic dimension")
+    leaves = _leaves(expr)
+    props = proportions(leaves, n_dim, dims)
+    params = named_values(values)
+    inside = deterministic_names([*res1.leaves(), *res2.leaves()])
+    return PairSetting(
+        n_dim=n_dim,
+        proportions=props,
+        params=params,
+        spectrum=spectrum,
+        inside=sorted(inside),
+        others=sorted(deterministic_names(leaves) - inside),
+        draws=leaves,
+        samplers=samplers,
+        lams=(comb.lam, comb.lam2),
+        child=np.random.default_rng(rng.integers(2**63)),
+    )
+
+
+def _chain(
+    comb: Combination,
+    lam: Any,
+    lam2: Any,
+    mats: Mapping[str, np.ndarray],
+    draws: Mapping[str, np.ndarray],
+    scal: Mapping[str, Any],
+) -> list[np.ndarray]:
+    """The factors of ``comb.random`` at one sample (``draws``): each resolvent, its matrix
+    built once, and each run of non-resolvent factors between them multiplied out (real)."""
+    args: dict[MatrixExpr, np.ndarray] = {}
+    chain: list[np.ndarray] = []
+    run: np.ndarray | None = None
+    expr, _, _ = two_resolvents(comb.random)
+    for f in expr.factors:
+        if isinstance(f, Resolvent):
+            if run is not None:
+                chain.append(run)
+                run = None
+            if f.arg not in args:
+                args[f.arg] = numeric_matrix(f.arg, mats, draws, scal)
+            x = args[f.arg]
+            ridge = lam if f.lam == comb.lam else lam2
+            chain.append(np.linalg.inv(x + ridge * np.eye(x.shape[0])))
+        else:
+            mat = numeric_matrix(f, mats, draws, scal)
+            run = mat if run is None else run @ mat
+    if run is not None:
+        chain.append(run)
+    return chain
+
+
+def _sample(
+    comb: Combination, setting: PairSetting, N: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]
+) -> Any:
+    """``tr(T c G1 Mid G2) / n`` at one sample: ``tr(T F_1 ... F_k) = sum((T F_1 ... F_(k-1)) * F_k^T)``
+    over the factors of :func:`_chain`."""
+    size = setting.at(N)
+    chain = _chain(comb, lam, lam2, size.mats, setting.draw(N), size.scal)
+    n = chain[0].shape[0]
+    out = t_of(n)
+    for mat in chain[:-1]:
+        out = out @ mat
+    expr, _, _ = two_resolvents(comb.random)
+    c = scalar_value(expr.coeff, {**size.scal, str(comb.lam): lam, str(comb.lam2): lam2})
+    return c * np.sum(out * chain[-1].T) / n
 
 
 def check_monte_carlo(
@@ -124,101 +221,21 @@ def check_monte_carlo(
         with the same samples and must be rejected.
     """
     check_rng(rng)
-    if not isinstance(comb, Combination):
-        raise InvalidArgument(
-            f"check_monte_carlo needs a Combination (from derive_sandwich), got {type(comb).__name__}"
-        )
-    for name, other in (controls or {}).items():
-        if not isinstance(other, Combination) or other.random != comb.random:
-            raise InvalidArgument(
-                f"control {name!r} must be a Combination of the same expression (use with_terms)"
-            )
-    expr, res1, res2 = _two_resolvents(comb.random)
-    n_dim = comb.dim
-    if not isinstance(n_dim, sp.Symbol):
-        raise InvalidArgument(f"the resolvents have the fixed size {n_dim}; give them a symbolic dimension")
-    leaves = _leaves(expr)
-    props = _proportions(leaves, n_dim, dims)
-    params = {str(getattr(k, "name", k)): v for k, v in (values or {}).items()}
-    spec = spectrum or (lambda n: np.linspace(0.5, 2.0, n))
-    inside = _det_names([*res1.leaves(), *res2.leaves()])
-    others = sorted(_det_names(leaves) - inside)
-    child = np.random.default_rng(rng.integers(2**63))
-    cache: dict[int, Any] = {}
-
-    def prepared(N: int) -> Any:
-        if N not in cache:
-            scal = {**params, **{d: max(1, round(p * N)) for d, p in props.items()}}
-            n = int(_value(n_dim, scal).real)
-            e = np.asarray(spec(n), dtype=float)
-            mats: dict[str, np.ndarray] = {}
-            spectra: dict[str, np.ndarray] = {}
-            for name in sorted(inside):
-                mats[name], mats[name + "^(1/2)"] = np.diag(e), np.diag(np.sqrt(e))
-                spectra[name] = e
-            for name in others:
-                mats[name] = np.eye(n) + child.standard_normal((n, n)) / np.sqrt(n)
-            draws = _draw_makers(leaves, scal, samplers, child)
-            cache[N] = (scal, spectra, mats, draws)
-        return cache[N]
-
-    evaluated: dict[tuple[int, int, Any, Any], Any] = {}
-
-    def numbers(which: Combination, N: int, lam: Any, lam2: Any) -> Any:
-        key = (id(which), N, lam, lam2)
-        if key not in evaluated:
-            scal, spectra, mats, _ = prepared(N)
-            vals: dict[Any, Any] = {**scal, str(comb.lam): lam, str(comb.lam2): lam2, **spectra}
-            vals.update({k: mats[k] for k in others})
-            evaluated[key] = which.evaluate(vals)
-        return evaluated[key]
-
-    def sample(N: int, lam: Any, lam2: Any, t_of: Callable[[int], np.ndarray]) -> Any:
-        scal, _, mats, draws = prepared(N)
-        sampled = {name: f() for name, f in draws.items()}
-        # runs of non-resolvent factors are multiplied first (real), each resolvent
-        # matrix is built once; tr(T F_1 ... F_k) = sum((T F_1 ... F_(k-1)) * F_k^T)
-        args: dict[MatrixExpr, np.ndarray] = {}
-        chain: list[np.ndarray] = []
-        run: np.ndarray | None = None
-        for f in expr.factors:
-            if isinstance(f, Resolvent):
-                if run is not None:
-                    chain.append(run)
-                    run = None
-                if f.arg not in args:
-                    args[f.arg] = _numeric(f.arg, mats, sampled, scal)
-                x = args[f.arg]
-                ridge = lam if f.lam == comb.lam else lam2
-                chain.append(np.linalg.inv(x + ridge * np.eye(x.shape[0])))
-            else:
-                mat = _numeric(f, mats, sampled, scal)
-                run = mat if run is None else run @ mat
-        if run is not None:
-            chain.append(run)
-        n = chain[0].shape[0]
-        out = t_of(n)
-        for mat in chain[:-1]:
-            out = out @ mat
-        c = _value(expr.coeff, {**scal, str(comb.lam): lam, str(comb.lam2): lam2})
-        return c * np.sum(out * chain[-1].T) / n
-
-    checks = _check_pairs(
-        lams,
-        tests,
-        rng=rng,
-        exact=_trace_of(partial(numbers, comb)),
-        sample=sample,
-        controls={name: _trace_of(partial(numbers, other)) for name, other in (controls or {}).items()},
+    _check_arguments(comb, controls)
+    setting = _setting(comb, rng, values, dims, spectrum, samplers)
+    witness = PairWitness(
+        exact=trace_of(partial(setting.evaluate, comb)),
+        sample=partial(_sample, comb, setting),
+        controls={
+            name: trace_of(partial(setting.evaluate, other)) for name, other in (controls or {}).items()
+        },
         name="tr({test} c G1 Mid G2)",
         control_label="{name}: ",
-        sizes=sizes,
-        n_samples=n_samples,
-        c_finite=c_finite,
-        n_se=n_se,
     )
-    reports = [SandwichReport(c.lams, c.test, c.report, c.controls) for c in checks]
-    return MonteCarloCheck(tuple(reports))
+    checks = check_pairs(
+        witness, lams, tests, rng=rng, sizes=sizes, n_samples=n_samples, c_finite=c_finite, n_se=n_se
+    )
+    return MonteCarloCheck(tuple(SandwichReport(c.lams, c.test, c.report, c.controls) for c in checks))
 
 
 witness_for(Combination)(check_monte_carlo)
