@@ -29,7 +29,7 @@ import sympy as sp
 from ..errors import InvalidArgument
 from .cumulants import _check_order
 from .derivation import Derivation, FixedPoint, Step
-from .expressions import DeterministicVector
+from .expressions import Deterministic, DeterministicVector
 from .mixed import mixed_moment
 from .numeric import NumericMatrices, split_values, substitute_scalars, to_number
 from .onepoint import OnePoint
@@ -100,8 +100,18 @@ class LossModel(abc.ABC):
 
     __slots__ = ()
 
-    #: The target vector.
+    #: The population covariance, the target vector, and the covariance the test points are
+    #: drawn from (``None``: the population covariance; a covariate shift otherwise).
+    sigma: Deterministic
     beta: DeterministicVector
+    test_covariance: Deterministic | None
+
+    def deterministic_matrices(self) -> dict[str, Deterministic | DeterministicVector]:
+        """The deterministic matrices and vectors a loss of this model is a function of, by name."""
+        leaves: list[Deterministic | DeterministicVector] = [self.sigma, self.beta]
+        if self.test_covariance is not None:
+            leaves.append(self.test_covariance)
+        return {leaf.name: leaf for leaf in leaves}
 
     @abc.abstractmethod
     def one_point(self) -> OnePoint:
