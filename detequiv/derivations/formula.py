@@ -30,6 +30,7 @@ from ..errors import InvalidArgument
 from .cumulants import _check_order
 from .derivation import Derivation, FixedPoint, Step
 from .expressions import Deterministic, DeterministicVector
+from .laurent import LaurentRing
 from .mixed import mixed_moment
 from .numeric import NumericMatrices, split_values, substitute_scalars, to_number
 from .onepoint import OnePoint
@@ -37,7 +38,6 @@ from .quantities import tr
 from .results import Evidence, Result
 from .series import (
     Series,
-    TraceRing,
     prepare_fixed_points,
     series_add,
     series_eval,
@@ -389,7 +389,7 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
                 if not isinstance(a, sp.MatrixSymbol)
             }
             exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa}), sp.S.Zero))
-        alg = TraceRing(exprs)
+        alg = LaurentRing.of(exprs)
         solved = solve_fixed_point_series(prepared, work, alg)
         u = solved[loss.kappa]
         n = work + 1

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from sympy.polys.domains import QQ
-from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import contains_sum, gaussian_gram_to_wishart, product_factors, resolvent_parts
@@ -44,6 +42,7 @@ from .expressions import (
     Sum,
     Transpose,
 )
+from .laurent import LaurentRing
 from .mixed import mixed_moment, polynomial_moment
 from .quantities import df1, tr
 from .transforms import r_series, s_series
@@ -182,83 +181,6 @@ def factor_letters(
 # -- exact arithmetic: a polynomial ring with an inverse generator per symbol ------
 
 
-class TraceRing:
-    """Laurent polynomials in the symbols and ``tr(...)`` atoms of some expressions.
-
-    Each atom ``a`` gets a generator and an inverse generator ``1/a`` (the ring is
-    free, so ``a * (1/a)`` is only simplified on the way back to sympy, which is exact).
-    Arithmetic in :class:`sympy.polys.rings.PolyRing` is far faster than ``expand``.
-    """
-
-    def __init__(self, exprs: Sequence[sp.Expr]) -> None:
-        atoms: set[sp.Expr] = set()
-        for e in exprs:
-            atoms |= sp.sympify(e).atoms(tr)
-            atoms |= sp.sympify(e).free_symbols
-        atoms -= {x for a in list(atoms) if isinstance(a, tr) for x in a.free_symbols}
-        ordered = sorted(atoms, key=str)
-        self.forward = {a: sp.Dummy(f"g{i}") for i, a in enumerate(ordered)}
-        self.inverse = {self.forward[a]: sp.Dummy(f"h{i}") for i, a in enumerate(ordered)}
-        gens = list(self.forward.values()) + list(self.inverse.values())
-        self.R, *_ = ring(gens, QQ) if gens else ring([sp.Dummy("unused")], QQ)
-        self.n = len(ordered)
-        back = {g: a for a, g in self.forward.items()}
-        back.update({h: 1 / back[g] for g, h in self.inverse.items()})
-        self.back = back
-
-    def to(self, e: Any) -> Any:
-        expr = sp.expand(sp.sympify(e)).xreplace(self.forward)
-        expr = expr.replace(
-            lambda p: isinstance(p, sp.Pow) and p.exp.is_Integer and p.exp < 0 and p.base in self.inverse,
-            lambda p: self.inverse[p.base] ** (-p.exp),
-        )
-        try:
-            return self.R.from_expr(expr)
-        except (ValueError, sp.PolynomialError, sp.CoercionFailed) as exc:
-            raise InvalidArgument(
-                f"the series coefficient {e} is not a Laurent polynomial in its symbols "
-                f"({exc}); the exact series check needs polynomial transforms"
-            ) from None
-
-    def expr(self, r: Any) -> sp.Expr:
-        return sp.expand(r.as_expr().xreplace(self.back))
-
-    def reduce(self, r: Any) -> Any:
-        """Cancel ``a * (1/a)`` in every monomial: the canonical form of a Laurent polynomial."""
-        n = self.n
-        out: dict[tuple[int, ...], Any] = {}
-        changed = False
-        for monom, c in r.items():
-            m = list(monom)
-            for i in range(n):
-                k = min(m[i], m[n + i])
-                if k:
-                    m[i] -= k
-                    m[n + i] -= k
-                    changed = True
-            key = tuple(m)
-            out[key] = out.get(key, 0) + c
-        if not changed:
-            return r
-        return self.R.from_dict({k: v for k, v in out.items() if v})
-
-    def inv(self, r: Any) -> Any:
-        terms = r.terms()
-        if len(terms) != 1:
-            raise InvalidArgument(
-                f"cannot invert the series constant {self.expr(r)} in the Laurent ring; "
-                "it must be a single monomial (e.g. 1, 1/kappa_1, q)"
-            )
-        ((monom, c),) = terms
-        n = self.n
-        new = [0] * self.R.ngens
-        for i in range(n):
-            e = monom[i] - monom[n + i]
-            if e > 0:
-                new[n + i] = e
-            elif e < 0:
-                new[i] = -e
-        return self.R({tuple(new): 1 / c})
 
 
 # -- truncated power series in x, as coefficient lists -------------------------
@@ -275,7 +197,7 @@ def _mul(a: list[Any], b: list[Any], K: int, zero: Any) -> list[Any]:
     return out
 
 
-def _inv(a: list[Any], K: int, alg: TraceRing) -> list[Any]:
+def _inv(a: list[Any], K: int, alg: LaurentRing) -> list[Any]:
     if not a[0]:
         raise InvalidArgument("the fixed point has kappa/lam -> 0 as lam -> infinity; no 1/lam series")
     inv0 = alg.inv(a[0])
@@ -289,7 +211,7 @@ def _inv(a: list[Any], K: int, alg: TraceRing) -> list[Any]:
     return b
 
 
-def _powers(v: list[Any], K: int, alg: TraceRing) -> list[list[Any]]:
+def _powers(v: list[Any], K: int, alg: LaurentRing) -> list[list[Any]]:
     zero = alg.R.zero
     out = [[alg.R.one] + [zero] * K]
     for _ in range(K):
@@ -308,7 +230,7 @@ def _g_polynomial(g: sp.Expr, ds: Sequence[sp.Symbol], K: int) -> list[tuple[tup
 
 
 def _evaluate_g(
-    terms: list[tuple[tuple[int, ...], Any]], deltas: list[list[list[Any]]], K: int, alg: TraceRing
+    terms: list[tuple[tuple[int, ...], Any]], deltas: list[list[list[Any]]], K: int, alg: LaurentRing
 ) -> list[Any]:
     """``sum_m c_m prod_i delta_i^{m_i}`` with ``deltas[i][e]`` the e-th power series."""
     zero = alg.R.zero
@@ -328,7 +250,7 @@ def _moments(letters: tuple[sp.Symbol, ...], K: int, rect: Shapes | None = None)
     return [tr(sp.Mul(*(letters * j))) if letters else sp.S.One for j in range(K + 1)]
 
 
-def _df_series(moments: list[Any], u: list[Any], K: int, alg: TraceRing) -> list[list[Any]]:
+def _df_series(moments: list[Any], u: list[Any], K: int, alg: LaurentRing) -> list[list[Any]]:
     """Powers of ``df1(Y, kappa)`` as series in x, with ``kappa = u / x``."""
     v = [alg.R.zero] + _inv(u, K, alg)[:K]
     vp = _powers(v, K, alg)
@@ -373,7 +295,7 @@ def prepare_fixed_points(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tup
 
 
 def solve_fixed_point_series(
-    prepared: list[tuple[Any, ...]], K: int, alg: TraceRing
+    prepared: list[tuple[Any, ...]], K: int, alg: LaurentRing
 ) -> dict[sp.Symbol, list[Any]]:
     solved: dict[sp.Symbol, list[Any]] = {}
     zero = alg.R.zero
@@ -423,7 +345,7 @@ def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Exp
     exprs: list[Any] = [ratio or 1]
     for _, _, terms, targets in prepared:
         exprs += [c for _, c in terms] + [x for ms, _ in targets for x in ms]
-    alg = TraceRing(exprs)
+    alg = LaurentRing.of(exprs)
     solved = solve_fixed_point_series(prepared, K, alg)
     u = solved[eq.ridge] if ratio is None else [alg.to(ratio)] + [alg.R.zero] * K
     v = [alg.R.zero] + _inv(u, K, alg)[:K]
@@ -495,7 +417,7 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
     for _, _, terms, tg in prepared:
         exprs += [c for _, c in terms] + [x for ms, _ in tg for x in ms]
     exprs += [x for ms, _ in targets for x in ms]
-    alg = TraceRing(exprs)
+    alg = LaurentRing.of(exprs)
     solved = solve_fixed_point_series(prepared, K, alg)
     n = K + 1
     env: dict[sp.Basic, Series] = {lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1))}
@@ -550,11 +472,11 @@ def check_series(eq: OnePoint, order: int) -> SeriesCheck:
 Series = tuple[int, list[Any]]
 
 
-def _s_const(c: Any, n: int, alg: TraceRing) -> Series:
+def _s_const(c: Any, n: int, alg: LaurentRing) -> Series:
     return (0, [c] + [alg.R.zero] * (n - 1))
 
 
-def series_add(a: Series, b: Series, alg: TraceRing) -> Series:
+def series_add(a: Series, b: Series, alg: LaurentRing) -> Series:
     shift = min(a[0], b[0])
     end = min(a[0] + len(a[1]), b[0] + len(b[1]))
     out = [alg.R.zero] * max(end - shift, 0)
@@ -566,14 +488,14 @@ def series_add(a: Series, b: Series, alg: TraceRing) -> Series:
     return (shift, out)
 
 
-def series_mul(a: Series, b: Series, alg: TraceRing) -> Series:
+def series_mul(a: Series, b: Series, alg: LaurentRing) -> Series:
     n = min(len(a[1]), len(b[1]))
     if n == 0:
         return (a[0] + b[0], [])
     return (a[0] + b[0], [alg.reduce(c) for c in _mul(a[1][:n], b[1][:n], n - 1, alg.R.zero)])
 
 
-def series_inv(a: Series, alg: TraceRing) -> Series:
+def series_inv(a: Series, alg: LaurentRing) -> Series:
     shift, cs = a
     i = 0
     while i < len(cs) and not cs[i]:
@@ -584,7 +506,7 @@ def series_inv(a: Series, alg: TraceRing) -> Series:
     return (-(shift + i), [alg.reduce(c) for c in _inv(cs, len(cs) - 1, alg)])
 
 
-def series_pow(a: Series, n: int, alg: TraceRing) -> Series:
+def series_pow(a: Series, n: int, alg: LaurentRing) -> Series:
     if n < 0:
         return series_pow(series_inv(a, alg), -n, alg)
     out = _s_const(alg.R.one, len(a[1]), alg)
@@ -593,7 +515,7 @@ def series_pow(a: Series, n: int, alg: TraceRing) -> Series:
     return out
 
 
-def series_eval(expr: sp.Expr, env: dict[sp.Basic, Series], n: int, alg: TraceRing) -> Series:
+def series_eval(expr: sp.Expr, env: dict[sp.Basic, Series], n: int, alg: LaurentRing) -> Series:
     """Evaluate a sympy expression whose leaves are ring atoms or series in ``env``."""
     if expr in env:
         return env[expr]
@@ -719,7 +641,7 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
         all_exprs.append(sp.Add(*(rhs.free_symbols - skip)) + sp.Add(*rhs.atoms(tr)))
     pre = sp.expand(sp.simplify(eq.prefactor * lam / c_out))
     all_exprs.append(sp.Add(*(pre.free_symbols - set(symbols) - {lam})))
-    alg = TraceRing(all_exprs)
+    alg = LaurentRing.of(all_exprs)
     n = K + 1
     inv_x: Series = (-1, [alg.R.one] + [alg.R.zero] * (n - 1))
     env: dict[sp.Basic, Series] = {lam: inv_x}

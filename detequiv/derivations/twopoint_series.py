@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from sympy.polys.domains import QQ
-from sympy.polys.rings import ring
 
 from ..errors import InvalidArgument
 from .expressions import Deterministic, FreeMatrix, Sqrt
+from .laurent import LaurentRing
 from .letters import Letters, normal_word
 from .mixed import mixed_moment
 from .quantities import df1, df2, divided_difference, tr, word_letters
@@ -41,71 +40,6 @@ TEST_LETTER = sp.Symbol("N_test", commutative=False)
 _INF = 10**9
 
 
-class _Alg:
-    """Laurent polynomials over QQ in atoms (each with an inverse generator)."""
-
-    def __init__(self, atoms: set[sp.Expr], invertible: Any = None) -> None:
-        ordered = sorted(atoms, key=str)
-        inv_ok = (lambda a: True) if invertible is None else invertible
-        self.forward = {a: sp.Dummy(f"g{i}") for i, a in enumerate(ordered)}
-        self.inverse = {self.forward[a]: sp.Dummy(f"h{i}") for i, a in enumerate(ordered) if inv_ok(a)}
-        gens = list(self.forward.values()) + list(self.inverse.values())
-        self.R, *_ = ring(gens or [sp.Dummy("unused")], QQ)
-        self.n = len(ordered)
-        self.inv_index = {i: self.n + j for j, i in enumerate(i for i, a in enumerate(ordered) if inv_ok(a))}
-        back: dict[Any, Any] = {g: a for a, g in self.forward.items()}
-        back.update({h: 1 / back[g] for g, h in self.inverse.items()})
-        self.back = back
-        self.cap = _INF  # working precision for inverses of infinitely known series
-
-    def to(self, e: Any) -> Any:
-        expr = sp.expand(sp.sympify(e)).xreplace(self.forward)
-        expr = expr.replace(
-            lambda p: isinstance(p, sp.Pow) and p.exp.is_Integer and p.exp < 0 and p.base in self.inverse,
-            lambda p: self.inverse[p.base] ** (-p.exp),
-        )
-        try:
-            return self.R.from_expr(expr)
-        except (ValueError, sp.PolynomialError, sp.CoercionFailed) as exc:
-            raise InvalidArgument(f"{e} is not a Laurent polynomial in its atoms ({exc})") from None
-
-    def expr(self, r: Any) -> sp.Expr:
-        return sp.expand(r.as_expr().xreplace(self.back))
-
-    def reduce(self, r: Any) -> Any:
-        """The same element with ``g_i h_i = 1`` cancelled in every monomial (canonical form)."""
-        if not self.inv_index:
-            return r
-        out: dict[tuple[int, ...], Any] = {}
-        for monom, c in r.terms():
-            m = list(monom)
-            for i, j in self.inv_index.items():
-                k = min(m[i], m[j])
-                if k:
-                    m[i] -= k
-                    m[j] -= k
-            key = tuple(m)
-            out[key] = out[key] + c if key in out else c
-        return self.R({k: v for k, v in out.items() if v})
-
-    def inv(self, r: Any) -> Any:
-        terms = self.reduce(r).terms()
-        if len(terms) != 1:
-            raise InvalidArgument(f"cannot invert {self.expr(r)}: not a single monomial")
-        ((monom, c),) = terms
-        new = [0] * self.R.ngens
-        for i in range(self.n):
-            j = self.inv_index.get(i)
-            e = monom[i] - (monom[j] if j is not None else 0)
-            if e > 0:
-                if j is None:
-                    raise InvalidArgument(
-                        f"cannot invert {self.expr(r)}: {list(self.forward)[i]} is not invertible"
-                    )
-                new[j] = e
-            elif e < 0:
-                new[i] = -e
-        return self.R({tuple(new): 1 / c})
 
 
 class _BS:
@@ -113,13 +47,13 @@ class _BS:
 
     __slots__ = ("alg", "c", "prec")
 
-    def __init__(self, alg: _Alg, coeffs: dict[tuple[int, int], Any], prec: int) -> None:
+    def __init__(self, alg: LaurentRing, coeffs: dict[tuple[int, int], Any], prec: int) -> None:
         self.alg = alg
         self.prec = prec
         self.c = {k: v for k, v in coeffs.items() if v and k[0] + k[1] < prec}
 
     @classmethod
-    def const(cls, alg: _Alg, value: Any) -> _BS:
+    def const(cls, alg: LaurentRing, value: Any) -> _BS:
         return cls(alg, {(0, 0): value}, _INF)
 
     def val(self) -> int:
@@ -189,7 +123,7 @@ class _BS:
         return out
 
 
-def _variables(alg: _Alg, cap: int) -> tuple[Callable[[Any], _BS], _BS, _BS]:
+def _variables(alg: LaurentRing, cap: int) -> tuple[Callable[[Any], _BS], _BS, _BS]:
     """Set ``alg.cap``; return ``const`` (a scalar as a series), ``x`` and ``y``."""
     alg.cap = cap
 
@@ -294,7 +228,7 @@ def series_coefficients(tp: TwoPoint, order: int) -> tuple[tuple[tuple[int, int]
         base_syms |= w.atoms(tr)
     base_syms -= {x for s in list(base_syms) if isinstance(s, tr) for x in s.free_symbols}
     base_syms -= {tp.lam, tp.lam2, tp.kappa, tp.kappa2}
-    alg = _Alg(base_syms)
+    alg = LaurentRing(base_syms)
     const, x, y = _variables(alg, L + 4)
     one, zero = alg.R.one, alg.R.zero
     moments = [alg.to(m) for m in tr_a]
@@ -617,7 +551,7 @@ def _layered_series(
         collect(t)
     base_syms = {s for s in base_syms if not (isinstance(s, sp.Symbol) and not s.is_commutative)}
     base_syms -= special
-    alg = _Alg(base_syms, invertible=lambda a: not isinstance(a, tr))
+    alg = LaurentRing(base_syms, invertible=lambda a: not isinstance(a, tr))
     const, x, y = _variables(alg, L + 4)
     one, zero = alg.R.one, alg.R.zero
     moments = [alg.to(m) for m in moments_sym]
