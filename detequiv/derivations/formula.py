@@ -285,99 +285,140 @@ class _PrecisionLost(Exception):
 
 
 def _check_series(loss: LossFormula, order: int) -> SeriesReport:
-    K = _check_order(order)
-    model = loss._model()
-    spec: SeriesSpec = model.series_spec()
-    d = spec.dim
-    sig = spec.sqrt_name
-    half = sp.Symbol(f"{sig}_sqrt", commutative=False)
-    laws = dict(spec.laws)
-    b_letter = sp.Symbol(f"{model.beta.name}*{model.beta.name}.T", commutative=False)
-    x = sp.Symbol("x_series")
+    """Both sides of every term's series to ``lam^-order``, and the first disagreement."""
+    witness = _LossSeries(loss, _check_order(order))
+    series = witness.equivalents()
+    K = witness.K
+    coefficients: dict[str, tuple[tuple[sp.Expr, sp.Expr], ...]] = {}
+    failures: dict[str, int | None] = {}
+    for name, expr in loss.terms.items():
+        randoms = loss.random.get(name, ())
+        dia = [sp.S.Zero] * (K + 1) if randoms else [sp.sympify(expr)] + [sp.S.Zero] * K
+        for term in randoms:
+            dia = [a + b for a, b in zip(dia, witness.exact(term), strict=True)]
+        pairs = tuple((sp.expand(a), sp.expand(b)) for a, b in zip(series[name], dia, strict=True))
+        coefficients[name] = pairs
+        first = next(
+            (k for k, (a, b) in enumerate(pairs) if sp.cancel(sp.together(sp.expand(a - b))) != 0), None
+        )
+        failures[name] = first
+    return SeriesReport(order=order, coefficients=coefficients, failures=failures)
 
-    def letters(m: sp.Basic) -> tuple[sp.Symbol, ...]:
+
+class _LossSeries:
+    """The two sides of a loss's series: the exact diagram sums of each random functional, and
+    the equivalent expanded in ``x = 1/lam`` (``kappa`` as a series, atoms expanded in ``1/kappa``)."""
+
+    def __init__(self, loss: LossFormula, K: int) -> None:
+        self.loss, self.K = loss, K
+        model = loss._model()
+        self.spec = model.series_spec()
+        self.d = self.spec.dim
+        self.sig = self.spec.sqrt_name
+        self.half = sp.Symbol(f"{self.sig}_sqrt", commutative=False)
+        self.laws = dict(self.spec.laws)
+        self.b_letter = sp.Symbol(f"{model.beta.name}*{model.beta.name}.T", commutative=False)
+        self.x = sp.Symbol("x_series")
+
+    def letters(self, m: sp.Basic) -> tuple[sp.Symbol, ...]:
+        """The noncommutative letters of a deterministic matrix expression."""
+        half, sig = self.half, self.sig
         if isinstance(m, sp.MatrixSymbol):
             return (half, half) if m.name == sig else (sp.Symbol(m.name, commutative=False),)
         if isinstance(m, sp.MatPow) and m.args[0].name == sig:
             return (half,) * int(2 * m.args[1])
         if isinstance(m, sp.MatPow) and m.args[1].is_Integer:
-            return letters(m.args[0]) * int(m.args[1])
+            return self.letters(m.args[0]) * int(m.args[1])
         if isinstance(m, sp.MatMul) and m.as_coeff_matrices()[0] == 1:
-            return tuple(y for f in m.args for y in letters(f))
+            return tuple(y for f in m.args for y in self.letters(f))
         raise InvalidArgument(f"no letters for {m}")
 
-    # exact side: (lam + Y)^-1 = sum_j (-1)^j x^(j+1) Y^j for every resolvent item of the word
-    def exact(term: RandomTerm) -> list[sp.Expr]:
-        coeff = sp.sympify(term.coeff).xreplace({loss.lam: 1 / x})
-        n_g = sum(1 for f in term.word if isinstance(f, str) and f in spec.resolvents)
+    # -- the exact side ------------------------------------------------------------------
+    def _word(self, word: tuple[Any, ...], powers: tuple[int, ...]) -> tuple[sp.Symbol, ...]:
+        """The letters of a word whose resolvent items are expanded to the given powers."""
+        spec = self.spec
+        it = iter(powers)
+        out: list[sp.Symbol] = []
+        for f in word:
+            if isinstance(f, str) and f in spec.resolvents:
+                out += list(spec.resolvents[f]) * next(it)
+            elif isinstance(f, str):
+                out += list(spec.blocks[f])
+            else:
+                out += list(self.letters(f))
+        return tuple(out)
+
+    def exact(self, term: RandomTerm) -> list[sp.Expr]:
+        """The diagram sums: ``(lam + Y)^-1 = sum_j (-1)^j x^(j+1) Y^j`` for every resolvent item."""
+        K, x = self.K, self.x
+        coeff = sp.sympify(term.coeff).xreplace({self.loss.lam: 1 / x})
+        n_g = sum(1 for f in term.word if isinstance(f, str) and f in self.spec.resolvents)
         out = [sp.S.Zero] * (K + 1)
         c_series = sp.series(coeff, x, 0, K + 3).removeO() if coeff.has(x) else coeff
-
-        def expand(word: tuple[Any, ...], powers: tuple[int, ...]) -> tuple[sp.Symbol, ...]:
-            it = iter(powers)
-            out_letters: list[sp.Symbol] = []
-            for f in word:
-                if isinstance(f, str) and f in spec.resolvents:
-                    out_letters += list(spec.resolvents[f]) * next(it)
-                elif isinstance(f, str):
-                    out_letters += list(spec.blocks[f])
-                else:
-                    out_letters += list(letters(f))
-            return tuple(out_letters)
-
         for total in range(0, K + 1):
             for powers in itertools.product(range(total + 1), repeat=n_g):
                 if sum(powers) != total:
                     continue
-                word = expand(term.word, powers)
+                word = self._word(term.word, powers)
                 if term.vector is not None:
-                    value = d * mixed_moment(sp.Mul(b_letter, *word), laws)
+                    value = self.d * mixed_moment(sp.Mul(self.b_letter, *word), self.laws)
                 else:
-                    value = mixed_moment(sp.Mul(*word), laws) if word else sp.S.One
-                sign = (-1) ** total
-                contrib = sp.expand(sign * x ** (total + n_g) * value * c_series)
+                    value = mixed_moment(sp.Mul(*word), self.laws) if word else sp.S.One
+                contrib = sp.expand((-1) ** total * x ** (total + n_g) * value * c_series)
                 for k in range(K + 1):
                     out[k] += contrib.coeff(x, k)
         return [sp.expand(v) for v in out]
 
-    def equivalents(work: int) -> dict[str, list[sp.Expr]]:
+    # -- the equivalent side -------------------------------------------------------------
+    def expansion(self, atom: mtr, work: int) -> list[tuple[sp.Expr, int, sp.Expr]]:
+        """``[(trace, total power j, sign)]``: ``mtr = sum sign * kappa^-(j + #inv) * trace``."""
+        kappa, d = self.loss.kappa, self.d
+        m = atom.args[0]
+        scalar = m.as_coeff_matrices()[0] if isinstance(m, sp.MatMul) else sp.S.One
+        mats = flat_factors(m)
+        vec = bool(mats) and isinstance(mats[0], sp.Transpose) and isinstance(mats[0].arg, sp.MatrixSymbol)
+        if vec:
+            mats = list(mats[1:-1])
+        inv = [f for f in mats if isinstance(f, sp.Inverse)]
+        out = []
+        for powers in itertools.product(range(work + 1), repeat=len(inv)):
+            if sum(powers) > work:
+                continue
+            it = iter(powers)
+            word: list[sp.Symbol] = []
+            for f in mats:
+                if isinstance(f, sp.Inverse):
+                    ys = [a for a in f.arg.args if not a.has(kappa)]
+                    if len(ys) != 1 or sp.simplify(f.arg - ys[0] - kappa * sp.Identity(d)) != sp.ZeroMatrix(
+                        d, d
+                    ):
+                        raise InvalidArgument(f"cannot expand {f} in 1/{kappa}")
+                    word += list(self.letters(ys[0])) * next(it)
+                else:
+                    word += list(self.letters(f))
+            t = d * tr(sp.Mul(self.b_letter, *word)) if vec else (tr(sp.Mul(*word)) if word else sp.S.One)
+            out.append((scalar * t, sum(powers) + len(inv), (-1) ** sum(powers)))
+        return out
+
+    def equivalents(self) -> dict[str, list[sp.Expr]]:
+        """Every term's series; lam^2 prefactors, derivatives and the differences of a split cancel
+        leading orders, so the working precision starts at the model's margin and widens."""
+        margin = self.spec.margin
+        for margin in (self.spec.margin, self.spec.margin + 4, self.spec.margin + 8):
+            try:
+                return self._equivalents(self.K + margin)
+            except _PrecisionLost:
+                continue
+        raise InvalidArgument(
+            f"the series of a term of {self.loss.name} lost precision even with margin {margin}"
+        )
+
+    def _equivalents(self, work: int) -> dict[str, list[sp.Expr]]:
         """Series of every term at working precision ``work`` (raises _PrecisionLost)."""
-        # equivalent side: kappa as a series in x, mtr atoms expanded in 1/kappa
-        one = spec.one
-        prepared = prepare_fixed_points(one, work, {sig})
-
-        def expansion(atom: mtr) -> list[tuple[sp.Expr, int, sp.Expr]]:
-            """``[(trace, total power j, sign)]``: mtr = sum sign * kappa^-(j + #inv) * trace."""
-            m = atom.args[0]
-            scalar = m.as_coeff_matrices()[0] if isinstance(m, sp.MatMul) else sp.S.One
-            mats = flat_factors(m)
-            vec = False
-            if mats and isinstance(mats[0], sp.Transpose) and isinstance(mats[0].arg, sp.MatrixSymbol):
-                vec = True
-                mats = list(mats[1:-1])
-            inv = [f for f in mats if isinstance(f, sp.Inverse)]
-            out = []
-            for powers in itertools.product(range(work + 1), repeat=len(inv)):
-                if sum(powers) > work:
-                    continue
-                it = iter(powers)
-                word: list[sp.Symbol] = []
-                for f in mats:
-                    if isinstance(f, sp.Inverse):
-                        ys = [a for a in f.arg.args if not a.has(loss.kappa)]
-                        if len(ys) != 1 or sp.simplify(
-                            f.arg - ys[0] - loss.kappa * sp.Identity(d)
-                        ) != sp.ZeroMatrix(d, d):
-                            raise InvalidArgument(f"cannot expand {f} in 1/{loss.kappa}")
-                        word += list(letters(ys[0])) * next(it)
-                    else:
-                        word += list(letters(f))
-                t = d * tr(sp.Mul(b_letter, *word)) if vec else (tr(sp.Mul(*word)) if word else sp.S.One)
-                out.append((scalar * t, sum(powers) + len(inv), (-1) ** sum(powers)))
-            return out
-
+        loss = self.loss
+        prepared = prepare_fixed_points(self.spec.one, work, {self.sig})
         atoms = sorted({a for e in loss.terms.values() for a in sp.sympify(e).atoms(mtr)}, key=str)
-        expansions = {a: expansion(a) for a in atoms}
+        expansions = {a: self.expansion(a, work) for a in atoms}
         exprs: list[Any] = []
         for _, _, terms, tg in prepared:
             exprs += [c for _, c in terms] + [y for ms, _ in tg for y in ms]
@@ -390,75 +431,51 @@ def _check_series(loss: LossFormula, order: int) -> SeriesReport:
             }
             exprs.append(sp.Add(*(scalars - {loss.lam, loss.kappa}), sp.S.Zero))
         alg = LaurentRing.of(exprs)
-        solved = solve_fixed_point_series(prepared, work, alg)
-        u = solved[loss.kappa]
-        n = work + 1
-        kappa_series: Series = (-1, list(u[:n]))
-        inv_kappa = series_inv(kappa_series, alg)
+        u = solve_fixed_point_series(prepared, work, alg)[loss.kappa]
+        expander = _AtomSeries(alg, work + 1, (-1, list(u[: work + 1])), expansions)
+        return {name: expander.term(expr, loss, self.K) for name, expr in loss.terms.items()}
 
-        powers_of_inv: list[Series] = [series_pow(inv_kappa, 0, alg)]
 
-        def inv_power(j: int) -> Series:
-            while len(powers_of_inv) <= j:
-                powers_of_inv.append(series_mul(powers_of_inv[-1], inv_kappa, alg))
-            return powers_of_inv[j]
+class _AtomSeries:
+    """Series of trace atoms in powers of ``1/kappa``, and of whole terms, in a Laurent ring."""
 
-        def atom_series(atom: mtr) -> Series:
-            grouped: dict[int, Any] = {}
-            for t, power, sign in expansions[atom]:
-                grouped[power] = grouped.get(power, alg.R.zero) + alg.to(sign * t)
-            total: Series = (0, [alg.R.zero] * n)
-            for power, coeff in grouped.items():
-                c = inv_power(power)
-                total = series_add(total, (c[0], [v * coeff for v in c[1]]), alg)
-            return total
+    def __init__(self, alg: LaurentRing, n: int, kappa: Series, expansions: dict[Any, Any]) -> None:
+        self.alg, self.n, self.kappa, self.expansions = alg, n, kappa, expansions
+        self.inv_kappa = series_inv(kappa, alg)
+        self.powers: list[Series] = [series_pow(self.inv_kappa, 0, alg)]
 
-        def equivalent(expr: sp.Expr) -> list[sp.Expr]:
-            e = sp.sympify(expr)
-            env: dict[sp.Basic, Series] = {
-                loss.lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1)),
-                loss.kappa: kappa_series,
-            }
-            for atom in e.atoms(mtr):
-                env[atom] = atom_series(atom)
-            shift, cs = series_eval(e, env, n, alg)
-            if shift < 0:
-                if any(cs[:-shift]):
-                    raise InvalidArgument(f"the term has a pole at lam = infinity: {expr}")
-                full = cs[-shift:]
-            else:
-                full = [alg.R.zero] * shift + cs
-            if len(full) < K + 1:
-                raise _PrecisionLost(f"the series of {expr} lost precision ({len(full)} < {K + 1} terms)")
-            return [alg.expr(c) for c in full[: K + 1]]
+    def inv_power(self, j: int) -> Series:
+        while len(self.powers) <= j:
+            self.powers.append(series_mul(self.powers[-1], self.inv_kappa, self.alg))
+        return self.powers[j]
 
-        return {name: equivalent(expr) for name, expr in loss.terms.items()}
+    def atom(self, atom: mtr) -> Series:
+        alg = self.alg
+        grouped: dict[int, Any] = {}
+        for t, power, sign in self.expansions[atom]:
+            grouped[power] = grouped.get(power, alg.R.zero) + alg.to(sign * t)
+        total: Series = (0, [alg.R.zero] * self.n)
+        for power, coeff in grouped.items():
+            c = self.inv_power(power)
+            total = series_add(total, (c[0], [v * coeff for v in c[1]]), alg)
+        return total
 
-    # working precision: lam^2 prefactors, derivatives and the differences of the split cancel
-    # leading orders; start with the model's margin and widen it if a term runs out
-    for margin in (spec.margin, spec.margin + 4, spec.margin + 8):
-        try:
-            series = equivalents(K + margin)
-            break
-        except _PrecisionLost:
-            continue
-    else:
-        raise InvalidArgument(f"the series of a term of {loss.name} lost precision even with margin {margin}")
-
-    coefficients: dict[str, tuple[tuple[sp.Expr, sp.Expr], ...]] = {}
-    failures: dict[str, int | None] = {}
-    for name, expr in loss.terms.items():
-        eqv = series[name]
-        dia = [sp.S.Zero] * (K + 1)
-        randoms = loss.random.get(name, ())
-        if not randoms:
-            dia = [sp.sympify(expr)] + [sp.S.Zero] * K
-        for term in randoms:
-            dia = [a + b for a, b in zip(dia, exact(term), strict=True)]
-        pairs = tuple((sp.expand(a), sp.expand(b)) for a, b in zip(eqv, dia, strict=True))
-        coefficients[name] = pairs
-        first = next(
-            (k for k, (a, b) in enumerate(pairs) if sp.cancel(sp.together(sp.expand(a - b))) != 0), None
-        )
-        failures[name] = first
-    return SeriesReport(order=order, coefficients=coefficients, failures=failures)
+    def term(self, expr: sp.Expr, loss: LossFormula, K: int) -> list[sp.Expr]:
+        alg, n = self.alg, self.n
+        e = sp.sympify(expr)
+        env: dict[sp.Basic, Series] = {
+            loss.lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1)),
+            loss.kappa: self.kappa,
+        }
+        for atom in e.atoms(mtr):
+            env[atom] = self.atom(atom)
+        shift, cs = series_eval(e, env, n, alg)
+        if shift < 0:
+            if any(cs[:-shift]):
+                raise InvalidArgument(f"the term has a pole at lam = infinity: {expr}")
+            full = cs[-shift:]
+        else:
+            full = [alg.R.zero] * shift + cs
+        if len(full) < K + 1:
+            raise _PrecisionLost(f"the series of {expr} lost precision ({len(full)} < {K + 1} terms)")
+        return [alg.expr(c) for c in full[: K + 1]]

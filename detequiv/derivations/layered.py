@@ -450,6 +450,55 @@ class _Engine:
             )
         return (left or right), (1 if left else 0)
 
+    def subordinate(
+        self,
+        level: int,
+        r1: sp.Expr,
+        r2: sp.Expr,
+        sides: tuple[tuple[MatrixExpr, ...], tuple[MatrixExpr, ...]],
+        indices: tuple[int, int],
+        powers: tuple[int, int],
+        a_mat: tuple[MatrixExpr, ...],
+        ridges: tuple[sp.Symbol, sp.Symbol],
+    ) -> tuple[sp.Rational, sp.Expr]:
+        """One layer's single-layer two-point equivalent: the ridges of both sides, the power of
+        ``A`` inside the trace and the correction scalar (linear in ``df2``), with their steps."""
+        (side1, side2), (i1, i2), (l1, l2), (k, k2) = sides, indices, powers, ridges
+        b = side1[i1]
+        assert isinstance(b, FreeMatrix)
+        _, eq, step = free_factor_renormalization(r1, side1, i1, k, self.dim)
+        self.steps.append(replace(step, note=f"layer {level + 1}, left: {step.note}"))
+        _, _, step2 = free_factor_renormalization(r2, side2, i2, k2, self.dim)
+        self.steps.append(replace(step2, note=f"layer {level + 1}, right: {step2.note}"))
+        a = conjugation_exponent(sp.Rational(l1), sp.Rational(l2))
+        self.steps.append(
+            Step(
+                CONJUGATION_EXPONENT,
+                sp.Tuple(l1, l2),
+                a,
+                f"layer {level + 1}: A = {_mexpr(a_mat)} is deterministic with respect to {b.name}; "
+                f"A^{a} stays inside the trace, A^{2 - a} moves outside",
+            )
+        )
+        scale = operator_valued_subordination(r1, r2, k, k2, _mexpr(a_mat).to_sympy())
+        self.steps.append(
+            Step(
+                OPERATOR_VALUED_SUBORDINATION,
+                sp.Tuple(r1, r2),
+                scale,
+                f"layer {level + 1}: {b.name} ~ {b.law} is rotation invariant and free from A and M",
+            )
+        )
+        linear = linear_divided_difference(scale, eq, r1, r2, k2)
+        if linear is None:
+            raise InvalidWord(
+                f"the outer free factor {b.name} ~ {b.law} has a ridge equation that is not linear in df1; "
+                "the layered engine needs S_B(t) = 1/(alpha + beta t) (Wishart / Gram layers)"
+            )
+        scale, lstep = linear
+        self.steps.append(lstep)
+        return a, scale
+
     def layer(
         self,
         level: int,
@@ -477,62 +526,14 @@ class _Engine:
             )
         a_mat = a1
         k, k2 = _chain_symbol(level + 1, False), _chain_symbol(level + 1, True)
-        _, eq, step = free_factor_renormalization(r1, side1, index, k, self.dim)
-        self.steps.append(replace(step, note=f"layer {level + 1}, left: {step.note}"))
-        _, eq2, step2 = free_factor_renormalization(r2, side2, side2.index(b), k2, self.dim)
-        self.steps.append(replace(step2, note=f"layer {level + 1}, right: {step2.note}"))
-        a = conjugation_exponent(sp.Rational(l1), sp.Rational(l2))
-        self.steps.append(
-            Step(
-                CONJUGATION_EXPONENT,
-                sp.Tuple(l1, l2),
-                a,
-                f"layer {level + 1}: A = {_mexpr(a_mat)} is deterministic with respect to {b.name}; "
-                f"A^{a} stays inside the trace, A^{2 - a} moves outside",
-            )
+        a, scale = self.subordinate(
+            level, r1, r2, (side1, side2), (index, side2.index(b)), (l1, l2), a_mat, (k, k2)
         )
-        a_sym = _mexpr(a_mat).to_sympy()
-        scale = operator_valued_subordination(r1, r2, k, k2, a_sym)
-        self.steps.append(
-            Step(
-                OPERATOR_VALUED_SUBORDINATION,
-                sp.Tuple(r1, r2),
-                scale,
-                f"layer {level + 1}: {b.name} ~ {b.law} is rotation invariant and free from A and M",
-            )
-        )
-        linear = linear_divided_difference(scale, eq, r1, r2, k2)
-        if linear is None:
-            raise InvalidWord(
-                f"the outer free factor {b.name} ~ {b.law} has a ridge equation that is not linear in df1; "
-                "the layered engine needs S_B(t) = 1/(alpha + beta t) (Wishart / Gram layers)"
-            )
-        scale, lstep = linear
-        self.steps.append(lstep)
         k_one, k2_one = self.one(level + 1, k, a_mat, False), self.one(level + 1, k2, a_mat, True)
         p_m = self.two(level + 1, k, k2, a_mat, a_mat, mid)
         p_i = p_m if not mid else self.two(level + 1, k, k2, a_mat, a_mat, ())
         pieces = {e: resolvent_absorption(e, k_one, k2_one, p_i, k, k2) for e in {int(a), int(2 - a)}}
-        self.steps.append(
-            Step(
-                RESOLVENT_ABSORPTION,
-                sp.Tuple(*[sp.Symbol(f"A^{e} R R'") for e in sorted(pieces)]),
-                sp.Tuple(
-                    *[
-                        sp.Symbol(
-                            {
-                                0: f"({k} {k2} R R')/({k} {k2})",
-                                1: f"({k2} R' - {k} {k2} R R')/{k2}",
-                                2: f"I - {k} R - {k2} R' + {k} {k2} R R'",
-                            }[e]
-                        )
-                        for e in sorted(pieces)
-                    ]
-                ),
-                f"layer {level + 1}: every A^e R R' in terms of k R, k' R' and k k' R R' (one- and two-point "
-                "functions of A)",
-            )
-        )
+        self.steps.append(_absorption_step(level, pieces, k, k2))
         m_word = mid
         inner = trace_of_equivalence(m_word, pieces[int(a)])
         df2_atoms = scale.atoms(df2)
@@ -551,6 +552,22 @@ class _Engine:
         if level == 0:
             self.outer = correction
         return p_m + correction
+
+
+def _absorption_step(level: int, pieces: Mapping[int, Any], k: sp.Symbol, k2: sp.Symbol) -> Step:
+    """The step writing every ``A^e R R'`` of a layer through one- and two-point functions of ``A``."""
+    forms = {
+        0: f"({k} {k2} R R')/({k} {k2})",
+        1: f"({k2} R' - {k} {k2} R R')/{k2}",
+        2: f"I - {k} R - {k2} R' + {k} {k2} R R'",
+    }
+    return Step(
+        RESOLVENT_ABSORPTION,
+        sp.Tuple(*[sp.Symbol(f"A^{e} R R'") for e in sorted(pieces)]),
+        sp.Tuple(*[sp.Symbol(forms[e]) for e in sorted(pieces)]),
+        f"layer {level + 1}: every A^e R R' in terms of k R, k' R' and k k' R R' (one- and two-point "
+        "functions of A)",
+    )
 
 
 def _outer_index(side: tuple[MatrixExpr, ...]) -> int:
@@ -639,32 +656,8 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
 
     c_out, res1, middle, res2 = two_point_parts(expr)
     lam, lam2 = res1.lam, res2.lam
-    if lam == lam2:
-        raise InvalidArgument(
-            f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
-        )
-    coeff1, side1 = _sides(res1)
-    coeff2, side2 = _sides(res2)
-    if sp.simplify(coeff1 - coeff2) != 0:
-        raise InvalidWord(f"the resolvents have different scales {coeff1} and {coeff2}; use the same")
-    if sorted(f.name for f in side1 if isinstance(f, FreeMatrix)) != sorted(
-        f.name for f in side2 if isinstance(f, FreeMatrix)
-    ):
-        raise InvalidWord("the two resolvents must contain the same free factors")
-    if _free_count(side1) < 2:
-        raise InvalidWord(f"{res1} has fewer than two free factors; use derive_two_point")
-    dim = res1.shape[0]
-    if outer is None:
-        b = side1[_outer_index(side1)]
-    else:
-        named = [f for f in side1 if isinstance(f, FreeMatrix) and f.name == outer]
-        if not named:
-            raise InvalidArgument(
-                f"outer={outer!r} is not a free factor of {res1}; use one of "
-                f"{[f.name for f in side1 if isinstance(f, FreeMatrix)]}"
-            )
-        b = named[0]
-    assert isinstance(b, FreeMatrix)
+    coeff1, side1, side2 = _layered_sides(res1, res2)
+    b = _outer_factor(side1, res1, outer)
     a1, l1, kind1, c1 = _conjugation_plan(side1, b, "left")
     a2, l2, kind2, c2 = _conjugation_plan(side2, b, "right")
     if a1 != a2:
@@ -677,58 +670,129 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
         [f.base.name for f in (*side1, *side2, *middle) if isinstance(f, Sqrt)] + [f.name for f in conj]
     )
     letters = Letters(sqrt_names)
-    engine = _Engine(dim, letters, middle)
-    out_left: Word = ()
-    in_left: Word = ()
-    in_right: Word = ()
-    out_right: Word = ()
-    if kind1 == "L":
-        out_left, in_left = tuple(x for f in c1 for x in letters.of(f)), _inverse_letters(c1, letters)
-    elif kind1 == "R":
-        out_left, in_left = _inverse_letters(c1, letters), tuple(x for f in c1 for x in letters.of(f))
-    if kind2 == "L":
-        in_right, out_right = tuple(x for f in c2 for x in letters.of(f)), _inverse_letters(c2, letters)
-    elif kind2 == "R":
-        in_right, out_right = _inverse_letters(c2, letters), tuple(x for f in c2 for x in letters.of(f))
-    for kind, c, which in ((kind1, c1, "left"), (kind2, c2, "right")):
+    engine = _Engine(dim=res1.shape[0], letters=letters, middle=middle)
+    out_left, in_left = _conjugation_words(kind1, c1, letters)
+    in_right, out_right = _conjugation_words(kind2, c2, letters)
+    for which, kind, c, side, on_left in (("left", kind1, c1, side1, l1), ("right", kind2, c2, side2, l2)):
         if kind:
-            engine.steps.append(
-                Step(
-                    SIMILARITY_CONJUGATION,
-                    _mexpr(side1 if which == "left" else side2).to_sympy(),
-                    _mexpr((*a1, b) if (l1 if which == "left" else l2) else (b, *a1)).to_sympy(),
-                    f"{which} resolvent conjugated by {_mexpr(c)} so that {b.name} stands at an end",
-                )
-            )
-    side1c = (*a1, b) if l1 else (b, *a1)
-    side2c = (*a2, b) if l2 else (b, *a2)
+            after = _mexpr((*a1, b) if on_left else (b, *a1))
+            engine.steps.append(_conjugation_step(which, side, after, c, b))
     mid_word = in_left + tuple(x for f in middle for x in letters.of(f)) + in_right
-    r1 = sp.simplify(lam / coeff1)
-    r2 = sp.simplify(lam2 / coeff1)
+    r1, r2 = sp.simplify(lam / coeff1), sp.simplify(lam2 / coeff1)
     if coeff1 != 1:
         engine.steps.append(
-            Step(
-                RIDGE_RESCALING,
-                sp.Tuple(lam, lam2),
-                sp.Tuple(r1, r2),
-                f"divide by {coeff1}",
-            )
+            Step(RIDGE_RESCALING, sp.Tuple(lam, lam2), sp.Tuple(r1, r2), f"divide by {coeff1}")
         )
     engine.outer_name = b.name
+    side1c = (*a1, b) if l1 else (b, *a1)
+    side2c = (*a2, b) if l2 else (b, *a2)
     body = engine.two(0, r1, r2, side1c, side2c, normal_word(mid_word))
     assert engine.outer is not None
 
-    def sandwich(p: WordPolynomial) -> WordPolynomial:
-        out = WordPolynomial()
-        for w, c in p.terms.items():
-            out = out + WordPolynomial.word(normal_word(out_left + w + out_right), c)
-        return out
-
-    body, outer_part = sandwich(body), sandwich(engine.outer)
-    # the one-point chains (names kappa_1..kappa_L), peeled in the engine's order: A B
+    body = _sandwiched(body, out_left, out_right)
+    outer_part = _sandwiched(engine.outer, out_left, out_right)
     chain_expr = _mexpr((*a1, b), coeff1)
+    left, right0, fixed, chain_step = _layered_chains(chain_expr, lam, lam2)
+    return LayeredTwoPoint(
+        random=expr,
+        lam=lam,
+        lam2=lam2,
+        fixed_points=fixed,
+        derivation=(chain_step, *engine.steps),
+        polynomial=tuple(body.terms.items()),
+        outer=tuple(outer_part.terms.items()),
+        resolvents=tuple(
+            (s, k, y) for s, (k, y) in sorted(engine.resolvents.items(), key=lambda kv: kv[0].name)
+        ),
+        dim=res1.shape[0],
+        prefactor=sp.simplify(c_out / (lam * lam2)),
+        coeff=coeff1,
+        left_chain=left,
+        right_chain=right0,
+        side1=side1,
+        side2=side2,
+        middle=middle,
+        sqrt_names=sqrt_names,
+    )
+
+
+def _conjugation_step(
+    which: str, side: tuple[MatrixExpr, ...], after: MatrixExpr, c: tuple[MatrixExpr, ...], b: FreeMatrix
+) -> Step:
+    """The similarity conjugation that brings the outer free factor ``b`` to an end of a resolvent."""
+    return Step(
+        SIMILARITY_CONJUGATION,
+        _mexpr(side).to_sympy(),
+        after.to_sympy(),
+        f"{which} resolvent conjugated by {_mexpr(c)} so that {b.name} stands at an end",
+    )
+
+
+def _sandwiched(p: WordPolynomial, left: Word, right: Word) -> WordPolynomial:
+    """``left p right``, each word in normal form (undoes a similarity conjugation)."""
+    out = WordPolynomial()
+    for w, c in p.terms.items():
+        out = out + WordPolynomial.word(normal_word(left + w + right), c)
+    return out
+
+
+def _layered_sides(
+    res1: Resolvent, res2: Resolvent
+) -> tuple[sp.Expr, tuple[MatrixExpr, ...], tuple[MatrixExpr, ...]]:
+    """The common scale and the factors of both resolvents, checked to hold the same free factors."""
+    if res1.lam == res2.lam:
+        raise InvalidArgument(
+            f"both resolvents use the ridge {res1.lam}; use two symbols (lam, lam2) and evaluate at "
+            "equal values"
+        )
+    coeff1, side1 = _sides(res1)
+    coeff2, side2 = _sides(res2)
+    if sp.simplify(coeff1 - coeff2) != 0:
+        raise InvalidWord(f"the resolvents have different scales {coeff1} and {coeff2}; use the same")
+    if sorted(f.name for f in side1 if isinstance(f, FreeMatrix)) != sorted(
+        f.name for f in side2 if isinstance(f, FreeMatrix)
+    ):
+        raise InvalidWord("the two resolvents must contain the same free factors")
+    if _free_count(side1) < 2:
+        raise InvalidWord(f"{res1} has fewer than two free factors; use derive_two_point")
+    return coeff1, side1, side2
+
+
+def _outer_factor(side: tuple[MatrixExpr, ...], res: Resolvent, outer: str | None) -> FreeMatrix:
+    """The free factor averaged first: ``outer`` by name, else the engine's default."""
+    if outer is None:
+        b = side[_outer_index(side)]
+    else:
+        named = [f for f in side if isinstance(f, FreeMatrix) and f.name == outer]
+        if not named:
+            raise InvalidArgument(
+                f"outer={outer!r} is not a free factor of {res}; use one of "
+                f"{[f.name for f in side if isinstance(f, FreeMatrix)]}"
+            )
+        b = named[0]
+    assert isinstance(b, FreeMatrix)
+    return b
+
+
+def _conjugation_words(kind: str, c: tuple[MatrixExpr, ...], letters: Letters) -> tuple[Word, Word]:
+    """The letters of ``c`` and of its inverse that a similarity conjugation puts around the
+    resolvent: ``(c, c^-1)`` for ``L`` (read ``(outside, inside)`` on the left and ``(inside,
+    outside)`` on the right), ``(c^-1, c)`` for ``R``, nothing without a conjugation."""
+    if not kind:
+        return (), ()
+    plain = tuple(x for f in c for x in letters.of(f))
+    inverse = _inverse_letters(c, letters)
+    return (plain, inverse) if kind == "L" else (inverse, plain)
+
+
+def _layered_chains(
+    chain_expr: MatrixExpr, lam: sp.Expr, lam2: sp.Expr
+) -> tuple[OnePoint, OnePoint, tuple[FixedPoint, ...], Step]:
+    """The one-point chains at both ridges (``kappa_1..kappa_L`` and primed), their fixed
+    points, and the step that introduces them (peeled in the engine's order ``A B``)."""
     left = derive(lam * Resolvent(chain_expr, lam))
     right0 = derive(lam2 * Resolvent(chain_expr, lam2))
+    assert isinstance(left, OnePoint) and isinstance(right0, OnePoint)
     rename = {fp.symbol: _chain_symbol(int(fp.symbol.name.split("_")[1]), True) for fp in right0.fixed_points}
     right_fps = tuple(
         FixedPoint(
@@ -739,37 +803,13 @@ def derive_layered_two_point(expr: Any, outer: str | None = None) -> LayeredTwoP
         for fp in right0.fixed_points
     )
     fixed = (*left.fixed_points, *right_fps)
-    steps = [
-        Step(
-            LAYERED_CHAIN,
-            sp.Tuple(lam, lam2),
-            sp.Tuple(*[fp.symbol for fp in fixed]),
-            f"the one-point chain of {chain_expr} at both ridges gives the intermediate ridges",
-        ),
-        *engine.steps,
-    ]
-    prefactor = sp.simplify(c_out / (lam * lam2))
-    return LayeredTwoPoint(
-        random=expr,
-        lam=lam,
-        lam2=lam2,
-        fixed_points=fixed,
-        derivation=tuple(steps),
-        polynomial=tuple(body.terms.items()),
-        outer=tuple(outer_part.terms.items()),
-        resolvents=tuple(
-            (s, k, y) for s, (k, y) in sorted(engine.resolvents.items(), key=lambda kv: kv[0].name)
-        ),
-        dim=dim,
-        prefactor=prefactor,
-        coeff=coeff1,
-        left_chain=left,
-        right_chain=right0,
-        side1=side1,
-        side2=side2,
-        middle=middle,
-        sqrt_names=sqrt_names,
+    step = Step(
+        LAYERED_CHAIN,
+        sp.Tuple(lam, lam2),
+        sp.Tuple(*[fp.symbol for fp in fixed]),
+        f"the one-point chain of {chain_expr} at both ridges gives the intermediate ridges",
     )
+    return left, right0, fixed, step
 
 
 # ---------------------------------------------------------------------------

@@ -545,40 +545,9 @@ def _same_trace(equations: Sequence[sp.Eq], target: sp.Expr) -> Steps:
 
 
 def derive_product(form: ResolventForm, context: Context) -> Steps:
-    """The equivalent of ``c * resolvent(A, lam)`` for ``A`` a product of free factors.
-
-    ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
-    a product of deterministic matrices, on either side) or a quadratic form
-    ``u.T @ c * resolvent(A, lam) @ v`` with :class:`DeterministicVector` ``u``, ``v``;
-    the result is then a :class:`Contracted` (the resolvent's equivalent, then
-    :func:`contract_equivalence`).
-
-    ``A`` is a product (with a scalar coefficient) of :class:`Deterministic` matrices,
-    their square roots, Gram pairs ``X.T @ X`` of :class:`Gaussian` matrices and
-    :class:`FreeMatrix` factors, each free factor appearing once. Free factors are
-    peeled one at a time, each giving one layer of ridge renormalization: right to
-    left by default, or in the averaging ``order`` given (names of free matrices or of
-    the Gaussian matrices of Gram pairs, e.g. ``("X", "F")`` averages the data ``X``
-    first, then the features ``F``; factors not named follow, right to left). The
-    final scalar renormalization does not depend on the order, the intermediate ridges
-    do (MATH.md 2.3, 2.4).
-
-    A Gaussian sandwich ``A = c Z Y Z.T`` (``Z`` of shape ``N x D`` appearing only
-    there, e.g. random features ``F Sigma_hat F.T / N`` in feature space) is rotated
-    to the inner space by :func:`outer_isotropy`: the equivalent is ``tau I_N``, with
-    ``tau`` from the derivation of ``lam (lam + c Y Z.T Z)^{-1}`` (which takes
-    ``order``).
-
-    Raises
-    ------
-    InvalidArgument
-        If ``expr`` is not a multiple of a resolvent or ``A`` is a sum.
-    InvalidWord
-        If a Gaussian matrix is not in a Gram pair, or a free factor appears twice (it
-        is then not free from the rest).
-    UndefinedTransform
-        If a free factor has mean 0 (no S-transform).
-    """
+    """The equivalent of ``c * resolvent(A, lam)`` for ``A`` a product of deterministic matrices,
+    Gram pairs and free factors (each once): one renormalized ridge per free factor, peeled in
+    the averaging order of ``context`` (see :func:`~detequiv.derivations.derive.derive`)."""
     lam, dim = form.res.lam, form.dim
     prefactor = sp.simplify(form.c_out / lam)
     coeff, factors = yield from gram_step(form.coeff, form.factors, dim)

@@ -511,7 +511,6 @@ def derive_sandwich(expr: Any) -> Combination:
 
     Examples
     --------
-    MATH.md 3.4, first display:
 
     >>> import sympy as sp
     >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
@@ -526,6 +525,29 @@ def derive_sandwich(expr: Any) -> Combination:
     >>> comb.check_series(3).passed
     True
     """
+    first, mid, last = _sandwich_parts(expr)
+    lam, lam2 = first.lam, last.lam
+    dim = first.shape[0]
+    steps: list[Step] = []
+    terminal = _collect(_absorb(_Pending(sp.sympify(expr.coeff), first, mid, last), dim, steps))
+    terms = _terminal_terms(terminal, lam, lam2, dim)
+    result = Combination(expr, lam, lam2, tuple(terms), (), dim)
+    _ = result.fixed_points  # two terms must agree on each fixed point
+    collected = _sum_sympy([t.random for t in terms]) if terms else sp.ZeroMatrix(dim, dim)
+    steps.append(
+        Step(
+            COLLECT_TERMS,
+            expr.to_sympy(),
+            collected,
+            "each term normalized as lam G (one-point) or lam lam' G1 M G2 (two-point)",
+        )
+    )
+    steps += _term_steps(terms)
+    return replace(result, derivation=tuple(steps))
+
+
+def _sandwich_parts(expr: Any) -> tuple[Resolvent, tuple[MatrixExpr, ...], Resolvent]:
+    """``(G1, Mid, G2)`` of ``c G1 Mid G2``, checked (two ridges, no third resolvent)."""
     if not (isinstance(expr, Product) and len(expr.factors) >= 2):
         raise InvalidArgument(
             f"derive_sandwich needs c * resolvent(X1, lam) @ Mid @ resolvent(X2, lam2), got {expr}"
@@ -540,16 +562,17 @@ def derive_sandwich(expr: Any) -> Combination:
             raise InvalidArgument(
                 f"{expr} has a third resolvent {f}; products of three resolvents are not supported"
             )
-    lam, lam2 = first.lam, last.lam
-    if sp.simplify(lam - lam2) == 0:
+    if sp.simplify(first.lam - last.lam) == 0:
         raise InvalidArgument(
-            f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
+            f"both resolvents use the ridge {first.lam}; use two symbols (lam, lam2) and evaluate at "
+            "equal values"
         )
-    dim = first.shape[0]
-    mid = tuple(f for f in mid_list if not isinstance(f, Identity))
-    steps: list[Step] = []
-    terminal = _collect(_absorb(_Pending(sp.sympify(expr.coeff), first, mid, last), dim, steps))
+    return first, tuple(f for f in mid_list if not isinstance(f, Identity)), last
 
+
+def _terminal_terms(terminal: Sequence[_Pending], lam: sp.Expr, lam2: sp.Expr, dim: sp.Expr) -> list[Term]:
+    """Each terminal term with its equivalent (one-point, two-point or none), in a stable order:
+    one-points in ``lam``, in ``lam2``, two-points, deterministic terms."""
     ones: dict[Resolvent, OnePoint] = {}
     terms: list[Term] = []
     for p in terminal:
@@ -563,18 +586,17 @@ def derive_sandwich(expr: Any) -> Combination:
         res = p.left if p.left is not None else p.right
         assert res is not None
         if res not in ones:
-            ones[res] = derive(res.lam * res)
+            one = derive(res.lam * res)
+            if not isinstance(one, OnePoint):  # pragma: no cover - derive returns OnePoint here
+                raise InvalidWord(f"{res} did not give a one-point equivalent")
+            ones[res] = one
         one = ones[res]
-        if not isinstance(one, OnePoint):  # pragma: no cover - derive returns OnePoint here
-            raise InvalidWord(f"{res} did not give a one-point equivalent")
         rename: tuple[tuple[sp.Symbol, sp.Symbol], ...] = ()
         if res.lam == lam2:
             rename = tuple((fp.symbol, sp.Symbol(str(fp.symbol) + "'")) for fp in one.fixed_points)
         c = sp.factor(p.coeff / res.lam)
-        if p.left is not None:
-            terms.append(Term(c, one, dim, right=p.mid, rename=rename))
-        else:
-            terms.append(Term(c, one, dim, left=p.mid, rename=rename))
+        side = {"right": p.mid} if p.left is not None else {"left": p.mid}
+        terms.append(Term(c, one, dim, rename=rename, **side))
 
     def rank(t: Term) -> int:
         if t.result is None:
@@ -583,18 +605,12 @@ def derive_sandwich(expr: Any) -> Combination:
             return 2
         return 0 if t.result.lam == lam else 1
 
-    terms.sort(key=rank)  # stable: lam one-points, lam2 one-points, two-point, deterministic
-    result = Combination(expr, lam, lam2, tuple(terms), (), dim)
-    _ = result.fixed_points  # two terms must agree on each fixed point
-    collected = _sum_sympy([t.random for t in terms]) if terms else sp.ZeroMatrix(dim, dim)
-    steps.append(
-        Step(
-            COLLECT_TERMS,
-            expr.to_sympy(),
-            collected,
-            "each term normalized as lam G (one-point) or lam lam' G1 M G2 (two-point)",
-        )
-    )
+    return sorted(terms, key=rank)
+
+
+def _term_steps(terms: Sequence[Term]) -> list[Step]:
+    """Each term's own derivation (ridges renamed, notes numbered), then its equivalent."""
+    steps: list[Step] = []
     for i, t in enumerate(terms, start=1):
         if t.result is None:
             continue
@@ -616,7 +632,7 @@ def derive_sandwich(expr: Any) -> Combination:
                 f"term {i}",
             )
         )
-    return replace(result, derivation=tuple(steps))
+    return steps
 
 
 # ---------------------------------------------------------------------------

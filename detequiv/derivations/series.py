@@ -45,6 +45,7 @@ from .expressions import (
 from .laurent import LaurentRing
 from .mixed import mixed_moment, polynomial_moment
 from .quantities import df1, tr
+from .results import Evidence
 from .transforms import r_series, s_series
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -615,90 +616,26 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     laws: dict[sp.Symbol, Any] = {}
     a_poly = _expr_poly(res.arg, sqrt_names, laws)
 
-    tvar = sp.Symbol("t_series")
-    replacements = _function_replacements(eq, K, tvar)
-    symbols = [fp.symbol for fp in eq.fixed_points]
+    fps, all_exprs = _general_equations(eq, K, sqrt_names)
     lam = eq.lam
-    fps = []
-    all_exprs: list[Any] = []
-    for fp in solve_order(eq.fixed_points):
-        rhs = fp.rhs
-        for func, poly in replacements.items():
-            rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
-        atoms = sorted(rhs.atoms(df1), key=str)
-        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
-        rhs = sp.expand(rhs.xreplace(dict(zip(atoms, ds, strict=True))))
-        targets = []
-        for a in atoms:
-            y, kappa = a.args
-            if kappa not in symbols:
-                raise InvalidArgument(f"{a} uses {kappa}, which is not a fixed-point symbol")
-            moments = [_tr_poly(sp.expand(_sympy_poly(y, sqrt_names) ** j)) for j in range(K + 1)]
-            targets.append((moments, kappa))
-            all_exprs += moments
-        fps.append((fp.symbol, fp.implicit, rhs, ds, targets))
-        skip = set(ds) | set(symbols) | {lam}
-        all_exprs.append(sp.Add(*(rhs.free_symbols - skip)) + sp.Add(*rhs.atoms(tr)))
     pre = sp.expand(sp.simplify(eq.prefactor * lam / c_out))
-    all_exprs.append(sp.Add(*(pre.free_symbols - set(symbols) - {lam})))
+    all_exprs.append(sp.Add(*(pre.free_symbols - {fp.symbol for fp in eq.fixed_points} - {lam})))
     alg = LaurentRing.of(all_exprs)
     n = K + 1
-    inv_x: Series = (-1, [alg.R.one] + [alg.R.zero] * (n - 1))
-    env: dict[sp.Basic, Series] = {lam: inv_x}
+    env: dict[sp.Basic, Series] = {lam: (-1, [alg.R.one] + [alg.R.zero] * (n - 1))}
     solved: dict[sp.Symbol, list[Any]] = {}
-
-    def ridge_series(u: list[Any]) -> Series:
-        return (-1, list(u))
-
     for symbol, implicit, rhs, ds, targets in fps:
-        moments_ring = [([alg.to(x) for x in ms], kappa) for ms, kappa in targets]
-
-        def step(
-            u: list[Any],
-            symbol: sp.Symbol = symbol,
-            rhs: sp.Expr = rhs,
-            ds: list[Any] = ds,
-            moments_ring: list[Any] = moments_ring,
-        ) -> list[Any]:
-            current = {**solved, symbol: u}
-            local = dict(env)
-            local.update({s: ridge_series(v) for s, v in current.items()})
-            for d, (ms, kappa) in zip(ds, moments_ring, strict=True):
-                local[d] = (0, _df_series(ms, current[kappa], K, alg)[1])
-            shift, cs = series_eval(rhs, local, n, alg)
-            value = series_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
-            if value[0] < 0 and any(value[1][: -value[0]]):
-                raise InvalidArgument(f"{symbol} / lam has a pole at lam = infinity; no 1/lam series")
-            cs = value[1][-value[0] :] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
-            if len(cs) < n:
-                raise InvalidArgument(
-                    f"the equation of {symbol} loses precision ({len(cs)} < {n} coefficients); "
-                    "the series check cannot reach that order"
-                )
-            return cs[:n]
-
-        u = [alg.R.one] + [alg.R.zero] * K
-        for _ in range(K + 3 if implicit else 1):
-            u = step(u)
-        if implicit and step(u) != u:
-            raise InvalidArgument(
-                f"iterating the equation of {symbol} as a series in 1/lam did not converge; "
-                "it is not a contraction at lam = infinity"
-            )
-        solved[symbol] = u
-
+        solved[symbol] = _solve_general(symbol, implicit, rhs, ds, targets, solved, env, K, alg)
     local = dict(env)
-    local.update({s: ridge_series(v) for s, v in solved.items()})
+    local.update({s: (-1, list(v)) for s, v in solved.items()})
     if eq.ridge in solved:
         u = solved[eq.ridge]
     else:
-        ratio = sp.simplify(eq.ridge / lam)
-        u = [alg.to(ratio)] + [alg.R.zero] * K
+        u = [alg.to(sp.simplify(eq.ridge / lam))] + [alg.R.zero] * K
     p_shift, p_cs = series_eval(pre, local, n, alg)
     if p_shift != 0:
         raise InvalidArgument(f"the prefactor {eq.prefactor} is not O(1) as lam -> infinity")
-    v = [alg.R.zero] + _inv(u, K, alg)[:K]
-    vp = _powers(v, K, alg)
+    vp = _powers([alg.R.zero] + _inv(u, K, alg)[:K], K, alg)
     y_poly = _sympy_poly(eq.matrix, sqrt_names)
     m = TEST_LETTER
     y_traces = []
@@ -717,8 +654,84 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     return tuple(out)
 
 
+def _general_equations(eq: OnePoint, K: int, sqrt_names: set[str]) -> tuple[list[Any], list[Any]]:
+    """Each fixed point (in solve order) as ``(symbol, implicit, rhs, df1 dummies, df1 targets)``
+    with the transforms replaced by their truncated series and every ``df1(Y, kappa)`` by a
+    dummy whose target is the moments ``tr Y^j``; and the expressions the ring must hold."""
+    tvar = sp.Symbol("t_series")
+    replacements = _function_replacements(eq, K, tvar)
+    symbols = [fp.symbol for fp in eq.fixed_points]
+    fps = []
+    all_exprs: list[Any] = []
+    for fp in solve_order(eq.fixed_points):
+        rhs = fp.rhs
+        for func, poly in replacements.items():
+            rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
+        atoms = sorted(rhs.atoms(df1), key=str)
+        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
+        rhs = sp.expand(rhs.xreplace(dict(zip(atoms, ds, strict=True))))
+        targets = []
+        for a in atoms:
+            y, kappa = a.args
+            if kappa not in symbols:
+                raise InvalidArgument(f"{a} uses {kappa}, which is not a fixed-point symbol")
+            moments = [_tr_poly(sp.expand(_sympy_poly(y, sqrt_names) ** j)) for j in range(K + 1)]
+            targets.append((moments, kappa))
+            all_exprs += moments
+        fps.append((fp.symbol, fp.implicit, rhs, ds, targets))
+        skip = set(ds) | set(symbols) | {eq.lam}
+        all_exprs.append(sp.Add(*(rhs.free_symbols - skip)) + sp.Add(*rhs.atoms(tr)))
+    return fps, all_exprs
+
+
+def _solve_general(
+    symbol: sp.Symbol,
+    implicit: bool,
+    rhs: sp.Expr,
+    ds: list[Any],
+    targets: list[Any],
+    solved: dict[sp.Symbol, list[Any]],
+    env: dict[sp.Basic, Series],
+    K: int,
+    alg: LaurentRing,
+) -> list[Any]:
+    """``kappa = u / x`` of one fixed point as a truncated series: one evaluation if it is
+    explicit, else iterating its equation (each pass fixes one more order) and checking that
+    the result is a fixed point to the order."""
+    n = K + 1
+    moments_ring = [([alg.to(x) for x in ms], kappa) for ms, kappa in targets]
+
+    def step(u: list[Any]) -> list[Any]:
+        current = {**solved, symbol: u}
+        local = dict(env)
+        local.update({s: (-1, list(v)) for s, v in current.items()})
+        for d, (ms, kappa) in zip(ds, moments_ring, strict=True):
+            local[d] = (0, _df_series(ms, current[kappa], K, alg)[1])
+        shift, cs = series_eval(rhs, local, n, alg)
+        value = series_mul((shift, cs), (1, [alg.R.one] + [alg.R.zero] * (n - 1)), alg)
+        if value[0] < 0 and any(value[1][: -value[0]]):
+            raise InvalidArgument(f"{symbol} / lam has a pole at lam = infinity; no 1/lam series")
+        cs = value[1][-value[0] :] if value[0] < 0 else [alg.R.zero] * value[0] + value[1]
+        if len(cs) < n:
+            raise InvalidArgument(
+                f"the equation of {symbol} loses precision ({len(cs)} < {n} coefficients); "
+                "the series check cannot reach that order"
+            )
+        return cs[:n]
+
+    u = [alg.R.one] + [alg.R.zero] * K
+    for _ in range(K + 3 if implicit else 1):
+        u = step(u)
+    if implicit and step(u) != u:
+        raise InvalidArgument(
+            f"iterating the equation of {symbol} as a series in 1/lam did not converge; "
+            "it is not a contraction at lam = infinity"
+        )
+    return u
+
+
 @dataclass(frozen=True, slots=True)
-class SeriesCheck:
+class SeriesCheck(Evidence):
     """Evidence of :meth:`OnePoint.check_series`: both sides, coefficient by coefficient.
 
     ``coefficients[k] = (equivalent, diagram_sum)`` is the coefficient of
@@ -734,9 +747,6 @@ class SeriesCheck:
     @property
     def passed(self) -> bool:
         return self.first_failure is None
-
-    def __bool__(self) -> bool:
-        return self.passed
 
     def __str__(self) -> str:
         if self.passed:

@@ -361,6 +361,53 @@ def two_point_parts(expr: Any) -> tuple[sp.Expr, Resolvent, tuple[MatrixExpr, ..
     )
 
 
+def _matching_sides(res1: Resolvent, res2: Resolvent) -> tuple[_Side, _Side]:
+    """The two resolvents' ``A^l B A^(1-l)`` forms, checked to share ``B``, ``A`` and the scale."""
+    if res1.lam == res2.lam:
+        raise InvalidArgument(
+            f"both resolvents use the ridge {res1.lam}; use two symbols (lam, lam2) and evaluate at "
+            "equal values"
+        )
+    s1, s2 = _side(res1, "left"), _side(res2, "right")
+    if s1.free != s2.free:
+        raise InvalidWord(
+            f"the resolvents use different free factors {s1.free.name} and {s2.free.name}; the two-point "
+            "engine needs the same B on both sides"
+        )
+    if s1.base != s2.base or sp.simplify(s1.coeff - s2.coeff) != 0:
+        raise InvalidWord(
+            f"the resolvents differ in their deterministic matrix or scale ({s1.base.name}, {s1.coeff}) vs "
+            f"({s2.base.name}, {s2.coeff}); the two-point engine needs the same A and scale"
+        )
+    return s1, s2
+
+
+def _renormalized_sides(
+    res1: Resolvent, res2: Resolvent
+) -> tuple[tuple[OnePoint, sp.Eq], tuple[OnePoint, sp.Eq], list[Step]]:
+    """Each resolvent's one-point equivalent, its ridge renamed ``kappa`` / ``kappa'``, and the steps."""
+    out = []
+    steps: list[Step] = []
+    for side, res, kappa in (("left", res1, sp.Symbol("kappa")), ("right", res2, sp.Symbol("kappa'"))):
+        one = derive(res.lam * Resolvent(res.arg, res.lam))
+        if not isinstance(one, OnePoint) or len(one.fixed_points) != 1:  # pragma: no cover - _side checks it
+            raise InvalidWord("layered chains are not supported by the two-point engine yet")
+        fp = one.fixed_points[0]
+        eq = sp.Eq(kappa, fp.rhs.xreplace({fp.symbol: kappa}))
+        steps += [replace(st, note=f"{side} resolvent: {st.note}") for st in one.derivation]
+        steps.append(
+            Step(
+                ONE_POINT_RENORMALIZATION,
+                one.random.to_sympy(),
+                one.deterministic.xreplace({one.ridge: kappa}),
+                f"{side} resolvent",
+                eq,
+            )
+        )
+        out.append((one, eq))
+    return out[0], out[1], steps
+
+
 def derive_single_layer(expr: Any) -> TwoPoint:
     """The two-point equivalent of ``c * resolvent(X1, lam) @ M @ resolvent(X2, lam2)`` with one
     free factor ``B`` shared by both resolvents and ``M`` deterministic (the entry point for
@@ -376,44 +423,9 @@ def derive_single_layer(expr: Any) -> TwoPoint:
     """
     c_out, res1, middle, res2 = two_point_parts(expr)
     lam, lam2 = res1.lam, res2.lam
-    if lam == lam2:
-        raise InvalidArgument(
-            f"both resolvents use the ridge {lam}; use two symbols (lam, lam2) and evaluate at equal values"
-        )
-    s1, s2 = _side(res1, "left"), _side(res2, "right")
-    if s1.free != s2.free:
-        raise InvalidWord(
-            f"the resolvents use different free factors {s1.free.name} and {s2.free.name}; the two-point "
-            "engine needs the same B on both sides"
-        )
-    if s1.base != s2.base or sp.simplify(s1.coeff - s2.coeff) != 0:
-        raise InvalidWord(
-            f"the resolvents differ in their deterministic matrix or scale ({s1.base.name}, {s1.coeff}) vs "
-            f"({s2.base.name}, {s2.coeff}); the two-point engine needs the same A and scale"
-        )
-    left = derive(lam * Resolvent(res1.arg, lam))
-    right = derive(lam2 * Resolvent(res2.arg, lam2))
-    if len(left.fixed_points) != 1 or len(right.fixed_points) != 1:  # pragma: no cover - _side checks it
-        raise InvalidWord("layered chains are not supported by the two-point engine yet")
-    kappa = sp.Symbol("kappa")
-    kappa2 = sp.Symbol("kappa'")
-    fp1 = left.fixed_points[0]
-    eq1 = sp.Eq(kappa, fp1.rhs.xreplace({fp1.symbol: kappa}))
-    fp2 = right.fixed_points[0]
-    eq2 = sp.Eq(kappa2, fp2.rhs.xreplace({fp2.symbol: kappa2}))
-    steps: list[Step] = []
-    for side, eq, one in (("left", eq1, left), ("right", eq2, right)):
-        for st in one.derivation:
-            steps.append(replace(st, note=f"{side} resolvent: {st.note}"))
-        steps.append(
-            Step(
-                ONE_POINT_RENORMALIZATION,
-                one.random.to_sympy(),
-                one.deterministic.xreplace({one.ridge: eq.lhs}),
-                f"{side} resolvent",
-                eq,
-            )
-        )
+    s1, s2 = _matching_sides(res1, res2)
+    (left, eq1), (right, eq2), steps = _renormalized_sides(res1, res2)
+    kappa, kappa2 = eq1.lhs, eq2.lhs
     a = conjugation_exponent(s1.left, s2.left)
     a_sym = s1.base.to_sympy()
     steps.append(
