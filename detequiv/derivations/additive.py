@@ -18,13 +18,13 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import InvalidArgument, InvalidWord, UndefinedTransform
+from ..errors import InvalidArgument, InvalidWord
 from .algebra import contains_sum, product_sympy, resolvent_parts, ridge_form, ridge_rescaling
 from .derivation import Step
 from .engine import Context, Steps
 from .expressions import FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sum
 from .laws import Law
-from .onepoint import free_factor_renormalization, gram_step, one_point_result, trace_invariance
+from .onepoint import free_factor_renormalization, gram_step, one_point_result, trace_invariance, transform_of
 from .quantities import df1
 from .rules import ADDITIVE_SUBORDINATION, LAYER_COMPOSITION, RIDGE_RESCALING
 
@@ -35,18 +35,6 @@ _REF_ADDITIVE = (
     "Voiculescu, Invent. Math. 104 (1991) (R-transform); Biane, Math. Z. 227 (1998) "
     "(subordination G_{A+B}(z) = G_A(omega(z)), omega = z - R_B(G_{A+B}(z)))"
 )
-
-
-def _r_transform(law: Law, name: str, arg: sp.Expr) -> tuple[sp.Expr, str]:
-    """``R_law(arg)``: the closed form, or an undefined function ``R_name`` (series later)."""
-    try:
-        return law.r_transform(arg), f"R_{name} in closed form"
-    except UndefinedTransform:
-        func = sp.Function(f"R_{name}")
-        return func(arg), (
-            f"R_{name} has no closed form: it is expanded as the exact truncated series "
-            "of its cumulants (transforms.r_series) when checked"
-        )
 
 
 def additive_subordination(
@@ -82,7 +70,7 @@ def additive_subordination(
     lam/lt
     """
     g = (1 - df1(rest, inner)) / inner
-    r_value, note = _r_transform(b.law, b.name, -scale * g)
+    r_value, note = transform_of(b.law, b.name, -scale * g, "R")
     eq = sp.Eq(inner, ridge + scale * r_value)
     prefactor = ridge / inner
     shifted = rest + b.to_sympy() if scale == 1 else rest + scale * b.to_sympy()

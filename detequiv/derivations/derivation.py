@@ -87,6 +87,20 @@ class Rule:
         return text(self.name)
 
 
+def rule_table(*rules: Rule) -> dict[str, Rule]:
+    """Rules by name, in order; two rules with one name are refused.
+
+    >>> rule_table(Rule("a", "a = a", "none"), Rule("b", "b = b", "none")).keys()
+    dict_keys(['a', 'b'])
+    """
+    table: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.name in table:
+            raise InvalidArgument(f"two rules are named {rule.name!r}; give each rule its own name")
+        table[rule.name] = rule
+    return table
+
+
 def to_sympy(side: Any) -> sp.Basic:
     """A step's side as a sympy object (detequiv expressions through their ``to_sympy``)."""
     from_expr = getattr(side, "to_sympy", None)  # MatrixExpr of the expression tree

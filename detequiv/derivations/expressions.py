@@ -28,7 +28,7 @@ shape mismatch in Sigma @ X: (D, D) @ (P, D); the columns of the left factor mus
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -294,18 +294,18 @@ class Sqrt(MatrixExpr):
 
 
 @dataclass(frozen=True, slots=True)
-class Gaussian(MatrixExpr):
-    """A ``rows x cols`` matrix with iid standard normal entries.
-
-    ``X.T @ X / P`` for ``X = Gaussian("X", (P, D))`` is a white Wishart matrix on
-    D-space with ratio ``D / P`` (MATH.md 1.1).
-    """
+class _RectangularLeaf(MatrixExpr):
+    """A named ``rows x cols`` leaf (the common part of :class:`Gaussian` and :class:`Rectangular`)."""
 
     name: str
     dims: tuple[sp.Expr, sp.Expr]
 
+    #: how error messages call the class, and the example name they suggest
+    kind: ClassVar[str] = "matrix"
+    example: ClassVar[str] = "X"
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", _shape(self.name, self.dims, "Gaussian", "X"))
+        object.__setattr__(self, "dims", _shape(self.name, self.dims, self.kind, self.example))
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -316,11 +316,23 @@ class Gaussian(MatrixExpr):
 
 
 @dataclass(frozen=True, slots=True)
-class Rectangular(MatrixExpr):
+class Gaussian(_RectangularLeaf):
+    """A ``rows x cols`` matrix with iid standard normal entries.
+
+    ``X.T @ X / P`` for ``X = Gaussian("X", (P, D))`` is a white Wishart matrix on
+    D-space with ratio ``D / P``.
+    """
+
+    kind: ClassVar[str] = "Gaussian"
+    example: ClassVar[str] = "X"
+
+
+@dataclass(frozen=True, slots=True)
+class Rectangular(_RectangularLeaf):
     """A deterministic ``rows x cols`` matrix (fixed features, a sketch, a projection).
 
     Inside a resolvent it makes a rectangular chain, e.g. ``F @ Sigma_hat @ F.T`` in
-    feature space with the features ``F`` held fixed (MATH.md 2.4, data first).
+    feature space with the features ``F`` held fixed (data averaged first).
 
     >>> import sympy as sp
     >>> N, D = sp.symbols("N D", positive=True)
@@ -329,18 +341,8 @@ class Rectangular(MatrixExpr):
     ((N, D), 'F*F.T')
     """
 
-    name: str
-    dims: tuple[sp.Expr, sp.Expr]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", _shape(self.name, self.dims, "Rectangular", "F"))
-
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return self.dims
-
-    def to_sympy(self) -> sp.Expr:
-        return sp.MatrixSymbol(self.name, *self.dims)
+    kind: ClassVar[str] = "Rectangular"
+    example: ClassVar[str] = "F"
 
 
 @dataclass(frozen=True, slots=True)

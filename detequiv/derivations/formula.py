@@ -151,11 +151,7 @@ class LossFormula(Result):
             raise InvalidArgument(f"model must be a LossModel, got {type(self.model).__name__}")
 
     def _model(self) -> LossModel:
-        if self.model is None:
-            raise InvalidArgument(
-                f"{self.name} has no model: numbers and witnesses need the model that derived it"
-            )
-        return self.model
+        return require_model(self.name, self.model)
 
     @property
     def total(self) -> sp.Expr:

@@ -266,11 +266,7 @@ class LossCurve(Result):
             raise InvalidArgument(f"model must be a CurveModel, got {type(self.model).__name__}")
 
     def _model(self) -> CurveModel:
-        if self.model is None:
-            raise InvalidArgument(
-                f"{self.name} has no model: numbers and witnesses need the model that derived it"
-            )
-        return self.model
+        return require_model(self.name, self.model)
 
     def check_series(self, order: int = 4) -> CurveSeriesCheck:
         """The exact witness of each equivalent the transforms were built from (``sources``),

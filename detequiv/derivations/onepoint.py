@@ -115,7 +115,7 @@ __all__ = [
     "derive_product",
     "one_point_result",
     "with_fixed_points",
-    "s_transform_of",
+    "transform_of",
 ]
 
 
@@ -143,21 +143,24 @@ def gram_step(coeff: sp.Expr, factors: tuple[MatrixExpr, ...], dim: sp.Expr) -> 
     return new_coeff, new_factors
 
 
-def s_transform_of(law: Law, name: str, arg: sp.Expr) -> tuple[sp.Expr, str]:
-    """``S_law(arg)``: the closed form, or an undefined function ``S_name`` (series later)."""
-    if sp.sympify(law.cumulant(1)).is_zero:
+def transform_of(law: Law, name: str, arg: sp.Expr, kind: str = "S") -> tuple[sp.Expr, str]:
+    """``S_law(arg)`` (``kind="S"``) or ``R_law(arg)`` (``kind="R"``): the closed form, or an undefined
+    function ``S_name`` / ``R_name`` that the series witness expands from the law's moments or
+    cumulants; and a note saying which."""
+    if kind == "S" and sp.sympify(law.cumulant(1)).is_zero:
         raise UndefinedTransform(
             f"the free factor {name} has law {law} with mean 0, so its S-transform is "
             "undefined and the multiplicative rule does not apply; shift it by a "
             "constant or use an additive model"
         )
+    closed = law.s_transform if kind == "S" else law.r_transform
     try:
-        return law.s_transform(arg), f"S_{name} in closed form"
+        return closed(arg), f"{kind}_{name} in closed form"
     except UndefinedTransform:
-        func = sp.Function(f"S_{name}")
-        return func(arg), (
-            f"S_{name} has no closed form: it is expanded as the exact truncated series "
-            "of its moments (transforms.s_series) when checked"
+        source = "moments (transforms.s_series)" if kind == "S" else "cumulants (transforms.r_series)"
+        return sp.Function(f"{kind}_{name}")(arg), (
+            f"{kind}_{name} has no closed form: it is expanded as the exact truncated series of its "
+            f"{source} when checked"
         )
 
 
@@ -184,7 +187,7 @@ def free_factor_renormalization(
     left, right = factors[:index], factors[index + 1 :]
     rl = merge_square_roots(right + left)
     delta = df1(product_sympy(rl, b.dim), kappa)
-    s_value, note = s_transform_of(b.law, b.name, -delta)
+    s_value, note = transform_of(b.law, b.name, -delta)
     eq = sp.Eq(kappa, ridge * s_value)
     new = merge_square_roots(left + right)
     step = Step(

@@ -28,11 +28,11 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import DetEquivError, VerificationError
+from ..errors import DetEquivError, InvalidArgument, VerificationError
 from .derivation import Derivation, to_sympy
 from .printing import DetEquivLatexPrinter, aligned
 
-__all__ = ["Result", "Equivalence", "Evidence", "monte_carlo_witness", "witness_for"]
+__all__ = ["Result", "Equivalence", "Evidence", "monte_carlo_witness", "witness_for", "require_model"]
 
 
 class Evidence(abc.ABC):
@@ -61,6 +61,13 @@ def monte_carlo_witness(result: Any, sizes: Sequence[int] | None, *, rng: Any, *
         f"no Monte Carlo witness for {type(result).__name__}; register one with "
         "detequiv.derivations.results.monte_carlo_witness.register"
     )
+
+
+def require_model(name: str, model: Any) -> Any:
+    """``model``, or a clear error when a result built by hand has none."""
+    if model is None:
+        raise InvalidArgument(f"{name} has no model: numbers and witnesses need the model that derived it")
+    return model
 
 
 def witness_for(result_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -265,19 +265,10 @@ def _df_series(moments: list[Any], u: list[Any], K: int, alg: LaurentRing) -> li
 def prepare_fixed_points(eq: OnePoint, K: int, sqrt_names: set[str]) -> list[tuple[Any, ...]]:
     """For each fixed point in solve order: symbol, implicit, Taylor terms, df targets."""
     lam = eq.lam
-    tvar = sp.Symbol("t_series")
-    replacements = {}
-    for name, law in eq.transforms:
-        replacements[sp.Function(f"S_{name}")] = s_series(law.moments(K + 1), K + 1, tvar)
     symbols = {fp.symbol for fp in eq.fixed_points}
     out = []
-    for fp in solve_order(eq.fixed_points):
-        rhs = fp.rhs
-        for func, poly in replacements.items():
-            rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
-        atoms = sorted(rhs.atoms(df1), key=str)
-        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
-        g = rhs.xreplace(dict(zip(atoms, ds, strict=True))) / lam
+    for fp, rhs, atoms, ds in _series_ready(eq, K):
+        g = rhs / lam
         g = sp.simplify(g) if lam in g.free_symbols else g
         bad = g.free_symbols & (symbols | {lam})
         if bad or any(isinstance(f, sp.core.function.AppliedUndef) for f in g.atoms(sp.Function)):
@@ -580,12 +571,24 @@ def _sqrt_names_expr(m: MatrixExpr) -> set[str]:
     return {x.base.name for x in m.leaves() if isinstance(x, Sqrt)}
 
 
-def _function_replacements(eq: OnePoint, K: int, tvar: sp.Symbol) -> dict[Any, sp.Expr]:
-
-    out: dict[Any, sp.Expr] = {}
+def _series_ready(eq: OnePoint, K: int) -> list[tuple[Any, sp.Expr, list[Any], list[sp.Dummy]]]:
+    """Each fixed point in solve order with the undefined transforms ``S_B``, ``R_B`` replaced
+    by their series truncated at ``K + 1`` and every ``df1`` atom by a dummy:
+    ``(fixed point, rhs, df1 atoms, dummies)``."""
+    tvar = sp.Symbol("t_series")
+    replacements: dict[Any, sp.Expr] = {}
     for name, law in eq.transforms:
-        out[sp.Function(f"S_{name}")] = s_series(law.moments(K + 1), K + 1, tvar)
-        out[sp.Function(f"R_{name}")] = r_series(law.cumulants(K + 1), K + 1, tvar)
+        replacements[sp.Function(f"S_{name}")] = s_series(law.moments(K + 1), K + 1, tvar)
+        replacements[sp.Function(f"R_{name}")] = r_series(law.cumulants(K + 1), K + 1, tvar)
+    out = []
+    for fp in solve_order(eq.fixed_points):
+        rhs = fp.rhs
+        for func, poly in replacements.items():
+            if rhs.atoms(func):
+                rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
+        atoms = sorted(rhs.atoms(df1), key=str)
+        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
+        out.append((fp, rhs.xreplace(dict(zip(atoms, ds, strict=True))), atoms, ds))
     return out
 
 
@@ -658,18 +661,11 @@ def _general_equations(eq: OnePoint, K: int, sqrt_names: set[str]) -> tuple[list
     """Each fixed point (in solve order) as ``(symbol, implicit, rhs, df1 dummies, df1 targets)``
     with the transforms replaced by their truncated series and every ``df1(Y, kappa)`` by a
     dummy whose target is the moments ``tr Y^j``; and the expressions the ring must hold."""
-    tvar = sp.Symbol("t_series")
-    replacements = _function_replacements(eq, K, tvar)
     symbols = [fp.symbol for fp in eq.fixed_points]
     fps = []
     all_exprs: list[Any] = []
-    for fp in solve_order(eq.fixed_points):
-        rhs = fp.rhs
-        for func, poly in replacements.items():
-            rhs = rhs.replace(func, lambda a, poly=poly: poly.subs(tvar, a))
-        atoms = sorted(rhs.atoms(df1), key=str)
-        ds = [sp.Dummy(f"d{i}") for i in range(len(atoms))]
-        rhs = sp.expand(rhs.xreplace(dict(zip(atoms, ds, strict=True))))
+    for fp, rhs, atoms, ds in _series_ready(eq, K):
+        rhs = sp.expand(rhs)
         targets = []
         for a in atoms:
             y, kappa = a.args

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..derivations.derivation import Rule
+from ..derivations.derivation import Rule, rule_table
 
 __all__ = [
     "MODEL_RULES",
@@ -153,29 +153,26 @@ STABILITY = Rule(
 )
 
 #: Every model rule by name.
-MODEL_RULES: Mapping[str, Rule] = {
-    r.name: r
-    for r in (
-        ERROR_DECOMPOSITION,
-        TRAINING_DECOMPOSITION,
-        DERIVE_TEST_ERROR,
-        DERIVE_TRAINING_ERROR,
-        TRACE_BASIS,
-        FIXED_POINT_FOR_RIDGE,
-        S_TRANSFORM_OF_WISHART,
-        TRAIN_TEST_RELATION,
-        GCV_DEFINITION,
-        EFFECTIVE_DEGREES_OF_FREEDOM,
-        RATIO_OF_CONCENTRATED,
-        GCV_IS_TEST_ERROR,
-        SECOND_MOMENT_RECURSION,
-        BATCH_GRADIENT_NOISE,
-        GAUSSIAN_FOURTH_MOMENT,
-        EIGENBASIS_PROJECTION,
-        FORCING_TERM,
-        SGD_KERNEL,
-        VOLTERRA_EQUATION,
-        NOISE_FLOOR,
-        STABILITY,
-    )
-}
+MODEL_RULES: Mapping[str, Rule] = rule_table(
+    ERROR_DECOMPOSITION,
+    TRAINING_DECOMPOSITION,
+    DERIVE_TEST_ERROR,
+    DERIVE_TRAINING_ERROR,
+    TRACE_BASIS,
+    FIXED_POINT_FOR_RIDGE,
+    S_TRANSFORM_OF_WISHART,
+    TRAIN_TEST_RELATION,
+    GCV_DEFINITION,
+    EFFECTIVE_DEGREES_OF_FREEDOM,
+    RATIO_OF_CONCENTRATED,
+    GCV_IS_TEST_ERROR,
+    SECOND_MOMENT_RECURSION,
+    BATCH_GRADIENT_NOISE,
+    GAUSSIAN_FOURTH_MOMENT,
+    EIGENBASIS_PROJECTION,
+    FORCING_TERM,
+    SGD_KERNEL,
+    VOLTERRA_EQUATION,
+    NOISE_FLOOR,
+    STABILITY,
+)
