@@ -35,7 +35,7 @@ from .mixed import mixed_moment
 from .numeric import NumericMatrices, split_values, substitute_scalars, to_number
 from .onepoint import OnePoint
 from .quantities import tr
-from .results import Evidence, Result
+from .results import Evidence, Result, require_model
 from .series import (
     Series,
     prepare_fixed_points,

@@ -28,7 +28,7 @@ import sympy as sp
 from ..errors import InvalidArgument, VerificationError
 from .derivation import Derivation, FixedPoint, Step
 from .quantities import df1
-from .results import Evidence, Result
+from .results import Evidence, Result, require_model
 from .rules import INVERSE_LAPLACE
 from .traces import flat_factors, mtr
 
