@@ -55,6 +55,10 @@ from .diagrams import NCPartition as NCPartition
 from .diagrams import TraceWord as TraceWord
 from .diagrams import noncrossing_partitions as noncrossing_partitions
 from .errors import DetEquivError as DetEquivError
+
+#: Every rule of the engine and of the models, by name (:mod:`detequiv.derivations.rules`,
+#: :mod:`detequiv.models.rules`, and the strategies of :mod:`detequiv.derivations.derive`).
+RULES = {**derivations.ENGINE_RULES, **models.MODEL_RULES, **{r.name: r for r in derivations.STRATEGIES}}
 from .models import GCVEstimator as GCVEstimator
 from .models import GradientFlow as GradientFlow
 from .models import KernelRegression as KernelRegression
@@ -85,6 +89,7 @@ __all__ = [
     "models",
     "witnesses",
     "DetEquivError",
+    "RULES",
     "NCPartition",
     "TraceWord",
     "noncrossing_partitions",

@@ -30,6 +30,7 @@ import networkx as nx
 import sympy as sp
 
 from ..errors import InvalidArgument
+from .expressions import MatrixExpr, Trace
 from .printing import aligned, latex, text
 
 __all__ = [
@@ -103,8 +104,7 @@ def rule_table(*rules: Rule) -> dict[str, Rule]:
 
 def to_sympy(side: Any) -> sp.Basic:
     """A step's side as a sympy object (detequiv expressions through their ``to_sympy``)."""
-    from_expr = getattr(side, "to_sympy", None)  # MatrixExpr of the expression tree
-    return from_expr() if callable(from_expr) else side
+    return side.to_sympy() if isinstance(side, (MatrixExpr, Trace)) else side
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ strategy                 takes
 =======================  ========================================================
 ``contract_resolvent``   ``tr(T c R)``, ``u.T c R v``: derive ``R``, then contract
 ``additive_layers``      ``c * resolvent(A, lam)`` with a sum in ``A``
-``outer_isotropy``       ``c * resolvent(c' Z Y Z.T, lam)``, ``Z`` Gaussian (feature space)
+``gaussian_sandwich``    ``c * resolvent(c' Z Y Z.T, lam)``, ``Z`` Gaussian (feature space)
 ``free_product``         ``c * resolvent(A, lam)``, ``A`` a product of free factors
 =======================  ========================================================
 
@@ -23,31 +23,37 @@ strategy                 takes
 ('gaussian_gram_to_wishart', 'free_factor_renormalization', 'merge_square_roots')
 
 A rule of your own is tried first. This one absorbs a scalar shift of the matrix into the
-ridge, :math:`(\lambda+A+sI)^{-1}=(\lambda'+A)^{-1}` with :math:`\lambda'=\lambda+s`, which
+ridge, :math:`(\lambda+A+sI)^{-1}=(\lambda_s+A)^{-1}` with :math:`\lambda_s=\lambda+s`, which
 the built-in strategies do not know:
 
+>>> from detequiv.derivations.algebra import resolvent_parts
 >>> from detequiv.derivations.derivation import Rule, Step
->>> from detequiv.derivations.expressions import Identity, Resolvent, Sum
+>>> from detequiv.derivations.expressions import Identity, Product, Resolvent, Sum
 >>> s = sp.Symbol("s", positive=True)
+>>> Sigma_hat = Sigma.sqrt() @ X.T @ X @ Sigma.sqrt() / P
+>>> lam_s = sp.Symbol("lam_s", positive=True)   # the shifted ridge, lam + s
 >>> def match_shift(expr, context):
-...     if isinstance(expr, Resolvent) and isinstance(expr.arg, Sum):
-...         shifts = [t for t in expr.arg.terms if t.leaves() == (Identity(t.shape[0]),)]
+...     # (c, resolvent, the shift term) for c * resolvent(A + s I, lam), else None
+...     try:
+...         c, res = resolvent_parts(expr)
+...     except de.errors.InvalidArgument:
+...         return None
+...     if isinstance(res.arg, Sum):
+...         shifts = [t for t in res.arg.terms if t.leaves() == (Identity(t.shape[0]),)]
 ...         if len(shifts) == 1:
-...             return expr, shifts[0]
+...             return c, res, shifts[0]
 ...     return None
 >>> def apply_shift(found, context):
-...     expr, shift = found
-...     rest = [t for t in expr.arg.terms if t != shift]
-...     rest = rest[0] if len(rest) == 1 else Sum.make(tuple(rest))
-...     c = shift.coeff if hasattr(shift, "coeff") else 1
-...     moved = Resolvent(rest, expr.lam + c)
-...     yield Step(SHIFT, expr.to_sympy(), moved.to_sympy(), f"lam' = {expr.lam + c}")
-...     return (yield from context.derive(moved))
->>> SHIFT = Rule("shift_absorption", "(lam + A + s I)^-1 = (lam' + A)^-1, lam' = lam + s",
+...     c, res, shift = found
+...     rest = [t for t in res.arg.terms if t != shift]
+...     moved = Resolvent(rest[0] if len(rest) == 1 else Sum.make(tuple(rest)), lam_s)
+...     yield Step(SHIFT, res.to_sympy(), moved.to_sympy(), f"lam_s = {res.lam + shift.coeff}")
+...     return (yield from context.derive(Product.make(c, (moved,))))
+>>> SHIFT = Rule("shift_absorption", "(lam + A + s I)^-1 = (lam_s + A)^-1, lam_s = lam + s",
 ...              "exact algebra", match=match_shift, apply=apply_shift)
->>> eq = derive(resolvent(X.T @ X / P + s * Identity(D), lam), rules=[SHIFT])
->>> eq.derivation.rules[0], eq.fixed_points[0].equation
-('shift_absorption', Eq(kappa, (lam + s)/(-D*df1(I, kappa)/P + 1)))
+>>> shifted = de.derive(lam * de.resolvent(Sigma_hat + s * Identity(D), lam), rules=[SHIFT])
+>>> shifted.derivation.rules
+('shift_absorption', 'gaussian_gram_to_wishart', 'free_factor_renormalization', 'merge_square_roots')
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ ADDITIVE_LAYERS = Rule(
     apply=derive_layers,
 )
 OUTER_ISOTROPY_STRATEGY = Rule(
-    "outer_isotropy",
+    "gaussian_sandwich",
     "lam (lam + c Z Y Z.T)^-1 ~ tau I for Z Gaussian at both ends only",
     "docs, One-point equivalents (feature space)",
     match=match_sandwich,

@@ -443,7 +443,7 @@ def layered_series_coefficients(
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise InvalidArgument(f"order must be an integer >= 1, got {order!r}")
-    n_layers = sum(1 for f in tp.side1 if hasattr(f, "law"))
+    n_layers = sum(1 for f in tp.side1 if isinstance(f, FreeMatrix))
     extra = 2
     while True:
         try:

@@ -25,6 +25,7 @@ from .kernel_mc import simulate_gcv as simulate_gcv
 from .kernel_mc import simulate_kernel_ridge as simulate_kernel_ridge
 from .random_features import RandomFeatureRidge as RandomFeatureRidge
 from .ridge import RidgeRegression as RidgeRegression
+from .rules import MODEL_RULES as MODEL_RULES
 from .sgd import MultiPassSGD as MultiPassSGD
 from .sgd import OnlineSGD as OnlineSGD
 from .sgd import derive_online_sgd as derive_online_sgd
@@ -33,6 +34,7 @@ from .sgd_mc import check_online_sgd as check_online_sgd
 from .sgd_mc import run_online_sgd as run_online_sgd
 
 __all__ = [
+    "MODEL_RULES",
     "RidgeRegression",
     "KernelRegression",
     "TrainTestRelation",
