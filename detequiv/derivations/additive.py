@@ -280,20 +280,7 @@ def compose_mixed(
     equations: list[sp.Eq] = []
     lam_value: sp.Expr | None = None
     for (_, outer, _, _), eq in zip(reversed(layers), reversed(forward), strict=True):
-        # the forward equation inner = F(outer, ...) is linear in the outer ridge expression
-        o = sp.Dummy("outer")
-        solved = sp.solve(sp.Eq(eq.lhs, eq.rhs.xreplace({outer: o})), o, dict=True)
-        if len(solved) != 1:
-            raise InvalidArgument(f"cannot invert the layer {eq} for its outer ridge {outer}")
-        outer_value = solved[0][o]
-        targets = [s for s in outer.free_symbols if s in symbols or s == lam]
-        if len(targets) != 1:
-            raise InvalidArgument(f"the outer ridge {outer} of {eq} is not a multiple of one ridge")
-        (t,) = targets
-        value = sp.solve(sp.Eq(outer, outer_value), t, dict=True)
-        if len(value) != 1:  # pragma: no cover - outer is linear in t
-            raise InvalidArgument(f"cannot solve {outer} = {outer_value} for {t}")
-        v = sp.simplify(value[0][t])
+        t, v = _invert_layer(eq, outer, [*symbols, lam])
         if t == lam:
             lam_value = v
         else:
@@ -306,3 +293,32 @@ def compose_mixed(
         full = full.xreplace(explicit)
     implicit = sp.Eq(inner_ridge, sp.simplify(inner_ridge * lam / full))
     return [implicit, *equations], lam_value
+
+
+def _invert_layer(eq: sp.Eq, outer: sp.Expr, ridges: Sequence[sp.Expr]) -> tuple[sp.Symbol, sp.Expr]:
+    """The ridge ``t`` in the outer ridge expression of a layer (``t`` itself, or ``c t`` after a
+    rescaling by a positive coefficient or a normalization other than the Gaussian's own
+    dimension), and ``t`` solved from the layer's forward equation ``inner = F(outer)``.
+
+    ``F`` is affine in the outer ridge (multiplicative: ``inner = r S(-df1)``; additive:
+    ``inner = r + R(-g)``), so ``t`` is solved linearly, without a general solver: write
+    ``inner - F = a t + b`` and take ``t = -b / a``.
+    """
+    targets = [s for s in sp.sympify(outer).free_symbols if s in ridges]
+    if len(targets) != 1:
+        raise InvalidArgument(
+            f"the outer ridge {outer} of the layer {eq} is not a multiple of one ridge; the layers "
+            "compose only when each outer ridge is c * (one ridge) with c a positive scalar"
+        )
+    (t,) = targets
+    if sp.simplify(sp.diff(outer, t, 2)) != 0 or sp.simplify(outer.subs(t, 0)) != 0:
+        raise InvalidArgument(f"the outer ridge {outer} of the layer {eq} is not c * {t}")
+    f = sp.together(eq.lhs - eq.rhs)
+    num, _ = sp.fraction(f)
+    num = sp.expand(num)
+    a = sp.diff(num, t)
+    if a.has(t) or sp.simplify(a) == 0:
+        raise InvalidArgument(
+            f"cannot invert the layer {eq} for its outer ridge {outer}: it is not affine in {t}"
+        )
+    return t, sp.simplify(-num.subs(t, 0) / a)
