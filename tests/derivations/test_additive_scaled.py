@@ -51,7 +51,9 @@ def reference(lam_value: complex, covariances: list[np.ndarray], rows: list[floa
     n = covariances[0].shape[0]
     delta = np.zeros(len(covariances), dtype=complex)
     for _ in range(20000):
-        t = np.linalg.inv(lam_value * np.eye(n) + sum(c / (1 + d) for c, d in zip(covariances, delta, strict=True)))
+        t = np.linalg.inv(
+            lam_value * np.eye(n) + sum(c / (1 + d) for c, d in zip(covariances, delta, strict=True))
+        )
         new = np.array([np.trace(c @ t) / m for c, m in zip(covariances, rows, strict=True)])
         if np.max(np.abs(new - delta)) < 1e-15 * max(1.0, np.max(np.abs(new))):
             delta = new
@@ -59,7 +61,9 @@ def reference(lam_value: complex, covariances: list[np.ndarray], rows: list[floa
         delta = 0.5 * delta + 0.5 * new
     else:  # pragma: no cover
         raise AssertionError("the reference iteration did not converge")
-    return np.linalg.inv(lam_value * np.eye(n) + sum(c / (1 + d) for c, d in zip(covariances, delta, strict=True)))
+    return np.linalg.inv(
+        lam_value * np.eye(n) + sum(c / (1 + d) for c, d in zip(covariances, delta, strict=True))
+    )
 
 
 @pytest.fixture(scope="module")
