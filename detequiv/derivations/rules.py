@@ -69,6 +69,12 @@ __all__ = [
     "REPLICA_FACTORIZATION",
     "LAPLACE_REPRESENTATION",
     "INVERSE_LAPLACE",
+    "LINEARIZE",
+    "COVARIANCE_MAP",
+    "DYSON_EQUATION",
+    "SCALARIZE",
+    "ELIMINATE",
+    "RIDGE_FORM",
 ]
 
 _ONE = "docs, One-point equivalents"
@@ -257,6 +263,43 @@ INVERSE_LAPLACE = Rule(
     f"{_DYN}; Weideman-Trefethen, Math. Comp. 76 (2007)",
 )
 
+# -- the general engine: linear pencils and the matrix Dyson equation ---------------------
+_PENCIL = "docs, The general engine (linear pencils)"
+LINEARIZE = Rule(
+    "linearize",
+    "the expression is a block of L^-1 for a block matrix L affine in the Gaussian matrices (Schur "
+    "complements: [[a, b], [c, S]]^-1_11 = (a - b S^-1 c)^-1), pruned of trivial blocks (exact)",
+    f"{_PENCIL}; Helton-Mai-Speicher, J. Funct. Anal. 274 (2018)",
+)
+COVARIANCE_MAP = Rule(
+    "covariance_map",
+    "E[L1 Z R1 G L2 Z^T R2] = s^2 Tr(R1 G L2) L1 R2 for the planar pairings of Z with Z^T; crossing "
+    "and Z-Z pairings are O(1/n) and dropped",
+    f"{_PENCIL}; Mingo-Speicher (2017) ch. 9",
+)
+DYSON_EQUATION = Rule(
+    "dyson_equation",
+    "the planar resummation of E[L^-1]: G = (L_0 - eta(G))^-1 (matrix Dyson equation)",
+    f"{_PENCIL}; Helton-Rashidi Far-Speicher, IMRN 2007; Alt-Erdos-Kruger (2020)",
+)
+SCALARIZE = Rule(
+    "scalarize",
+    "eta sees G only through finitely many traces g_i = tr(G_cd M_i): with them as unknowns, "
+    "L_0 - eta is inverted block by block (ordered products) and the traces close the system",
+    _PENCIL,
+)
+ELIMINATE = Rule(
+    "eliminate",
+    "an unknown whose closure has no trace left is explicit: it is substituted into the others",
+    "exact algebra",
+)
+RIDGE_FORM = Rule(
+    "ridge_form",
+    "(lam + g M)^-1 = (1/g) (kappa + M)^-1 with kappa = lam / g, and tr M^j (lam + g M)^-1 in df1(M, "
+    "kappa): one renormalized ridge",
+    f"exact algebra; {_ONE}",
+)
+
 #: Every engine rule by name.
 ENGINE_RULES: Mapping[str, Rule] = rule_table(
     GAUSSIAN_GRAM_TO_WISHART,
@@ -291,4 +334,10 @@ ENGINE_RULES: Mapping[str, Rule] = rule_table(
     REPLICA_FACTORIZATION,
     LAPLACE_REPRESENTATION,
     INVERSE_LAPLACE,
+    LINEARIZE,
+    COVARIANCE_MAP,
+    DYSON_EQUATION,
+    SCALARIZE,
+    ELIMINATE,
+    RIDGE_FORM,
 )

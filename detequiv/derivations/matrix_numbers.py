@@ -1,0 +1,254 @@
+r"""Numbers of sympy matrix expressions, and the physical branch of a system of trace unknowns.
+
+:class:`MatrixNumbers` evaluates the expressions a derived result is made of (``MatrixSymbol``,
+square roots, transposes, products, sums, ``Inverse``, the normalized traces ``mtr``) from
+the user's matrices. When every matrix is given by its eigenvalues in one common basis (1-D
+arrays: they commute) everything is diagonal and costs ``O(D)``; otherwise dense linear
+algebra is used (non-commuting matrices, rectangular ones).
+
+:func:`solve_unknowns` solves ``g = F(g, lam)`` for the unknowns of a scalarized Dyson
+equation on the physical branch: the branch connected to ``lam -> infinity`` (where ``g``
+tends to ``F(0)``), followed by Newton continuation along ``lam + s`` with the shift ``s``
+decreasing from a large value to 0 (a horizontal path that never crosses the real axis for
+complex ``lam``), the Jacobian by central differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import InvalidArgument
+from .traces import mtr
+
+__all__ = ["MatrixNumbers", "solve_unknowns", "plain"]
+
+
+class MatrixNumbers:
+    """Evaluate sympy matrix and scalar expressions from numbers.
+
+    Parameters
+    ----------
+    matrices : mapping
+        Name -> array: a spectrum (1-D) or a matrix (2-D). All 1-D (and square) selects the
+        diagonal (commuting) mode.
+    scalars : mapping
+        Symbol name -> number (sizes, ratios, ``lam``...).
+    """
+
+    def __init__(self, matrices: Mapping[str, Any], scalars: Mapping[str, Any]) -> None:
+        self.matrices = {k: np.asarray(v) for k, v in matrices.items()}
+        for name, a in self.matrices.items():
+            if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+                raise InvalidArgument(f"the values given for {name} must be finite numbers")
+        self.scalars = dict(scalars)
+        self.diagonal = all(a.ndim == 1 for a in self.matrices.values())
+        self._const: dict[sp.Basic, Any] = {}
+
+    # -- sizes ---------------------------------------------------------------------------
+    def size(self, d: sp.Expr) -> int:
+        value = self.scalar(d)
+        if abs(value.imag) > 0 or value.real <= 0 or abs(value.real - round(value.real)) > 1e-9:
+            raise InvalidArgument(f"the size {d} = {value} must be a positive integer")
+        return int(round(value.real))
+
+    # -- scalars -------------------------------------------------------------------------
+    def scalar(self, e: sp.Expr, env: Mapping[sp.Symbol, complex] | None = None) -> complex:
+        e = sp.sympify(e)
+        env = env or {}
+        if e.is_Number:
+            return complex(e)
+        if isinstance(e, sp.Symbol):
+            if e in env:
+                return complex(env[e])
+            if e.name in self.scalars:
+                return complex(self.scalars[e.name])
+            raise InvalidArgument(f"values has no number for {e}; pass {{{e.name}: number}}")
+        if isinstance(e, sp.Add):
+            return sum((self.scalar(a, env) for a in e.args), 0j)
+        if isinstance(e, sp.Mul):
+            out = 1 + 0j
+            for a in e.args:
+                out *= self.scalar(a, env)
+            return out
+        if isinstance(e, sp.Pow):
+            base = self.scalar(e.base, env)
+            exp = self.scalar(e.exp, env)
+            if base == 0 and exp.real < 0:
+                raise InvalidArgument(f"{e} divides by zero at these values")
+            return complex(base**exp)
+        if isinstance(e, mtr):
+            m = self.matrix(e.args[0], env)
+            return self._trace(m, e.args[0].shape[0])
+        if isinstance(e, sp.Trace):
+            m = self.matrix(e.arg, env)
+            return self._trace(m, e.arg.shape[0]) * self.size(e.arg.shape[0])
+        raise InvalidArgument(f"cannot evaluate {e} numerically")
+
+    def _trace(self, m: Any, n: sp.Expr) -> complex:
+        if self.diagonal:
+            return complex(np.mean(m))
+        return complex(np.trace(m) / m.shape[0])
+
+    # -- matrices ------------------------------------------------------------------------
+    def matrix(self, m: sp.Basic, env: Mapping[sp.Symbol, complex] | None = None) -> Any:
+        """The numbers of a matrix expression (1-D in the diagonal mode)."""
+        env = env or {}
+        free = m.free_symbols
+        constant = not any(s in env for s in free)
+        if constant and m in self._const:
+            return self._const[m]
+        out = self._matrix(m, env)
+        if constant:
+            self._const[m] = out
+        return out
+
+    def _leaf(self, name: str, shape: tuple[sp.Expr, sp.Expr]) -> Any:
+        if name not in self.matrices:
+            raise InvalidArgument(f"values has no matrix for {name}; pass {{{name}: array}}")
+        a = self.matrices[name]
+        rows, cols = self.size(shape[0]), self.size(shape[1])
+        if self.diagonal:
+            if a.shape != (rows,) or rows != cols:
+                raise InvalidArgument(
+                    f"{name} has {a.shape[0]} eigenvalues but its size is {shape} = {(rows, cols)}"
+                )
+            return a.astype(complex)
+        if a.ndim == 1:
+            if rows != cols or a.shape[0] != rows:
+                raise InvalidArgument(
+                    f"{name} has {a.shape[0]} eigenvalues but its size is {shape} = {(rows, cols)}"
+                )
+            return np.diag(a).astype(complex)
+        if a.shape != (rows, cols):
+            raise InvalidArgument(f"{name} has shape {a.shape} but its size is {shape} = {(rows, cols)}")
+        return a.astype(complex)
+
+    def _matrix(self, m: sp.Basic, env: Mapping[sp.Symbol, complex]) -> Any:
+        if isinstance(m, sp.MatrixSymbol):
+            return self._leaf(m.name, m.shape)
+        if isinstance(m, sp.Identity):
+            n = self.size(m.shape[0])
+            return np.ones(n, dtype=complex) if self.diagonal else np.eye(n, dtype=complex)
+        if isinstance(m, sp.ZeroMatrix):
+            r, c = (self.size(d) for d in m.shape)
+            return np.zeros(r, dtype=complex) if self.diagonal else np.zeros((r, c), dtype=complex)
+        if isinstance(m, sp.Transpose):
+            a = self.matrix(m.arg, env)
+            return a if self.diagonal else a.T
+        if isinstance(m, sp.MatPow):
+            base = self.matrix(m.base, env)
+            exp = m.exp
+            if exp == sp.Rational(1, 2):
+                return self._sqrt(base, m.base)
+            if exp.is_Integer:
+                k = int(exp)
+                if self.diagonal:
+                    return base**k
+                return (
+                    np.linalg.matrix_power(base, k)
+                    if k >= 0
+                    else np.linalg.matrix_power(np.linalg.inv(base), -k)
+                )
+        if isinstance(m, sp.Inverse):
+            a = self.matrix(m.arg, env)
+            if self.diagonal:
+                if np.any(a == 0):
+                    raise InvalidArgument(f"{m.arg} is singular at these values")
+                return 1 / a
+            return np.linalg.inv(a)
+        if isinstance(m, sp.MatAdd):
+            parts = [self.matrix(a, env) for a in m.args]
+            out = parts[0]
+            for p in parts[1:]:
+                out = out + p
+            return out
+        if isinstance(m, sp.MatMul):
+            c = 1 + 0j
+            out = None
+            for f in m.args:
+                if getattr(f, "is_Matrix", False):
+                    a = self.matrix(f, env)
+                    out = a if out is None else (out * a if self.diagonal else out @ a)
+                else:
+                    c *= self.scalar(f, env)
+            assert out is not None
+            return c * out
+        raise InvalidArgument(f"cannot evaluate the matrix {m} numerically")
+
+    def _sqrt(self, a: Any, base: sp.Basic) -> Any:
+        if self.diagonal:
+            if np.any(a.real < -1e-12) or np.any(abs(a.imag) > 1e-12):
+                raise InvalidArgument(f"{base} has a negative eigenvalue; no square root")
+            return np.sqrt(np.clip(a.real, 0, None)).astype(complex)
+        w, v = np.linalg.eigh((a + a.conj().T) / 2)
+        if w.min() < -1e-10 * max(1.0, abs(w).max()):
+            raise InvalidArgument(f"{base} has the negative eigenvalue {w.min():.3g}; no square root")
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.conj().T
+
+    def dense(self, a: Any) -> np.ndarray:
+        """A value as a dense matrix."""
+        return np.diag(a) if self.diagonal else a
+
+
+def solve_unknowns(
+    residual: Callable[[np.ndarray, complex], np.ndarray],
+    size: int,
+    lam: complex,
+    scale: float,
+    *,
+    steps: int = 60,
+    what: str = "the unknowns",
+) -> np.ndarray:
+    """The physical root of ``g = F(g, lam + s)`` at ``s = 0`` (``residual(g, shift) = F(g) - g``
+    evaluated at ``lam + shift``), continued from a large shift where the fixed-point iteration
+    converges; ``scale`` is a size of the spectra (the starting shift is ``1e3 * scale``)."""
+    big = 1e3 * max(scale, abs(lam), 1.0)
+    g = np.zeros(size, dtype=complex)
+    for _ in range(500):
+        new = g + residual(g, big)
+        if np.max(np.abs(new - g)) <= 1e-14 * max(1.0, np.max(np.abs(new))):
+            g = new
+            break
+        g = new
+    shifts = np.concatenate([big * np.logspace(0, -12, steps), [0.0]])
+    with np.errstate(all="ignore"):
+        for shift in shifts:
+            g = _newton(residual, g, shift, what, lam + shift)
+    return g
+
+
+def _newton(
+    residual: Callable[[np.ndarray, complex], np.ndarray], g: np.ndarray, shift: float, what: str, at: complex
+) -> np.ndarray:
+    n = g.size
+    for _ in range(60):
+        r = residual(g, shift)
+        if not np.all(np.isfinite(r)):
+            raise InvalidArgument(
+                f"{what} left the physical branch near lam = {at:.6g}; try a larger or complex lam"
+            )
+        if np.max(np.abs(r)) <= 1e-13 * max(1.0, np.max(np.abs(g))):
+            return g
+        jac = np.empty((n, n), dtype=complex)
+        for j in range(n):
+            h = 1e-7 * max(1.0, abs(g[j]))
+            e = np.zeros(n, dtype=complex)
+            e[j] = h
+            jac[:, j] = (residual(g + e, shift) - residual(g - e, shift)) / (2 * h)
+        try:
+            step = np.linalg.solve(jac, -r)
+        except np.linalg.LinAlgError:
+            raise InvalidArgument(f"the Jacobian of {what} is singular near lam = {at:.6g}") from None
+        g = g + step
+        if np.max(np.abs(step)) <= 1e-14 * max(1.0, np.max(np.abs(g))):
+            return g
+    raise InvalidArgument(f"Newton for {what} did not converge near lam = {at:.6g}")
+
+
+def plain(z: complex) -> complex | float:
+    """A real number when the imaginary part is rounding, else the complex number."""
+    return z.real if abs(z.imag) <= 1e-13 * max(1.0, abs(z.real)) else z
