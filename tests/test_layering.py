@@ -121,9 +121,6 @@ def test_no_import_cycles_between_modules():
     assert not cycles, cycles
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 in progress: the rest of the layout lands in the next commits"
-)
 def test_packages_import_downwards_only():
     bad = []
     for module, target, data in _graph().edges(data=True):
