@@ -372,8 +372,7 @@ def _cmd_dmft(args: argparse.Namespace) -> int:
 
 
 def _cmd_codegen(args: argparse.Namespace) -> int:
-    from ..codegen.loss_module import loss_to_module
-    from ..codegen.pycode import to_module
+    from ..codegen.pycode import loss_to_module, to_module
     from ..derivations.derive import derive
     from ..derivations.expressions import Resolvent
     from ..derivations.parser import parse_expression

@@ -3,7 +3,7 @@ r"""``detequiv curve MODEL ...``: loss curves of a learning model, from its gene
 ``MODEL`` is ``ridge`` (test and training error against the ridge ``lam``), ``rf``
 (random-feature ridge test error) or ``sgd`` (the exact online-SGD loss against the step).
 The ridge models derive their losses (:func:`model_loss`), generate the numpy evaluators
-(:func:`~detequiv.codegen.loss_module.loss_to_module`) and evaluate them on a ``lam`` grid for
+(:func:`~detequiv.codegen.pycode.loss_to_module`) and evaluate them on a ``lam`` grid for
 a power-law (or flat) covariance and target; ``--csv FILE`` writes the table, ``--plot
 FILE`` draws it (needs matplotlib).
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..codegen.loss_module import loss_to_module
+from ..codegen.pycode import loss_to_module
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from ..derivations.formula import LossFormula
 from ..errors import InvalidArgument
@@ -126,7 +126,7 @@ def curve_main(argv: Sequence[str] | None = None) -> int:
     r"""``detequiv curve MODEL --spectrum powerlaw:ALPHA --D D --P P [...]``: loss curves.
 
     Derives the test error (bias, variance, noise) and the training error of the model,
-    generates their numpy evaluators (:func:`~detequiv.codegen.loss_module.loss_to_module`)
+    generates their numpy evaluators (:func:`~detequiv.codegen.pycode.loss_to_module`)
     and prints the curves over a ``lam`` grid as a table (``--csv FILE`` writes it,
     ``--plot FILE`` draws it; needs matplotlib). Models: ``ridge``, ``rf`` (``N``
     features, default ``D / 4``) and ``sgd`` (online SGD, MATH.md 5.2, against the step).

@@ -1,4 +1,4 @@
-"""Tests of :func:`detequiv.codegen.loss_module.loss_to_module` (issue 5).
+"""Tests of :func:`detequiv.codegen.pycode.loss_to_module` (issue 5).
 
 Expected values come from independent sources: the dense reference
 ``LossFormula.evaluate`` (matrices inverted by numpy, kappa by the engine's solver),
@@ -20,7 +20,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from detequiv.cli.curve import curve_main
-from detequiv.codegen.loss_module import loss_to_module
+from detequiv.codegen.pycode import loss_to_module
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from detequiv.errors import InvalidArgument
 from detequiv.models.ridge import RidgeRegression

@@ -8,6 +8,7 @@ Expected values come from independent sources: the closed forms of MATH.md 4.4 a
 from __future__ import annotations
 
 import ast
+import importlib.util
 import math
 import subprocess
 import sys
@@ -15,9 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
 from scipy.optimize import brentq
 
 from detequiv import runtime
+from detequiv.codegen import loss_to_module, to_module
+from detequiv.codegen.evaluator_plan import runtime_name
+from detequiv.derivations.derive import derive
+from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian, resolvent
+from detequiv.errors import InvalidArgument
+from detequiv.models.ridge import RidgeRegression
 
 PATH = Path(runtime.__file__)
 
@@ -318,7 +326,7 @@ def test_common_length_finish_and_ridgeless_checks():
 
 
 # ---------------------------------------------------------------------------
-# the module itself
+# the module itself and its copies
 # ---------------------------------------------------------------------------
 
 
@@ -345,3 +353,52 @@ def test_runtime_runs_without_sympy_and_detequiv(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == pytest.approx(0.1741657387, abs=1e-10)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A one-point module and a loss module, imported from files."""
+    lam = sp.Symbol("lam", positive=True)
+    d, p = sp.symbols("D P", positive=True)
+    sigma, x = Deterministic("Sigma", d), Gaussian("X", (p, d))
+    folder = tmp_path_factory.mktemp("generated")
+    sources = {
+        "one": to_module(derive(lam * resolvent(sigma.sqrt() @ x.T @ x @ sigma.sqrt() / p, lam)), "one"),
+        "loss": loss_to_module(
+            RidgeRegression(sigma, x, DeterministicVector("beta", d)).test_error(), "loss"
+        ),
+    }
+    modules = {}
+    for name, source in sources.items():
+        (folder / f"{name}.py").write_text(source)
+        spec = importlib.util.spec_from_file_location(f"_generated_runtime_{name}", folder / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    return sources, modules
+
+
+def test_generated_modules_carry_renamed_copies_of_what_they_call(generated):
+    sources, modules = generated
+    one, loss = modules["one"], modules["loss"]
+    assert one.__all__ == ["evaluate"] and loss.__all__ == ["evaluate"]
+    for module in (one, loss):
+        assert not hasattr(module, "solve_ridge")  # public run-time names are private copies
+        assert module._solve_ridge.__doc__.startswith("The physical root of")
+        assert "Parameters" not in module._solve_ridge.__doc__  # docstrings cut to their summary
+    assert hasattr(one, "_trace_ratio") and not hasattr(loss, "_trace_ratio")  # only what is used
+    assert hasattr(loss, "_solve_ridge_and_sums") and not hasattr(one, "_solve_ridge_and_sums")
+    assert ">>>" not in sources["one"] and ">>>" not in sources["loss"]
+    spec = np.linspace(0.1, 3, 50)
+    lam = np.geomspace(1e-4, 10, 300)
+    q = np.full(lam.shape, 1.7)
+    expected = runtime.solve_ridge(mp_branch, [q], lam, spec, 1 / q)
+    np.testing.assert_array_equal(one._solve_ridge(mp_branch, [q], lam, spec, 1 / q), expected)
+    np.testing.assert_array_equal(
+        one._spectral_sums(spec, None, lam, False), runtime.spectral_sums(spec, None, lam, False)
+    )
+
+
+def test_runtime_name_refuses_other_functions():
+    assert runtime_name(runtime.df1) == "_df1"
+    with pytest.raises(InvalidArgument, match="not a public function of detequiv.runtime"):
+        runtime_name(np.mean)
