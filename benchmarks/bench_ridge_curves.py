@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 from scipy.optimize import brentq  # noqa: E402
 
-from detequiv.codegen.loss_module import loss_to_module  # noqa: E402
+from detequiv.codegen.pycode import loss_to_module  # noqa: E402
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian  # noqa: E402
 from detequiv.models.ridge import RidgeRegression  # noqa: E402
 
@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def rf_loop(grid: np.ndarray, s: np.ndarray, b: np.ndarray, n_feat: float, p: float) -> np.ndarray:
     """Per-point baseline for random features: kappa_2 by brentq (MATH.md 2.4), then MATH.md 4.5."""
+
     def df(k: float) -> float:
         return float(np.sum(s / (s + k)))
 

@@ -121,9 +121,6 @@ def test_no_import_cycles_between_modules():
     assert not cycles, cycles
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 in progress: the rest of the layout lands in the next commits"
-)
 def test_packages_import_downwards_only():
     bad = []
     for module, target, data in _graph().edges(data=True):
@@ -165,7 +162,7 @@ def test_layout_rooms():
             assert f"class {model}" not in text, (path, model)
 
 
-_STRING_CODE = {"codegen/pycode.py", "codegen/loss_module.py"}  # issue 12 in progress
+_STRING_CODE: set[str] = set()  # issue 12: none left
 
 
 @pytest.mark.parametrize(

@@ -360,7 +360,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 
 def _cmd_curve(args: argparse.Namespace) -> int:
-    from ..codegen.loss_module import curve_main
+    from .curve import curve_main
 
     return curve_main(args.rest)
 
@@ -372,11 +372,11 @@ def _cmd_dmft(args: argparse.Namespace) -> int:
 
 
 def _cmd_codegen(args: argparse.Namespace) -> int:
-    from ..codegen.loss_module import MODEL_NAMES, loss_to_module, model_loss
-    from ..codegen.pycode import to_module
+    from ..codegen.pycode import loss_to_module, to_module
     from ..derivations.derive import derive
     from ..derivations.expressions import Resolvent
     from ..derivations.parser import parse_expression
+    from .curve import MODEL_NAMES, model_loss
 
     name = args.name or (Path(args.output).stem if args.output else "evaluator")
     if not name.isidentifier():

@@ -230,7 +230,7 @@ def _random_features(quick: bool) -> bool:
 
 
 def _learning_curve(out: Path, quick: bool) -> bool:
-    from ..codegen.loss_module import loss_to_module
+    from ..codegen.pycode import loss_to_module
     from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
     from ..models.random_features import RandomFeatureRidge
     from ..models.random_features_mc import simulate_random_features

@@ -4,7 +4,7 @@ results (:func:`to_module`, :func:`loss_to_module`, :func:`numpy_function`).
 """
 
 from .latex import to_latex as to_latex
-from .loss_module import loss_to_module as loss_to_module
+from .pycode import loss_to_module as loss_to_module
 from .pycode import numpy_function as numpy_function
 from .pycode import to_module as to_module
 

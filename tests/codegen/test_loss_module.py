@@ -1,4 +1,4 @@
-"""Tests of :func:`detequiv.codegen.loss_module.loss_to_module` (issue 5).
+"""Tests of :func:`detequiv.codegen.pycode.loss_to_module` (issue 5).
 
 Expected values come from independent sources: the dense reference
 ``LossFormula.evaluate`` (matrices inverted by numpy, kappa by the engine's solver),
@@ -19,7 +19,8 @@ import pytest
 import sympy as sp
 from scipy.optimize import brentq
 
-from detequiv.codegen.loss_module import curve_main, loss_to_module
+from detequiv.cli.curve import curve_main
+from detequiv.codegen.pycode import loss_to_module
 from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from detequiv.errors import InvalidArgument
 from detequiv.models.ridge import RidgeRegression
@@ -321,7 +322,7 @@ def test_module_runs_where_sympy_cannot_be_imported(sources, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# curve_main (the planned `detequiv curve` command)
+# curve_main (the `detequiv curve` command, detequiv.cli.curve)
 # ---------------------------------------------------------------------------
 
 

@@ -334,7 +334,7 @@ def test_interpolated_sums_against_exact_sums(sample_result, tmp_path):
     spectra = [powerlaw(2000), np.concatenate([np.zeros(7), rng.exponential(size=300)]), np.ones(20)]
     for y in spectra:
         for ridge, w in ((False, None), (True, rng.normal(size=y.size))):
-            value, slope = module._sums(y, w, k, ridge, True)
+            value, slope = module._spectral_sums(y, w, k, ridge, True)
             weights = np.ones(y.size) if w is None else w
             # independent: the sums written out directly, one k at a time
             f = (k[:, None] / (k[:, None] + y)) if ridge else (y / (k[:, None] + y))
