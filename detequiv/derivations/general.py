@@ -31,6 +31,7 @@ g_2 = mtr((lam*I + 1/(D*g_2/P2 + 1)*Sigma2 + 1/(D*g_1/P1 + 1)*Sigma1)**(-1)*Sigm
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -474,23 +475,25 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
                 f"{lam} = {z.real}: the physical branch is defined for {lam} > 0 and complex {lam}; "
                 "pass one of those"
             )
-    nums = MatrixNumbers(mats, scalars)
     unknowns = list(eq.unknowns)
-    equations = [fp.rhs for fp in eq.fixed_points]
     lam_syms = list(eq.lams)
+    nums = MatrixNumbers(mats, scalars, dynamic=[*unknowns, *lam_syms])
+    equations = [fp.rhs for fp in eq.fixed_points]
+    jacobian = _jacobian(eq)
     targets = {lam: complex(scalars[str(lam)]) for lam in lam_syms}
     scale = max([float(np.max(np.abs(a))) for a in nums.matrices.values()] + [1.0])
 
-    def residual(g: np.ndarray, shift: float) -> np.ndarray:
+    def system(g: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
         env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
         env.update({lam: targets[lam] + shift for lam in lam_syms})
-        return np.array([nums.scalar(e, env) for e in equations], dtype=complex) - g
+        nums.begin()
+        f = np.array([nums.scalar(e, env) for e in equations], dtype=complex)
+        jac = np.array([[nums.scalar(e, env) for e in row] for row in jacobian], dtype=complex)
+        return f - g, jac
 
-    g = (
-        solve_unknowns(residual, len(unknowns), sum(targets.values()) / len(targets), scale)
-        if unknowns
-        else np.zeros(0)
-    )
+    mean_lam = sum(targets.values()) / len(targets)
+    g = solve_unknowns(system, len(unknowns), mean_lam, scale) if unknowns else np.zeros(0, dtype=complex)
+    nums.begin()
     env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
     env.update(targets)
     if eq.is_scalar:
@@ -503,6 +506,16 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
 # ---------------------------------------------------------------------------
 # the exact witness
 # ---------------------------------------------------------------------------
+
+
+def _jacobian(eq: PencilEquivalent) -> list[list[sp.Expr]]:
+    """``d g_i-equation / d g_j`` (the traces differentiate through the inverses)."""
+    return _jacobian_cached(tuple(fp.rhs for fp in eq.fixed_points), eq.unknowns)
+
+
+@functools.lru_cache(maxsize=64)
+def _jacobian_cached(rhs: tuple[sp.Expr, ...], unknowns: tuple[sp.Symbol, ...]) -> list[list[sp.Expr]]:
+    return [[sp.diff(e, s) for s in unknowns] for e in rhs]
 
 
 def pencil_series_check(eq: PencilEquivalent, order: int) -> PencilSeriesCheck:

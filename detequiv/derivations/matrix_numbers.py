@@ -15,7 +15,7 @@ complex ``lam``), the Jacobian by central differences.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,13 @@ class MatrixNumbers:
         Symbol name -> number (sizes, ratios, ``lam``...).
     """
 
-    def __init__(self, matrices: Mapping[str, Any], scalars: Mapping[str, Any]) -> None:
+    def __init__(
+        self, matrices: Mapping[str, Any], scalars: Mapping[str, Any], dynamic: Sequence[sp.Symbol] = ()
+    ) -> None:
         self.matrices = {k: np.asarray(v) for k, v in matrices.items()}
+        self.dynamic = frozenset(dynamic)  # symbols given per call (unknowns, shifted lam)
+        self._depends: dict[sp.Basic, bool] = {}
+        self.memo: dict[sp.Basic, Any] = {}  # one call's values of the dynamic subexpressions
         for name, a in self.matrices.items():
             if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
                 raise InvalidArgument(f"the values given for {name} must be finite numbers")
@@ -56,9 +61,27 @@ class MatrixNumbers:
         return int(round(value.real))
 
     # -- scalars -------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start a call with new values of the dynamic symbols (clears the per-call memo)."""
+        self.memo = {}
+
+    def _dynamic(self, e: sp.Basic) -> bool:
+        d = self._depends.get(e)
+        if d is None:
+            d = self._depends[e] = bool(e.free_symbols & self.dynamic)
+        return d
+
     def scalar(self, e: sp.Expr, env: Mapping[sp.Symbol, complex] | None = None) -> complex:
         e = sp.sympify(e)
         env = env or {}
+        if e in self.memo:
+            return self.memo[e]
+        value = self._scalar_value(e, env)
+        if self.dynamic and self._dynamic(e):
+            self.memo[e] = value
+        return value
+
+    def _scalar_value(self, e: sp.Expr, env: Mapping[sp.Symbol, complex]) -> complex:
         if e.is_Number:
             return complex(e)
         if isinstance(e, sp.Symbol):
@@ -81,12 +104,35 @@ class MatrixNumbers:
                 raise InvalidArgument(f"{e} divides by zero at these values")
             return complex(base**exp)
         if isinstance(e, mtr):
-            m = self.matrix(e.args[0], env)
-            return self._trace(m, e.args[0].shape[0])
+            arg = e.args[0]
+            if not self.diagonal and isinstance(arg, sp.MatMul) and all(getattr(f, "is_Matrix", False) for f in arg.args):
+                # tr(L R) = sum(L * R^T) / n with L, R the two halves of the product (shared prefixes)
+                k = len(arg.args) // 2
+                a = self._chain(arg.args[:k], env)
+                b = self._chain(arg.args[k:], env)
+                return complex(np.sum(a * b.T) / a.shape[0])
+            m = self.matrix(arg, env)
+            return self._trace(m, arg.shape[0])
         if isinstance(e, sp.Trace):
             m = self.matrix(e.arg, env)
             return self._trace(m, e.arg.shape[0]) * self.size(e.arg.shape[0])
         raise InvalidArgument(f"cannot evaluate {e} numerically")
+
+    def _chain(self, factors: tuple[sp.Basic, ...], env: Mapping[sp.Symbol, complex]) -> Any:
+        """The product of ``factors`` (matrices), memoized by prefix so products share work."""
+        key = ("chain", *factors)
+        dynamic = any(self._dynamic(f) for f in factors) if self.dynamic else True
+        store = self.memo if dynamic else self._const
+        if key in store:
+            return store[key]
+        if len(factors) == 1:
+            out = self.matrix(factors[0], env)
+        else:
+            head = self._chain(factors[:-1], env)
+            tail = self.matrix(factors[-1], env)
+            out = head * tail if self.diagonal else head @ tail
+        store[key] = out
+        return out
 
     def _trace(self, m: Any, n: sp.Expr) -> complex:
         if self.diagonal:
@@ -97,12 +143,15 @@ class MatrixNumbers:
     def matrix(self, m: sp.Basic, env: Mapping[sp.Symbol, complex] | None = None) -> Any:
         """The numbers of a matrix expression (1-D in the diagonal mode)."""
         env = env or {}
-        free = m.free_symbols
-        constant = not any(s in env for s in free)
-        if constant and m in self._const:
+        dynamic = bool(env) and (self._dynamic(m) if self.dynamic else bool(m.free_symbols & set(env)))
+        if not dynamic and m in self._const:
             return self._const[m]
+        if dynamic and m in self.memo:
+            return self.memo[m]
         out = self._matrix(m, env)
-        if constant:
+        if dynamic:
+            self.memo[m] = out
+        else:
             self._const[m] = out
         return out
 
@@ -116,26 +165,26 @@ class MatrixNumbers:
                 raise InvalidArgument(
                     f"{name} has {a.shape[0]} eigenvalues but its size is {shape} = {(rows, cols)}"
                 )
-            return a.astype(complex)
+            return a.astype(float) if np.isrealobj(a) else a.astype(complex)
         if a.ndim == 1:
             if rows != cols or a.shape[0] != rows:
                 raise InvalidArgument(
                     f"{name} has {a.shape[0]} eigenvalues but its size is {shape} = {(rows, cols)}"
                 )
-            return np.diag(a).astype(complex)
+            return np.diag(a).astype(float if np.isrealobj(a) else complex)
         if a.shape != (rows, cols):
             raise InvalidArgument(f"{name} has shape {a.shape} but its size is {shape} = {(rows, cols)}")
-        return a.astype(complex)
+        return a.astype(float) if np.isrealobj(a) else a.astype(complex)
 
     def _matrix(self, m: sp.Basic, env: Mapping[sp.Symbol, complex]) -> Any:
         if isinstance(m, sp.MatrixSymbol):
             return self._leaf(m.name, m.shape)
         if isinstance(m, sp.Identity):
             n = self.size(m.shape[0])
-            return np.ones(n, dtype=complex) if self.diagonal else np.eye(n, dtype=complex)
+            return np.ones(n) if self.diagonal else np.eye(n)
         if isinstance(m, sp.ZeroMatrix):
             r, c = (self.size(d) for d in m.shape)
-            return np.zeros(r, dtype=complex) if self.diagonal else np.zeros((r, c), dtype=complex)
+            return np.zeros(r) if self.diagonal else np.zeros((r, c))
         if isinstance(m, sp.Transpose):
             a = self.matrix(m.arg, env)
             return a if self.diagonal else a.T
@@ -168,15 +217,14 @@ class MatrixNumbers:
             return out
         if isinstance(m, sp.MatMul):
             c = 1 + 0j
-            out = None
+            mats = []
             for f in m.args:
                 if getattr(f, "is_Matrix", False):
-                    a = self.matrix(f, env)
-                    out = a if out is None else (out * a if self.diagonal else out @ a)
+                    mats.append(f)
                 else:
                     c *= self.scalar(f, env)
-            assert out is not None
-            return c * out
+            out = self._chain(tuple(mats), env)
+            return out if c == 1 else (c.real if c.imag == 0 else c) * out
         raise InvalidArgument(f"cannot evaluate the matrix {m} numerically")
 
     def _sqrt(self, a: Any, base: sp.Basic) -> Any:
@@ -195,57 +243,78 @@ class MatrixNumbers:
 
 
 def solve_unknowns(
-    residual: Callable[[np.ndarray, complex], np.ndarray],
+    system: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]],
     size: int,
     lam: complex,
     scale: float,
     *,
-    steps: int = 60,
     what: str = "the unknowns",
 ) -> np.ndarray:
-    """The physical root of ``g = F(g, lam + s)`` at ``s = 0`` (``residual(g, shift) = F(g) - g``
-    evaluated at ``lam + shift``), continued from a large shift where the fixed-point iteration
-    converges; ``scale`` is a size of the spectra (the starting shift is ``1e3 * scale``)."""
+    """The physical root of ``g = F(g, lam + s)`` at ``s = 0``. ``system(g, shift)`` returns
+    ``F(g) - g`` and its Jacobian.
+
+    The root is followed from a large shift, where the fixed-point iteration converges to the
+    branch connected to ``lam -> infinity``, down to ``s = 0`` along a geometric path (horizontal:
+    it never crosses the real axis for complex ``lam``) by a predictor (secant) and Newton
+    corrector; a step is accepted when Newton converges quickly and the root moves by less than
+    its own size (a jump to another branch does not), else the step is halved.
+    """
     big = 1e3 * max(scale, abs(lam), 1.0)
     g = np.zeros(size, dtype=complex)
     for _ in range(500):
-        new = g + residual(g, big)
-        if np.max(np.abs(new - g)) <= 1e-14 * max(1.0, np.max(np.abs(new))):
-            g = new
+        r, _ = system(g, big)
+        if np.max(np.abs(r)) <= 1e-14 * max(1.0, np.max(np.abs(g + r))):
             break
-        g = new
-    shifts = np.concatenate([big * np.logspace(0, -12, steps), [0.0]])
+        g = g + r
+    floor = 1e-9 * max(abs(lam), 1e-12)
+    shift, step = big, 1.0  # step in decades of the shift
+    prev: tuple[float, np.ndarray] | None = None
     with np.errstate(all="ignore"):
-        for shift in shifts:
-            g = _newton(residual, g, shift, what, lam + shift)
+        while shift > 0:
+            target = shift * 10.0**-step
+            target = 0.0 if target < floor else target
+            guess = g if prev is None else g + (g - prev[1]) * (target - shift) / (shift - prev[0])
+            try:
+                new, iterations = _newton(system, guess, target, what, lam + target)
+                size_g = np.max(np.abs(g)) + 1e-12
+                ok = iterations <= 8 and np.max(np.abs(new - g)) <= size_g
+            except InvalidArgument:
+                ok = False
+            if not ok:
+                step /= 2
+                if step < 1e-4:
+                    raise InvalidArgument(
+                        f"could not follow {what} down to lam = {lam:.6g} on the physical branch; "
+                        "try a larger or complex lam"
+                    )
+                continue
+            prev, g, shift = (shift, g), new, target
+            step = min(step * 1.5, 2.0)
     return g
 
 
 def _newton(
-    residual: Callable[[np.ndarray, complex], np.ndarray], g: np.ndarray, shift: float, what: str, at: complex
-) -> np.ndarray:
+    system: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]],
+    g: np.ndarray,
+    shift: float,
+    what: str,
+    at: complex,
+) -> tuple[np.ndarray, int]:
     n = g.size
-    for _ in range(60):
-        r = residual(g, shift)
-        if not np.all(np.isfinite(r)):
-            raise InvalidArgument(
-                f"{what} left the physical branch near lam = {at:.6g}; try a larger or complex lam"
-            )
+    eye = np.eye(n)
+    for k in range(40):
+        r, jac = system(g, shift)
+        if not (np.all(np.isfinite(r)) and np.all(np.isfinite(jac))):
+            raise InvalidArgument(f"{what} left the physical branch near lam = {at:.6g}")
         if np.max(np.abs(r)) <= 1e-13 * max(1.0, np.max(np.abs(g))):
-            return g
-        jac = np.empty((n, n), dtype=complex)
-        for j in range(n):
-            h = 1e-7 * max(1.0, abs(g[j]))
-            e = np.zeros(n, dtype=complex)
-            e[j] = h
-            jac[:, j] = (residual(g + e, shift) - residual(g - e, shift)) / (2 * h)
+            return g, k
         try:
-            step = np.linalg.solve(jac, -r)
+            step = np.linalg.solve(jac - eye, -r)
         except np.linalg.LinAlgError:
             raise InvalidArgument(f"the Jacobian of {what} is singular near lam = {at:.6g}") from None
         g = g + step
         if np.max(np.abs(step)) <= 1e-14 * max(1.0, np.max(np.abs(g))):
-            return g
+            return g, k + 1
     raise InvalidArgument(f"Newton for {what} did not converge near lam = {at:.6g}")
 
 
