@@ -59,15 +59,18 @@ the built-in strategies do not know:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..errors import DetEquivError, InvalidArgument
 from .additive import derive_layers, match_sum
 from .contraction import derive_contraction, match_contraction
-from .derivation import Rule
-from .engine import Context, collect, derive_steps
+from .derivation import Derivation, Rule, Step
+from .engine import Context, Steps, collect, derive_steps
+from .general import derive_pencil, match_pencil
 from .onepoint import derive_product, match_product, match_sandwich, outer_isotropy
 from .results import Result
+from .rules import GENERAL_ENGINE
 
 __all__ = [
     "derive",
@@ -76,6 +79,8 @@ __all__ = [
     "ADDITIVE_LAYERS",
     "OUTER_ISOTROPY_STRATEGY",
     "FREE_PRODUCT",
+    "LINEAR_PENCIL",
+    "METHODS",
 ]
 
 CONTRACT_RESOLVENT = Rule(
@@ -109,12 +114,33 @@ FREE_PRODUCT = Rule(
     apply=derive_product,
 )
 
-#: The built-in strategies, tried in this order.
+LINEAR_PENCIL = Rule(
+    "linear_pencil",
+    "any rational expression of Gaussian, Wigner and deterministic matrices: linearize, average the "
+    "Gaussian blocks by the matrix Dyson equation, scalarize",
+    "docs, The general engine (linear pencils)",
+    match=match_pencil,
+    apply=derive_pencil,
+)
+
+#: The built-in shape strategies, tried in this order.
 STRATEGIES: tuple[Rule, ...] = (CONTRACT_RESOLVENT, ADDITIVE_LAYERS, OUTER_ISOTROPY_STRATEGY, FREE_PRODUCT)
 
+#: The values of ``derive(..., method=...)``.
+METHODS = ("auto", "shapes", "pencil")
 
-def derive(expr: Any, order: Sequence[str] | None = None, *, rules: Sequence[Rule] = ()) -> Result:
+
+def derive(
+    expr: Any, order: Sequence[str] | None = None, *, rules: Sequence[Rule] = (), method: str = "auto"
+) -> Result:
     """Derive the deterministic equivalent of ``c * resolvent(A, lam)`` by named rules.
+
+    With ``method="auto"`` (the default) the shape rules below are tried first; an expression
+    none of them derives goes to the general engine (:data:`LINEAR_PENCIL`: any rational
+    expression of Gaussian, Wigner and deterministic matrices, by its linear pencil and the
+    matrix Dyson equation), and the derivation's first step (``general_engine``) says why
+    the shape rules declined. ``method="shapes"`` uses only the shape rules, ``"pencil"``
+    only the general engine.
 
     ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
     a product of deterministic matrices, on either side) or a quadratic form
@@ -144,6 +170,8 @@ def derive(expr: Any, order: Sequence[str] | None = None, *, rules: Sequence[Rul
     rules : sequence of Rule
         Rules of your own (with ``match`` and ``apply``), tried before the built-in
         :data:`STRATEGIES`.
+    method : {"auto", "shapes", "pencil"}
+        Which engine derives (see above).
 
     Raises
     ------
@@ -165,5 +193,33 @@ def derive(expr: Any, order: Sequence[str] | None = None, *, rules: Sequence[Rul
     for rule in extra:
         if not isinstance(rule, Rule) or rule.match is None or rule.apply is None:
             raise InvalidArgument(f"rules must be Rule objects with a match and an apply, got {rule!r}")
-    context = Context(rules=(*extra, *STRATEGIES), order=None if order is None else tuple(order))
-    return collect(derive_steps(expr, context))
+    if method not in METHODS:
+        raise InvalidArgument(f"method={method!r} is not one of {METHODS}")
+    order = None if order is None else tuple(order)
+    if method == "pencil":
+        return collect(derive_steps(expr, Context(rules=(*extra, LINEAR_PENCIL), order=order)))
+    context = Context(rules=(*extra, *STRATEGIES), order=order)
+    if method == "shapes":
+        return collect(derive_steps(expr, context))
+    try:
+        return collect(derive_steps(expr, context))
+    except DetEquivError as declined:
+        if match_pencil_or_none(expr) is None:
+            raise
+        reason = str(declined).split("\n")[0]
+    return collect(_fallback(expr, reason, Context(rules=(*extra, LINEAR_PENCIL), order=order)))
+
+
+def match_pencil_or_none(expr: Any) -> Any:
+    """``expr`` when the general engine can represent it, else ``None``."""
+    try:
+        return match_pencil(expr, Context(rules=()))
+    except DetEquivError:
+        return None
+
+
+def _fallback(expr: Any, reason: str, context: Context) -> Steps:
+    first = Step(GENERAL_ENGINE, expr.to_sympy(), expr.to_sympy(), f"the shape rules declined: {reason}")
+    yield first
+    result = yield from derive_steps(expr, context)
+    return replace(result, derivation=Derivation((first, *result.derivation)))

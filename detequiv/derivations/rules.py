@@ -75,6 +75,7 @@ __all__ = [
     "SCALARIZE",
     "ELIMINATE",
     "RIDGE_FORM",
+    "GENERAL_ENGINE",
 ]
 
 _ONE = "docs, One-point equivalents"
@@ -299,6 +300,12 @@ RIDGE_FORM = Rule(
     "kappa): one renormalized ridge",
     f"exact algebra; {_ONE}",
 )
+GENERAL_ENGINE = Rule(
+    "general_engine",
+    "an expression no shape rule derives is derived by its linear pencil (linearize, covariance_map, "
+    "dyson_equation, scalarize, eliminate); the shape rule's reason is kept in the step",
+    _PENCIL,
+)
 
 #: Every engine rule by name.
 ENGINE_RULES: Mapping[str, Rule] = rule_table(
@@ -340,4 +347,5 @@ ENGINE_RULES: Mapping[str, Rule] = rule_table(
     SCALARIZE,
     ELIMINATE,
     RIDGE_FORM,
+    GENERAL_ENGINE,
 )
