@@ -32,6 +32,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DetEquivError, InvalidArgument
+from ..plotting import require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
@@ -188,7 +189,7 @@ def _cmd_nc(args: argparse.Namespace) -> int:
 
 
 def _draw_partitions(parts: Sequence[object], n: int, path: str) -> None:
-    from ..diagrams.graphs import draw_blocks, require_matplotlib
+    from ..diagrams.drawing import draw_blocks
 
     if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InvalidArgument(f"--draw {path}: use a file name ending in .png, .svg or .pdf")

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..plotting import require_matplotlib
+
 __all__ = ["run_demo"]
 
 
@@ -294,8 +296,6 @@ def _learning_curve(out: Path, quick: bool) -> bool:
 
 def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> None:
     try:
-        from ..diagrams.graphs import require_matplotlib
-
         plt = require_matplotlib()
     except Exception:
         return
@@ -324,7 +324,7 @@ def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> N
 
 def _draw(diagrams: list, path: Path) -> None:
     try:
-        from ..diagrams.graphs import draw_diagram, require_matplotlib
+        from ..diagrams.drawing import draw_diagram
 
         plt = require_matplotlib()
     except Exception:

@@ -84,6 +84,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, InvalidPartition
+from .drawing import blocks_svg
 
 __all__ = [
     "NCPartition",
@@ -439,8 +440,6 @@ class NCPartition:
 
     def _repr_svg_(self) -> str | None:
         """Arc drawing for Jupyter (None without matplotlib, so the LaTeX repr shows)."""
-        from .graphs import blocks_svg
-
         return blocks_svg(self.n, self.blocks)
 
     def _repr_latex_(self) -> str:
