@@ -32,7 +32,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DetEquivError, InvalidArgument
-from ..plotting import require_matplotlib
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
@@ -188,6 +188,7 @@ def _cmd_nc(args: argparse.Namespace) -> int:
     return 0
 
 
+@figure_style()
 def _draw_partitions(parts: Sequence[object], n: int, path: str) -> None:
     from ..diagrams.drawing import draw_blocks
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..plotting import require_matplotlib
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["run_demo"]
 
@@ -294,6 +294,7 @@ def _learning_curve(out: Path, quick: bool) -> bool:
     return bool(worst < 1 and interior and 0.9 < peak < 1.1)
 
 
+@figure_style()
 def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> None:
     try:
         plt = require_matplotlib()
@@ -322,6 +323,7 @@ def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> N
     plt.close(fig)
 
 
+@figure_style()
 def _draw(diagrams: list, path: Path) -> None:
     try:
         from ..diagrams.drawing import draw_diagram

@@ -34,7 +34,7 @@ from ..dmft.system import (
     Square,
 )
 from ..errors import DetEquivError, InvalidArgument
-from ..plotting import require_matplotlib
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["dmft_main", "build_system"]
 
@@ -137,6 +137,7 @@ def _fmt(x: float) -> str:
     return f"{x:.5g}"
 
 
+@figure_style()
 def _plot(path: str, theory: Any, sim: Any, title: str) -> None:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -75,6 +75,7 @@ from sympy.printing.precedence import PRECEDENCE
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from ..errors import InvalidArgument
 from ..models.ridge import LossFormula, RidgeRegression, _to_atoms, mtr
+from ..plotting import figure_style
 from .pycode import (
     _RUNTIME,
     _assemble,
@@ -939,6 +940,7 @@ def _sgd_curve(args: Any, spectrum: Any, beta: Any) -> int:
     return 0
 
 
+@figure_style()
 def _plot_curves(columns: dict[str, Any], path: str, title: str) -> None:
     import numpy as np
 

@@ -1,6 +1,7 @@
 """Drawings of partitions and trace diagrams: arcs over a line, or chords in a circle.
 
-Drawing needs matplotlib (``pip install 'detequiv[plot]'``). :func:`blocks_svg` is the SVG
+Drawing needs matplotlib (``pip install 'detequiv[plot]'``); the figures use the
+project's style (:func:`detequiv.plotting.figure_style`). :func:`blocks_svg` is the SVG
 text that notebooks show for an :class:`~detequiv.diagrams.partitions.NCPartition` or a
 :class:`~detequiv.diagrams.words.Diagram` (``None`` without matplotlib).
 
@@ -23,7 +24,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import InvalidArgument
-from ..plotting import require_matplotlib
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["DrawableDiagram", "draw_blocks", "draw_diagram", "blocks_svg"]
 
@@ -44,6 +45,7 @@ class DrawableDiagram(Protocol):
         """The blocks, as positions of the word."""
 
 
+@figure_style()
 def draw_blocks(
     n: int,
     blocks: Sequence[Sequence[int]],
@@ -130,6 +132,7 @@ def draw_blocks(
     return ax
 
 
+@figure_style()
 def draw_diagram(
     diagram: DrawableDiagram, *, style: str = "arcs", ax: Any = None, path: str | None = None
 ) -> Any:
@@ -144,7 +147,8 @@ def draw_diagram(
     ax : matplotlib Axes, optional
         Drawn into this axes; a new figure is made otherwise.
     path : str, optional
-        Save the figure there (the format follows the suffix).
+        Save the figure there (the format follows the suffix), with the project's
+        figure style.
 
     Returns
     -------
@@ -174,6 +178,7 @@ def draw_diagram(
     return ax
 
 
+@figure_style()
 def blocks_svg(
     n: int, blocks: Sequence[Sequence[int]], *, labels: Sequence[str] | None = None, style: str = "arcs"
 ) -> str | None:
