@@ -39,14 +39,52 @@ _EDGE_MATCH = iso.categorical_multiedge_match("kind", None)
 
 
 def is_isomorphic(a: Diagram, b: Diagram) -> bool:
-    """True when the two diagrams are the same up to relabelling positions (letters kept)."""
+    """True when the two diagrams are the same up to relabelling positions (letters kept).
+
+    Parameters
+    ----------
+    a, b : Diagram
+        Diagrams, compared through :meth:`Diagram.to_networkx` (letters on the nodes,
+        word and block edges).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from detequiv.diagrams.words import Diagram, Letter, TraceWord
+    >>> word = TraceWord([Letter("W", free=True)] * 4)
+    >>> pairs, rotated = Diagram(word, [[0, 1], [2, 3]]), Diagram(word, [[0, 3], [1, 2]])
+    >>> crossing = Diagram(word, [[0, 2], [1, 3]])
+    >>> is_isomorphic(pairs, rotated), is_isomorphic(pairs, crossing)
+    (True, False)
+    """
     return bool(
         nx.is_isomorphic(a.to_networkx(), b.to_networkx(), node_match=_NODE_MATCH, edge_match=_EDGE_MATCH)
     )
 
 
 def automorphism_count(diagram: Diagram) -> int:
-    """Number of relabellings mapping the diagram to itself (its symmetry factor)."""
+    """Number of relabellings mapping the diagram to itself (its symmetry factor).
+
+    Parameters
+    ----------
+    diagram : Diagram
+
+    Returns
+    -------
+    int
+        The automorphisms of :meth:`Diagram.to_networkx` that keep letters and edge
+        kinds: the rotations of the word that map the diagram to itself.
+
+    Examples
+    --------
+    >>> from detequiv.diagrams.words import Diagram, Letter, TraceWord
+    >>> word = TraceWord([Letter("W", free=True)] * 4)
+    >>> automorphism_count(Diagram(word, [[0, 1], [2, 3]])), automorphism_count(Diagram(word, [[0, 1, 2, 3]]))
+    (2, 4)
+    """
     g = diagram.to_networkx()
     matcher = iso.MultiDiGraphMatcher(g, g, node_match=_NODE_MATCH, edge_match=_EDGE_MATCH)
     return sum(1 for _ in matcher.isomorphisms_iter())
@@ -62,6 +100,24 @@ def isomorphism_classes(diagrams: Iterable[Diagram]) -> list[tuple[Diagram, int]
 
     Candidates are bucketed by an invariant (cumulant blocks and face traces) and
     then compared with ``networkx.is_isomorphic``; the order of classes follows first appearance.
+
+    Parameters
+    ----------
+    diagrams : iterable of Diagram
+
+    Returns
+    -------
+    list of (Diagram, int)
+        One entry per class: its first diagram and how many diagrams it holds.
+
+    Examples
+    --------
+    >>> from detequiv.diagrams.words import Letter, TraceWord
+    >>> word = TraceWord([Letter("W", free=True)] * 4)
+    >>> [(str(d).split(": ")[1], count) for d, count in isomorphism_classes(word.planar_diagrams())]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('{0}{1}{2}{3} faces 1', 1), ('{0}{1}{2,3} faces 1', 4), ('{0}{1,3}{2} faces 1', 2),
+     ('{0}{1,2,3} faces 1', 4), ('{0,1}{2,3} faces 1', 2), ('{0,1,2,3} faces 1', 1)]
     """
     buckets: dict[tuple[Any, ...], list[list[Any]]] = {}
     order: list[list[Any]] = []
