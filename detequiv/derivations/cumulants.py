@@ -16,7 +16,8 @@ and Lagrange inversion of :math:`M(z)=1+\sum_s\kappa_sz^sM(z)^s` gives the inver
 
 With independent symbols (the default) every integer partition is one term of the
 answer, so both directions are built term by term from these counts, as sparse
-polynomials, and turned into sympy expressions directly in canonical form: the cost is
+polynomials, and turned into sympy expressions directly in canonical form (arguments
+sorted as sympy sorts them, then ``Mul``/``Add`` with ``evaluate=False``): the cost is
 proportional to the size of the output. With specialised values (numbers, ``q**(n-1)``,
 ...) the answer is much smaller than the generic polynomial, so instead the functional
 equation is iterated on truncated power series whose coefficients live in the smallest
@@ -49,7 +50,6 @@ from operator import itemgetter
 from typing import Any, Union
 
 import sympy as sp
-from sympy.core import basic as _sympy_basic
 from sympy.core.function import AppliedUndef
 from sympy.polys.constructor import construct_domain
 
@@ -238,7 +238,7 @@ def cumulant_coefficient(block_sizes: Iterable[int]) -> int:
 
 
 # ---------------------------------------------------------------------------
-# canonical sympy construction (fast, structurally identical to sympy's own)
+# canonical sympy construction (public API, structurally identical to sympy's own)
 # ---------------------------------------------------------------------------
 
 
@@ -247,8 +247,9 @@ def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while big acyclic expression trees are built.
 
     Building ~10^5 sympy objects triggers repeated full collections that traverse the
-    whole growing heap (measured: 3x the build time). Nothing built here is cyclic;
-    the collector's previous state is restored on exit.
+    whole growing heap (measured at order 40: the build takes 40% longer without the
+    pause). Nothing built here is cyclic; the collector's previous state is restored
+    on exit.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -259,82 +260,46 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _slot_state(obj: Any) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for klass in type(obj).__mro__:
-        for slot in getattr(klass, "__slots__", ()):
-            state[slot] = getattr(obj, slot, "<unset>")
-    state["__dict__"] = getattr(obj, "__dict__", None)
-    return state
+#: Sort key of sympy's canonical order: ``Add`` and ``Mul`` sort their arguments with
+#: :meth:`sympy.core.basic.Basic.compare` (objects of different classes by class first).
+_canonical_key = functools.cmp_to_key(sp.Basic.compare)
 
 
-def _make_raw_builders() -> tuple[Callable[[tuple[Any, ...]], sp.Expr], Callable[[int], sp.Expr]]:
-    """Constructors for canonical ``Mul`` (args already canonical) and ``Integer``.
+def _mul(args: Sequence[sp.Expr]) -> sp.Expr:
+    """The ``Mul`` of ``args`` as given: they must already be in canonical order, with at
+    most one number, first, and no two factors with a common base."""
+    return sp.Mul(*args, evaluate=False)
 
-    They do exactly what ``Mul._from_args(args, True)`` and ``Integer(p)`` do, without
-    the call and cache overhead (5x faster). A self-check against sympy's own
-    constructors runs once; if this sympy lays objects out differently, the slow,
-    public route is used instead.
+
+def _add(args: Sequence[sp.Expr]) -> sp.Expr:
+    """The ``Add`` of ``args`` as given: canonical order, no two alike terms, no zero."""
+    return sp.Add(*args, evaluate=False)
+
+
+def _rank_number_classes() -> dict[str, int]:
+    """Ranks of the classes a coefficient can have, in sympy's canonical order."""
+    samples = sorted((sp.S.NegativeOne, sp.Integer(2), sp.S.Half, sp.Rational(1, 3)), key=_canonical_key)
+    return {type(x).__name__: rank for rank, x in enumerate(samples)}
+
+
+_NUMBER_RANK = _rank_number_classes()
+#: Rank of a ``Mul`` without a numeric coefficient: its first factor is a generator power,
+#: and sympy orders every number class before Symbol, Pow and function classes.
+_NO_COEFF = len(_NUMBER_RANK)
+
+
+def _by_class(groups: Mapping[str, list[sp.Expr]]) -> list[sp.Expr]:
+    """The arguments grouped by class name, the groups in sympy's canonical class order.
+
+    Objects of different classes compare by class alone, so sorting one representative
+    of each group orders the groups.
     """
-    new = object.__new__
-    mul_cls, int_cls = sp.Mul, sp.Integer
-    mul_assumptions = mul_cls.default_assumptions
-    int_assumptions = int_cls.default_assumptions
-
-    def raw_mul(args: tuple[Any, ...]) -> sp.Expr:
-        obj = new(mul_cls)
-        obj._assumptions = mul_assumptions
-        obj._mhash = None
-        obj._args = args
-        obj.is_commutative = True
-        return obj
-
-    def raw_int(p: int) -> sp.Expr:  # only for p not in (-1, 0, 1)
-        obj = new(int_cls)
-        obj._assumptions = int_assumptions
-        obj._mhash = None
-        obj._args = ()
-        obj.p = p
-        return obj
-
-    def safe_mul(args: tuple[Any, ...]) -> sp.Expr:
-        return mul_cls._from_args(args, is_commutative=True)
-
-    try:
-        x, y = sp.Symbol("x"), sp.Symbol("y")
-        probe = (sp.Integer(7), x, y**2)
-        ok = (
-            _slot_state(raw_mul(probe)) == _slot_state(safe_mul(probe))
-            and raw_mul(probe) == sp.Mul(*probe)
-            and hash(raw_mul(probe)) == hash(sp.Mul(*probe))
-            and _slot_state(raw_int(12345)) == _slot_state(sp.Integer(12345))
-            and raw_int(12345) == sp.Integer(12345)
-            and hash(raw_int(12345)) == hash(sp.Integer(12345))
-        )
-    except Exception:  # pragma: no cover - depends on sympy internals
-        ok = False
-    if ok:
-        return raw_mul, raw_int
-    return safe_mul, int_cls  # pragma: no cover
-
-
-_raw_mul, _raw_int = _make_raw_builders()
-_UNKNOWN_CLASS = len(_sympy_basic.ordering_of_classes) + 1
-_NO_COEFF = 10**9
-
-
-def _class_key(cls: type) -> tuple[int, str]:
-    """Sort key of a class consistent with sympy's ``Basic.compare`` (``_cmp_name``)."""
-    try:
-        return (_sympy_basic.ordering_of_classes.index(cls.__name__), "")
-    except ValueError:
-        return (_UNKNOWN_CLASS, cls.__name__)
+    keys = sorted(groups, key=lambda name: _canonical_key(groups[name][0]))
+    return [x for name in keys for x in groups[name]]
 
 
 def _number(p: int, q: int) -> sp.Expr:
-    if q == 1 and p not in (-1, 0, 1):
-        return _raw_int(p)
-    return sp.Rational(p, q)
+    return sp.Integer(p) if q == 1 else sp.Rational(p, q)
 
 
 def _assemble(terms: Iterable[tuple[Any, tuple[int, ...]]], factors: Sequence[sp.Expr]) -> sp.Expr:
@@ -369,46 +334,38 @@ def _assemble(terms: Iterable[tuple[Any, tuple[int, ...]]], factors: Sequence[sp
                 append((len(codes), _NO_COEFF, 0, 0, codes))
         else:
             if q == 1:
-                ncls = _NEG_ONE_KEY if p == -1 else _INTEGER_KEY
+                ncls = _NUMBER_RANK["NegativeOne" if p == -1 else "Integer"]
             else:
-                ncls = _class_key(type(sp.Rational(p, q)))[0]
+                ncls = _NUMBER_RANK[type(sp.Rational(p, q)).__name__]
             append((len(codes) + 1, ncls, p, q, codes))
     items.sort()
     fac = factors
     mul_terms = [
-        _raw_mul(tuple([fac[i] for i in codes]))
+        _mul([fac[i] for i in codes])
         if ncls == _NO_COEFF
-        else _raw_mul((_number(p, q), *[fac[i] for i in codes]))
+        else _mul([_number(p, q), *[fac[i] for i in codes]])
         for _, ncls, p, q, codes in items
     ]
-    groups: dict[tuple[int, str], list[sp.Expr]] = {}
+    groups: dict[str, list[sp.Expr]] = {}
     for i in sorted(singles):
-        groups.setdefault(_class_key(type(fac[i])), []).append(fac[i])
+        groups.setdefault(type(fac[i]).__name__, []).append(fac[i])
     if mul_terms:
-        groups.setdefault(_MUL_KEY, []).extend(mul_terms)
+        groups.setdefault("Mul", []).extend(mul_terms)
     args: list[sp.Expr] = [] if constant is None else [constant]
-    for key in sorted(groups):
-        args.extend(groups[key])
+    args.extend(_by_class(groups))
     if not args:
         return sp.S.Zero
     if len(args) == 1:
         return args[0]
-    return sp.Add._from_args(tuple(args), is_commutative=True)
-
-
-_NEG_ONE_KEY = _class_key(type(sp.S.NegativeOne))[0]
-_INTEGER_KEY = _class_key(sp.Integer)[0]
-_MUL_KEY = _class_key(sp.Mul)
+    return _add(args)
 
 
 def _factor_table(
     pairs: Iterable[tuple[int, int]], gens: Sequence[sp.Expr]
 ) -> tuple[list[sp.Expr], dict[tuple[int, int], int]]:
     """Objects ``gens[i]**e`` for the given ``(i, e)`` pairs, in canonical order."""
-    from sympy.core.basic import _args_sortkey
-
     objs = {(i, e): (gens[i] if e == 1 else sp.Pow(gens[i], e)) for i, e in set(pairs)}
-    ordered = sorted(objs, key=lambda ie: _args_sortkey(objs[ie]))
+    ordered = sorted(objs, key=lambda ie: _canonical_key(objs[ie]))
     return [objs[ie] for ie in ordered], {ie: c for c, ie in enumerate(ordered)}
 
 
@@ -557,7 +514,7 @@ def _assemble_partition_terms(
     if integers is None:
         integers = {}
     neg = sp.S.NegativeOne
-    raw_mul, raw_int = _raw_mul, _raw_int
+    mul = sp.Mul
     first = itemgetter(0)
     singles: list[sp.Expr] = []
     with_coeff: dict[int, list[tuple[int, tuple[sp.Expr, ...]]]] = {}
@@ -585,25 +542,23 @@ def _assemble_partition_terms(
     for nargs in sorted(set(with_coeff) | set(no_coeff)):
         for c, mono in with_coeff.get(nargs, ()):
             if c == -1:
-                out(raw_mul((neg,) + mono))
+                out(mul(neg, *mono, evaluate=False))
             else:
                 coeff = integers.get(c)
                 if coeff is None:
-                    coeff = integers[c] = raw_int(c)
-                out(raw_mul((coeff,) + mono))
+                    coeff = integers[c] = sp.Integer(c)
+                out(mul(coeff, *mono, evaluate=False))
         for mono in no_coeff.get(nargs, ()):
-            out(raw_mul(mono))
-    groups: dict[tuple[int, str], list[sp.Expr]] = {}
+            out(mul(*mono, evaluate=False))
+    groups: dict[str, list[sp.Expr]] = {}
     for f in singles:  # already in canonical (code) order
-        groups.setdefault(_class_key(type(f)), []).append(f)
+        groups.setdefault(type(f).__name__, []).append(f)
     if mul_terms:
-        groups.setdefault(_MUL_KEY, []).extend(mul_terms)
-    args: list[sp.Expr] = []
-    for key in sorted(groups):
-        args.extend(groups[key])
+        groups.setdefault("Mul", []).extend(mul_terms)
+    args = _by_class(groups)
     if len(args) == 1:
         return args[0]
-    return sp.Add._from_args(tuple(args), is_commutative=True)
+    return _add(args)
 
 
 def _partition_polys(order: int, gens: Sequence[sp.Expr], kind: str) -> tuple[sp.Expr, ...]:
@@ -827,8 +782,9 @@ def moments_from_cumulants(order: int, cumulants: ValueSource = None) -> tuple[s
     Independent symbols (Symbols, undefined functions, ``tr(...)``; pairwise distinct)
     use Kreweras' counts by block type, one term per integer partition, built in
     canonical form: the cost is proportional to the output, which has
-    :math:`\sum_{n\le order}p(n)` terms (215 307 at order 40, built in well under a
-    second; see ``benchmarks/bench_moments.py``). Anything else (numbers,
+    :math:`\sum_{n\le order}p(n)` terms (215 307 at order 40, built in a few
+    seconds, mostly in sympy's ``Mul`` constructor, about 10 microseconds a term; see
+    ``benchmarks/bench_moments.py``). Anything else (numbers,
     ``q**(n-1)``, zeros, ...) iterates the functional equation
     :math:`M(z)=1+\sum_s\kappa_sz^sM(z)^s` on truncated series, O(order^3)
     operations: on Python integers by Kronecker substitution when the values are
