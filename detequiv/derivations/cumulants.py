@@ -62,6 +62,11 @@ __all__ = [
     "cumulant_coefficient",
     "moments_from_cumulants",
     "cumulants_from_moments",
+    "check_order",
+    "exact_value",
+    "exact_values",
+    "is_generator",
+    "polys_to_exprs",
 ]
 
 #: What the public functions accept as a sequence of values: ``None`` (default
@@ -70,12 +75,38 @@ ValueSource = Union[None, Sequence[Any], Callable[[int], Any]]  # noqa: UP007
 
 
 # ---------------------------------------------------------------------------
-# input checking
+# input checking (shared with laws.py and transforms.py)
 # ---------------------------------------------------------------------------
 
 
-def _check_order(order: Any, what: str = "order") -> int:
-    """``order`` as a Python int >= 1, or :class:`InvalidArgument`."""
+def check_order(order: Any, what: str = "order") -> int:
+    """``order`` as a Python int >= 1, or :class:`~detequiv.errors.InvalidArgument`.
+
+    Parameters
+    ----------
+    order : int
+        Anything with ``__index__`` (Python, numpy or sympy integers), not a bool.
+    what : str, default "order"
+        The argument's name in the error message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InvalidArgument
+        For a boolean, a value that is not a whole number, or a number below 1.
+
+    Examples
+    --------
+    >>> check_order(5), check_order(sp.Integer(3), "n")
+    (5, 3)
+    >>> check_order(0, "n")
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: n must be an integer >= 1, got 0; pass e.g. n=5
+    """
     if isinstance(order, bool):
         raise InvalidArgument(f"{what} must be an integer >= 1, got the boolean {order!r}")
     try:
@@ -90,12 +121,41 @@ def _check_order(order: Any, what: str = "order") -> int:
     return n
 
 
-def _exact(value: Any, what: str) -> sp.Expr:
+def exact_value(value: Any, what: str) -> sp.Expr:
     """An exact, commutative sympy expression for ``value``.
 
     Integers and fractions become sympy Integers and Rationals; a float is read as the
     decimal it prints as (``0.1 -> 1/10``), also inside a sympy expression. Text is
     refused (never parsed), as are noncommutative expressions.
+
+    Parameters
+    ----------
+    value : number or sympy.Expr
+        An int, :class:`fractions.Fraction`, float (or numpy scalar) or a commutative,
+        finite sympy expression.
+    what : str
+        What the value is, for the error message (``"cumulants[2] (n = 3)"``).
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    InvalidArgument
+        For text, a bool, a non-finite number, a noncommutative expression or
+        anything else that is not a number or a sympy expression.
+
+    Examples
+    --------
+    >>> from fractions import Fraction
+    >>> q = sp.Symbol("q")
+    >>> exact_value(0.1, "x"), exact_value(Fraction(2, 4), "x"), exact_value(0.5 * q, "x")
+    (1/10, 1/2, q/2)
+    >>> exact_value("1/2", "kappa_1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: kappa_1 = '1/2' is text; text is never parsed here, ...
     """
     if isinstance(value, bool):
         raise InvalidArgument(f"{what} must be a number or a sympy expression, got {value!r}")
@@ -137,10 +197,41 @@ def _exact(value: Any, what: str) -> sp.Expr:
     )
 
 
-def _values(source: Any, order: int, what: str) -> tuple[sp.Expr, ...]:
-    """The first ``order`` entries of a sequence or callable, as exact expressions."""
+def exact_values(source: Any, order: int, what: str) -> tuple[sp.Expr, ...]:
+    """The first ``order`` entries of a sequence or callable, as exact expressions.
+
+    Parameters
+    ----------
+    source : sequence or callable
+        A sequence with at least ``order`` values (the first is ``n = 1``), or a
+        callable ``n -> value`` called for ``n = 1 .. order``.
+    order : int
+        How many values.
+    what : str
+        The name of the values, for error messages (``"cumulants"``).
+
+    Returns
+    -------
+    tuple of sympy.Expr
+        Each value through :func:`exact_value`.
+
+    Raises
+    ------
+    InvalidArgument
+        For too few values, text or a mapping, or a value :func:`exact_value` refuses.
+
+    Examples
+    --------
+    >>> from fractions import Fraction
+    >>> exact_values([1, 0.5, Fraction(1, 3)], 2, "cumulants"), exact_values(lambda n: n**2, 3, "moments")
+    ((1, 1/2), (1, 4, 9))
+    >>> exact_values([1], 2, "cumulants")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: cumulants has 1 entries but order 2 needs 2; ...
+    """
     if callable(source) and not isinstance(source, sp.Basic):
-        return tuple(_exact(source(n), f"{what}({n})") for n in range(1, order + 1))
+        return tuple(exact_value(source(n), f"{what}({n})") for n in range(1, order + 1))
     if isinstance(source, (str, bytes, Mapping)) or not isinstance(source, Iterable):
         raise InvalidArgument(
             f"{what} must be None, a sequence of values or a callable n -> value, got {type(source).__name__}"
@@ -151,16 +242,38 @@ def _values(source: Any, order: int, what: str) -> tuple[sp.Expr, ...]:
             f"{what} has {len(items)} entries but order {order} needs {order}; "
             f"pass at least {order} values or a callable n -> value"
         )
-    return tuple(_exact(items[i], f"{what}[{i}] (n = {i + 1})") for i in range(order))
+    return tuple(exact_value(items[i], f"{what}[{i}] (n = {i + 1})") for i in range(order))
 
 
-def _is_generator(x: sp.Expr) -> bool:
-    """An atom-like expression whose powers and products stay unevaluated."""
+def is_generator(x: sp.Expr) -> bool:
+    """True for an atom-like expression whose powers and products stay unevaluated.
+
+    Generators are commutative Symbols, undefined functions (``f(1)``) and traces
+    ``tr(...)``: distinct generators are independent variables of the polynomials built
+    here (the fast, term-by-term route of :func:`moments_from_cumulants`).
+
+    Parameters
+    ----------
+    x : sympy.Expr
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> A = sp.Symbol("A", commutative=False)
+    >>> q = sp.Symbol("q")
+    >>> is_generator(q), is_generator(tr(A)), is_generator(sp.Function("f")(1))
+    (True, True, True)
+    >>> is_generator(q**2), is_generator(A)
+    (False, False)
+    """
     return isinstance(x, (sp.Symbol, AppliedUndef, tr)) and bool(x.is_commutative)
 
 
 def _independent(values: Sequence[sp.Expr]) -> bool:
-    return all(_is_generator(v) for v in values) and len(set(values)) == len(values)
+    return all(is_generator(v) for v in values) and len(set(values)) == len(values)
 
 
 # ---------------------------------------------------------------------------
@@ -187,7 +300,7 @@ def cumulant_symbols(order: int, label: str | None = None) -> tuple[sp.Symbol, .
     >>> sp.latex(cumulant_symbols(2, "B")[1])
     '\\kappa_{B,2}'
     """
-    n = _check_order(order)
+    n = check_order(order)
     if label is None:
         return _symbols("kappa_", n)
     if not isinstance(label, str):
@@ -201,7 +314,7 @@ def moment_symbols(order: int) -> tuple[sp.Symbol, ...]:
     >>> moment_symbols(2)
     (m_1, m_2)
     """
-    n = _check_order(order)
+    n = check_order(order)
     return _symbols("m_", n)
 
 
@@ -213,7 +326,7 @@ def _symbols(prefix: str, n: int) -> tuple[sp.Symbol, ...]:
 def _block_type(block_sizes: Iterable[Any]) -> tuple[int, int, Counter[int]]:
     if isinstance(block_sizes, (str, bytes)) or not isinstance(block_sizes, Iterable):
         raise InvalidArgument(f"block sizes must be a sequence of positive integers, got {block_sizes!r}")
-    sizes = [_check_order(b, "each block size") for b in block_sizes]
+    sizes = [check_order(b, "each block size") for b in block_sizes]
     if not sizes:
         raise InvalidArgument("block sizes must not be empty; pass e.g. (2, 1, 1)")
     return sum(sizes), len(sizes), Counter(sizes)
@@ -369,8 +482,36 @@ def _factor_table(
     return [objs[ie] for ie in ordered], {ie: c for c, ie in enumerate(ordered)}
 
 
-def _polys_to_exprs(polys: Sequence[Any], gens: Sequence[sp.Expr]) -> list[sp.Expr]:
-    """Expressions of polynomials ``{exponents: coefficient}`` in ``gens``, ZZ/QQ."""
+def polys_to_exprs(polys: Sequence[Any], gens: Sequence[sp.Expr]) -> list[sp.Expr]:
+    """Expressions of polynomials ``{exponents: coefficient}`` in ``gens``, ZZ/QQ.
+
+    With independent generators (:func:`is_generator`, pairwise distinct) the sums are
+    assembled directly in sympy's canonical form, without ``Add``/``Mul`` flattening;
+    otherwise ``Add`` and ``Mul`` build them.
+
+    Parameters
+    ----------
+    polys : sequence of mapping
+        Each maps exponent tuples (one entry per generator) to a coefficient: a Python
+        int, or a rational with ``numerator``/``denominator`` (``Fraction``, sympy's
+        ``QQ`` elements). Zero coefficients are skipped.
+    gens : sequence of sympy.Expr
+        The generators, in the order of the exponents.
+
+    Returns
+    -------
+    list of sympy.Expr
+        One expression per polynomial, equal (``==``) to building it with sympy.
+
+    Examples
+    --------
+    >>> from fractions import Fraction
+    >>> x, y = sp.symbols("x y")
+    >>> polys_to_exprs([{(2, 0): 3, (0, 1): Fraction(-1, 2), (0, 0): 1}, {(1, 1): 1}], (x, y))
+    [3*x**2 - y/2 + 1, x*y]
+    >>> polys_to_exprs([{(1,): 2}], (x + 1,))  # not a generator: sympy's Add and Mul
+    [2*x + 2]
+    """
     if not _independent(gens):
         return [
             sp.Add(
@@ -403,7 +544,7 @@ def _domain_to_exprs(domain: Any, elems: Sequence[Any]) -> list[sp.Expr]:
             for e in elems
         ]
     if domain.is_PolynomialRing and (domain.domain.is_ZZ or domain.domain.is_QQ):
-        return _polys_to_exprs(elems, domain.symbols)
+        return polys_to_exprs(elems, domain.symbols)
     return [domain.to_sympy(e) for e in elems]
 
 
@@ -689,7 +830,7 @@ def _kronecker(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]
     if nvars == 0:
         outs = recursion([d.get((), 0) for d in scaled], 0, 1)
         consts = [{(): Fraction(v, scale**n)} for n, v in enumerate(outs, start=1)]
-        return tuple(_polys_to_exprs(consts, gens))
+        return tuple(polys_to_exprs(consts, gens))
     # degree bounds of the outputs, variable by variable
     bounds = []
     for x in range(nvars):
@@ -735,7 +876,7 @@ def _kronecker(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]
                 mon = tuple((idx // st) % (bd + 1) for st, bd in zip(strides, bounds, strict=True))
                 d[mon] = c if den == 1 else Fraction(c, den)
         result_dicts.append(d)
-    return tuple(_polys_to_exprs(result_dicts, gens))
+    return tuple(polys_to_exprs(result_dicts, gens))
 
 
 def _series(values: Sequence[sp.Expr], direction: str) -> tuple[sp.Expr, ...]:
@@ -800,10 +941,10 @@ def moments_from_cumulants(order: int, cumulants: ValueSource = None) -> tuple[s
     ...
     detequiv.errors.InvalidArgument: cumulants has 1 entries but order 2 needs 2; ...
     """
-    n = _check_order(order)
+    n = check_order(order)
     if cumulants is None:
         return _partition_polys(n, cumulant_symbols(n), "moments")
-    kappas = _values(cumulants, n, "cumulants")
+    kappas = exact_values(cumulants, n, "cumulants")
     if _independent(kappas):
         return _partition_polys(n, kappas, "moments")
     return _series(kappas, "moments")
@@ -833,10 +974,18 @@ def cumulants_from_moments(order: int, moments: ValueSource = None) -> tuple[sp.
     >>> cumulants_from_moments(2, lambda n: tr(A**n))
     (tr(A), -tr(A)**2 + tr(A**2))
     """
-    n = _check_order(order)
+    n = check_order(order)
     if moments is None:
         return _partition_polys(n, moment_symbols(n), "cumulants")
-    values = _values(moments, n, "moments")
+    values = exact_values(moments, n, "moments")
     if _independent(values):
         return _partition_polys(n, values, "cumulants")
     return _series(values, "cumulants")
+
+
+# ---------------------------------------------------------------------------
+# temporary alias
+# ---------------------------------------------------------------------------
+
+# temporary: series.py and models/ridge.py are switched to check_order after the merge
+_check_order = check_order
