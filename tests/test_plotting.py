@@ -92,3 +92,21 @@ def test_draw_without_matplotlib_is_a_clear_error(monkeypatch):
     with pytest.raises(InvalidArgument, match="pip install"):
         draw_blocks(3, [[0, 2]])
     assert blocks_svg(3, [[0, 2]]) is None
+
+
+def test_plotting_is_at_the_base_of_the_package():
+    # detequiv.plotting may import only detequiv.errors, numpy, matplotlib and the standard library
+    import ast
+    from pathlib import Path
+
+    import detequiv.plotting
+
+    tree = ast.parse(Path(detequiv.plotting.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add("detequiv." + (node.module or "") if node.level else node.module or "")
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    third_party = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names}
+    assert third_party <= {"detequiv.errors", "numpy", "matplotlib", "matplotlib.pyplot"}, third_party
