@@ -53,6 +53,7 @@ import numpy as np
 
 from detequiv.models.sgd import random_features_online_sgd, random_features_online_sgd_de
 from detequiv.models.sgd_mc import simulate_random_feature_sgd
+from detequiv.plotting import figure_style
 
 N_SE = 4.0
 C_FINITE = 5.0
@@ -308,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if passed else 1
 
 
+@figure_style()
 def _draw(
     figure: Any,
     path: Path,
@@ -349,7 +351,7 @@ def _draw(
         rf"$\beta_k^2=k^{{-{args.b:g}}}$, $\eta$ = {args.eta:g}, B = {args.batch}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ import sympy as sp
 
 import detequiv as de
 from detequiv.models.kernel_mc import simulate_gcv
+from detequiv.plotting import figure_style
 
 N_SE = 4.0
 C_FINITE = 5.0
@@ -291,6 +292,7 @@ def _errorbar(ax: Any, x: float, values: np.ndarray, **kwargs: Any) -> None:
     ax.errorbar(x, values.mean(), yerr=values.std(ddof=1) / np.sqrt(values.size), capsize=3, **kwargs)
 
 
+@figure_style()
 def _draw(
     figure: Any,
     path: Path,
@@ -342,7 +344,7 @@ def _draw(
         f"{args.seeds} data sets per point"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

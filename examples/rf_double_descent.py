@@ -45,6 +45,7 @@ import sympy as sp
 import detequiv as de
 from detequiv.codegen import loss_to_module
 from detequiv.models.random_features_mc import simulate_random_features
+from detequiv.plotting import figure_style
 
 N_SE = 4.0
 C_FINITE = 5.0
@@ -190,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if passed else 1
 
 
+@figure_style()
 def _draw(
     figure: Any,
     path: Path,
@@ -231,7 +233,7 @@ def _draw(
         rf"$\sigma^2$ = {args.noise:g}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import sympy as sp
 
 import detequiv as de
 from detequiv.models.ridge_mc import simulate_ridge
+from detequiv.plotting import figure_style
 
 N_SE = 4.0
 C_FINITE = 5.0
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@figure_style()  # the figure is made along the way
 def main(argv: Sequence[str] | None = None) -> int:
     """Draw the figures, print the agreement and exponents; 0 when theory and simulation agree."""
     args = _parser().parse_args(argv)
@@ -217,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig.suptitle(rf"ridge, D = {d}, $\lambda_k=k^{{-{args.alpha:g}}}$, $\beta_k^2=k^{{-{args.b:g}}}$")
     fig.tight_layout()
     path = out / "ridge_learning_curves.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
 
     print("\n".join(rows))
     print(f"max |theory - simulation| / s.e. = {worst_z:.3f} over {len(rows)} points")

@@ -28,6 +28,7 @@ import numpy as np
 
 import detequiv as de
 from detequiv.models.sgd_mc import run_online_sgd
+from detequiv.plotting import figure_style
 
 BATCHES = (1, 32)
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@figure_style()  # the figure is made along the way
 def main(argv: Sequence[str] | None = None) -> int:
     """Draw the figure and print the agreement; 0 when theory and simulation agree."""
     args = _parser().parse_args(argv)
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "sgd_loss_curves.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
     print(f"wrote {path}")
     print("agreement: " + ("PASS" if passed else "FAIL"))
     return 0 if passed else 1

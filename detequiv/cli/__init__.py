@@ -32,6 +32,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DetEquivError, InvalidArgument
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
@@ -187,8 +188,9 @@ def _cmd_nc(args: argparse.Namespace) -> int:
     return 0
 
 
+@figure_style()
 def _draw_partitions(parts: Sequence[object], n: int, path: str) -> None:
-    from ..diagrams.graphs import draw_blocks, require_matplotlib
+    from ..diagrams.drawing import draw_blocks
 
     if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InvalidArgument(f"--draw {path}: use a file name ending in .png, .svg or .pdf")

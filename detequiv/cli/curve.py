@@ -21,6 +21,7 @@ from ..codegen.pycode import loss_to_module
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from ..derivations.formula import LossFormula
 from ..errors import InvalidArgument
+from ..plotting import figure_style, require_matplotlib
 from ..models.random_features import RandomFeatureRidge
 from ..models.ridge import RidgeRegression
 from ..models.sgd import OnlineSGD
@@ -247,14 +248,16 @@ def _sgd_curve(args: argparse.Namespace, spectrum: np.ndarray, beta: np.ndarray)
             fh.write("step,loss\n")
             fh.writelines(f"{k},{float(v):.17g}\n" for k, v in enumerate(curve))
     if args.plot:
-        fig, ax = _axes()
-        t = np.arange(1, curve.size)
-        ax.loglog(t, curve[1:], label="loss")
-        ax.axhline(model.floor(), ls="--", color="gray", label="floor")
-        _save(fig, ax, "step", args.plot)
+        with figure_style():
+            fig, ax = _axes()
+            t = np.arange(1, curve.size)
+            ax.loglog(t, curve[1:], label="loss")
+            ax.axhline(model.floor(), ls="--", color="gray", label="floor")
+            _save(fig, ax, "step", args.plot)
     return 0
 
 
+@figure_style()
 def _plot_curves(columns: dict[str, np.ndarray], path: str, title: str) -> None:
     fig, ax = _axes()
     lams = columns["lam"]
@@ -268,10 +271,9 @@ def _plot_curves(columns: dict[str, np.ndarray], path: str, title: str) -> None:
 
 def _axes() -> tuple[Any, Any]:
     """A matplotlib figure (no pyplot state) and its axes."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - optional extra
-        raise InvalidArgument("--plot needs matplotlib: pip install matplotlib") from None
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.4))
     return fig, fig.add_subplot()
 

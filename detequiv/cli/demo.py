@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..plotting import figure_style, require_matplotlib
+
 __all__ = ["run_demo"]
 
 
@@ -296,10 +298,9 @@ def _learning_curve(out: Path, quick: bool) -> bool:
     return bool(worst < 1 and interior and 0.9 < peak < 1.1)
 
 
+@figure_style()
 def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> None:
     try:
-        from ..diagrams.graphs import require_matplotlib
-
         plt = require_matplotlib()
     except Exception:
         return
@@ -326,9 +327,10 @@ def _plot_curve(x: np.ndarray, curve: dict, sims: dict, p: int, path: Path) -> N
     plt.close(fig)
 
 
+@figure_style()
 def _draw(diagrams: list, path: Path) -> None:
     try:
-        from ..diagrams.graphs import draw_diagram, require_matplotlib
+        from ..diagrams.drawing import draw_diagram
 
         plt = require_matplotlib()
     except Exception:

@@ -34,6 +34,7 @@ from ..dmft.system import (
     Square,
 )
 from ..errors import DetEquivError, InvalidArgument
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["dmft_main", "build_system"]
 
@@ -136,9 +137,8 @@ def _fmt(x: float) -> str:
     return f"{x:.5g}"
 
 
+@figure_style()
 def _plot(path: str, theory: Any, sim: Any, title: str) -> None:
-    from ..diagrams.graphs import require_matplotlib
-
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(theory.times, theory.train_loss, color="C0", label="train (DMFT)")

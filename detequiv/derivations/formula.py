@@ -27,7 +27,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import InvalidArgument
-from .cumulants import _check_order
+from .cumulants import check_order
 from .derivation import Derivation, FixedPoint, Step
 from .expressions import Deterministic, DeterministicVector
 from .laurent import LaurentRing
@@ -282,7 +282,7 @@ class _PrecisionLost(Exception):
 
 def _check_series(loss: LossFormula, order: int) -> SeriesReport:
     """Both sides of every term's series to ``lam^-order``, and the first disagreement."""
-    witness = _LossSeries(loss, _check_order(order))
+    witness = _LossSeries(loss, check_order(order))
     series = witness.equivalents()
     K = witness.K
     coefficients: dict[str, tuple[tuple[sp.Expr, sp.Expr], ...]] = {}

@@ -36,15 +36,15 @@ import sympy as sp
 
 from ..errors import InvalidArgument, UndefinedTransform, UnknownLaw
 from .cumulants import (
-    _check_order,
-    _exact,
-    _values,
+    check_order,
     cumulant_symbols,
     cumulants_from_moments,
+    exact_value,
+    exact_values,
     moments_from_cumulants,
 )
 from .quantities import tr
-from .transforms import _check_s, moments_from_s, s_taylor
+from .transforms import check_s_transform, moments_from_s, s_taylor
 
 __all__ = [
     "Law",
@@ -68,7 +68,7 @@ def _parameter(value: Any, what: str, *, positive: bool = False) -> sp.Expr:
     A symbol whose sign sympy cannot decide (not declared ``positive=True``) is
     accepted as it is: formulas then hold for the values the caller has in mind.
     """
-    expr = _exact(value, what)
+    expr = exact_value(value, what)
     if expr.is_real is False:
         raise InvalidArgument(f"{what} must be real, got {expr}")
     if positive:
@@ -110,12 +110,12 @@ class Law(ABC):
 
     def cumulants(self, order: int) -> tuple[sp.Expr, ...]:
         """:math:`(\\kappa_1,\\dots,\\kappa_{order})`."""
-        n = _check_order(order)
+        n = check_order(order)
         return tuple(self.cumulant(k) for k in range(1, n + 1))
 
     def moments(self, order: int) -> tuple[sp.Expr, ...]:
         """:math:`(m_1,\\dots,m_{order})`, exact, via the moment-cumulant formula."""
-        n = _check_order(order)
+        n = check_order(order)
         return moments_from_cumulants(n, self.cumulants(n))
 
     def r_transform(self, w: Any) -> sp.Expr:
@@ -170,11 +170,11 @@ class _Substituted:
     kwargs: tuple[tuple[str, Any], ...]
 
     def __call__(self, n: int) -> sp.Expr:
-        return _exact(self.function(n), f"cumulant({n})").subs(*self.args, **dict(self.kwargs))
+        return exact_value(self.function(n), f"cumulant({n})").subs(*self.args, **dict(self.kwargs))
 
 
 def _var(value: Any, what: str) -> sp.Expr:
-    return _exact(value, what)
+    return exact_value(value, what)
 
 
 def _args_latex(*values: sp.Expr) -> str:
@@ -214,7 +214,7 @@ class Wishart(Law):
         return f"Wishart({self.ratio})"
 
     def cumulant(self, n: int) -> sp.Expr:
-        k = _check_order(n, "n")
+        k = check_order(n, "n")
         return self.ratio ** (k - 1)
 
     def r_transform(self, w: Any) -> sp.Expr:
@@ -256,7 +256,7 @@ class FreePoisson(Law):
         return f"FreePoisson(rate={self.rate}, jump={self.jump})"
 
     def cumulant(self, n: int) -> sp.Expr:
-        k = _check_order(n, "n")
+        k = check_order(n, "n")
         return self.rate * self.jump**k
 
     def r_transform(self, w: Any) -> sp.Expr:
@@ -294,7 +294,7 @@ class Semicircle(Law):
         return f"Semicircle({self.variance})"
 
     def cumulant(self, n: int) -> sp.Expr:
-        k = _check_order(n, "n")
+        k = check_order(n, "n")
         return self.variance if k == 2 else sp.S.Zero
 
     def r_transform(self, w: Any) -> sp.Expr:
@@ -331,7 +331,7 @@ class Constant(Law):
         return f"Constant({self.value})"
 
     def cumulant(self, n: int) -> sp.Expr:
-        k = _check_order(n, "n")
+        k = check_order(n, "n")
         return self.value if k == 1 else sp.S.Zero
 
     def r_transform(self, w: Any) -> sp.Expr:
@@ -390,11 +390,11 @@ class CumulantLaw(Law):
                 ) from None
             if length == 0:
                 raise InvalidArgument("CumulantLaw cumulants is empty; give kappa_1, kappa_2, ... or None")
-            cumulants = _values(cumulants, length, "CumulantLaw cumulants")
+            cumulants = exact_values(cumulants, length, "CumulantLaw cumulants")
         object.__setattr__(self, "cumulants_given", cumulants)
 
     def cumulant(self, n: int) -> sp.Expr:
-        k = _check_order(n, "n")
+        k = check_order(n, "n")
         given = self.cumulants_given
         if given is None:
             return sp.Symbol(f"kappa_{self.name},{k}")
@@ -405,10 +405,10 @@ class CumulantLaw(Law):
                     f"kappa_{k} is unknown; pass more values or a callable n -> kappa_n"
                 )
             return given[k - 1]
-        return _exact(given(k), f"cumulant({k}) of CumulantLaw {self.name!r}")
+        return exact_value(given(k), f"cumulant({k}) of CumulantLaw {self.name!r}")
 
     def cumulants(self, order: int) -> tuple[sp.Expr, ...]:
-        n = _check_order(order)
+        n = check_order(order)
         if self.cumulants_given is None:
             return cumulant_symbols(n, label=self.name)
         return tuple(self.cumulant(k) for k in range(1, n + 1))
@@ -461,16 +461,16 @@ class DeterministicLaw(Law):
         return sp.Symbol(self.name, commutative=False)
 
     def moments(self, order: int) -> tuple[sp.Expr, ...]:
-        n = _check_order(order)
+        n = check_order(order)
         a = self.matrix
         return tuple(tr(a**k) for k in range(1, n + 1))
 
     def cumulants(self, order: int) -> tuple[sp.Expr, ...]:
-        n = _check_order(order)
+        n = check_order(order)
         return cumulants_from_moments(n, self.moments(n))
 
     def cumulant(self, n: int) -> sp.Expr:
-        return self.cumulants(_check_order(n, "n"))[-1]
+        return self.cumulants(check_order(n, "n"))[-1]
 
     def subs(self, *args: Any, **kwargs: Any) -> Law:
         return self
@@ -556,7 +556,7 @@ class STransformLaw(Law):
         *,
         spectrum: Callable[[int], Any] | None = None,
     ) -> None:
-        expr, var = _check_s(s, t)
+        expr, var = check_s_transform(s, t)
         if name is not None:
             _name(name, "STransformLaw name")
         if spectrum is not None and not callable(spectrum):
@@ -585,13 +585,13 @@ class STransformLaw(Law):
         return frozenset(self.s.free_symbols - {self.t})
 
     def moments(self, order: int) -> tuple[sp.Expr, ...]:
-        return moments_from_s(self.s, self.t, _check_order(order))
+        return moments_from_s(self.s, self.t, check_order(order))
 
     def cumulants(self, order: int) -> tuple[sp.Expr, ...]:
-        return _s_law_cumulants(self.s, self.t, _check_order(order))
+        return _s_law_cumulants(self.s, self.t, check_order(order))
 
     def cumulant(self, n: int) -> sp.Expr:
-        return self.cumulants(_check_order(n, "n"))[-1]
+        return self.cumulants(check_order(n, "n"))[-1]
 
     def s_transform(self, t: Any) -> sp.Expr:
         return self.s.subs(self.t, _var(t, "t"))

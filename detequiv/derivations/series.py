@@ -29,7 +29,7 @@ import sympy as sp
 
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import contains_sum, gaussian_gram_to_wishart, product_factors, resolvent_parts
-from .cumulants import _check_order
+from .cumulants import check_order
 from .derivation import solve_order
 from .expressions import (
     Deterministic,
@@ -306,7 +306,7 @@ def solve_fixed_point_series(
 
 def series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
     """``(equivalent, diagram sum)`` coefficients of ``lam^0 .. lam^-order`` of ``tr(M .)``."""
-    K = _check_order(order)
+    K = check_order(order)
     _, res = resolvent_parts(eq.random)
     if eq.isotropic is not None:
         return isotropic_series_coefficients(eq, order)
@@ -375,7 +375,7 @@ def isotropic_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Ex
     :func:`~detequiv.derivations.mixed.mixed_moment` with ``Z^T Z`` a white Wishart.
     """
 
-    K = _check_order(order)
+    K = check_order(order)
     iso = eq.isotropic
     assert iso is not None
     inner = iso.inner
@@ -604,7 +604,7 @@ def general_series_coefficients(eq: OnePoint, order: int) -> tuple[tuple[sp.Expr
     :func:`~detequiv.derivations.mixed.polynomial_moment` of ``M_test (-A)^k``.
     """
 
-    K = _check_order(order)
+    K = check_order(order)
     c_out, res = resolvent_parts(eq.random)
     dim = res.shape[0]
     rebuilt = eq.prefactor * eq.ridge * (eq.matrix + eq.ridge * sp.Identity(dim)).inverse()

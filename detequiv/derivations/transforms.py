@@ -40,24 +40,32 @@ from sympy.polys.rings import PolyRing
 from ..errors import InvalidArgument, UndefinedTransform
 from .cumulants import (
     ValueSource,
-    _check_order,
-    _exact,
-    _is_generator,
-    _polys_to_exprs,
-    _values,
+    check_order,
     cumulant_symbols,
     cumulants_from_moments,
+    exact_value,
+    exact_values,
+    is_generator,
     moment_symbols,
     moments_from_cumulants,
+    polys_to_exprs,
 )
 
-__all__ = ["r_series", "s_series", "s_from_cumulants", "s_taylor", "moments_from_s", "cumulants_from_s"]
+__all__ = [
+    "r_series",
+    "s_series",
+    "s_from_cumulants",
+    "s_taylor",
+    "moments_from_s",
+    "cumulants_from_s",
+    "check_s_transform",
+]
 
 
 def _variable(value: Any, default: str, what: str) -> sp.Expr:
     if value is None:
         return sp.Symbol(default)
-    return _exact(value, what)
+    return exact_value(value, what)
 
 
 def r_series(cumulants: ValueSource, order: int, w: Any = None) -> sp.Expr:
@@ -79,8 +87,8 @@ def r_series(cumulants: ValueSource, order: int, w: Any = None) -> sp.Expr:
     >>> r_series(None, 3)
     kappa_1 + kappa_2*w + kappa_3*w**2
     """
-    n = _check_order(order)
-    kappas = cumulant_symbols(n) if cumulants is None else _values(cumulants, n, "cumulants")
+    n = check_order(order)
+    kappas = cumulant_symbols(n) if cumulants is None else exact_values(cumulants, n, "cumulants")
     var = _variable(w, "w", "w")
     return sp.expand(sp.Add(*[k * var ** (i - 1) for i, k in enumerate(kappas, start=1)]))
 
@@ -185,8 +193,8 @@ def s_series(moments: ValueSource, order: int, t: Any = None) -> sp.Expr:
     ...
     detequiv.errors.UndefinedTransform: the S-transform needs m1 != 0, got m1 = 0 (a centred law, e.g. the semicircle, has no S-transform)
     """  # noqa: E501
-    n = _check_order(order)
-    values = moment_symbols(n) if moments is None else _values(moments, n, "moments")
+    n = check_order(order)
+    values = moment_symbols(n) if moments is None else exact_values(moments, n, "moments")
     if values[0].is_zero:
         raise UndefinedTransform(
             f"the S-transform needs m1 != 0, got m1 = {values[0]} (a centred law, e.g. "
@@ -197,10 +205,10 @@ def s_series(moments: ValueSource, order: int, t: Any = None) -> sp.Expr:
     if isinstance(coeffs, list):
         return sp.Add(*[coeff * var**j for j, coeff in enumerate(coeffs)])
     dicts, labels = coeffs
-    if _is_generator(var) and var not in labels:
+    if is_generator(var) and var not in labels:
         joined = {mon + (j,): c for j, d in enumerate(dicts) for mon, c in d.items() if c}
-        return _polys_to_exprs([joined], (*labels, var))[0]
-    parts = _polys_to_exprs(dicts, labels)
+        return polys_to_exprs([joined], (*labels, var))[0]
+    parts = polys_to_exprs(dicts, labels)
     return sp.expand(sp.Add(*[p * var**j for j, p in enumerate(parts)]))
 
 
@@ -214,8 +222,8 @@ def s_from_cumulants(cumulants: ValueSource, order: int, t: Any = None) -> sp.Ex
     >>> s_from_cumulants([2, 0, 0], 3, sp.Symbol("t"))    # the constant 2: S = 1/2
     1/2
     """
-    n = _check_order(order)
-    kappas = cumulant_symbols(n) if cumulants is None else _values(cumulants, n, "cumulants")
+    n = check_order(order)
+    kappas = cumulant_symbols(n) if cumulants is None else exact_values(cumulants, n, "cumulants")
     if kappas[0].is_zero:
         raise UndefinedTransform(f"the S-transform needs m1 = kappa1 != 0, got kappa1 = {kappas[0]}")
     return s_series(moments_from_cumulants(n, kappas), n, t)
@@ -226,8 +234,38 @@ def s_from_cumulants(cumulants: ValueSource, order: int, t: Any = None) -> sp.Ex
 # ---------------------------------------------------------------------------
 
 
-def _check_s(s: Any, t: Any) -> tuple[sp.Expr, sp.Symbol]:
-    """``(s, t)`` validated: ``t`` a sympy Symbol, ``s`` an exact expression (never text)."""
+def check_s_transform(s: Any, t: Any) -> tuple[sp.Expr, sp.Symbol]:
+    """``(s, t)`` validated: ``t`` a sympy Symbol, ``s`` an exact expression (never text).
+
+    Parameters
+    ----------
+    s : sympy.Expr or number
+        A closed-form S-transform in ``t``; floats are read as the decimals they
+        print as (:func:`~detequiv.derivations.cumulants.exact_value`).
+    t : sympy.Symbol
+        Its variable.
+
+    Returns
+    -------
+    tuple of (sympy.Expr, sympy.Symbol)
+        The exact ``s`` and ``t``.
+
+    Raises
+    ------
+    InvalidArgument
+        For text, a variable that is not a Symbol, or an ``s`` containing undefined
+        functions.
+
+    Examples
+    --------
+    >>> t = sp.Symbol("t")
+    >>> check_s_transform(1 / (1 + 0.5 * t), t)
+    (1/(t/2 + 1), t)
+    >>> check_s_transform("1/(1+t)", t)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: the S-transform '1/(1+t)' is text; text is never parsed here, ...
+    """
     if isinstance(s, (str, bytes)):
         raise InvalidArgument(
             f"the S-transform {s!r} is text; text is never parsed here, build it with sympy, "
@@ -238,7 +276,7 @@ def _check_s(s: Any, t: Any) -> tuple[sp.Expr, sp.Symbol]:
             f"the variable of the S-transform must be a sympy Symbol, got {t!r} "
             f"({type(t).__name__}); pass e.g. t = sp.Symbol('t')"
         )
-    expr = _exact(s, "S-transform")
+    expr = exact_value(s, "S-transform")
     undefined = sorted(map(str, expr.atoms(AppliedUndef)))
     if undefined:
         raise InvalidArgument(
@@ -312,8 +350,8 @@ def s_taylor(s: Any, t: Any, order: int) -> tuple[sp.Expr, ...]:
     InvalidArgument
         If ``s`` is text, ``t`` is not a Symbol, or ``s`` is not analytic at 0.
     """
-    n = _check_order(order)
-    expr, var = _check_s(s, t)
+    n = check_order(order)
+    expr, var = check_s_transform(s, t)
     return _taylor_cached(expr, var, n)
 
 
@@ -364,8 +402,8 @@ def moments_from_s(s: Any, t: Any, order: int) -> tuple[sp.Expr, ...]:
     InvalidArgument
         If ``s`` is text, ``t`` not a Symbol or ``s`` not analytic at 0.
     """
-    n = _check_order(order)
-    expr, var = _check_s(s, t)
+    n = check_order(order)
+    expr, var = check_s_transform(s, t)
     return _moments_cached(expr, var, n)
 
 
@@ -379,5 +417,5 @@ def cumulants_from_s(s: Any, t: Any, order: int) -> tuple[sp.Expr, ...]:
     >>> cumulants_from_s(1 / (1 + q * t), t, 4)
     (1, q, q**2, q**3)
     """
-    n = _check_order(order)
+    n = check_order(order)
     return cumulants_from_moments(n, moments_from_s(s, t, n))

@@ -7,9 +7,9 @@ No sympy here: pure combinatorics, with networkx as the graph boundary.
 True
 """
 
+from .drawing import draw_blocks as draw_blocks
+from .drawing import draw_diagram as draw_diagram
 from .graphs import automorphism_count as automorphism_count
-from .graphs import draw_blocks as draw_blocks
-from .graphs import draw_diagram as draw_diagram
 from .graphs import is_isomorphic as is_isomorphic
 from .graphs import isomorphism_classes as isomorphism_classes
 from .maps import Map as Map

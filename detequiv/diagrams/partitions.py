@@ -84,6 +84,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, InvalidPartition
+from .drawing import blocks_svg
 
 __all__ = [
     "NCPartition",
@@ -121,9 +122,7 @@ def _as_int(value: Any, what: str, error: type[Exception] = InvalidArgument) -> 
     try:
         return operator.index(value)
     except TypeError:
-        raise error(
-            f"{what} must be an integer, got {value!r} of type {type(value).__name__}"
-        ) from None
+        raise error(f"{what} must be an integer, got {value!r} of type {type(value).__name__}") from None
 
 
 def _check_n(n: Any, what: str = "n") -> int:
@@ -186,9 +185,7 @@ def _crossing_labels(code: Sequence[int]) -> tuple[int, int] | None:
     return None
 
 
-def _crossing_positions(
-    v: Sequence[int], w: Sequence[int]
-) -> tuple[int, int, int, int] | None:
+def _crossing_positions(v: Sequence[int], w: Sequence[int]) -> tuple[int, int, int, int] | None:
     """Positions ``a < b < c < d`` alternating between blocks ``v``, ``w``, or None."""
     v, w = sorted(v), sorted(w)
     for first, second in ((v, w), (w, v)):
@@ -301,8 +298,7 @@ class NCPartition:
             raw = [list(b) for b in blocks]  # type: ignore[union-attr]
         except TypeError:
             raise InvalidPartition(
-                "expected an iterable of blocks (iterables of 0-based positions), "
-                f"got {blocks!r}"
+                f"expected an iterable of blocks (iterables of 0-based positions), got {blocks!r}"
             ) from None
         owner: dict[int, int] = {}
         checked: list[Block] = []
@@ -315,17 +311,14 @@ class NCPartition:
                 x = _as_int(x, f"entry {x!r} of block {shown}", InvalidPartition)
                 if x < 0:
                     raise InvalidPartition(
-                        f"block {shown} contains the negative position {x}; "
-                        "positions are 0-based: 0 .. n-1"
+                        f"block {shown} contains the negative position {x}; positions are 0-based: 0 .. n-1"
                     )
                 ints.append(x)
             for x in ints:
                 if x in owner:
                     other = owner[x]
                     if other == bi:
-                        raise InvalidPartition(
-                            f"position {x} appears twice in block {shown}; list it once"
-                        )
+                        raise InvalidPartition(f"position {x} appears twice in block {shown}; list it once")
                     raise InvalidPartition(
                         f"position {x} is in two blocks, "
                         f"{tuple(sorted(checked[other]))} and {tuple(sorted(ints))}; "
@@ -336,9 +329,7 @@ class NCPartition:
         n = max(owner) + 1 if owner else 0
         if len(owner) != n:
             missing = [i for i in range(n) if i not in owner]
-            shown_missing = ", ".join(map(str, missing[:10])) + (
-                ", ..." if len(missing) > 10 else ""
-            )
+            shown_missing = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
             raise InvalidPartition(
                 f"position{'s' if len(missing) > 1 else ''} {shown_missing} "
                 f"{'are' if len(missing) > 1 else 'is'} missing: the blocks must cover "
@@ -376,9 +367,7 @@ class NCPartition:
         try:
             items = list(labels)
         except TypeError:
-            raise InvalidPartition(
-                f"expected an iterable of block labels, got {labels!r}"
-            ) from None
+            raise InvalidPartition(f"expected an iterable of block labels, got {labels!r}") from None
         return cls._checked_code(_canonical_labels(items))
 
     @classmethod
@@ -439,8 +428,6 @@ class NCPartition:
 
     def _repr_svg_(self) -> str | None:
         """Arc drawing for Jupyter (None without matplotlib, so the LaTeX repr shows)."""
-        from .graphs import blocks_svg
-
         return blocks_svg(self.n, self.blocks)
 
     def _repr_latex_(self) -> str:
@@ -504,9 +491,7 @@ class NCPartition:
         if n == 0:
             return self
         code = self._c
-        return NCPartition._unchecked(
-            _encode(_canonical_labels(code[(i - shift) % n] for i in range(n)))
-        )
+        return NCPartition._unchecked(_encode(_canonical_labels(code[(i - shift) % n] for i in range(n))))
 
     # ----------------------------------------------------------------- Kreweras
 
@@ -551,10 +536,7 @@ class NCPartition:
         if not isinstance(other, NCPartition):
             raise InvalidArgument(f"{op} needs an NCPartition, got {other!r}")
         if other.n != self.n:
-            raise InvalidArgument(
-                f"{op} needs partitions of the same n, "
-                f"got n = {self.n} and n = {other.n}"
-            )
+            raise InvalidArgument(f"{op} needs partitions of the same n, got n = {self.n} and n = {other.n}")
         return other
 
     def refines(self, other: NCPartition) -> bool:
@@ -577,9 +559,7 @@ class NCPartition:
         {0}{1,2}{3}
         """
         other = self._same_n(other, "meet")
-        return NCPartition._unchecked(
-            _encode(_canonical_labels(zip(self._c, other._c, strict=True)))
-        )
+        return NCPartition._unchecked(_encode(_canonical_labels(zip(self._c, other._c, strict=True))))
 
     def join(self, other: NCPartition) -> NCPartition:
         """Least upper bound in ``NC(n)`` (coarser than the set-partition join).
@@ -638,9 +618,7 @@ def _check_sizes(block_sizes: Any) -> tuple[int, ...]:
     for x in items:
         s = _as_int(x, f"block size {x!r}")
         if s < 1:
-            raise InvalidArgument(
-                f"block sizes must be positive integers, got {s} in {tuple(items)!r}"
-            )
+            raise InvalidArgument(f"block sizes must be positive integers, got {s} in {tuple(items)!r}")
         sizes.append(s)
     return tuple(sorted(sizes, reverse=True))
 
@@ -693,9 +671,7 @@ def moebius(pi: NCPartition, sigma: NCPartition | None = None) -> int:
     result = 1
     code = pi._c
     for block in sigma.blocks:
-        restricted = NCPartition._unchecked(
-            _encode(_canonical_labels(code[i] for i in block))
-        )
+        restricted = NCPartition._unchecked(_encode(_canonical_labels(code[i] for i in block)))
         for size in Counter(restricted.kreweras()._c).values():
             result *= (-1) ** (size - 1) * catalan(size - 1)
     return result
@@ -743,9 +719,7 @@ def crossing_pair(blocks: Iterable[Iterable[int]]) -> tuple[Block, Block] | None
     for block in blocks:
         b = tuple(sorted(_as_int(x, "position", InvalidPartition) for x in block))
         if seen.intersection(b) or len(set(b)) != len(b):
-            raise InvalidPartition(
-                f"block {b} overlaps another block; blocks must be disjoint"
-            )
+            raise InvalidPartition(f"block {b} overlaps another block; blocks must be disjoint")
         seen.update(b)
         if b:
             canon.append(b)
@@ -783,8 +757,7 @@ def _check_constraints(
         sizes = _check_sizes(block_sizes)
         if sum(sizes) != n:
             raise InvalidArgument(
-                f"block_sizes {sizes} sum to {sum(sizes)}, not n = {n}; "
-                "give one size per block, summing to n"
+                f"block_sizes {sizes} sum to {sum(sizes)}, not n = {n}; give one size per block, summing to n"
             )
         if k is not None and k != len(sizes):
             raise InvalidArgument(
@@ -948,9 +921,7 @@ class _Tables:
         key = (r, s, j)
         value = self._counts.get(key)
         if value is None:
-            value = self.count(r - 1, s + 1, j - 1) + sum(
-                self.count(r - 1, t, j) for t in range(1, s + 1)
-            )
+            value = self.count(r - 1, s + 1, j - 1) + sum(self.count(r - 1, t, j) for t in range(1, s + 1))
             self._counts[key] = value
         return value
 
@@ -982,9 +953,7 @@ class _Tables:
                     child = self.table(r - 1, cs, cj)
                     if sym < s:  # joined open block sym: later new blocks shift up
                         child = child.translate(_join_map(sym, s))
-                    arr[row : row + cnt, 1:] = np.frombuffer(
-                        child, dtype=np.uint8
-                    ).reshape(cnt, r - 1)
+                    arr[row : row + cnt, 1:] = np.frombuffer(child, dtype=np.uint8).reshape(cnt, r - 1)
                 row += cnt
             out = arr.tobytes()
         self._tables[key] = out
@@ -1001,9 +970,7 @@ class _Tables:
             arr = np.empty((cnt, n), dtype=np.uint8)
             arr[:, :d] = np.arange(_PREFIX, _PREFIX + d, dtype=np.uint8)
             if r:
-                arr[:, d:] = np.frombuffer(self.table(r, s, j), np.uint8).reshape(
-                    cnt, r
-                )
+                arr[:, d:] = np.frombuffer(self.table(r, s, j), np.uint8).reshape(cnt, r)
             found = arr.tobytes()
             if self._rows_bytes + len(found) > self._rows_budget:
                 self._rows.clear()
@@ -1026,9 +993,7 @@ def _join_map(c: int, s: int) -> bytes:
 
 def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarray]:
     """Compact batches from the completion tables (requires ``n <= _MAX_TABLE_N``)."""
-    tables = _Tables(
-        constrained=k is not None, rows_budget=max(1 << 22, 2 * n * batch_size)
-    )
+    tables = _Tables(constrained=k is not None, rows_budget=max(1 << 22, 2 * n * batch_size))
     j0 = k if k is not None else 0
     total = tables.count(n, 0, j0)
     if total == 0:
@@ -1047,9 +1012,7 @@ def _table_batches(n: int, k: int | None, batch_size: int) -> Iterator[np.ndarra
         r = n - len(prefix)
         for sym, _cs, cj, ccnt in tables.children(r, len(stack), j):
             if sym < len(stack):
-                yield from nodes(
-                    [*prefix, stack[sym]], stack[: sym + 1], fresh, cj, ccnt
-                )
+                yield from nodes([*prefix, stack[sym]], stack[: sym + 1], fresh, cj, ccnt)
             else:
                 yield from nodes([*prefix, fresh], (*stack, fresh), fresh + 1, cj, ccnt)
 
@@ -1106,9 +1069,7 @@ def _codes_to_batches(
         yield np.array([list(c) for c in chunk], dtype=dtype).reshape(len(chunk), n)
 
 
-def _batches(
-    n: int, k: int | None, sizes: tuple[int, ...] | None, batch_size: int
-) -> Iterator[np.ndarray]:
+def _batches(n: int, k: int | None, sizes: tuple[int, ...] | None, batch_size: int) -> Iterator[np.ndarray]:
     if n > _MAX_TABLE_N:
         dtype = np.int8 if n <= 128 else np.int16
         codes = _type_codes(n, sizes) if sizes is not None else _py_codes(n, k)
@@ -1150,17 +1111,13 @@ def iter_label_batches(
     n = _check_n(n)
     batch_size = _as_int(batch_size, "batch_size")
     if batch_size < 1:
-        raise InvalidArgument(
-            f"batch_size must be a positive integer, got {batch_size}"
-        )
+        raise InvalidArgument(f"batch_size must be a positive integer, got {batch_size}")
     k, sizes = _check_constraints(n, num_blocks, block_sizes)
     return _batches(n, k, sizes, batch_size)
 
 
 @lru_cache(maxsize=64)
-def _small(
-    n: int, k: int | None, sizes: tuple[int, ...] | None
-) -> tuple[NCPartition, ...]:
+def _small(n: int, k: int | None, sizes: tuple[int, ...] | None) -> tuple[NCPartition, ...]:
     codes = _type_codes(n, sizes) if sizes is not None else _py_codes(n, k)
     return tuple(NCPartition._unchecked(c) for c in codes)
 

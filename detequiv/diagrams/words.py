@@ -40,6 +40,7 @@ from typing import Any
 import networkx as nx
 
 from ..errors import InvalidWord
+from .drawing import blocks_svg
 from .maps import Map, blocks_permutation, cycle_permutation
 
 __all__ = ["Letter", "TraceWord", "Diagram", "DETERMINISTIC"]
@@ -327,8 +328,6 @@ class Diagram:
 
     def _repr_svg_(self) -> str | None:
         """Chord drawing for Jupyter (None without matplotlib, so the text repr shows)."""
-        from .graphs import blocks_svg
-
         return blocks_svg(
             len(self.word), self.blocks, labels=[x.name for x in self.word.letters], style="chords"
         )

@@ -181,7 +181,7 @@ def test_isomorphism_respects_letters():
 
 def test_drawing_writes_png_and_svg(tmp_path):
     pytest.importorskip("matplotlib")
-    from detequiv.diagrams.graphs import draw_diagram
+    from detequiv.diagrams.drawing import draw_diagram
 
     d = next(iter(TraceWord([A, W, A, W, W, W]).planar_diagrams()))
     for suffix, magic in ((".png", b"\x89PNG"), (".svg", b"<?xml")):
