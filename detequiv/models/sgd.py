@@ -971,6 +971,20 @@ def _kappa_rf(lam: np.ndarray, eigenvalues: np.ndarray, n_features: int) -> np.n
     return out
 
 
+def _continuous_gain(eta: Any, batch: int, lams: np.ndarray, where: str, kernel: str) -> tuple[float, float]:
+    r"""``(eta / B, Tr Sigma)`` once :math:`\frac\eta B\operatorname{Tr}\Sigma/2<1` is checked: the
+    bound on the ``kernel`` sum of a continuous-time renewal equation (``where`` qualifies the
+    instability in the message)."""
+    gain = float(eta) / batch
+    trace = float(lams.sum())
+    if gain * trace / 2 >= 1:
+        raise InvalidArgument(
+            f"eta={eta!r} is unstable{where}: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 bounds the "
+            f"{kernel} sum; use eta < {2 * batch / trace:.4g}"
+        )
+    return gain, trace
+
+
 def random_features_online_sgd_de(
     eigenvalues: Any,
     beta: Any,
@@ -1009,13 +1023,7 @@ def random_features_online_sgd_de(
     tt = np.asarray(times, dtype=float).reshape(-1)
     if np.any(~np.isfinite(tt)) or np.any(tt < 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps >= 0")
-    gain = float(eta) / batch
-    trace = float(lams.sum())
-    if gain * trace / 2 >= 1:
-        raise InvalidArgument(
-            f"eta={eta!r} is unstable in continuous time: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 "
-            f"bounds the kernel sum; use eta < {2 * batch / trace:.4g}"
-        )
+    gain, trace = _continuous_gain(eta, batch, lams, " in continuous time", "kernel")
     sb = lams * b**2
 
     def transform(sv: np.ndarray) -> np.ndarray:
@@ -1085,13 +1093,7 @@ def multipass_sgd_de(
     tt = np.asarray(times, dtype=float).reshape(-1)
     if tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps > 0")
-    gain = float(eta) / batch
-    trace = float(lams.sum())
-    if gain * trace / 2 >= 1:
-        raise InvalidArgument(
-            f"eta={eta!r} is unstable: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 bounds the "
-            f"train-kernel sum; use eta < {2 * batch / trace:.4g}"
-        )
+    gain, trace = _continuous_gain(eta, batch, lams, "", "train-kernel")
     d = lams.size
     sb = lams * b**2
 
