@@ -243,10 +243,20 @@ def _term_checks(
         key = "total" if name == curve.name else name
         for i in range(t.size):
             yield TermCheck(
-                lambda d, key=key, i=i: float(theory(d)[key][i]),
-                draws.functional(f"{name}(t={t[i]:g})", lambda out, name=name, i=i: float(out[name][i])),
+                functools.partial(_at_time, theory, key, i),
+                draws.functional(f"{name}(t={t[i]:g})", functools.partial(_drawn_at_time, name, i)),
                 label(name, t[i]),
             )
+
+
+def _at_time(theory: Callable[[int], dict[str, np.ndarray]], key: str, i: int, d: int) -> float:
+    """The curve's ``key`` at the ``i``-th time, at dimension ``d``."""
+    return float(theory(d)[key][i])
+
+
+def _drawn_at_time(name: str, i: int, draw: dict[str, np.ndarray]) -> float:
+    """The simulated ``name`` at the ``i``-th time."""
+    return float(draw[name][i])
 
 
 def check_monte_carlo(
