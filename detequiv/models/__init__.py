@@ -6,7 +6,9 @@
 - :mod:`~detequiv.models.gradient_flow`: gradient flow with and without random features;
 - :mod:`~detequiv.models.sgd`: online and multi-pass SGD.
 
-The ``*_mc`` module beside each is its simulation: the Monte Carlo witness of its losses.
+The ``*_mc`` module beside each is its simulation: the Monte Carlo witness of its losses;
+:mod:`~detequiv.models.simulation` holds the bookkeeping they share (seeded draws, one
+report per term, the acceptance rule for samples a witness draws itself).
 """
 
 from .gradient_flow import GradientFlow as GradientFlow

@@ -77,7 +77,8 @@ from ..derivations.traces import mtr, quadratic_form, to_atoms
 from ..derivations.twopoint import TwoPoint
 from ..errors import DetEquivError, InvalidArgument, VerificationError
 from . import gradient_flow_mc
-from .ridge import sample_covariance
+from .random_features import RandomFeatureDerivation, RandomFeatureRidge, check_random_feature_model
+from .ridge import check_linear_model, sample_covariance
 
 __all__ = ["GradientFlow", "RandomFeatureGradientFlow"]
 
@@ -116,13 +117,7 @@ class GradientFlow(CurveModel):
     lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sigma, Deterministic) or not isinstance(self.gaussian, Gaussian):
-            raise InvalidArgument("GradientFlow(Sigma, X, beta): Sigma Deterministic, X Gaussian (P x D)")
-        p, d = self.gaussian.dims
-        if sp.simplify(d - self.sigma.dim) != 0:
-            raise InvalidArgument(f"X has {d} columns but Sigma is {self.sigma.dim} x {self.sigma.dim}")
-        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - d) != 0:
-            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
+        check_linear_model("GradientFlow", self.sigma, self.gaussian, self.beta)
         if self.lam == self.lam2:
             raise InvalidArgument(
                 f"lam and lam2 are both {self.lam}; the forcing needs two Laplace variables"
@@ -145,8 +140,8 @@ class GradientFlow(CurveModel):
     def check_monte_carlo(
         self, curve: LossCurve, sizes: Sequence[int] | None, *, rng: Any, **options: Any
     ) -> Any:
-        """Simulated gradient flow against ``curve``
-        (:func:`detequiv.models.gradient_flow_mc.check_monte_carlo`)."""
+        """Simulated gradient flow (random-feature gradient flow for a random-feature model)
+        against ``curve`` (:func:`detequiv.models.gradient_flow_mc.check_monte_carlo`)."""
         if sizes is not None:
             options["sizes"] = sizes
         return gradient_flow_mc.check_monte_carlo(curve, rng=rng, **options)
@@ -351,8 +346,6 @@ class RandomFeatureGradientFlow(CurveModel):
     lam2: sp.Symbol = sp.Symbol("lam2", positive=True)
 
     def __post_init__(self) -> None:
-        from .random_features import check_random_feature_model
-
         check_random_feature_model(
             "RandomFeatureGradientFlow", self.sigma, self.gaussian, self.features, self.beta
         )
@@ -378,14 +371,8 @@ class RandomFeatureGradientFlow(CurveModel):
         """``N``."""
         return self.features.dims[0]
 
-    def check_monte_carlo(
-        self, curve: LossCurve, sizes: Sequence[int] | None, *, rng: Any, **options: Any
-    ) -> Any:
-        """Simulated gradient flow against ``curve``
-        (:func:`detequiv.models.gradient_flow_mc.check_monte_carlo`)."""
-        if sizes is not None:
-            options["sizes"] = sizes
-        return gradient_flow_mc.check_monte_carlo(curve, rng=rng, **options)
+    # the same witness as GradientFlow's: gradient_flow_mc.check_monte_carlo dispatches on the model
+    check_monte_carlo = GradientFlow.check_monte_carlo
 
     def ridge_ratio(self, scalars: Mapping[str, float]) -> float:
         """``c`` with ``kappa_2 <= lam + c tr Sigma`` on the physical branch (``D/P + D/N``)."""
@@ -489,17 +476,16 @@ def _rf_noise_trace(flow: RandomFeatureGradientFlow, root: FixedPoint) -> tuple[
     in the ridge ``root`` (``kappa_2``), and the steps that derived it.
 
     It is :class:`~detequiv.models.random_features.RandomFeatureRidge`'s own derivation
-    (``noise_trace``: the trace with ``W_F`` held fixed, then released by trace concentration),
+    (:meth:`~detequiv.models.random_features.RandomFeatureDerivation.noise_trace`: the trace
+    with ``W_F`` held fixed, then released by trace concentration),
     nothing copied. Its chain's fixed point is checked
     to be ``root``. The step ``resolvent_identity`` (:math:`\operatorname{tr}k(k+\Sigma)^{-1}
     =1-\operatorname{tr}\Sigma(k+\Sigma)^{-1}`, exact) avoids cancelling 1 against
     :math:`k\operatorname{tr}R` at large :math:`|\lambda|`.
     """
-    from .random_features import RandomFeatureRidge, _RFDerivation
-
     p, d = flow.dims
     ridge = RandomFeatureRidge(flow.sigma, flow.gaussian, flow.features, flow.beta, flow.noise, flow.lam)
-    der = _RFDerivation(ridge)
+    der = RandomFeatureDerivation(ridge)
     f_lam = to_atoms(der.noise_trace())
     if der.kappa != root.symbol or sp.simplify(to_atoms(der.fixed.rhs) - to_atoms(root.rhs)) != 0:
         raise VerificationError(f"the label-noise trace is in {der.fixed}, not in the forcing's ridge {root}")

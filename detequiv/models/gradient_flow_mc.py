@@ -8,7 +8,7 @@ It returns, on a grid of times, the realised test and training losses and the te
 :class:`~detequiv.models.gradient_flow.GradientFlow`'s curves as exact conditional
 expectations over the label noise given ``X`` (the random functionals they were derived
 from). :func:`check_monte_carlo` compares a curve with the sample means through
-:func:`~detequiv.witnesses.acceptance.verify` at each time (tolerance from the standard error
+:func:`~detequiv.models.simulation.verify_terms` at each time (tolerance from the standard error
 plus the ``O(1/D)`` finite-size term). Importing this module registers the witness.
 
 :func:`simulate_random_feature_flow` does the same for linear random features
@@ -20,7 +20,8 @@ feature space is solved exactly through the eigendecomposition of the ``N x N`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,9 @@ import sympy as sp
 
 from ..derivations.laplace import LossCurve
 from ..errors import InvalidArgument
-from ..witnesses.acceptance import verify
-from ..witnesses.onepoint import MonteCarloCheck
+from ..witnesses.common import MonteCarloCheck
 from ..witnesses.sampling import check_rng
+from .simulation import SeededDraws, TermCheck, size_function, verify_terms
 
 __all__ = ["simulate_gradient_flow", "simulate_random_feature_flow", "check_monte_carlo"]
 
@@ -160,6 +161,104 @@ def simulate_random_feature_flow(
     return {"noise": np.full(t.shape, float(noise)), "forcing": forcing, "variance": variance, "L_test": loss}
 
 
+def _validated(
+    curve: LossCurve,
+    simulate_model: Any,
+    noise: float | None,
+    ratio: float,
+    feature_ratio: float,
+    c_finite: float,
+) -> tuple[Any, bool, float, float]:
+    """The validated inputs of :func:`check_monte_carlo`: the curve's model, whether random
+    features are simulated, the label-noise variance (default 0.09, or 0 for a noise-free
+    model) and the finite-size coefficient (scaled to ``min(D, N, P)`` for random features,
+    MATH.md's rule)."""
+    model = curve.model
+    if model is None:
+        raise InvalidArgument("this curve has no model to simulate")
+    rf = hasattr(model if simulate_model is None else simulate_model, "features")
+    model_noise = sp.sympify(getattr(model, "noise", 0))
+    if rf and noise and model_noise == 0:
+        raise InvalidArgument(
+            f"noise={noise}: this curve was derived with noise-free labels (its model has noise=0); "
+            "build RandomFeatureGradientFlow(..., noise=sympy.Symbol('sigma2')) to simulate label noise"
+        )
+    noise = (0.0 if model_noise == 0 else 0.09) if noise is None else noise
+    if ratio <= 0 or noise < 0:
+        raise InvalidArgument(f"need ratio > 0 and noise >= 0; got {ratio}, {noise}")
+    if rf and feature_ratio <= 0:
+        raise InvalidArgument(f"need feature_ratio > 0; got {feature_ratio}")
+    if rf:  # MATH.md's rule: the finite-size term uses the smallest dimension min(D, N, P)
+        c_finite = c_finite / min(1.0, ratio, feature_ratio)
+    return model, rf, noise, c_finite
+
+
+def _curve_values(
+    model: Any,
+    spectrum: np.ndarray,
+    beta: np.ndarray,
+    d: int,
+    ratio: float,
+    feature_ratio: float,
+    noise: float,
+) -> dict[str, Any]:
+    """The values at which the curve of ``model`` is evaluated at dimension ``d``."""
+    values = {
+        model.sigma.name: spectrum,
+        model.beta.name: beta,
+        str(model.dims[0]): round(ratio * d),
+    }
+    if hasattr(model, "features"):
+        values[str(model.n_features)] = round(feature_ratio * d)
+    for name in sorted(str(x) for x in sp.sympify(getattr(model, "noise", 0)).free_symbols):
+        values[name] = noise  # the label-noise variance symbol (sigma2)
+    return values
+
+
+def _label(rf: bool, ratio: float, feature_ratio: float, noise: float, name: str, time: float) -> str:
+    """The report label of ``name`` at ``time``."""
+    if rf:
+        return (
+            f"{name} of random-feature gradient flow at t={time:g}, P/D={ratio}, "
+            f"N/D={feature_ratio}, sigma2={noise}"
+        )
+    return f"{name} of gradient flow at t={time:g}, P/D={ratio}, sigma2={noise}"
+
+
+def _term_checks(
+    curve: LossCurve,
+    terms: Sequence[str] | None,
+    rf: bool,
+    t: np.ndarray,
+    theory: Callable[[int], dict[str, np.ndarray]],
+    draws: SeededDraws[dict[str, np.ndarray]],
+    label: Callable[[str, float], str],
+) -> Iterator[TermCheck]:
+    """Each term (default: the constants, unless random features are simulated, the terms and the
+    total) at each time: the curve's value against the simulated draws' value of the same name."""
+    # the constant noise term (the simulation returns the same constant, nothing to check) is left out there
+    constants = [] if rf else list(curve.constant)
+    names = list(terms) if terms is not None else [*constants, *curve.terms, curve.name]
+    for name in names:
+        key = "total" if name == curve.name else name
+        for i in range(t.size):
+            yield TermCheck(
+                functools.partial(_at_time, theory, key, i),
+                draws.functional(f"{name}(t={t[i]:g})", functools.partial(_drawn_at_time, name, i)),
+                label(name, t[i]),
+            )
+
+
+def _at_time(theory: Callable[[int], dict[str, np.ndarray]], key: str, i: int, d: int) -> float:
+    """The curve's ``key`` at the ``i``-th time, at dimension ``d``."""
+    return float(theory(d)[key][i])
+
+
+def _drawn_at_time(name: str, i: int, draw: dict[str, np.ndarray]) -> float:
+    """The simulated ``name`` at the ``i``-th time."""
+    return float(draw[name][i])
+
+
 def check_monte_carlo(
     curve: LossCurve,
     sizes: Sequence[int] = (200, 400),
@@ -202,106 +301,38 @@ def check_monte_carlo(
         The model to simulate (default: the curve's own). A negative control compares a wrong
         curve with the simulation of the right model, e.g. the plain
         :class:`~detequiv.models.gradient_flow.GradientFlow` curve against random features.
+
+    Returns
+    -------
+    MonteCarloCheck
+        One report per term and time (terms in the order above, each at every time).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class Curve:  # a curve without its model
+    ...     model = None
+    >>> check_monte_carlo(Curve(), rng=np.random.default_rng(0))
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: this curve has no model to simulate
     """
     check_rng(rng)
-    model = curve.model
-    if model is None:
-        raise InvalidArgument("this curve has no model to simulate")
-    sim_model = model if simulate_model is None else simulate_model
-    rf = hasattr(sim_model, "features")
-    model_noise = sp.sympify(getattr(model, "noise", 0))
-    if rf and noise and model_noise == 0:
-        raise InvalidArgument(
-            f"noise={noise}: this curve was derived with noise-free labels (its model has noise=0); "
-            "build RandomFeatureGradientFlow(..., noise=sympy.Symbol('sigma2')) to simulate label noise"
-        )
-    noise = (0.0 if model_noise == 0 else 0.09) if noise is None else noise
-    if ratio <= 0 or noise < 0:
-        raise InvalidArgument(f"need ratio > 0 and noise >= 0; got {ratio}, {noise}")
-    if rf and feature_ratio <= 0:
-        raise InvalidArgument(f"need feature_ratio > 0; got {feature_ratio}")
+    model, rf, noise, c_finite = _validated(curve, simulate_model, noise, ratio, feature_ratio, c_finite)
     t = np.asarray(times, dtype=float)
-    if rf:  # MATH.md's rule: the finite-size term uses the smallest dimension min(D, N, P)
-        c_finite = c_finite / min(1.0, ratio, feature_ratio)
+    spec = size_function(spectrum, lambda d: np.arange(1, d + 1) ** -1.2)
+    target = size_function(beta, lambda d: np.arange(1, d + 1) ** -0.4)
 
     def simulate(d: int, local: np.random.Generator) -> dict[str, np.ndarray]:
+        p, n = round(ratio * d), round(feature_ratio * d)
         if rf:
-            return simulate_random_feature_flow(
-                spec(d), target(d), round(feature_ratio * d), round(ratio * d), t, local, noise
-            )
-        return simulate_gradient_flow(spec(d), target(d), round(ratio * d), noise, t, local)
+            return simulate_random_feature_flow(spec(d), target(d), n, p, t, local, noise)
+        return simulate_gradient_flow(spec(d), target(d), p, noise, t, local)
 
-    def spec(d: int) -> np.ndarray:
-        return np.asarray(spectrum(d) if spectrum else np.arange(1, d + 1) ** -1.2, dtype=float)
-
-    def target(d: int) -> np.ndarray:
-        return np.asarray(beta(d) if beta else np.arange(1, d + 1) ** -0.4, dtype=float)
-
-    cache: dict[int, dict[str, np.ndarray]] = {}
-
+    @functools.cache
     def theory(d: int) -> dict[str, np.ndarray]:
-        if d not in cache:
-            values = {
-                model.sigma.name: spec(d),
-                model.beta.name: target(d),
-                str(model.dims[0]): round(ratio * d),
-            }
-            if hasattr(model, "features"):
-                values[str(model.n_features)] = round(feature_ratio * d)
-            for name in sorted(str(x) for x in model_noise.free_symbols):
-                values[name] = noise  # the label-noise variance symbol (sigma2)
-            cache[d] = curve.evaluate(values, t)
-        return cache[d]
+        return curve.evaluate(_curve_values(model, spec(d), target(d), d, ratio, feature_ratio, noise), t)
 
-    draws: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
-    # the constant noise term (the simulation returns the same constant, nothing to check) is left out there
-    constants = [] if rf else list(curve.constant)
-    names = list(terms) if terms is not None else [*constants, *curve.terms, curve.name]
-
-    def exact_for(name: str, i: int) -> Callable[[int], float]:
-        def exact(d: int) -> float:
-            return float(theory(d)["total" if name == curve.name else name][i])
-
-        return exact
-
-    def functional_for(name: str, i: int) -> Callable[[dict[Any, np.ndarray]], float]:
-        def functional(m: dict[Any, np.ndarray]) -> float:
-            seed = m["seed"]
-            d = seed.shape[0]
-            key = (d, tuple(seed[0, :4]))
-            if key not in draws:
-                local = np.random.default_rng(seed[0, :4].astype(np.int64))
-                draws[key] = simulate(d, local)
-            return float(draws[key][name][i])
-
-        functional.__name__ = f"{name}(t={t[i]:g})"
-        return functional
-
-    def seed_sampler(n: int, r: np.random.Generator) -> np.ndarray:
-        out = np.zeros((n, n))
-        out[0, :4] = r.integers(1, 2**31, size=4)
-        return out
-
-    base = int(rng.integers(2**63))  # the same draws for every term and time (each simulated once)
-    reports = []
-    for name in names:
-        for i in range(t.size):
-            reports.append(
-                verify(
-                    exact_for(name, i),
-                    functional_for(name, i),
-                    {"seed": seed_sampler},
-                    sizes=sizes,
-                    n_samples=n_samples,
-                    rng=np.random.default_rng(base),
-                    c_finite=c_finite,
-                    n_se=n_se,
-                    label=(
-                        f"{name} of random-feature gradient flow at t={t[i]:g}, P/D={ratio}, "
-                        f"N/D={feature_ratio}, sigma2={noise}"
-                        if rf
-                        else f"{name} of gradient flow at t={t[i]:g}, P/D={ratio}, sigma2={noise}"
-                    ),
-                )
-            )
-    return MonteCarloCheck(tuple(reports))
+    label = functools.partial(_label, rf, ratio, feature_ratio, noise)
+    checks = _term_checks(curve, terms, rf, t, theory, SeededDraws(simulate), label)
+    return verify_terms(checks, sizes=sizes, n_samples=n_samples, rng=rng, c_finite=c_finite, n_se=n_se)

@@ -387,8 +387,53 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
         raise DetEquivError(f"test and training errors use different ridges {kappa}, {train.kappa}")
     fp = test.fixed_points[0]
     lam_k = _lam_from_fixed_point(fp, lam)
-    p, d = model.dims
-    steps: list[Step] = [
+    steps = _engine_steps(test, train, fp, lam_k)
+    sub = {lam: lam_k}
+    e_test, atoms = canonical_traces(test.total.xreplace(sub), model, kappa)
+    e_train, atoms2 = canonical_traces(train.total.xreplace(sub), model, kappa)
+    atoms.update(atoms2)
+    steps.append(
+        Step(
+            TRACE_BASIS,
+            sp.Symbol("Sigma") * sp.Symbol("R"),
+            1 - kappa * sp.Symbol("R"),
+            "Sigma (kappa + Sigma)^-1 = I - kappa (kappa + Sigma)^-1 reduces every trace atom "
+            "to tr R^j, b.R^j.b (algebraically independent)",
+        )
+    )
+    s, sw, s_matches, s_step = _s_transform_check(model, lam, kappa, lam_k, atoms)
+    steps.append(s_step)
+    raw = test.total - (kappa / lam) ** 2 * train.total
+    holds, residual, counter, step = _identity_step(
+        TRAIN_TEST_RELATION,
+        sp.Symbol("E_test") - sp.Symbol("S") ** 2 * sp.Symbol("E_train"),
+        e_test - s**2 * e_train,
+        raw,
+        test,
+        "rational cancellation in the trace basis",
+    )
+    # simplified when the relation holds (then it is S^2); left as the quotient otherwise
+    ratio = sp.factor(sp.cancel(sp.together(e_test / e_train))) if holds else e_test / e_train
+    steps.append(step)
+    return TrainTestRelation(
+        test=test,
+        train=train,
+        s=s,
+        s_transform=sw,
+        s_matches=s_matches,
+        ratio=ratio,
+        holds=holds,
+        residual=residual,
+        counterexample=counter,
+        atoms=dict(sorted(atoms.items(), key=lambda kv: str(kv[0]))),
+        derivation=tuple(steps),
+    )
+
+
+def _engine_steps(test: LossFormula, train: LossFormula, fp: FixedPoint, lam_k: sp.Expr) -> list[Step]:
+    """The first steps of :func:`train_test_relation`: both errors from the engine, and its fixed
+    point solved for the ridge."""
+    return [
         Step(
             DERIVE_TEST_ERROR,
             sp.Symbol("E_test"),
@@ -403,66 +448,49 @@ def train_test_relation(model: RidgeRegression) -> TrainTestRelation:
         ),
         Step(
             FIXED_POINT_FOR_RIDGE,
-            lam,
+            test.lam,
             lam_k,
             "the engine's fixed point solved for lam (it is linear in lam)",
             fp.equation,
         ),
     ]
-    sub = {lam: lam_k}
-    e_test, atoms = canonical_traces(test.total.xreplace(sub), model, kappa)
-    e_train, atoms2 = canonical_traces(train.total.xreplace(sub), model, kappa)
-    atoms.update(atoms2)
-    steps.append(
-        Step(
-            TRACE_BASIS,
-            sp.Symbol("Sigma") * sp.Symbol("R"),
-            1 - kappa * sp.Symbol("R"),
-            "Sigma (kappa + Sigma)^-1 = I - kappa (kappa + Sigma)^-1 reduces every trace atom "
-            "to tr R^j, b.R^j.b (algebraically independent)",
-        )
-    )
-    s_raw = kappa / lam_k
-    s, _ = canonical_traces(s_raw, model, kappa)
+
+
+def _s_transform_check(
+    model: RidgeRegression, lam: sp.Symbol, kappa: sp.Symbol, lam_k: sp.Expr, atoms: dict[sp.Symbol, sp.Expr]
+) -> tuple[sp.Expr, sp.Expr, bool, Step]:
+    r""":math:`S=\kappa/\lambda` and :math:`S_W(-\mathrm{df}_1)` of the Wishart law of ratio
+    ``D/P`` in the trace basis (their atoms added to ``atoms``), whether they cancel, and the step."""
+    p, d = model.dims
+    s, _ = canonical_traces(kappa / lam_k, model, kappa)
     law = Wishart(sp.simplify(d / p))
     sw_raw = law.s_transform(-df1(model.sigma.to_sympy(), kappa))
     sw, atoms3 = canonical_traces(sw_raw, model, kappa)
     atoms.update(atoms3)
     s_matches = sp.cancel(sp.together(s - sw)) == 0
-    steps.append(
-        Step(
-            S_TRANSFORM_OF_WISHART,
-            kappa / lam,
-            sw_raw,
-            f"S_W(t) of Wishart(D/P) at t = -df1; kappa/lam - S_W(-df1) cancels: {s_matches}",
-        )
+    step = Step(
+        S_TRANSFORM_OF_WISHART,
+        kappa / lam,
+        sw_raw,
+        f"S_W(t) of Wishart(D/P) at t = -df1; kappa/lam - S_W(-df1) cancels: {s_matches}",
     )
-    raw = test.total - (kappa / lam) ** 2 * train.total
-    holds, residual, counter = _decide_zero(e_test - s**2 * e_train, raw, test)
-    # simplified when the relation holds (then it is S^2); left as the quotient otherwise
-    ratio = sp.factor(sp.cancel(sp.together(e_test / e_train))) if holds else e_test / e_train
-    steps.append(
-        Step(
-            TRAIN_TEST_RELATION,
-            sp.Symbol("E_test") - sp.Symbol("S") ** 2 * sp.Symbol("E_train"),
-            residual,
-            "rational cancellation in the trace basis"
-            + ("" if holds else f"; nonzero: {counter:.6g} at a generic numerical instance"),
-        )
+    return s, sw, bool(s_matches), step
+
+
+def _identity_step(
+    rule: Any, before: sp.Expr, diff: sp.Expr, raw: sp.Expr, template: LossFormula, note: str
+) -> tuple[bool, sp.Expr, float | None, Step]:
+    """Decide ``diff = 0`` in the trace basis (:func:`_decide_zero`, ``raw`` its form for a
+    numerical counterexample) and record it as a step of ``rule``: ``(holds, residual,
+    counterexample, step)``."""
+    holds, residual, counter = _decide_zero(diff, raw, template)
+    step = Step(
+        rule,
+        before,
+        residual,
+        note + ("" if holds else f"; nonzero: {counter:.6g} at a generic numerical instance"),
     )
-    return TrainTestRelation(
-        test=test,
-        train=train,
-        s=s,
-        s_transform=sw,
-        s_matches=bool(s_matches),
-        ratio=ratio,
-        holds=holds,
-        residual=residual,
-        counterexample=counter,
-        atoms=dict(sorted(atoms.items(), key=lambda kv: str(kv[0]))),
-        derivation=tuple(steps),
-    )
+    return holds, residual, counter, step
 
 
 # ---------------------------------------------------------------------------
@@ -546,6 +574,50 @@ def gcv_estimator(model: RidgeRegression) -> GCVEstimator:
         raise InvalidArgument(f"gcv_estimator needs a RidgeRegression, got {type(model).__name__}")
     test, train = _derived(model)
     lam, kappa = train.lam, train.kappa
+    df_hat, steps = _df_hat_equivalent(model, lam, kappa)
+    scale = (1 - df_hat / model.dims[0]) ** 2
+    terms = {k: v / scale for k, v in train.terms.items()}
+    formula = LossFormula(
+        name="GCV",
+        terms=terms,
+        random={},
+        fixed_points=train.fixed_points,
+        derivation=tuple(steps),
+        lam=lam,
+        kappa=kappa,
+        model=model,
+    )
+    lam_k = _lam_from_fixed_point(test.fixed_points[0], lam)
+    sub = {lam: lam_k}
+    gcv_c, _ = canonical_traces(formula.total.xreplace(sub), model, kappa)
+    test_c, _ = canonical_traces(test.total.xreplace(sub), model, kappa)
+    holds, residual, counter, step = _identity_step(
+        GCV_IS_TEST_ERROR,
+        sp.Symbol("GCV") - sp.Symbol("E_test"),
+        gcv_c - test_c,
+        formula.total - test.total,
+        test,
+        "engine fixed point substituted, trace basis, rational cancellation",
+    )
+    steps.append(step)
+    formula = replace(formula, derivation=tuple(steps))
+    return GCVEstimator(
+        formula=formula,
+        df_hat=df_hat,
+        equals_test_error=holds,
+        residual=residual,
+        counterexample=counter,
+        model=model,
+        derivation=tuple(steps),
+    )
+
+
+def _df_hat_equivalent(
+    model: RidgeRegression, lam: sp.Symbol, kappa: sp.Symbol
+) -> tuple[sp.Expr, list[Step]]:
+    r"""The equivalent of :math:`\widehat{\mathrm{df}}=D-\operatorname{Tr}\lambda G` in the ridge
+    ``kappa`` (the engine's one-point trace), and the steps from the definition of GCV to the
+    ratio of the equivalents."""
     p, d = model.dims
     one = derive(trace(lam * resolvent(model.sample_covariance, lam)))
     k1 = one.fixed_points[0].symbol
@@ -573,42 +645,7 @@ def gcv_estimator(model: RidgeRegression) -> GCVEstimator:
             "E_train and df_hat / P concentrate: the equivalent of the ratio is the ratio of equivalents",
         ),
     ]
-    scale = (1 - df_hat / p) ** 2
-    terms = {k: v / scale for k, v in train.terms.items()}
-    formula = LossFormula(
-        name="GCV",
-        terms=terms,
-        random={},
-        fixed_points=train.fixed_points,
-        derivation=tuple(steps),
-        lam=lam,
-        kappa=kappa,
-        model=model,
-    )
-    lam_k = _lam_from_fixed_point(test.fixed_points[0], lam)
-    sub = {lam: lam_k}
-    gcv_c, _ = canonical_traces(formula.total.xreplace(sub), model, kappa)
-    test_c, _ = canonical_traces(test.total.xreplace(sub), model, kappa)
-    holds, residual, counter = _decide_zero(gcv_c - test_c, formula.total - test.total, test)
-    steps.append(
-        Step(
-            GCV_IS_TEST_ERROR,
-            sp.Symbol("GCV") - sp.Symbol("E_test"),
-            residual,
-            "engine fixed point substituted, trace basis, rational cancellation"
-            + ("" if holds else f"; nonzero: {counter:.6g} at a generic numerical instance"),
-        )
-    )
-    formula = replace(formula, derivation=tuple(steps))
-    return GCVEstimator(
-        formula=formula,
-        df_hat=df_hat,
-        equals_test_error=holds,
-        residual=residual,
-        counterexample=counter,
-        model=model,
-        derivation=tuple(steps),
-    )
+    return df_hat, steps
 
 
 def _trace_atoms(expr: sp.Expr) -> tuple[sp.Expr, None]:

@@ -16,6 +16,7 @@ Importing this module registers the witnesses ``kernel/monte_carlo`` and ``kerne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -24,11 +25,12 @@ import numpy as np
 from ..derivations.formula import LossFormula
 from ..derivations.results import monte_carlo_witness
 from ..errors import InvalidArgument
-from ..witnesses.acceptance import VerificationReport, VerificationRow
-from ..witnesses.onepoint import MonteCarloCheck
+from ..witnesses.acceptance import VerificationRow
+from ..witnesses.common import MonteCarloCheck
 from ..witnesses.sampling import check_rng
 from .kernel import GCVEstimator, KernelRegression
 from .ridge import RidgeRegression
+from .simulation import acceptance_row, replay, reports_check, size_function
 
 __all__ = [
     "circle_features",
@@ -150,20 +152,40 @@ def simulate_kernel_ridge(
     return dict(sorted(out.items()))
 
 
-def _row(n: int, exact: float, samples: np.ndarray, n_se: float, c_finite: float) -> VerificationRow:
-    mean = float(np.mean(samples))
-    se = float(np.std(samples, ddof=1) / np.sqrt(samples.size)) if samples.size > 1 else 0.0
-    tol = n_se * se + c_finite * abs(exact) / n
-    err = mean - exact
-    return VerificationRow(
-        N=n,
-        exact=exact,
-        mean=mean,
-        se=se,
-        n_samples=int(samples.size),
-        error=err,
-        tolerance=tol,
-        ok=abs(err) < tol,
+def _kernel_problems(
+    kernel: KernelRegression | Callable[[int], KernelRegression], sizes: Sequence[int]
+) -> list[KernelRegression]:
+    """The kernel problems of :func:`check_kernel_monte_carlo`: one, or the family at each size."""
+    if callable(kernel) and not isinstance(kernel, KernelRegression):
+        if not sizes:
+            raise InvalidArgument("a kernel family (size -> KernelRegression) needs sizes=(...)")
+        return [kernel(int(s)) for s in sizes]
+    if isinstance(kernel, KernelRegression):
+        if sizes:
+            raise InvalidArgument(
+                "sizes only apply to a kernel family; pass a callable size -> KernelRegression"
+            )
+        return [kernel]
+    raise InvalidArgument(f"kernel must be a KernelRegression or a callable, got {type(kernel).__name__}")
+
+
+def _kernel_draws(
+    problem: KernelRegression, lam: float, features: Features, conditional: bool, base: int, n_samples: int
+) -> list[dict[str, float]]:
+    """``n_samples`` fits of ``problem`` on the stream of ``base`` (the same for every problem)."""
+    return replay(
+        base,
+        n_samples,
+        lambda local: simulate_kernel_ridge(
+            np.asarray(problem.eigenvalues),
+            np.asarray(problem.target),
+            int(problem.samples),
+            problem.ridge(lam),
+            float(problem.noise),
+            local,
+            features=features,
+            conditional=conditional,
+        ),
     )
 
 
@@ -199,22 +221,25 @@ def check_kernel_monte_carlo(
     terms : sequence of str, optional
         Terms to compare (default: ``bias``, ``variance`` and ``total`` for Gaussian
         features, ``total`` otherwise; the conditional terms cost a ``P x P`` inverse).
+
+    Returns
+    -------
+    MonteCarloCheck
+        One report per term, a row per kernel problem (by increasing ``N``), all problems
+        replaying the same random stream.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_kernel_monte_carlo(3, rng=np.random.default_rng(0), lam=1e-2)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: kernel must be a KernelRegression or a callable, got int
     """
     check_rng(rng)
     if n_samples < 2:
         raise InvalidArgument(f"n_samples = {n_samples}: need at least 2 draws for a standard error")
-    if callable(kernel) and not isinstance(kernel, KernelRegression):
-        if not sizes:
-            raise InvalidArgument("a kernel family (size -> KernelRegression) needs sizes=(...)")
-        problems = [kernel(int(s)) for s in sizes]
-    elif isinstance(kernel, KernelRegression):
-        if sizes:
-            raise InvalidArgument(
-                "sizes only apply to a kernel family; pass a callable size -> KernelRegression"
-            )
-        problems = [kernel]
-    else:
-        raise InvalidArgument(f"kernel must be a KernelRegression or a callable, got {type(kernel).__name__}")
+    problems = _kernel_problems(kernel, sizes)
     if not callable(features) and features not in ("gaussian", "circle"):
         raise InvalidArgument(
             f"features = {features!r}: use 'gaussian', 'circle' or a callable (rng, P, D) -> P x D"
@@ -227,36 +252,20 @@ def check_kernel_monte_carlo(
     for problem in sorted(problems, key=lambda k: min(k.dimension, int(k.samples))):
         formula = loss if loss is not None else problem.test_error()
         exact = formula.evaluate(problem.values(lam))
-        local = np.random.default_rng(base)
-        draws = [
-            simulate_kernel_ridge(
-                np.asarray(problem.eigenvalues),
-                np.asarray(problem.target),
-                int(problem.samples),
-                problem.ridge(lam),
-                float(problem.noise),
-                local,
-                features=features,
-                conditional=conditional,
-            )
-            for _ in range(n_samples)
-        ]
+        draws = _kernel_draws(problem, lam, features, conditional, base, n_samples)
         n = min(problem.dimension, int(problem.samples))
         for t in terms:
             key = "E_test" if t == "total" else t
             samples = np.array([dr[key] for dr in draws])
-            rows[t].append(_row(n, float(np.real(exact[t])), samples, n_se, c_finite))
+            rows[t].append(acceptance_row(n, float(np.real(exact[t])), samples, n_se, c_finite))
     feat = features if isinstance(features, str) else "custom"
-    reports = tuple(
-        VerificationReport(
-            label=f"{t} of kernel ridge regression ({feat} features) at lam={lam}",
-            rows=tuple(rows[t]),
-            n_se=n_se,
-            c_finite=c_finite,
-        )
-        for t in terms
+    return reports_check(
+        terms,
+        rows,
+        lambda t: f"{t} of kernel ridge regression ({feat} features) at lam={lam}",
+        n_se=n_se,
+        c_finite=c_finite,
     )
-    return MonteCarloCheck(reports)
 
 
 def simulate_gcv(
@@ -307,6 +316,47 @@ def simulate_gcv(
     }
 
 
+def _gcv_model(
+    gcv: GCVEstimator | RidgeRegression,
+    lam: float,
+    ratio: float,
+    noise: float,
+    estimators: Sequence[str],
+    n_samples: int,
+) -> RidgeRegression:
+    """The validated inputs of :func:`check_gcv`: the ridge model (without covariate shift)."""
+    if not (lam > 0 and ratio > 0 and noise >= 0):
+        raise InvalidArgument(f"need lam > 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
+    bad = [e for e in estimators if e not in ("gcv", "unsquared", "E_train")]
+    if bad or not estimators:
+        raise InvalidArgument(
+            f"estimators = {tuple(estimators)!r}: choose from 'gcv', 'unsquared', 'E_train'"
+        )
+    if n_samples < 2:
+        raise InvalidArgument(f"n_samples = {n_samples}: need at least 2 draws for a standard error")
+    model = gcv.model if isinstance(gcv, GCVEstimator) else gcv
+    if not isinstance(model, RidgeRegression):
+        raise InvalidArgument(f"check_gcv needs a GCVEstimator or RidgeRegression, got {type(gcv).__name__}")
+    if model.test_covariance is not None:
+        raise InvalidArgument("GCV estimates the in-distribution test error; the model has a test covariance")
+    return model
+
+
+def _gcv_values(
+    model: RidgeRegression, spectrum: np.ndarray, beta: np.ndarray, lam: float, d: int, p: int, noise: float
+) -> dict[str, Any]:
+    """The values at which the model's test error is evaluated."""
+    p_sym, d_sym = model.dims
+    return {
+        model.sigma.name: spectrum,
+        model.beta.name: beta,
+        str(model.lam): lam,
+        str(d_sym): d,
+        str(p_sym): p,
+        str(model.noise): noise,
+    }
+
+
 def check_gcv(
     gcv: GCVEstimator | RidgeRegression,
     sizes: Sequence[int] = (300,),
@@ -328,54 +378,34 @@ def check_gcv(
     spectrum ``k^-1.2`` and target ``beta_k = k^-0.45`` (MATH.md 4.2). ``estimators``
     (one report each, all from the same data sets): ``gcv`` (should pass), ``E_train`` or
     ``unsquared`` (should be rejected).
+
+    >>> import numpy as np
+    >>> check_gcv(None, rng=np.random.default_rng(0), lam=0.0, ratio=1.0, noise=0.1)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: need lam > 0, ratio > 0, noise >= 0; got 0.0, 1.0, 0.1
     """
     check_rng(rng)
-    if not (lam > 0 and ratio > 0 and noise >= 0):
-        raise InvalidArgument(f"need lam > 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
-    bad = [e for e in estimators if e not in ("gcv", "unsquared", "E_train")]
-    if bad or not estimators:
-        raise InvalidArgument(
-            f"estimators = {tuple(estimators)!r}: choose from 'gcv', 'unsquared', 'E_train'"
-        )
-    if n_samples < 2:
-        raise InvalidArgument(f"n_samples = {n_samples}: need at least 2 draws for a standard error")
-    model = gcv.model if isinstance(gcv, GCVEstimator) else gcv
-    if not isinstance(model, RidgeRegression):
-        raise InvalidArgument(f"check_gcv needs a GCVEstimator or RidgeRegression, got {type(gcv).__name__}")
-    if model.test_covariance is not None:
-        raise InvalidArgument("GCV estimates the in-distribution test error; the model has a test covariance")
+    model = _gcv_model(gcv, lam, ratio, noise, estimators, n_samples)
     test = model.test_error()
-    p_sym, d_sym = model.dims
+    spec_at = size_function(spectrum, lambda d: np.arange(1, d + 1) ** -1.2)
+    beta_at = size_function(beta, lambda d: np.arange(1, d + 1) ** -0.45)
     rows: dict[str, list[VerificationRow]] = {e: [] for e in estimators}
     base = int(rng.integers(2**63))
     for d in sorted(int(s) for s in sizes):
-        k = np.arange(1, d + 1)
-        spec = np.asarray(spectrum(d), dtype=float) if spectrum else k**-1.2
-        b = np.asarray(beta(d), dtype=float) if beta else k**-0.45
-        p = round(ratio * d)
-        values = {
-            model.sigma.name: spec,
-            model.beta.name: b,
-            str(model.lam): lam,
-            str(d_sym): d,
-            str(p_sym): p,
-            str(model.noise): noise,
-        }
-        exact = float(np.real(test.evaluate(values)["total"]))
-        local = np.random.default_rng(base)
-        draws = [simulate_gcv(spec, b, p, lam, noise, local) for _ in range(n_samples)]
+        spec, b, p = spec_at(d), beta_at(d), round(ratio * d)
+        exact = float(np.real(test.evaluate(_gcv_values(model, spec, b, lam, d, p, noise))["total"]))
+        draws = replay(base, n_samples, functools.partial(simulate_gcv, spec, b, p, lam, noise))
         for e in estimators:
-            rows[e].append(_row(min(d, p), exact, np.array([dr[e] for dr in draws]), n_se, c_finite))
-    return MonteCarloCheck(
-        tuple(
-            VerificationReport(
-                label=f"mean {e} vs E_test at lam={lam}, P/D={ratio}, sigma2={noise}",
-                rows=tuple(rows[e]),
-                n_se=n_se,
-                c_finite=c_finite,
+            rows[e].append(
+                acceptance_row(min(d, p), exact, np.array([dr[e] for dr in draws]), n_se, c_finite)
             )
-            for e in estimators
-        )
+    return reports_check(
+        estimators,
+        rows,
+        lambda e: f"mean {e} vs E_test at lam={lam}, P/D={ratio}, sigma2={noise}",
+        n_se=n_se,
+        c_finite=c_finite,
     )
 
 

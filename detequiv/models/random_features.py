@@ -82,7 +82,7 @@ from . import random_features_mc
 from .kernel import canonical_traces
 from .rules import ERROR_DECOMPOSITION
 
-__all__ = ["RandomFeatureRidge", "check_random_feature_model"]
+__all__ = ["RandomFeatureRidge", "RandomFeatureDerivation", "check_random_feature_model"]
 
 
 def _merge_sqrt(m: sp.Basic) -> sp.Basic:
@@ -209,7 +209,7 @@ class RandomFeatureRidge(LossModel):
     # -- the loss -------------------------------------------------------------
     def test_error(self) -> LossFormula:
         """Test error with the fine-grained split (MATH.md 4.5), derived."""
-        return _RFDerivation(self).test_error()
+        return RandomFeatureDerivation(self).test_error()
 
     def check_monte_carlo(
         self, loss: LossFormula, sizes: Sequence[int] | None, *, rng: Any, **options: Any
@@ -284,8 +284,55 @@ def _factors(m: sp.Basic) -> tuple[sp.Expr, list[sp.Basic]]:
     return sp.S.One, [m]
 
 
-class _RFDerivation:
-    """The steps of :meth:`RandomFeatureRidge.test_error` (kept apart from the value class)."""
+class RandomFeatureDerivation:
+    r"""The derivation of :meth:`RandomFeatureRidge.test_error`, kept apart from the value class.
+
+    One instance derives one loss: each part of the fine-grained split (MATH.md 4.5) is a
+    method that returns its equivalent, in the chain's ridge ``kappa``, and appends its named
+    steps to :attr:`steps`; :meth:`test_error` runs them all in order.
+    :class:`~detequiv.models.gradient_flow.RandomFeatureGradientFlow` reuses
+    :meth:`noise_trace` for its label-noise term.
+
+    Parameters
+    ----------
+    model : RandomFeatureRidge
+        The model to derive.
+
+    Attributes
+    ----------
+    m : RandomFeatureRidge
+        The model.
+    lam : sympy.Symbol
+        Its ridge.
+    steps : list of Step
+        The steps recorded so far, in order.
+    chain : OnePoint
+        The one-point chain :math:`\lambda(\lambda+W_F\hat\Sigma)^{-1}` (data averaged first).
+    kappa : sympy.Symbol
+        The chain's final (implicit) ridge, in which every part is written.
+    fixed : FixedPoint
+        Its fixed point.
+    explicit : dict
+        The chain's intermediate ridges as functions of ``kappa``.
+    b : sympy.MatrixSymbol
+        The target :math:`\beta` (``D x 1``).
+    d : sympy.Expr
+        The dimension ``D``.
+    k, k2 : sympy.Symbol
+        Spectral parameters of the conditional (held-factor) equivalents.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from detequiv.derivations.expressions import Deterministic, DeterministicVector, Gaussian
+    >>> D, N, P = sp.symbols("D N P", positive=True)
+    >>> model = RandomFeatureRidge(Deterministic("Sigma", D), Gaussian("X", (P, D)),
+    ...                            Gaussian("F", (N, D)), DeterministicVector("beta", D))
+    >>> der = RandomFeatureDerivation(model)
+    >>> trace_value = der.noise_trace()
+    >>> [s.rule.name for s in der.steps][-2:]
+    ['conditional_equivalent', 'trace_concentration']
+    """
 
     def __init__(self, model: RandomFeatureRidge) -> None:
         self.m = model
@@ -588,6 +635,7 @@ class _RFDerivation:
 
     # -- the loss -------------------------------------------------------------------
     def test_error(self) -> LossFormula:
+        """The test error with the fine-grained split: every part derived, its steps in order."""
         m = self.m
         p, d = m.dims
         self.steps.append(

@@ -54,7 +54,7 @@ from ..errors import InvalidArgument
 from . import ridge_mc
 from .rules import ERROR_DECOMPOSITION, TRAINING_DECOMPOSITION
 
-__all__ = ["RidgeRegression", "sample_covariance"]
+__all__ = ["RidgeRegression", "check_linear_model", "sample_covariance"]
 
 
 # ---------------------------------------------------------------------------
@@ -66,6 +66,33 @@ def sample_covariance(sigma: Deterministic, gaussian: Gaussian) -> Any:
     r"""The expression :math:`\Sigma^{1/2}X^\top X\Sigma^{1/2}/P` of data with covariance ``sigma``."""
     s = sigma.sqrt()
     return s @ gaussian.T @ gaussian @ s / gaussian.dims[0]
+
+
+def check_linear_model(model: str, sigma: Any, gaussian: Any, beta: Any) -> None:
+    """Validate ``model(Sigma, X, beta)``: types and matching dimensions.
+
+    Raises
+    ------
+    InvalidArgument
+        Naming what is wrong and what was expected.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> D, P = sp.symbols("D P", positive=True)
+    >>> sigma, beta = Deterministic("Sigma", D), DeterministicVector("beta", D)
+    >>> check_linear_model("Model", sigma, Gaussian("X", (P, P)), beta)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: X has P columns but Sigma is D x D
+    """
+    if not isinstance(sigma, Deterministic) or not isinstance(gaussian, Gaussian):
+        raise InvalidArgument(f"{model}(Sigma, X, beta): Sigma Deterministic, X Gaussian (P x D)")
+    p, d = gaussian.dims
+    if sp.simplify(d - sigma.dim) != 0:
+        raise InvalidArgument(f"X has {d} columns but Sigma is {sigma.dim} x {sigma.dim}")
+    if not isinstance(beta, DeterministicVector) or sp.simplify(beta.dim - d) != 0:
+        raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +114,7 @@ class RidgeRegression(LossModel):
     lam: sp.Symbol = sp.Symbol("lam", positive=True)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sigma, Deterministic) or not isinstance(self.gaussian, Gaussian):
-            raise InvalidArgument("RidgeRegression(Sigma, X, beta): Sigma Deterministic, X Gaussian (P x D)")
-        p, d = self.gaussian.dims
-        if sp.simplify(d - self.sigma.dim) != 0:
-            raise InvalidArgument(f"X has {d} columns but Sigma is {self.sigma.dim} x {self.sigma.dim}")
-        if not isinstance(self.beta, DeterministicVector) or sp.simplify(self.beta.dim - d) != 0:
-            raise InvalidArgument(f"beta must be a DeterministicVector of dimension {d}")
+        check_linear_model("RidgeRegression", self.sigma, self.gaussian, self.beta)
 
     @property
     def dims(self) -> tuple[sp.Expr, sp.Expr]:

@@ -4,7 +4,7 @@
 :math:`y=X\\beta+\\varepsilon` at several sizes ``D`` (``P = ratio * D``), fits
 :math:`\\hat\\beta=(\\hat\\Sigma+\\lambda)^{-1}X^\\top y/P`, and compares each term of a
 :class:`~detequiv.models.ridge.LossFormula` with its sample mean through
-:func:`~detequiv.witnesses.acceptance.verify` (tolerance from the standard error plus the
+:func:`~detequiv.models.simulation.check_loss_terms` (tolerance from the standard error plus the
 ``O(1/D)`` finite-size term). Per draw, the bias and variance terms are the exact
 conditional expectations over the label noise given ``X`` (the random functionals the
 formula was derived from); the ``total`` row uses the realised noise, i.e. the error of
@@ -20,9 +20,9 @@ import numpy as np
 
 from ..derivations.formula import LossFormula
 from ..errors import InvalidArgument
-from ..witnesses.acceptance import verify
-from ..witnesses.onepoint import MonteCarloCheck
+from ..witnesses.common import MonteCarloCheck
 from ..witnesses.sampling import check_rng
+from .simulation import SeededDraws, check_loss_terms, size_function
 
 __all__ = ["check_monte_carlo", "simulate_ridge"]
 
@@ -81,6 +81,54 @@ def simulate_ridge(
     }
 
 
+def _simulated_model(
+    loss: LossFormula, lam: float, ratio: float, noise: float, test_spectrum: Callable[[int], Any] | None
+) -> Any:
+    """The validated inputs of :func:`check_monte_carlo`: the loss's ridge model."""
+    if lam < 0 or ratio <= 0 or noise < 0:
+        raise InvalidArgument(f"need lam >= 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
+    model = loss.model
+    if model is None:
+        raise InvalidArgument("this loss has no model to simulate")
+    if model.test_covariance is not None and test_spectrum is None:
+        raise InvalidArgument("the model has a test covariance; pass test_spectrum=D -> eigenvalues")
+    return model
+
+
+def _formula_values(
+    loss: LossFormula,
+    model: Any,
+    d: int,
+    spectrum: np.ndarray,
+    beta: np.ndarray,
+    lam: float,
+    ratio: float,
+    noise: float,
+    test_spectrum: Callable[[int], Any] | None,
+) -> dict[Any, Any]:
+    """The values at which ``loss`` is evaluated at dimension ``d`` (the test noise is ``noise``)."""
+    out: dict[Any, Any] = {
+        model.sigma.name: spectrum,
+        model.beta.name: beta,
+        str(loss.lam): lam,
+        str(model.dims[1]): d,
+        str(model.dims[0]): round(ratio * d),
+        str(model.noise): noise,
+    }
+    if test_spectrum is not None:
+        out[model.test_covariance.name] = np.asarray(test_spectrum(d), dtype=float)
+    if model.test_noise is not None:
+        for s in getattr(model.test_noise, "free_symbols", ()):
+            out.setdefault(str(s), noise)
+    return out
+
+
+def _unit_power_law(d: int) -> np.ndarray:
+    """The default target: ``k^-0.6``, ``k = 1..D``, normalized to 1."""
+    v = np.arange(1, d + 1) ** -0.6
+    return v / np.linalg.norm(v)
+
+
 def check_monte_carlo(
     loss: LossFormula,
     sizes: Sequence[int] = (100, 200, 400),
@@ -110,99 +158,46 @@ def check_monte_carlo(
     test_spectrum : callable, optional
         ``D -> eigenvalues`` of a covariate-shifted test covariance, diagonal in the
         same basis (default: ``Sigma``).
+
+    Returns
+    -------
+    MonteCarloCheck
+        One report per term of ``loss``, in its order, then the total against the realised
+        error (:func:`simulate_ridge`'s ``E_test`` or ``E_train``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_monte_carlo(None, rng=np.random.default_rng(0), ratio=-1.0)
+    Traceback (most recent call last):
+    ...
+    detequiv.errors.InvalidArgument: need lam >= 0, ratio > 0, noise >= 0; got 0.1, -1.0, 0.25
     """
     check_rng(rng)
-    if lam < 0 or ratio <= 0 or noise < 0:
-        raise InvalidArgument(f"need lam >= 0, ratio > 0, noise >= 0; got {lam}, {ratio}, {noise}")
-    model = loss.model
-    if model is None:
-        raise InvalidArgument("this loss has no model to simulate")
+    model = _simulated_model(loss, lam, ratio, noise, test_spectrum)
     shifted = model.test_covariance is not None
-    if shifted and test_spectrum is None:
-        raise InvalidArgument("the model has a test covariance; pass test_spectrum=D -> eigenvalues")
-
-    def spec(d: int) -> np.ndarray:
-        return np.asarray(spectrum(d) if spectrum else np.linspace(0.2, 2.0, d), dtype=float)
-
-    def target(d: int) -> np.ndarray:
-        if beta is not None:
-            return np.asarray(beta(d), dtype=float)
-        v = np.arange(1, d + 1) ** -0.6
-        return v / np.linalg.norm(v)
+    spec = size_function(spectrum, lambda d: np.linspace(0.2, 2.0, d))
+    target = size_function(beta, _unit_power_law)
 
     def values(d: int) -> dict[Any, Any]:
-        out: dict[Any, Any] = {
-            model.sigma.name: spec(d),
-            model.beta.name: target(d),
-            str(loss.lam): lam,
-            str(model.dims[1]): d,
-            str(model.dims[0]): round(ratio * d),
-            str(model.noise): noise,
-        }
-        if shifted:
-            out[model.test_covariance.name] = np.asarray(test_spectrum(d), dtype=float)  # type: ignore[misc, union-attr]
-        if model.test_noise is not None:
-            for s in getattr(model.test_noise, "free_symbols", ()):
-                out.setdefault(str(s), noise)
-        return out
+        test = test_spectrum if shifted else None
+        return _formula_values(loss, model, d, spec(d), target(d), lam, ratio, noise, test)
 
-    cache: dict[int, dict[str, Any]] = {}
-    draws: dict[tuple[Any, ...], dict[str, float]] = {}
-
-    def exact_for(name: str) -> Callable[[int], float]:
-        def exact(d: int) -> float:
-            if d not in cache:
-                cache[d] = loss.evaluate(values(d))
-            v = cache[d]["total" if name == loss.name else name]
-            return float(np.real(v))
-
-        return exact
-
-    def functional_for(name: str) -> Callable[[dict[Any, np.ndarray]], float]:
-        def functional(m: dict[Any, np.ndarray]) -> float:
-            seed = m["seed"]
-            d = seed.shape[0]
-            local = np.random.default_rng(seed[0, :4].astype(np.int64))
-            s_test = np.diag(np.asarray(test_spectrum(d), dtype=float)) if shifted else None  # type: ignore[misc]
-            noise_t = noise if model.test_noise is None else noise
-            key = (d, tuple(seed[0, :4]))
-            if key not in draws:
-                draws[key] = simulate_ridge(
-                    spec(d),
-                    target(d),
-                    round(ratio * d),
-                    lam,
-                    noise,
-                    local,
-                    test_covariance=s_test,
-                    test_noise=noise_t,
-                )
-            return draws[key][name]
-
-        functional.__name__ = name
-        return functional
-
-    def seed_sampler(n: int, r: np.random.Generator) -> np.ndarray:
-        # verify() samples N x N matrices; the first row seeds this draw's data and noise
-        out = np.zeros((n, n))
-        out[0, :4] = r.integers(1, 2**31, size=4)
-        return out
-
-    names = [*loss.terms, loss.name]
-    base = int(rng.integers(2**63))  # the same draws for every term (each simulated once)
-    reports = []
-    for name in names:
-        reports.append(
-            verify(
-                exact_for(name),
-                functional_for(name),
-                {"seed": seed_sampler},
-                sizes=sizes,
-                n_samples=n_samples,
-                rng=np.random.default_rng(base),
-                c_finite=c_finite,
-                n_se=n_se,
-                label=f"{name} of ridge regression at lam={lam}, P/D={ratio}, sigma2={noise}",
-            )
+    def simulate(d: int, local: np.random.Generator) -> dict[str, float]:
+        s_test = np.diag(np.asarray(test_spectrum(d), dtype=float)) if shifted else None  # type: ignore[misc]
+        # the test noise is the training noise (values() sets the test-noise symbols to it)
+        return simulate_ridge(
+            spec(d), target(d), round(ratio * d), lam, noise, local, test_covariance=s_test, test_noise=noise
         )
-    return MonteCarloCheck(tuple(reports))
+
+    return check_loss_terms(
+        loss,
+        values,
+        SeededDraws(simulate),
+        label=lambda name: f"{name} of ridge regression at lam={lam}, P/D={ratio}, sigma2={noise}",
+        sizes=sizes,
+        n_samples=n_samples,
+        rng=rng,
+        c_finite=c_finite,
+        n_se=n_se,
+    )

@@ -63,7 +63,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -143,11 +143,23 @@ def _projected_recursion() -> sp.Expr:
 
 
 def iter_online_sgd_steps() -> Iterator[Step]:
-    """The named steps of the online-SGD derivation, in order (a generator).
+    r"""The named steps of the online-SGD derivation, in order (a generator).
+
+    Three stages: the second-moment recursion of the error, its projection on the eigenbasis
+    of :math:`\Sigma` (whose per-mode coefficients the last stage uses), and the renewal
+    equation of the loss it unrolls to, with its final value and stability conditions.
 
     >>> [st.rule.name for st in iter_online_sgd_steps()][:3]
     ['gaussian_fourth_moment', 'batch_gradient_noise', 'second_moment_recursion']
     """
+    yield from _moment_steps()
+    coeff_c, coeff_l = yield from _eigenbasis_step()
+    yield from _renewal_steps(coeff_c, coeff_l)
+
+
+def _moment_steps() -> Iterator[Step]:
+    """``gaussian_fourth_moment``, ``batch_gradient_noise``, ``second_moment_recursion``: the
+    covariance ``C_t`` of the error ``e_t = w_t - beta`` one step on, in matrix form."""
     D = sp.Symbol("D", integer=True, positive=True)
     Sig = sp.MatrixSymbol("Sigma", D, D)
     Cm = sp.MatrixSymbol("C", D, D)
@@ -186,6 +198,11 @@ def iter_online_sgd_steps() -> Iterator[Step]:
         "the batch (given e_t) and then over e_t; L_t = Tr(Sigma C_t) + sigma2",
         equation=sp.Eq(Lt, tr(Sig * Ct) + sigma2),
     )
+
+
+def _eigenbasis_step() -> Generator[Step, None, tuple[sp.Expr, sp.Expr]]:
+    """``eigenbasis_projection``: the per-mode recursion ``c_k(t+1) = a c_k(t) + b L_t``; returns
+    the derived ``(a, b)``."""
     entry = _projected_recursion()
     coeff_c = sp.factor_terms(sp.expand(entry).coeff(c))
     coeff_l = sp.factor_terms(sp.expand(entry).coeff(L))
@@ -200,6 +217,13 @@ def iter_online_sgd_steps() -> Iterator[Step]:
         "lambda_2) with a generic C: off-diagonal entries and other modes drop out)",
         equation=sp.Tuple(sp.Eq(a_sym, coeff_c), sp.Eq(b_sym, coeff_l)),
     )
+    return coeff_c, coeff_l
+
+
+def _renewal_steps(coeff_c: sp.Expr, coeff_l: sp.Expr) -> Iterator[Step]:
+    """``forcing_term``, ``sgd_kernel``, ``volterra_equation``, ``noise_floor``, ``stability``:
+    the per-mode recursion with coefficients ``(coeff_c, coeff_l)`` unrolled into the renewal
+    equation of the loss, its final value and its stability conditions."""
     lam_k = sp.IndexedBase("lambda")[k]
     v_k = sp.IndexedBase("v")[k]
     a_k = sp.IndexedBase("a")[k]
@@ -947,6 +971,20 @@ def _kappa_rf(lam: np.ndarray, eigenvalues: np.ndarray, n_features: int) -> np.n
     return out
 
 
+def _continuous_gain(eta: Any, batch: int, lams: np.ndarray, where: str, kernel: str) -> tuple[float, float]:
+    r"""``(eta / B, Tr Sigma)`` once :math:`\frac\eta B\operatorname{Tr}\Sigma/2<1` is checked: the
+    bound on the ``kernel`` sum of a continuous-time renewal equation (``where`` qualifies the
+    instability in the message)."""
+    gain = float(eta) / batch
+    trace = float(lams.sum())
+    if gain * trace / 2 >= 1:
+        raise InvalidArgument(
+            f"eta={eta!r} is unstable{where}: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 bounds the "
+            f"{kernel} sum; use eta < {2 * batch / trace:.4g}"
+        )
+    return gain, trace
+
+
 def random_features_online_sgd_de(
     eigenvalues: Any,
     beta: Any,
@@ -985,13 +1023,7 @@ def random_features_online_sgd_de(
     tt = np.asarray(times, dtype=float).reshape(-1)
     if np.any(~np.isfinite(tt)) or np.any(tt < 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps >= 0")
-    gain = float(eta) / batch
-    trace = float(lams.sum())
-    if gain * trace / 2 >= 1:
-        raise InvalidArgument(
-            f"eta={eta!r} is unstable in continuous time: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 "
-            f"bounds the kernel sum; use eta < {2 * batch / trace:.4g}"
-        )
+    gain, trace = _continuous_gain(eta, batch, lams, " in continuous time", "kernel")
     sb = lams * b**2
 
     def transform(sv: np.ndarray) -> np.ndarray:
@@ -1061,13 +1093,7 @@ def multipass_sgd_de(
     tt = np.asarray(times, dtype=float).reshape(-1)
     if tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
         raise InvalidArgument("times must be finite continuous times t_c = eta * steps > 0")
-    gain = float(eta) / batch
-    trace = float(lams.sum())
-    if gain * trace / 2 >= 1:
-        raise InvalidArgument(
-            f"eta={eta!r} is unstable: (eta/B) Tr(Sigma)/2 = {gain * trace / 2:.4g} >= 1 bounds the "
-            f"train-kernel sum; use eta < {2 * batch / trace:.4g}"
-        )
+    gain, trace = _continuous_gain(eta, batch, lams, "", "train-kernel")
     d = lams.size
     sb = lams * b**2
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,25 @@ def _times(times: Any) -> np.ndarray:
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
         raise InvalidArgument(f"times must be a non-empty 1-D sequence of steps >= 0; got {times!r}")
     return np.unique(arr.astype(np.int64))
+
+
+def _check_runs(n_runs: Any, why: str = "") -> None:
+    """Refuse a number of chains that is not an integer >= 2 (``why`` ends the message)."""
+    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
+        raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2{why}")
+
+
+def _run_chains(times: np.ndarray, record: Callable[[int], None], advance: Callable[[], None]) -> None:
+    """Step chains from step 0 to ``times[-1]`` (sorted, unique): ``record(j)`` at step
+    ``times[j]``, then ``advance()`` to the next step (not after the last)."""
+    j = 0
+    for step in range(int(times[-1]) + 1):
+        while j < times.size and times[j] == step:
+            record(j)
+            j += 1
+        if step == times[-1]:
+            break
+        advance()
 
 
 def simulate_online_sgd(
@@ -109,8 +128,7 @@ def simulate_online_sgd(
     ((4, 2), [3.5, 3.5, 3.5, 3.5])
     """
     check_rng(rng)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
-        raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2 (the standard error needs two)")
+    _check_runs(n_runs, " (the standard error needs two)")
     # validates spectrum, eta, batch, noise (and refuses unstable learning rates)
     model = OnlineSGD(eigenvalues, beta, eta=eta, batch=batch, noise=noise)
     lams, target = model.eigenvalues, model.beta
@@ -129,19 +147,20 @@ def simulate_online_sgd(
     sig = math.sqrt(model.noise)
     err = np.tile(-target_w, (n_runs, 1))  # e = w - beta in the simulation's basis, w_0 = 0
     out = np.empty((n_runs, tt.size))
-    j = 0
-    for step in range(int(tt[-1]) + 1):
-        while j < tt.size and tt[j] == step:
-            proj = err @ q if rotate else err
-            out[:, j] = (proj**2) @ lams + model.noise
-            j += 1
-        if step == tt[-1]:
-            break
+
+    def record(j: int) -> None:
+        proj = err @ q if rotate else err
+        out[:, j] = (proj**2) @ lams + model.noise
+
+    def advance() -> None:
+        nonlocal err
         z = rng.standard_normal((n_runs, bsz, d))
         x = z @ mix if rotate else z * root
         resid = (x @ err[:, :, None])[:, :, 0] - sig * rng.standard_normal((n_runs, bsz))
         grad = (resid[:, None, :] @ x)[:, 0, :]
         err -= (model.eta / bsz) * grad
+
+    _run_chains(tt, record, advance)
     return out
 
 
@@ -354,8 +373,7 @@ def simulate_multipass_sgd(
     if not isinstance(model, MultiPassSGD):
         raise InvalidArgument(f"model must be a MultiPassSGD; got {type(model).__name__}")
     check_rng(rng)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
-        raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2")
+    _check_runs(n_runs)
     tt = _times(times)
     x, y = model.x, model.y
     p, d = model.size
@@ -363,19 +381,20 @@ def simulate_multipass_sgd(
     w = np.zeros((n_runs, d))
     test = np.empty((n_runs, tt.size))
     train = np.empty((n_runs, tt.size))
-    j = 0
-    for step in range(int(tt[-1]) + 1):
-        while j < tt.size and tt[j] == step:
-            e = w - model.beta
-            test[:, j] = (e**2) @ model.eigenvalues + model.noise
-            train[:, j] = np.mean((w @ x.T - y) ** 2, axis=1)
-            j += 1
-        if step == tt[-1]:
-            break
+
+    def record(j: int) -> None:
+        e = w - model.beta
+        test[:, j] = (e**2) @ model.eigenvalues + model.noise
+        train[:, j] = np.mean((w @ x.T - y) ** 2, axis=1)
+
+    def advance() -> None:
+        nonlocal w
         idx = rng.integers(0, p, size=(n_runs, bsz))
         xb = x[idx]  # (runs, B, D)
         resid = np.einsum("rbd,rd->rb", xb, w) - y[idx]
         w -= (model.eta / bsz) * np.einsum("rb,rbd->rd", resid, xb)
+
+    _run_chains(tt, record, advance)
     return test, train
 
 
@@ -412,8 +431,7 @@ def simulate_random_feature_sgd(
     [[2.0], [2.0]]
     """
     check_rng(rng)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 2:
-        raise InvalidArgument(f"n_runs={n_runs!r} must be an integer >= 2")
+    _check_runs(n_runs)
     f = np.asarray(features, dtype=float)
     lams = np.asarray(eigenvalues, dtype=float)
     target = np.asarray(beta, dtype=float)
@@ -427,17 +445,18 @@ def simulate_random_feature_sgd(
     sig = math.sqrt(noise)
     w = np.zeros((n_runs, n))
     out = np.empty((n_runs, tt.size))
-    j = 0
-    for step in range(int(tt[-1]) + 1):
-        while j < tt.size and tt[j] == step:
-            e = w @ f - target
-            out[:, j] = (e**2) @ lams + noise
-            j += 1
-        if step == tt[-1]:
-            break
+
+    def record(j: int) -> None:
+        e = w @ f - target
+        out[:, j] = (e**2) @ lams + noise
+
+    def advance() -> None:
+        nonlocal w
         x = rng.standard_normal((n_runs, batch, d)) * root
         y = x @ target + sig * rng.standard_normal((n_runs, batch))
         z = x @ f.T
         resid = (z @ w[:, :, None])[:, :, 0] - y
         w -= (eta / batch) * (resid[:, None, :] @ z)[:, 0, :]
+
+    _run_chains(tt, record, advance)
     return out
