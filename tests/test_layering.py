@@ -129,9 +129,6 @@ def test_packages_import_downwards_only():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 in progress: the rest of the layout lands in the next commits"
-)
 def test_no_private_names_across_modules():
     bad = [
         f"{module}:{line} imports {name} from {target}"
