@@ -57,6 +57,22 @@ def test_mixed_with_check(capsys):
     assert "q*tr(A)**2 + tr(A**2)" in out and "agrees" in out
 
 
+def test_derive_by_the_general_engine(capsys):
+    """A sum of two sample covariances (no shape rule takes it) derives by its linear pencil, and the
+    series check runs on the pencil result; --method pencil forces the route, --method shapes refuses."""
+    expr = "lam*resolvent(S1^(1/2) @ X1.T @ X1 @ S1^(1/2) / P1 + S2^(1/2) @ X2.T @ X2 @ S2^(1/2) / P2, lam)"
+    decl = ("--det", "S1:D", "--det", "S2:D", "--gaussian", "X1:P1,D", "--gaussian", "X2:P2,D")
+    status, out, _ = run(capsys, "derive", expr, *decl, "--check", "4")
+    assert status == 0, out
+    assert "general_engine" in out and "dyson_equation" in out and "series check passed" in out
+    status, out, err = run(capsys, "derive", expr, *decl, "--method", "shapes")
+    assert status == 2 and "no free additive term" in err
+    status, out, _ = run(
+        capsys, "derive", SAMPLE_COV, "--det", "Sigma:D", "--gaussian", "X:P,D", "--method", "pencil"
+    )
+    assert status == 0 and "linearize" in out and "ridge_form" in out
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
@@ -127,7 +143,19 @@ def test_derive_two_point(capsys):
         (("derive", "x", "--gaussian", "X:P"), "two dimensions"),
         (("derive", "x", "--free", "B:D"), "NAME:DIM=LAW"),
         (("derive", "x", "--det", "A:D", "--det", "A:D"), "declared twice"),
-        (("derive", "lam*resolvent(S @ G, lam)", "--det", "S:D", "--free", "G:D=semicircle"), "S-transform"),
+        (
+            (
+                "derive",
+                "lam*resolvent(S @ G, lam)",
+                "--det",
+                "S:D",
+                "--free",
+                "G:D=semicircle",
+                "--method",
+                "shapes",
+            ),
+            "S-transform",
+        ),
     ],
 )
 def test_derive_bad_arguments(capsys, argv, fragment):

@@ -25,8 +25,6 @@ def example() -> Any:
     return load_example("rf_double_descent")  # derive_loss() is cached: one derivation per file
 
 
-
-
 def test_rf_example_agrees(example: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib", reason="the figure needs matplotlib")
     grid = ["--points", "11", "--low", "0.3", "--high", "3"]

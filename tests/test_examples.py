@@ -24,10 +24,6 @@ RIDGE_SMALL = ["--D", "60", "--seeds", "4", "--ratios", "0.5,2", "--lams", "2", 
 SGD_SMALL = ["--D", "60", "--runs", "40", "--steps", "200", "--times", "12"]
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def ridge() -> Any:
     return load_example("ridge_learning_curves")

@@ -36,10 +36,6 @@ FRONTIER_SMALL = [
 ]  # fmt: skip
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def gcv() -> Any:
     return load_example("gcv_train_test_gap")  # its derive() is cached: one derivation for the file

@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_declarations(dv)
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
+    dv.add_argument(
+        "--method",
+        choices=("auto", "shapes", "pencil"),
+        default="auto",
+        help="shape rules first, then the general engine (auto); only one of them (shapes, pencil)",
+    )
 
     cv = sub.add_parser(
         "curve",
@@ -333,21 +339,15 @@ _EXAMPLES = {
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
-    from ..derivations.derive import derive
-    from ..derivations.expressions import Resolvent
+    from ..derivations.derive import derive, two_point_parts
     from ..derivations.parser import parse_expression
-    from ..derivations.sandwich import derive_two_point
 
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
-    resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
     order = tuple(n.strip() for n in args.order.split(",") if n.strip()) if args.order else None
-    if len(resolvents) == 2:
-        if order is not None:
-            raise InvalidArgument("--order applies to one-point expressions (one resolvent)")
-        eq = derive_two_point(expr)
-    else:
-        eq = derive(expr, order=order)
+    if order is not None and two_point_parts(expr) is not None:
+        raise InvalidArgument("--order applies to one-point expressions (one resolvent)")
+    eq = derive(expr, order=order, method=args.method)
     if args.latex:
         from ..codegen.latex import to_latex
 

@@ -16,7 +16,7 @@ from .derivation import Derivation as Derivation
 from .derivation import FixedPoint as FixedPoint
 from .derivation import Rule as Rule
 from .derivation import Step as Step
-from .derive import STRATEGIES as STRATEGIES
+from .strategies import STRATEGIES as STRATEGIES
 from .derive import derive as derive
 from .expressions import Deterministic as Deterministic
 from .expressions import DeterministicVector as DeterministicVector

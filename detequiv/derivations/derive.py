@@ -59,75 +59,16 @@ the built-in strategies do not know:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from ..errors import DetEquivError, InvalidArgument
-from .additive import derive_layers, match_sum
-from .contraction import derive_contraction, match_contraction
-from .derivation import Derivation, Rule, Step
-from .engine import Context, Steps, collect, derive_steps
-from .general import derive_pencil, match_pencil
-from .onepoint import derive_product, match_product, match_sandwich, outer_isotropy
+from ..errors import DetEquivError
+from .derivation import Rule
+from .expressions import Product, Resolvent
 from .results import Result
-from .rules import GENERAL_ENGINE
+from .sandwich import derive_two_point
+from .strategies import check_method, derive_one_point, match_pencil_or_none, pencil_fallback
 
-__all__ = [
-    "derive",
-    "STRATEGIES",
-    "CONTRACT_RESOLVENT",
-    "ADDITIVE_LAYERS",
-    "OUTER_ISOTROPY_STRATEGY",
-    "FREE_PRODUCT",
-    "LINEAR_PENCIL",
-    "METHODS",
-]
-
-CONTRACT_RESOLVENT = Rule(
-    "contract_resolvent",
-    "tr(T R) ~ tr(T E) and u.T R v ~ u.T E v for R ~ E and deterministic T, u, v",
-    "docs, One-point equivalents",
-    match=match_contraction,
-    apply=derive_contraction,
-)
-ADDITIVE_LAYERS = Rule(
-    "additive_layers",
-    "a resolvent of a sum: free additive terms by additive subordination, products by "
-    "multiplicative subordination, outer layer first",
-    "docs, One-point equivalents (additive layers)",
-    match=match_sum,
-    apply=derive_layers,
-)
-OUTER_ISOTROPY_STRATEGY = Rule(
-    "gaussian_sandwich",
-    "lam (lam + c Z Y Z.T)^-1 ~ tau I for Z Gaussian at both ends only",
-    "docs, One-point equivalents (feature space)",
-    match=match_sandwich,
-    apply=outer_isotropy,
-)
-FREE_PRODUCT = Rule(
-    "free_product",
-    "lam (lam + A)^-1 for A a product of deterministic matrices, Gram pairs and free factors: one "
-    "renormalized ridge per free factor",
-    "docs, One-point equivalents",
-    match=match_product,
-    apply=derive_product,
-)
-
-LINEAR_PENCIL = Rule(
-    "linear_pencil",
-    "any rational expression of Gaussian, Wigner and deterministic matrices: linearize, average the "
-    "Gaussian blocks by the matrix Dyson equation, scalarize",
-    "docs, The general engine (linear pencils)",
-    match=match_pencil,
-    apply=derive_pencil,
-)
-
-#: The built-in shape strategies, tried in this order.
-STRATEGIES: tuple[Rule, ...] = (CONTRACT_RESOLVENT, ADDITIVE_LAYERS, OUTER_ISOTROPY_STRATEGY, FREE_PRODUCT)
-
-#: The values of ``derive(..., method=...)``.
-METHODS = ("auto", "shapes", "pencil")
+__all__ = ["derive", "two_point_parts"]
 
 
 def derive(
@@ -140,7 +81,8 @@ def derive(
     expression of Gaussian, Wigner and deterministic matrices, by its linear pencil and the
     matrix Dyson equation), and the derivation's first step (``general_engine``) says why
     the shape rules declined. ``method="shapes"`` uses only the shape rules, ``"pencil"``
-    only the general engine.
+    only the general engine. An averaging ``order`` belongs to the shape rules: with one, a
+    refusal is not passed on to the general engine.
 
     ``expr`` may also be a contraction of it: ``trace(T @ c * resolvent(A, lam))`` (``T``
     a product of deterministic matrices, on either side) or a quadratic form
@@ -185,41 +127,28 @@ def derive(
 
     Any of these carries the steps made before the failure as ``err.derivation``.
     """
-    if order is not None and (isinstance(order, str) or not all(isinstance(o, str) for o in order)):
-        raise InvalidArgument(
-            f"order={order!r} must be a sequence of matrix names such as ('X', 'F'), not a string"
-        )
-    extra = tuple(rules)
-    for rule in extra:
-        if not isinstance(rule, Rule) or rule.match is None or rule.apply is None:
-            raise InvalidArgument(f"rules must be Rule objects with a match and an apply, got {rule!r}")
-    if method not in METHODS:
-        raise InvalidArgument(f"method={method!r} is not one of {METHODS}")
-    order = None if order is None else tuple(order)
+    check_method(method)
+    parts = None if rules or order is not None else two_point_parts(expr)
+    if parts is None:
+        return derive_one_point(expr, order, rules=rules, method=method)
     if method == "pencil":
-        return collect(derive_steps(expr, Context(rules=(*extra, LINEAR_PENCIL), order=order)))
-    context = Context(rules=(*extra, *STRATEGIES), order=order)
+        return derive_one_point(expr, rules=rules, method="pencil")
     if method == "shapes":
-        return collect(derive_steps(expr, context))
+        return derive_two_point(expr)
     try:
-        return collect(derive_steps(expr, context))
+        return derive_two_point(expr)
     except DetEquivError as declined:
         if match_pencil_or_none(expr) is None:
             raise
         reason = str(declined).split("\n")[0]
-    return collect(_fallback(expr, reason, Context(rules=(*extra, LINEAR_PENCIL), order=order)))
+    return pencil_fallback(expr, reason)
 
 
-def match_pencil_or_none(expr: Any) -> Any:
-    """``expr`` when the general engine can represent it, else ``None``."""
-    try:
-        return match_pencil(expr, Context(rules=()))
-    except DetEquivError:
+def two_point_parts(expr: Any) -> tuple[Resolvent, Resolvent] | None:
+    """The two resolvents of ``c * G1 @ M @ G2`` (ridges of different names), else ``None``."""
+    if not isinstance(expr, Product):
         return None
-
-
-def _fallback(expr: Any, reason: str, context: Context) -> Steps:
-    first = Step(GENERAL_ENGINE, expr.to_sympy(), expr.to_sympy(), f"the shape rules declined: {reason}")
-    yield first
-    result = yield from derive_steps(expr, context)
-    return replace(result, derivation=Derivation((first, *result.derivation)))
+    found = [f for f in expr.factors if isinstance(f, Resolvent)]
+    if len(found) != 2 or found[0].lam == found[1].lam:
+        return None
+    return found[0], found[1]

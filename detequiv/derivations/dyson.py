@@ -38,6 +38,7 @@ __all__ = [
     "gaussian_terms",
     "deterministic_part",
     "covariance_map",
+    "reachable",
     "BlockMatrix",
     "block_inverse",
     "canonical",
@@ -99,10 +100,26 @@ def deterministic_part(p: Pencil) -> dict[tuple[int, int], sp.Expr]:
     return out
 
 
+def reachable(p: Pencil) -> set[tuple[int, int]]:
+    """The blocks ``(c, d)`` of ``L^-1`` that can be nonzero: ``d`` reachable from ``c`` along the
+    nonzero blocks of ``L`` (a Neumann series of ``L`` only moves along them). The other blocks
+    are zero for every value of the random matrices, e.g. the lower-left blocks of the block
+    upper-triangular pencil of a product of resolvents."""
+    k = len(p.dims)
+    out = {(i, i) for i in range(k)} | {key for key in p.blocks if p.blocks[key]}
+    while True:
+        more = {(a, d) for (a, b) in out for (c, d) in out if b == c} - out
+        if not more:
+            return out
+        out |= more
+
+
 def covariance_map(p: Pencil) -> list[CovarianceTerm]:
     """Every planar pairing of two Gaussian terms: ``Z`` with ``Z^T`` of the same letter (a Wigner
-    letter with itself), ``E[L1 Z R1 G L2 Z^T R2] = s^2 Tr(R1 G L2) L1 R2`` and its mirror."""
+    letter with itself), ``E[L1 Z R1 G L2 Z^T R2] = s^2 Tr(R1 G L2) L1 R2`` and its mirror.
+    Pairings through a block of ``G`` that is structurally zero (:func:`reachable`) are left out."""
     terms = gaussian_terms(p)
+    live = reachable(p)
     out = []
     for t1 in terms:
         for t2 in terms:
@@ -112,6 +129,8 @@ def covariance_map(p: Pencil) -> list[CovarianceTerm]:
             if not wigner and t1.transposed == t2.transposed:
                 continue
             c, d = t1.col, t2.row
+            if (c, d) not in live:
+                continue
             inner = canonical(sp.MatMul(t2.left, t1.right))  # Tr(R1 G_cd L2) = Tr(G_cd L2 R1)
             size = p.dims[c]
             coeff = canonical_scalar(t1.coeff * t2.coeff * variance * size)
@@ -214,7 +233,10 @@ def block_inverse(m: Mapping[tuple[int, int], sp.Expr], index: Sequence[int]) ->
     def couplings(i: int) -> int:
         return sum(1 for j in idx if j != i and ((i, j) in m or (j, i) in m))
 
-    p = min(idx, key=lambda i: (not _is_scalar_identity(m.get((i, i))), couplings(i), i))
+    def fill(i: int) -> int:  # Markowitz: the blocks the Schur complement on i can fill
+        return sum(1 for j in idx if j != i and (j, i) in m) * sum(1 for j in idx if j != i and (i, j) in m)
+
+    p = min(idx, key=lambda i: (fill(i), not _is_scalar_identity(m.get((i, i))), couplings(i), i))
     if (p, p) not in m:
         raise InvalidArgument(f"block {p} of the Dyson matrix is zero; cannot take its Schur complement")
     rest = [i for i in idx if i != p]

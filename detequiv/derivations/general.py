@@ -20,9 +20,11 @@ non-crossing pairings of the Gaussian letters) and ``check_monte_carlo``.
 >>> A = S1.sqrt() @ X1.T @ X1 @ S1.sqrt() / P1 + S2.sqrt() @ X2.T @ X2 @ S2.sqrt() / P2
 >>> eq = derive(lam * resolvent(A, lam))
 >>> eq.derivation.rules
-('linearize', 'covariance_map', 'dyson_equation', 'scalarize', 'eliminate')
+('general_engine', 'linearize', 'covariance_map', 'dyson_equation', 'scalarize', 'eliminate')
+>>> print(eq.derivation[0].note)
+the shape rules declined: the sum Sigma1**(1/2)*W_X1*Sigma1**(1/2) + Sigma2**(1/2)*W_X2*Sigma2**(1/2) has random terms but no free additive term c*B (a FreeMatrix alone); additive subordination peels one free matrix at a time, so write the random part as a product or a free matrix
 >>> eq.deterministic
-lam*(lam*I + Sigma1/(D*g_1/P1 + 1) + Sigma2/(D*g_2/P2 + 1))**(-1)
+lam*(lam*I + 1/(D*g_2/P2 + 1)*Sigma2 + 1/(D*g_1/P1 + 1)*Sigma1)**(-1)
 >>> for fp in eq.fixed_points:
 ...     print(fp)
 g_1 = mtr((lam*I + 1/(D*g_2/P2 + 1)*Sigma2 + 1/(D*g_1/P1 + 1)*Sigma1)**(-1)*Sigma1)

@@ -67,7 +67,7 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart, merge_square_roots
 from .derivation import Derivation, FixedPoint, Step
-from .derive import derive
+from .strategies import derive_one_point
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .letters import Letters, Word, WordPolynomial, letter_family, normal_word, trace_word
 from .numeric import lookup_value, plain_number
@@ -342,7 +342,7 @@ class _Engine:
         if key in self.cache:
             return self.cache[key]
         rho = sp.Symbol("rho_ridge")  # derive names its ridges kappa_j: keep them apart from ours
-        eq = derive(rho * Resolvent(_mexpr(a), rho))
+        eq = derive_one_point(rho * Resolvent(_mexpr(a), rho), method="shapes")
         rep: dict[sp.Basic, sp.Expr] = {**_rename_derive(eq, level, prime), rho: ridge}
         k = eq.ridge.xreplace(rep)
         y = self.letters.sym(eq.matrix)
@@ -790,8 +790,8 @@ def _layered_chains(
 ) -> tuple[OnePoint, OnePoint, tuple[FixedPoint, ...], Step]:
     """The one-point chains at both ridges (``kappa_1..kappa_L`` and primed), their fixed
     points, and the step that introduces them (peeled in the engine's order ``A B``)."""
-    left = derive(lam * Resolvent(chain_expr, lam))
-    right0 = derive(lam2 * Resolvent(chain_expr, lam2))
+    left = derive_one_point(lam * Resolvent(chain_expr, lam), method="shapes")
+    right0 = derive_one_point(lam2 * Resolvent(chain_expr, lam2), method="shapes")
     assert isinstance(left, OnePoint) and isinstance(right0, OnePoint)
     rename = {fp.symbol: _chain_symbol(int(fp.symbol.name.split("_")[1]), True) for fp in right0.fixed_points}
     right_fps = tuple(

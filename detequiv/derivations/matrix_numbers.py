@@ -105,7 +105,11 @@ class MatrixNumbers:
             return complex(base**exp)
         if isinstance(e, mtr):
             arg = e.args[0]
-            if not self.diagonal and isinstance(arg, sp.MatMul) and all(getattr(f, "is_Matrix", False) for f in arg.args):
+            if (
+                not self.diagonal
+                and isinstance(arg, sp.MatMul)
+                and all(getattr(f, "is_Matrix", False) for f in arg.args)
+            ):
                 # tr(L R) = sum(L * R^T) / n with L, R the two halves of the product (shared prefixes)
                 k = len(arg.args) // 2
                 a = self._chain(arg.args[:k], env)

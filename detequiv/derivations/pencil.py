@@ -31,7 +31,7 @@ block (its own transpose). Other laws are refused by name.
 >>> pencil.dims
 (D, P)
 >>> print(pencil)
-[[lam*I, Sigma**(1/2)*X.T/P], [-X*Sigma**(1/2), I]]  -> block (0, 0) times lam
+[[lam*I, 1/P*(Sigma**(1/2)*X.T)], [-(X*Sigma**(1/2)), I]]  -> lam block (0, 0)
 """
 
 from __future__ import annotations
@@ -338,6 +338,8 @@ def linearize_matrix(expr: MatrixExpr, ctx: _Context) -> Lin:
         return _gaussian_leaf(g.name, expr.shape, isinstance(expr, Transpose))
     if isinstance(expr, FreeMatrix):
         return linearize_matrix(_free_as_gaussian(expr, ctx), ctx)
+    if isinstance(expr, _WignerLeaf):
+        return _gaussian_leaf(expr.name, expr.shape, False)
     if isinstance(expr, Product):
         parts = [linearize_matrix(f, ctx) for f in expr.factors]
         out = parts[0]
@@ -396,7 +398,7 @@ def _free_as_gaussian(b: FreeMatrix, ctx: _Context) -> MatrixExpr:
         f"the free factor {b.name} has the law {b.law}; inside a pencil only Wishart factors (as Gram "
         "pairs of Gaussians) and semicircular ones (Wigner blocks) are supported. A free factor "
         "with another law needs operator-valued subordination (Belinschi-Mai-Speicher), which the "
-        "pencil engine does not do; the shape engine (method='shape') handles it in products and "
+        "pencil engine does not do; the shape engine (method='shapes') handles it in products and "
         "additive layers"
     )
 
@@ -457,7 +459,18 @@ class Pencil:
             "[" + ", ".join(_short(self.entry(i, j)) for j in range(len(self.dims))) + "]"
             for i in range(len(self.dims))
         )
-        reads = " + ".join(f"block ({i}, {j})" for i in self.out_left for j in self.out_right)
+        gs = self.gaussian_symbols()
+
+        def side(entry: Entry) -> str:
+            if len(entry) == 1 and entry[0].left is None and not entry[0].random:
+                return "" if entry[0].coeff == 1 else f"{entry[0].coeff} "
+            return "(" + " + ".join(_short(m.to_sympy(gs)) for m in entry) + ") "
+
+        reads = " + ".join(
+            f"{side(u)}block ({i}, {j}){'' if side(v) == '' else ' ' + side(v).strip()}"
+            for i, u in self.out_left.items()
+            for j, v in self.out_right.items()
+        )
         tail = f" times {self.scale}" if self.scale != 1 else ""
         return f"[{rows}]  -> {reads}{tail}"
 

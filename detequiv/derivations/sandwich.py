@@ -42,7 +42,7 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart
 from .derivation import Derivation, FixedPoint, Rule, Step
-from .derive import derive
+from .strategies import derive_one_point
 from .expressions import Deterministic, Identity, MatrixExpr, Product, Resolvent, Sqrt, Sum
 from .layered import LayeredTwoPoint, derive_pair
 from .mixed import mixed_moment
@@ -586,7 +586,7 @@ def _terminal_terms(terminal: Sequence[_Pending], lam: sp.Expr, lam2: sp.Expr, d
         res = p.left if p.left is not None else p.right
         assert res is not None
         if res not in ones:
-            one = derive(res.lam * res)
+            one = derive_one_point(res.lam * res, method="shapes")
             if not isinstance(one, OnePoint):  # pragma: no cover - derive returns OnePoint here
                 raise InvalidWord(f"{res} did not give a one-point equivalent")
             ones[res] = one

@@ -182,8 +182,6 @@ def factor_letters(
 # -- exact arithmetic: a polynomial ring with an inverse generator per symbol ------
 
 
-
-
 # -- truncated power series in x, as coefficient lists -------------------------
 
 

@@ -56,7 +56,7 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart
 from .derivation import Derivation, FixedPoint, Step
-from .derive import derive
+from .strategies import derive_one_point
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .numeric import as_matrix, lookup_value, matrix_power, plain_number, scalar_values
 from .onepoint import OnePoint
@@ -389,7 +389,7 @@ def _renormalized_sides(
     out = []
     steps: list[Step] = []
     for side, res, kappa in (("left", res1, sp.Symbol("kappa")), ("right", res2, sp.Symbol("kappa'"))):
-        one = derive(res.lam * Resolvent(res.arg, res.lam))
+        one = derive_one_point(res.lam * Resolvent(res.arg, res.lam), method="shapes")
         if not isinstance(one, OnePoint) or len(one.fixed_points) != 1:  # pragma: no cover - _side checks it
             raise InvalidWord("layered chains are not supported by the two-point engine yet")
         fp = one.fixed_points[0]

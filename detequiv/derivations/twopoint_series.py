@@ -40,8 +40,6 @@ TEST_LETTER = sp.Symbol("N_test", commutative=False)
 _INF = 10**9
 
 
-
-
 class _BS:
     """A bivariate Laurent series in (x, y), known for total degree < prec."""
 

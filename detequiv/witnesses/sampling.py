@@ -82,21 +82,15 @@ def check_rng(rng: Any) -> np.random.Generator:
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgument(
-            f"{name}={value!r} is not an integer; pass an int >= {minimum}"
-        )
+        raise InvalidArgument(f"{name}={value!r} is not an integer; pass an int >= {minimum}")
     if value < minimum:
-        raise InvalidArgument(
-            f"{name}={value!r} is too small; pass an int >= {minimum}"
-        )
+        raise InvalidArgument(f"{name}={value!r} is too small; pass an int >= {minimum}")
     return int(value)
 
 
 def _check_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(
-            f"{name}={value!r} is not a real number; pass a float > 0"
-        )
+        raise InvalidArgument(f"{name}={value!r} is not a real number; pass a float > 0")
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise InvalidArgument(f"{name}={value!r} must be finite and > 0")
@@ -106,9 +100,7 @@ def _check_positive(value: Any, name: str) -> float:
 # --- matrices ---
 
 
-def gaussian(
-    rows: int, cols: int, rng: np.random.Generator, *, variance: float = 1.0
-) -> np.ndarray:
+def gaussian(rows: int, cols: int, rng: np.random.Generator, *, variance: float = 1.0) -> np.ndarray:
     """A ``rows x cols`` matrix of iid ``N(0, variance)`` entries.
 
     >>> gaussian(2, 3, np.random.default_rng(0)).shape
@@ -140,8 +132,7 @@ def wishart_size(N: int, ratio: float) -> int:
     P = round(N / ratio)
     if P < 1:
         raise InvalidArgument(
-            f"ratio={ratio!r} at N={N} gives P=round(N/ratio)={P} samples; "
-            "use a ratio <= 2 N so that P >= 1"
+            f"ratio={ratio!r} at N={N} gives P=round(N/ratio)={P} samples; use a ratio <= 2 N so that P >= 1"
         )
     return P
 
@@ -217,8 +208,7 @@ def rotated_spectrum(eigenvalues: Any, rng: np.random.Generator) -> np.ndarray:
     e = np.asarray(eigenvalues)
     if e.ndim != 1 or e.size < 1:
         raise InvalidArgument(
-            f"eigenvalues of shape {e.shape} are not a non-empty 1-d array; "
-            "pass one eigenvalue per dimension"
+            f"eigenvalues of shape {e.shape} are not a non-empty 1-d array; pass one eigenvalue per dimension"
         )
     o = haar_orthogonal(e.size, rng)
     return (o * e) @ o.T
@@ -416,15 +406,11 @@ def _estimate(values: np.ndarray, N: int) -> MCEstimate:
     return MCEstimate(m, se, n, N)
 
 
-def _check_word(
-    word: Any, samplers: Mapping[Hashable, Sampler]
-) -> tuple[Hashable, ...]:
+def _check_word(word: Any, samplers: Mapping[Hashable, Sampler]) -> tuple[Hashable, ...]:
     try:
         letters = tuple(word)
     except TypeError:
-        raise InvalidWord(
-            f"word={word!r} is not a sequence of letter keys; pass e.g. ('A', 'W')"
-        ) from None
+        raise InvalidWord(f"word={word!r} is not a sequence of letter keys; pass e.g. ('A', 'W')") from None
     if not letters:
         raise InvalidWord("the word is empty; a trace word needs at least one letter")
     for letter in letters:
@@ -436,9 +422,7 @@ def _check_word(
     return letters
 
 
-def _word_traces(
-    words: Sequence[tuple[Hashable, ...]], mats: Mapping[Hashable, np.ndarray]
-) -> list[Any]:
+def _word_traces(words: Sequence[tuple[Hashable, ...]], mats: Mapping[Hashable, np.ndarray]) -> list[Any]:
     """Normalized traces of several words of one sample, sharing prefix products."""
     prefix: dict[tuple[Hashable, ...], np.ndarray] = {}
 
@@ -570,8 +554,6 @@ def mc_estimate(
     for _ in range(n_samples):
         v = np.asarray(functional(sample_matrices(samplers, N, rng)))
         if v.shape != ():
-            raise InvalidArgument(
-                f"functional returned shape {v.shape}; it must return one scalar"
-            )
+            raise InvalidArgument(f"functional returned shape {v.shape}; it must return one scalar")
         values.append(v[()])
     return _estimate(np.array(values), N)

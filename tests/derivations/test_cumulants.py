@@ -124,9 +124,7 @@ def test_brute_force_counts():
         203,
         877,
     ]
-    assert [len(nc_partitions(n)) for n in range(1, 8)] == [
-        catalan(n) for n in range(1, 8)
-    ]
+    assert [len(nc_partitions(n)) for n in range(1, 8)] == [catalan(n) for n in range(1, 8)]
     assert crosses([(1, 3), (2, 4)]) and not crosses([(1, 4), (2, 3)])
 
 
@@ -297,11 +295,7 @@ def test_semicircle_catalan():
 
 
 def _substituted(n, values, direction):
-    generic = (
-        moments_from_cumulants(n)
-        if direction == "moments"
-        else cumulants_from_moments(n)
-    )
+    generic = moments_from_cumulants(n) if direction == "moments" else cumulants_from_moments(n)
     names = cumulant_symbols(n) if direction == "moments" else moment_symbols(n)
     mapping = dict(zip(names, values, strict=True))
     return [sp.expand(e.xreplace(mapping)) for e in generic]
@@ -353,9 +347,7 @@ def test_non_polynomial_values():
     got = moments_from_cumulants(5, lambda n: 1 / q**n)
     assert [sp.simplify(g - catalan(k) / q**k) for k, g in enumerate(got, 1)] == [0] * 5
     root = moments_from_cumulants(6, lambda n: sp.sqrt(2) ** n)
-    assert [
-        sp.simplify(g - catalan(k) * sp.sqrt(2) ** k) for k, g in enumerate(root, 1)
-    ] == [0] * 6
+    assert [sp.simplify(g - catalan(k) * sp.sqrt(2) ** k) for k, g in enumerate(root, 1)] == [0] * 6
     back = cumulants_from_moments(5, [catalan(k) / q**k for k in range(1, 6)])
     assert [sp.simplify(b - q**-k) for k, b in enumerate(back, 1)] == [0] * 5
 

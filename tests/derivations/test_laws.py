@@ -74,16 +74,12 @@ def test_free_poisson():
     assert law.cumulants(3) == (r * a, r * a**2, r * a**3)
     for n, m in enumerate(law.moments(8), start=1):
         # sum over k blocks: N(n, k) r^k a^n
-        want = sum(
-            comb(n, k) * comb(n, k - 1) // n * r**k * a**n for k in range(1, n + 1)
-        )
+        want = sum(comb(n, k) * comb(n, k - 1) // n * r**k * a**n for k in range(1, n + 1))
         assert sp.expand(m - want) == 0
     # MATH.md 1.4: MP(q) is free Poisson with rate 1/q and jump q
     assert [
         sp.simplify(x - y)
-        for x, y in zip(
-            FreePoisson(1 / q, q).moments(6), Wishart(q).moments(6), strict=True
-        )
+        for x, y in zip(FreePoisson(1 / q, q).moments(6), Wishart(q).moments(6), strict=True)
     ] == [0] * 6
 
 
@@ -186,9 +182,7 @@ def test_math_md_closed_forms():
     assert sp.simplify(FreePoisson(r, a).r_transform(w) - r * a / (1 - a * w)) == 0
     assert sp.simplify(FreePoisson(r, a).s_transform(t) - 1 / (a * (t + r))) == 0
     assert Semicircle(2).r_transform(w) == 2 * w
-    assert Constant(4).r_transform(w) == 4 and Constant(4).s_transform(
-        t
-    ) == sp.Rational(1, 4)
+    assert Constant(4).r_transform(w) == 4 and Constant(4).s_transform(t) == sp.Rational(1, 4)
 
 
 def test_undefined_transforms():
@@ -227,9 +221,7 @@ def test_printing():
     assert str(Semicircle()) == "Semicircle(1)"
     assert str(CumulantLaw("B")) == "CumulantLaw(B)"
     assert repr(CumulantLaw("B")) == "CumulantLaw('B')"
-    assert Wishart(sp.Rational(1, 2))._repr_latex_() == (
-        r"$\operatorname{Wishart}\left(\frac{1}{2}\right)$"
-    )
+    assert Wishart(sp.Rational(1, 2))._repr_latex_() == (r"$\operatorname{Wishart}\left(\frac{1}{2}\right)$")
     assert sp.latex(Wishart(q)) == r"\operatorname{Wishart}\left(q\right)"
     assert FreePoisson(2, 3)._repr_latex_().startswith("$")
 

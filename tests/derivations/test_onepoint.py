@@ -262,14 +262,20 @@ def test_solve_order_rejects_cycles_and_undefined():
     "build, error, message",
     [
         (lambda: derive(Sigma_hat), InvalidArgument, "resolvent"),
-        (lambda: derive(lam * resolvent(Sigma + Sigma_hat, lam)), InvalidArgument, "additive"),
-        (lambda: derive(lam * resolvent(X.T @ Sigma_p @ X / P, lam)), InvalidWord, "Gram"),
-        (lambda: derive(lam * resolvent(W1_ @ Sigma @ W1_, lam)), InvalidWord, "not free"),
-        (lambda: derive(lam * resolvent(Sigma @ GOE_, lam)), UndefinedTransform, "mean 0"),
+        (
+            lambda: derive(lam * resolvent(Sigma + Sigma_hat, lam), method="shapes"),
+            InvalidArgument,
+            "additive",
+        ),
+        (lambda: derive(lam * resolvent(X.T @ Sigma_p @ X / P, lam), method="shapes"), InvalidWord, "Gram"),
+        (lambda: derive(lam * resolvent(W1_ @ Sigma @ W1_, lam), method="shapes"), InvalidWord, "not free"),
+        (lambda: derive(lam * resolvent(Sigma @ GOE_, lam), method="shapes"), UndefinedTransform, "mean 0"),
     ],
     ids=["not a resolvent", "sum", "gaussian sandwich", "repeated free factor", "centred law"],
 )
 def test_derive_errors(build, error, message):
+    """The shape rules' refusals name the reason (``method="auto"`` then falls back to the general
+    engine, see tests/derivations/test_general_engine.py)."""
     with pytest.raises(error, match=message):
         build()
 

@@ -112,7 +112,7 @@ def test_series_check_of_a_contraction_passes():
 )
 def test_bad_contractions_are_rejected(bad):
     with pytest.raises(InvalidArgument):
-        derive(bad())
+        derive(bad(), method="shapes")
 
 
 # -- numbers -------------------------------------------------------------

@@ -38,9 +38,7 @@ def same(a, b):
 
 
 def narayana_moments(k, ratio):
-    return sum(
-        comb(k, j) * comb(k, j - 1) // k * ratio ** (j - 1) for j in range(1, k + 1)
-    )
+    return sum(comb(k, j) * comb(k, j - 1) // k * ratio ** (j - 1) for j in range(1, k + 1))
 
 
 # ---------------------------------------------------------------------------------- R
@@ -54,12 +52,8 @@ def test_r_series_marchenko_pastur():
 
 
 def test_r_series_default_symbols_and_variable():
-    assert r_series(None, 2) == sp.Symbol("kappa_1") + sp.Symbol("kappa_2") * sp.Symbol(
-        "w"
-    )
-    assert r_series([1, 2, 3], 3, sp.Rational(1, 2)) == sp.Rational(
-        11, 4
-    )  # 1 + 2/2 + 3/4
+    assert r_series(None, 2) == sp.Symbol("kappa_1") + sp.Symbol("kappa_2") * sp.Symbol("w")
+    assert r_series([1, 2, 3], 3, sp.Rational(1, 2)) == sp.Rational(11, 4)  # 1 + 2/2 + 3/4
 
 
 # ---------------------------------------------------------------------------------- S
@@ -98,9 +92,7 @@ def test_product_s_transform_inverted_back_to_fuss_catalan():
     cs = sp.symbols(f"c1:{order + 1}")
     psi = sum(c * z ** (k + 1) for k, c in enumerate(cs))
     eq = sp.series(chi.subs(t, psi), z, 0, order + 1).removeO() - z
-    sol = sp.solve(
-        [sp.expand(eq).coeff(z, k) for k in range(1, order + 1)], cs, dict=True
-    )
+    sol = sp.solve([sp.expand(eq).coeff(z, k) for k in range(1, order + 1)], cs, dict=True)
     assert [sol[0][c] for c in cs] == [1, 3, 12, 55, 273]
 
 
@@ -214,9 +206,7 @@ def test_free_product_of_two_wisharts_multiplies_s():
         for part in _nc_partitions(n):
             cycles = _kreweras(part, n)
             assert len(part) + len(cycles) == n + 1
-            total += sp.Mul(*[q ** (len(b) - 1) for b in part]) * sp.Mul(
-                *[mb[len(c)] for c in cycles]
-            )
+            total += sp.Mul(*[q ** (len(b) - 1) for b in part]) * sp.Mul(*[mb[len(c)] for c in cycles])
         moments.append(sp.expand(total))
     got = s_series(moments, order, t)
     want = taylor(1 / ((1 + q * t) * (1 + p * t)), t, order)

@@ -219,11 +219,7 @@ def test_num_blocks_enumeration(n):
         got = list(noncrossing_partitions(n, num_blocks=k))
         assert got == [p for p in full if len(p.blocks) == k]
         assert len(got) == narayana(n, k) == counts.get(k, 0)
-        rows = [
-            tuple(r)
-            for b in iter_label_batches(n, num_blocks=k, batch_size=61)
-            for r in b.tolist()
-        ]
+        rows = [tuple(r) for b in iter_label_batches(n, num_blocks=k, batch_size=61) for r in b.tolist()]
         assert rows == [p.labels for p in got]
 
 
@@ -242,9 +238,7 @@ def test_kreweras_count_against_enumeration_by_block_type(n):
         rnd.shuffle(shuffled)
         assert list(noncrossing_partitions(n, block_sizes=shuffled)) == parts
         rows = [
-            tuple(r)
-            for b in iter_label_batches(n, block_sizes=shuffled, batch_size=53)
-            for r in b.tolist()
+            tuple(r) for b in iter_label_batches(n, block_sizes=shuffled, batch_size=53) for r in b.tolist()
         ]
         assert rows == [p.labels for p in parts]
 
@@ -258,11 +252,7 @@ def test_both_block_type_strategies(monkeypatch, ratio):
         full = list(P._py_codes(n, None))
         types = Counter(tuple(sorted(Counter(c).values(), reverse=True)) for c in full)
         for t in types:
-            want = [
-                tuple(c)
-                for c in full
-                if sorted(Counter(c).values(), reverse=True) == list(t)
-            ]
+            want = [tuple(c) for c in full if sorted(Counter(c).values(), reverse=True) == list(t)]
             got = [p.labels for p in noncrossing_partitions(n, block_sizes=t)]
             assert got == want
             assert len(got) == types[t]
@@ -275,9 +265,7 @@ def test_kreweras_count_closed_form_examples():
     assert kreweras_count([]) == 1
     assert kreweras_count([1] * 7) == 1 and kreweras_count([7]) == 1
     assert kreweras_count([3, 3]) == 3  # {012}{345}, {015}{234}, {045}{123}
-    assert kreweras_count([3, 3]) == sum(
-        1 for b in nc_brute(6) if sorted(map(len, b)) == [3, 3]
-    )
+    assert kreweras_count([3, 3]) == sum(1 for b in nc_brute(6) if sorted(map(len, b)) == [3, 3])
 
 
 def test_pairings_of_20_points_stream():
@@ -419,9 +407,7 @@ def test_crossing_error_names_blocks_and_positions():
 
 
 def test_overlap_missing_negative_non_int_errors():
-    with pytest.raises(
-        InvalidPartition, match=r"position 1 is in two blocks, \(0, 1\) and \(1, 2\)"
-    ):
+    with pytest.raises(InvalidPartition, match=r"position 1 is in two blocks, \(0, 1\) and \(1, 2\)"):
         NCPartition([[0, 1], [1, 2]])
     with pytest.raises(InvalidPartition, match="position 1 appears twice"):
         NCPartition([[0, 1, 1]])
@@ -431,9 +417,7 @@ def test_overlap_missing_negative_non_int_errors():
         NCPartition([[1]])
     with pytest.raises(InvalidPartition, match="negative position -1"):
         NCPartition([[-1, 0]])
-    with pytest.raises(
-        InvalidPartition, match=r"'a'.*not an integer|must be an integer"
-    ):
+    with pytest.raises(InvalidPartition, match=r"'a'.*not an integer|must be an integer"):
         NCPartition([[0, "a"]])
     with pytest.raises(InvalidPartition, match="must be an integer"):
         NCPartition([[0, 1.0]])
@@ -536,9 +520,7 @@ def test_kreweras_counts_rotation_inverse_bijection(n):
         assert len(p.blocks) + len(k.blocks) == n + 1 or n == 0
         assert naive_is_nc(k.blocks)
         # K twice is a rotation one step to the left: blocks {v - 1 mod n}
-        assert k.kreweras().blocks == canon(
-            [[(v - 1) % n for v in b] for b in p.blocks]
-        )
+        assert k.kreweras().blocks == canon([[(v - 1) % n for v in b] for b in p.blocks])
         assert k.kreweras() == p.rotate(-1)
         assert k.kreweras_inverse() == p
         assert p.kreweras_inverse().kreweras() == p
@@ -568,11 +550,7 @@ def test_kreweras_is_maximal_interleaved_complement(n):
     nc = nc_brute(n)
     for pi in nc:
         doubled_pi = [[2 * x for x in b] for b in pi]
-        ok = [
-            s
-            for s in nc
-            if naive_is_nc(doubled_pi + [[2 * x + 1 for x in b] for b in s])
-        ]
+        ok = [s for s in nc if naive_is_nc(doubled_pi + [[2 * x + 1 for x in b] for b in s])]
         coarsest = [s for s in ok if all(naive_refines(t, s) for t in ok)]
         assert len(coarsest) == 1
         assert NCPartition(pi).kreweras().blocks == coarsest[0]
@@ -660,8 +638,7 @@ def test_table_cache_eviction_keeps_output(monkeypatch):
             super().__init__(constrained, rows_budget=0)
 
     expected = {
-        n: [r for b in iter_label_batches(n, batch_size=40) for r in b.tolist()]
-        for n in range(1, 10)
+        n: [r for b in iter_label_batches(n, batch_size=40) for r in b.tolist()] for n in range(1, 10)
     }
     monkeypatch.setattr(P, "_Tables", Tiny)
     for n in range(1, 10):

@@ -243,6 +243,7 @@ def test_weight_samples_use_a_custom_teacher_law():
     system = logistic_system(0.5, 4)
     sol = solve_montecarlo(system, paths=2000, seed=0)
     a, b, v = sol.weight_law(2.0)
+
     def rademacher(n, rng):
         return 2.0 * rng.choice([-1.0, 1.0], n)
 
@@ -360,8 +361,25 @@ def test_cli_logistic_sgd_with_simulation_and_plot(capsys, tmp_path):
     from detequiv.cli.dmft import dmft_main
 
     png = tmp_path / "curves.png"
-    argv = ["logistic", "--sgd", "--tau", "0.7", "--dt", "0.25", "--steps", "8", "--paths", "1500",
-            "--simulate", "30", "--seeds", "3", "--quiet", "--plot", str(png)]
+    argv = [
+        "logistic",
+        "--sgd",
+        "--tau",
+        "0.7",
+        "--dt",
+        "0.25",
+        "--steps",
+        "8",
+        "--paths",
+        "1500",
+        "--simulate",
+        "30",
+        "--seeds",
+        "3",
+        "--quiet",
+        "--plot",
+        str(png),
+    ]
     assert dmft_main(argv) == 0
     out = capsys.readouterr().out
     assert "Monte Carlo DMFT (march, N = 1500)" in out and "SGF(tau = 0.7)" in out

@@ -156,4 +156,4 @@ def test_bad_order_and_bad_sandwich():
     with pytest.raises(InvalidArgument, match="not a string"):
         de.derive(FEATURE_SPACE, order="XF")
     with pytest.raises(InvalidWord, match="inside its own sandwich"):
-        de.derive(lam * de.resolvent(F @ F.T @ F @ F.T / N, lam))
+        de.derive(lam * de.resolvent(F @ F.T @ F @ F.T / N, lam), method="shapes")

@@ -254,6 +254,12 @@ def test_evaluate_at_the_interpolation_threshold(loss: Any) -> None:
     # picked kappa_1 < 0 and returned -0.253 (MATH.md 4.5 gives 4.032)
     assert loss.evaluate(values)["total"] == pytest.approx(_reference_of(values)["total"], rel=1e-8)
     for n in (30, 31.5):  # N = P and N = 1.05 P at D = 300 scale too
-        v = {**values, "D": 300, "N": 100 * n / 30, "P": 100, "Sigma": np.arange(1, 301.0) ** -1.0,
-             "beta": np.arange(1, 301.0) ** -0.6}
+        v = {
+            **values,
+            "D": 300,
+            "N": 100 * n / 30,
+            "P": 100,
+            "Sigma": np.arange(1, 301.0) ** -1.0,
+            "beta": np.arange(1, 301.0) ** -0.6,
+        }
         assert loss.evaluate(v)["total"] == pytest.approx(_reference_of(v)["total"], rel=1e-8)

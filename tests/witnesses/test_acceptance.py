@@ -57,11 +57,7 @@ def awaw_limit(q: float):
 def free_abab(N: int) -> float:
     """Free A, B: tr(ABAB) = tr(A^2) tr(B)^2 + tr(A)^2 tr(B^2) - tr(A)^2 tr(B)^2."""
     a, b = wide_spectrum(N), two_point_spectrum(N)
-    return (
-        ntr(a**2) * ntr(b) ** 2
-        + ntr(a) ** 2 * ntr(b**2)
-        - ntr(a) ** 2 * ntr(b) ** 2
-    )
+    return ntr(a**2) * ntr(b) ** 2 + ntr(a) ** 2 * ntr(b**2) - ntr(a) ** 2 * ntr(b) ** 2
 
 
 def commuting_abab(N: int) -> float:
@@ -87,8 +83,14 @@ def abab_samplers() -> dict:
 
 @pytest.mark.parametrize("q", [0.5, 2.0])
 def test_awaw_limit_passes(q):
-    report = verify(awaw_limit(q), ("A", "W", "A", "W"), awaw_samplers(q),
-                    sizes=FAST, n_samples=10, rng=np.random.default_rng(101))
+    report = verify(
+        awaw_limit(q),
+        ("A", "W", "A", "W"),
+        awaw_samplers(q),
+        sizes=FAST,
+        n_samples=10,
+        rng=np.random.default_rng(101),
+    )
     print(report)
     assert report.passed
     assert [r.N for r in report.rows] == list(FAST)
@@ -98,23 +100,31 @@ def test_awaw_limit_passes(q):
 @pytest.mark.parametrize("q", [0.5, 1.0, 2.5])
 def test_marchenko_pastur_third_moment_passes(q):
     # Narayana: m3 = N(3,1) + N(3,2) q + N(3,3) q^2 = 1 + 3q + q^2
-    report = verify(1 + 3 * q + q**2, "WWW", {"W": wishart_sampler(q)},
-                    sizes=FAST, n_samples=10, rng=np.random.default_rng(102))
+    report = verify(
+        1 + 3 * q + q**2,
+        "WWW",
+        {"W": wishart_sampler(q)},
+        sizes=FAST,
+        n_samples=10,
+        rng=np.random.default_rng(102),
+    )
     print(report)
     assert report.passed
 
 
 def test_goe_fourth_moment_passes():
     # semicircle m4 = Catalan C_2 = 2
-    report = verify(2.0, "HHHH", {"H": goe_sampler()}, sizes=FAST, n_samples=8,
-                    rng=np.random.default_rng(103))
+    report = verify(
+        2.0, "HHHH", {"H": goe_sampler()}, sizes=FAST, n_samples=8, rng=np.random.default_rng(103)
+    )
     print(report)
     assert report.passed
 
 
 def test_free_product_abab_passes():
-    report = verify(free_abab, "ABAB", abab_samplers(), sizes=FAST, n_samples=10,
-                    rng=np.random.default_rng(104))
+    report = verify(
+        free_abab, "ABAB", abab_samplers(), sizes=FAST, n_samples=10, rng=np.random.default_rng(104)
+    )
     print(report)
     assert report.passed
 
@@ -124,8 +134,9 @@ def test_free_product_abab_passes():
 
 def test_commuting_abab_is_rejected():
     # the commuting claim differs from the free value by Var(A) Var(B) ~ 0.77
-    report = verify(commuting_abab, "ABAB", abab_samplers(), sizes=FAST, n_samples=10,
-                    rng=np.random.default_rng(104))
+    report = verify(
+        commuting_abab, "ABAB", abab_samplers(), sizes=FAST, n_samples=10, rng=np.random.default_rng(104)
+    )
     print(report)
     print(f"rejection margin: max |err|/tol = {report.max_ratio:.2f}")
     assert not report.passed
@@ -137,8 +148,14 @@ def test_commuting_abab_is_rejected():
 
 def test_wrong_wishart_ratio_is_rejected():
     q = 2.0
-    report = verify(awaw_limit(1.1 * q), "AWAW", awaw_samplers(q), sizes=FAST,
-                    n_samples=10, rng=np.random.default_rng(105))
+    report = verify(
+        awaw_limit(1.1 * q),
+        "AWAW",
+        awaw_samplers(q),
+        sizes=FAST,
+        n_samples=10,
+        rng=np.random.default_rng(105),
+    )
     print(report)
     print(f"rejection margin: max |err|/tol = {report.max_ratio:.2f}")
     assert not report.passed
@@ -148,8 +165,9 @@ def test_wrong_wishart_ratio_is_rejected():
 def test_wrong_marchenko_pastur_ratio_is_rejected():
     q = 1.0
     wrong = 1 + 3 * (1.1 * q) + (1.1 * q) ** 2
-    report = verify(wrong, "WWW", {"W": wishart_sampler(q)}, sizes=FAST,
-                    n_samples=10, rng=np.random.default_rng(106))
+    report = verify(
+        wrong, "WWW", {"W": wishart_sampler(q)}, sizes=FAST, n_samples=10, rng=np.random.default_rng(106)
+    )
     print(report)
     print(f"rejection margin: max |err|/tol = {report.max_ratio:.2f}")
     assert not report.passed
@@ -176,8 +194,7 @@ def test_tolerance_arithmetic_with_zero_noise():
     bad = verify(2.0, "I", _identity_samplers(), sizes=(10,), n_samples=2, rng=rng)
     assert not bad.rows[0].ok and not bad.passed
     # c_finite = 0 means only the statistical part: any deviation fails
-    strict = verify(1.001, "I", _identity_samplers(), sizes=(10,), n_samples=2, rng=rng,
-                    c_finite=0.0)
+    strict = verify(1.001, "I", _identity_samplers(), sizes=(10,), n_samples=2, rng=rng, c_finite=0.0)
     assert not strict.passed
 
 
@@ -187,8 +204,9 @@ def test_trend_check_catches_error_growing_with_N():
     def exact(N: int) -> float:
         return 1.0 if N == 10 else 1.0 - 3.0 / N
 
-    report = verify(exact, "I", _identity_samplers(), sizes=(40, 10), n_samples=2,
-                    rng=np.random.default_rng(0))
+    report = verify(
+        exact, "I", _identity_samplers(), sizes=(40, 10), n_samples=2, rng=np.random.default_rng(0)
+    )
     assert [r.N for r in report.rows] == [10, 40]
     assert report.rows_ok
     assert not report.trend_ok
@@ -197,12 +215,19 @@ def test_trend_check_catches_error_growing_with_N():
 
 
 def test_slope_of_pure_finite_size_error_is_minus_one():
-    report = verify(lambda N: 1.0 + 1.0 / N, "I", _identity_samplers(),
-                    sizes=(10, 20, 40, 80), n_samples=2, rng=np.random.default_rng(0))
+    report = verify(
+        lambda N: 1.0 + 1.0 / N,
+        "I",
+        _identity_samplers(),
+        sizes=(10, 20, 40, 80),
+        n_samples=2,
+        rng=np.random.default_rng(0),
+    )
     assert report.passed
     assert report.slope == pytest.approx(-1.0, abs=1e-9)
-    exact_report = verify(1.0, "I", _identity_samplers(), sizes=(10, 20), n_samples=2,
-                          rng=np.random.default_rng(0))
+    exact_report = verify(
+        1.0, "I", _identity_samplers(), sizes=(10, 20), n_samples=2, rng=np.random.default_rng(0)
+    )
     assert exact_report.slope is None  # zero errors: no log-log fit
 
 
@@ -212,32 +237,34 @@ def test_functional_target_complex_and_sympy_exact():
     def tr_c(m):
         return np.trace(m["C"]) / m["C"].shape[0]
 
-    report = verify(1 + 2 * sp.I, tr_c, c, sizes=(5, 10), n_samples=2,
-                    rng=np.random.default_rng(0))
+    report = verify(1 + 2 * sp.I, tr_c, c, sizes=(5, 10), n_samples=2, rng=np.random.default_rng(0))
     assert report.passed and report.label == "tr_c"
     assert isinstance(report.rows[0].exact, complex)
     assert "tr_c" in str(report)
-    half = verify(sp.Rational(1, 1), "I", _identity_samplers(), sizes=(5,), n_samples=2,
-                  rng=np.random.default_rng(0))
+    half = verify(
+        sp.Rational(1, 1), "I", _identity_samplers(), sizes=(5,), n_samples=2, rng=np.random.default_rng(0)
+    )
     assert half.rows[0].exact == 1.0
 
 
 def test_n_samples_callable_and_check_pairs():
     q = 0.5
-    kwargs = dict(sizes=(20, 40), n_samples=lambda N: N // 5,
-                  rng=np.random.default_rng(7))
+    kwargs = dict(sizes=(20, 40), n_samples=lambda N: N // 5, rng=np.random.default_rng(7))
     ok, report = check_mc(1 + q, "WW", {"W": wishart_sampler(q)}, **kwargs)
     assert isinstance(report, VerificationReport)
     assert all(isinstance(r, VerificationRow) for r in report.rows)
     assert [r.n_samples for r in report.rows] == [4, 8]
     assert ok == report.passed
-    assert is_consistent_mc(2.0, "I", _identity_samplers(), sizes=(10,), n_samples=2,
-                            rng=np.random.default_rng(0)) is False
+    assert (
+        is_consistent_mc(
+            2.0, "I", _identity_samplers(), sizes=(10,), n_samples=2, rng=np.random.default_rng(0)
+        )
+        is False
+    )
 
 
 def test_report_string_is_a_table():
-    report = verify(1.0, "I", _identity_samplers(), sizes=(10, 20), n_samples=2,
-                    rng=np.random.default_rng(0))
+    report = verify(1.0, "I", _identity_samplers(), sizes=(10, 20), n_samples=2, rng=np.random.default_rng(0))
     text = str(report)
     assert "tr(I)" in text and "tolerance" in text and "passed: True" in text
     assert len(text.splitlines()) == 2 + 2 + 2  # title, header, 2 rows, trend, verdict
@@ -275,8 +302,7 @@ def test_slow_true_limits_pass():
         (2.0, "HHHH", {"H": goe_sampler()}),
         (1 + 3 * 0.5 + 0.25, "WWW", {"W": wishart_sampler(0.5)}),
     ):
-        report = verify(exact, word, samplers, sizes=SLOW, n_samples=20,
-                        rng=np.random.default_rng(201))
+        report = verify(exact, word, samplers, sizes=SLOW, n_samples=20, rng=np.random.default_rng(201))
         print(report)
         assert report.passed
 
@@ -287,8 +313,7 @@ def test_slow_wrong_answers_rejected():
         (commuting_abab, "ABAB", abab_samplers()),
         (awaw_limit(1.1 * 0.5), "AWAW", awaw_samplers(0.5)),
     ):
-        report = verify(exact, word, samplers, sizes=SLOW, n_samples=20,
-                        rng=np.random.default_rng(202))
+        report = verify(exact, word, samplers, sizes=SLOW, n_samples=20, rng=np.random.default_rng(202))
         print(report)
         print(f"rejection margin: max |err|/tol = {report.max_ratio:.2f}")
         assert not report.passed

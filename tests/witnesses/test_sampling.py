@@ -78,8 +78,10 @@ def test_wishart_second_moment_exact_finite_size():
     est = trace_moment("WW", {"W": wishart_sampler(ratio)}, N, 4000, rng)
     exact = 1 + N / P + 1 / P
     planar = 1 + N / P
-    print(f"E tr W^2: {est}, exact {exact}, z = {est.z_score(exact):.2f}, "
-          f"planar limit z = {est.z_score(planar):.1f}")
+    print(
+        f"E tr W^2: {est}, exact {exact}, z = {est.z_score(exact):.2f}, "
+        f"planar limit z = {est.z_score(planar):.1f}"
+    )
     assert est.z_score(exact) < 4
     assert est.z_score(planar) > 8  # the 1/P term is resolved at this sample size
 
@@ -159,8 +161,7 @@ def _haar_statistics(sampler, N: int, n: int, rng) -> dict[str, float]:
         "O11": z_score(o11, 0.0),
         "O11^2": z_score(o11**2, 1.0 / N),
         "O11^4": z_score(o11**4, 3.0 / (N * (N + 2))),
-        "sign": z_score((o11 > 0).astype(float), 0.5) if 0 < (o11 > 0).mean() < 1
-        else np.inf,
+        "sign": z_score((o11 > 0).astype(float), 0.5) if 0 < (o11 > 0).mean() < 1 else np.inf,
         "TrO": z_score(tr1, 0.0),
         "TrO^2": z_score(tr2, 1.0),
     }
@@ -240,9 +241,11 @@ def test_exact_finite_size_sigma_w_sigma_w():
     est = trace_moment("SWSW", samplers, N, 20000, np.random.default_rng(14))
     exact = (1 + 1 / P) * ntr(S @ S) + q * ntr(S) ** 2
     planar = ntr(S @ S) + q * ntr(S) ** 2
-    print(f"tr(SWSW) at N=6, P=12: {est}; "
-          f"exact {exact:.5f} (z = {est.z_score(exact):.2f});"
-          f" planar {planar:.5f} (z = {est.z_score(planar):.1f})")
+    print(
+        f"tr(SWSW) at N=6, P=12: {est}; "
+        f"exact {exact:.5f} (z = {est.z_score(exact):.2f});"
+        f" planar {planar:.5f} (z = {est.z_score(planar):.1f})"
+    )
     assert est.z_score(exact) < 4
     assert est.z_score(planar) > 10
 
@@ -274,9 +277,11 @@ def test_exact_finite_size_two_nonsymmetric_matrices():
     planar = ntr(Nt @ Mt) + q * ntr(Nt) * ntr(Mt)
     exact = planar + ntr(Nt @ Mt.T) / P
     transposed = planar + ntr(Nt @ Mt) / P
-    print(f"tr(N S^ M S^): {est}; exact z = {est.z_score(exact):.2f}, "
-          f"planar z = {est.z_score(planar):.1f}, "
-          f"transposed 1/P term z = {est.z_score(transposed):.1f}")
+    print(
+        f"tr(N S^ M S^): {est}; exact z = {est.z_score(exact):.2f}, "
+        f"planar z = {est.z_score(planar):.1f}, "
+        f"transposed 1/P term z = {est.z_score(transposed):.1f}"
+    )
     assert est.z_score(exact) < 4
     assert est.z_score(planar) > 10
     assert est.z_score(transposed) > 10
@@ -319,14 +324,20 @@ def test_mc_estimate_matches_trace_moment_and_allows_complex():
     s = {"W": wishart_sampler(0.5)}
     by_word = trace_moment("WWW", s, 10, 25, np.random.default_rng(18))
     by_fn = mc_estimate(
-        lambda m: np.trace(m["W"] @ m["W"] @ m["W"]) / 10, s, 10, 25,
+        lambda m: np.trace(m["W"] @ m["W"] @ m["W"]) / 10,
+        s,
+        10,
+        25,
         np.random.default_rng(18),
     )
     assert by_fn.mean == pytest.approx(by_word.mean, rel=1e-12)
     assert by_fn.se == pytest.approx(by_word.se, rel=1e-9)
     # complex resolvent trace: tr (z - W)^{-1} at z = 1j has negative imaginary part
     res = mc_estimate(
-        lambda m: np.trace(np.linalg.inv(1j * np.eye(10) - m["W"])) / 10, s, 10, 10,
+        lambda m: np.trace(np.linalg.inv(1j * np.eye(10) - m["W"])) / 10,
+        s,
+        10,
+        10,
         np.random.default_rng(18),
     )
     assert isinstance(res.mean, complex) and res.mean.imag < 0
