@@ -55,10 +55,6 @@ from .diagrams import NCPartition as NCPartition
 from .diagrams import TraceWord as TraceWord
 from .diagrams import noncrossing_partitions as noncrossing_partitions
 from .errors import DetEquivError as DetEquivError
-
-#: Every rule of the engine and of the models, by name (:mod:`detequiv.derivations.rules`,
-#: :mod:`detequiv.models.rules`, and the strategies of :mod:`detequiv.derivations.derive`).
-RULES = {**derivations.ENGINE_RULES, **models.MODEL_RULES, **{r.name: r for r in derivations.STRATEGIES}}
 from .models import GCVEstimator as GCVEstimator
 from .models import GradientFlow as GradientFlow
 from .models import KernelRegression as KernelRegression
@@ -79,6 +75,14 @@ from .witnesses.layered import check_monte_carlo as _check_layered  # noqa: F401
 from .witnesses.onepoint import check_monte_carlo as check_monte_carlo  # registers the witness
 from .witnesses.sandwich import check_monte_carlo as _check_sandwich  # noqa: F401 - registers the witness
 from .witnesses.twopoint import check_monte_carlo as _check_two_point  # noqa: F401 - registers the witness
+
+#: Every rule of the engine and of the models, by name (:mod:`detequiv.derivations.rules`,
+#: :mod:`detequiv.models.rules`, and the strategies of :mod:`detequiv.derivations.strategies`).
+RULES = {
+    **derivations.ENGINE_RULES,
+    **models.MODEL_RULES,
+    **{r.name: r for r in (*derivations.STRATEGIES, derivations.LINEAR_PENCIL)},
+}
 
 __all__ = [
     "__version__",

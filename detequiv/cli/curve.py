@@ -21,10 +21,10 @@ from ..codegen.pycode import loss_to_module
 from ..derivations.expressions import Deterministic, DeterministicVector, Gaussian
 from ..derivations.formula import LossFormula
 from ..errors import InvalidArgument
-from ..plotting import figure_style, require_matplotlib
 from ..models.random_features import RandomFeatureRidge
 from ..models.ridge import RidgeRegression
 from ..models.sgd import OnlineSGD
+from ..plotting import figure_style, require_matplotlib
 
 __all__ = ["curve_main", "model_loss", "MODEL_NAMES"]
 

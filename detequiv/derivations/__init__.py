@@ -16,7 +16,6 @@ from .derivation import Derivation as Derivation
 from .derivation import FixedPoint as FixedPoint
 from .derivation import Rule as Rule
 from .derivation import Step as Step
-from .strategies import STRATEGIES as STRATEGIES
 from .derive import derive as derive
 from .expressions import Deterministic as Deterministic
 from .expressions import DeterministicVector as DeterministicVector
@@ -54,6 +53,8 @@ from .rules import ENGINE_RULES as ENGINE_RULES
 from .sandwich import Combination as Combination
 from .sandwich import derive_sandwich as derive_sandwich
 from .sandwich import derive_two_point as derive_two_point
+from .strategies import LINEAR_PENCIL as LINEAR_PENCIL
+from .strategies import STRATEGIES as STRATEGIES
 from .traces import mtr as mtr
 from .transforms import r_series as r_series
 from .transforms import s_from_cumulants as s_from_cumulants
@@ -64,6 +65,7 @@ __all__ = [
     "Derivation",
     "Rule",
     "STRATEGIES",
+    "LINEAR_PENCIL",
     "ENGINE_RULES",
     "LossFormula",
     "LossModel",

@@ -67,7 +67,6 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart, merge_square_roots
 from .derivation import Derivation, FixedPoint, Step
-from .strategies import derive_one_point
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .letters import Letters, Word, WordPolynomial, letter_family, normal_word, trace_word
 from .numeric import lookup_value, plain_number
@@ -85,6 +84,7 @@ from .rules import (
     TRACE_OF_EQUIVALENCE,
     TWO_POINT_SINGLE_LAYER,
 )
+from .strategies import derive_one_point
 from .twopoint import (
     TwoPoint,
     conjugation_exponent,

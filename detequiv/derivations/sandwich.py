@@ -42,7 +42,6 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart
 from .derivation import Derivation, FixedPoint, Rule, Step
-from .strategies import derive_one_point
 from .expressions import Deterministic, Identity, MatrixExpr, Product, Resolvent, Sqrt, Sum
 from .layered import LayeredTwoPoint, derive_pair
 from .mixed import mixed_moment
@@ -60,6 +59,7 @@ from .rules import (
 from .series import TEST_LETTER as M_TEST
 from .series import factor_letters
 from .series import series_coefficients as one_series
+from .strategies import derive_one_point
 from .twopoint import TwoPoint
 from .twopoint_series import TEST_LETTER as N_TEST
 from .twopoint_series import series_coefficients as two_series

@@ -56,7 +56,6 @@ import sympy as sp
 from ..errors import InvalidArgument, InvalidWord
 from .algebra import gaussian_gram_to_wishart
 from .derivation import Derivation, FixedPoint, Step
-from .strategies import derive_one_point
 from .expressions import Deterministic, FreeMatrix, Identity, MatrixExpr, Product, Resolvent, Sqrt
 from .numeric import as_matrix, lookup_value, matrix_power, plain_number, scalar_values
 from .onepoint import OnePoint
@@ -68,6 +67,7 @@ from .rules import (
     ONE_POINT_RENORMALIZATION,
     OPERATOR_VALUED_SUBORDINATION,
 )
+from .strategies import derive_one_point
 from .twopoint_series import TwoPointSeriesCheck, check_series
 
 __all__ = [
