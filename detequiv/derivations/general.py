@@ -499,7 +499,7 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
     env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
     env.update(targets)
     if eq.is_scalar:
-        value: Any = nums.scalar(eq.deterministic, env)
+        value: Any = plain(nums.scalar(eq.deterministic, env))
     else:
         value = nums.matrix(eq.deterministic, env)
     return PencilValue(tuple((s, plain(v)) for s, v in zip(unknowns, g, strict=True)), value, nums.diagonal)
