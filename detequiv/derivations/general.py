@@ -485,16 +485,20 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
     targets = {lam: complex(scalars[str(lam)]) for lam in lam_syms}
     scale = max([float(np.max(np.abs(a))) for a in nums.matrices.values()] + [1.0])
 
-    def system(g: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
-        env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
-        env.update({lam: targets[lam] + shift for lam in lam_syms})
-        nums.begin()
-        f = np.array([nums.scalar(e, env) for e in equations], dtype=complex)
-        jac = np.array([[nums.scalar(e, env) for e in row] for row in jacobian], dtype=complex)
-        return f - g, jac
+    class System:
+        env: dict[sp.Symbol, complex] = {}
+
+        def residual(self, g: np.ndarray, shift: float) -> np.ndarray:
+            self.env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
+            self.env.update({lam: targets[lam] + shift for lam in lam_syms})
+            nums.begin()
+            return np.array([nums.scalar(e, self.env) for e in equations], dtype=complex) - g
+
+        def jacobian(self) -> np.ndarray:
+            return np.array([[nums.scalar(e, self.env) for e in row] for row in jacobian], dtype=complex)
 
     mean_lam = sum(targets.values()) / len(targets)
-    g = solve_unknowns(system, len(unknowns), mean_lam, scale) if unknowns else np.zeros(0, dtype=complex)
+    g = solve_unknowns(System(), len(unknowns), mean_lam, scale) if unknowns else np.zeros(0, dtype=complex)
     nums.begin()
     env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
     env.update(targets)
