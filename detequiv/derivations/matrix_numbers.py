@@ -337,8 +337,8 @@ def _broyden(
         new = system.residual(g, shift)
         if np.max(np.abs(step)) <= 0.01 * tol * max(1e-300, np.max(np.abs(g))):
             return g, k + 1
-        if limit <= 8 and np.max(np.abs(new)) > 0.5 * np.max(np.abs(r)):
-            raise InvalidArgument(f"the corrector for {what} stalls near lam = {at:.6g}")  # a short step helps
+        if limit <= 8 and np.max(np.abs(new)) > 0.5 * np.max(np.abs(r)):  # a shorter step helps
+            raise InvalidArgument(f"the corrector for {what} stalls near lam = {at:.6g}")
         jac = jac + np.outer(new - r - jac @ step, step.conj()) / np.vdot(step, step)
         r = new
     raise InvalidArgument(f"the corrector for {what} did not converge near lam = {at:.6g}")
