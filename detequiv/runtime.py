@@ -78,6 +78,9 @@ __all__ = [
     "weight_vectors",
     "kernel_sums",
     "solve_ridge_and_sums",
+    "follow_unknowns",
+    "broyden",
+    "solve_unknowns_grid",
 ]
 
 _TOL = 1e-13
@@ -1063,3 +1066,149 @@ def _tabulated_ridge_and_sums(branch, args, lam, y, dstar, what, sums, rows, pos
         out[:, positive] = _interpolate(table, centers, half, numpy.log(kappa[positive]))
         out[:, lam <= 0] = _exact_kernel_sums(kernels, which, weights, numpy.zeros(1), spectra)
     return kappa, out
+
+
+# ---------------------------------------------------------------------------
+# systems of unknowns (the general engine): g = F(g, lam) on the physical branch
+# ---------------------------------------------------------------------------
+
+
+def follow_unknowns(
+    residual: "Callable[[numpy.ndarray, complex], numpy.ndarray]",
+    jacobian: "Callable[[numpy.ndarray, complex], numpy.ndarray]",
+    size: int,
+    lam: complex,
+    scale: float,
+    what: str = "the unknowns",
+    start: "tuple[float, numpy.ndarray] | None" = None,
+) -> numpy.ndarray:
+    """The physical root of ``g = F(g, lam + s)`` at ``s = 0``.
+
+    ``residual(g, s)`` is ``F(g, lam + s) - g`` and ``jacobian(g, s)`` is ``dF/dg`` there. The
+    root is found at a large shift ``s0 = 10 max(scale, |lam|)``, where the branch connected to
+    ``lam -> infinity`` is the only one near ``g = 0`` (or taken from ``start = (s0, g0)``, a
+    root already on that branch), and followed down to ``s = 0`` along a geometric path
+    (horizontal: it never crosses the real axis for complex ``lam``). Each step is predicted
+    linearly in ``u = 1/(|lam| + s)`` (exact for the ``1/z`` decay of traces of resolvents) and
+    corrected by :func:`broyden`; a step is accepted when the corrector converges in a few
+    iterations (a predictor in the basin of the followed root), else it is halved. Once the
+    shift is below ``|lam| / 4`` the last step goes to ``s = 0`` and is solved to rounding.
+
+    Examples
+    --------
+    >>> import numpy
+    >>> def residual(g, s):   # isotropic sample covariance, D/P = 1/2: g = 1 / (z + 1 / (1 + g / 2))
+    ...     return 1 / (0.5 + s + 1 / (1 + 0.5 * g)) - g
+    >>> def jacobian(g, s):
+    ...     return numpy.array([[0.5 / (1 + 0.5 * g[0]) ** 2 / (0.5 + s + 1 / (1 + 0.5 * g[0])) ** 2]])
+    >>> g = follow_unknowns(residual, jacobian, 1, 0.5, 1.0)
+    >>> bool(abs(residual(g, 0.0)[0]) < 1e-14), round(float(g[0].real), 10)   # 2 (sqrt(2) - 1)
+    (True, 0.8284271247)
+    """
+    with numpy.errstate(all="ignore"):
+        if start is None:
+            shift = 10.0 * max(scale, abs(lam), 1e-12)
+            g, _ = broyden(residual, jacobian, numpy.zeros(size, dtype=complex), shift, 1e-6, 30, what, lam)
+        else:
+            shift, g = float(start[0]), numpy.asarray(start[1], dtype=complex)
+        floor = 0.25 * abs(lam)
+        step = 1.0  # in decades of the shift
+        prev = None
+        while shift > 0:
+            target = shift * 10.0**-step
+            target = 0.0 if target < floor else target
+            final = target == 0.0
+            guess = g
+            if prev is not None:
+                u0, u1, u2 = (1 / (abs(lam) + x) for x in (prev[0], shift, target))
+                guess = g + (g - prev[1]) * (u2 - u1) / (u1 - u0)
+            try:
+                new, _ = broyden(
+                    residual, jacobian, guess, target, 1e-13 if final else 1e-5, 25 if final else 5, what, lam
+                )
+            except ArithmeticError:
+                step /= 2
+                if step < 1e-3:
+                    raise ArithmeticError(
+                        f"could not follow {what} down to lam = {lam:.6g} on the physical branch; "
+                        "try a larger or complex lam"
+                    ) from None
+                continue
+            prev, g, shift = (shift, g), new, target
+            step = min(step * 1.5, 2.0)
+    return g
+
+
+def broyden(
+    residual: "Callable[[numpy.ndarray, complex], numpy.ndarray]",
+    jacobian: "Callable[[numpy.ndarray, complex], numpy.ndarray]",
+    g: numpy.ndarray,
+    shift: float,
+    tol: float,
+    limit: int,
+    what: str,
+    lam: complex,
+) -> "tuple[numpy.ndarray, int]":
+    """Broyden's method for ``residual(g, shift) = 0`` from the analytic Jacobian at ``g``: one
+    evaluation of the residual per iteration. Raises ``ArithmeticError`` when it leaves the
+    finite numbers, stalls (a short run, ``limit <= 8``, must halve the residual at each step)
+    or needs more than ``limit`` iterations."""
+    at = lam + shift
+    r = residual(g, shift)
+    jac = jacobian(g, shift) - numpy.eye(g.size)
+    for k in range(limit):
+        if not (numpy.all(numpy.isfinite(r)) and numpy.all(numpy.isfinite(jac))):
+            raise ArithmeticError(f"{what} left the physical branch near lam = {at:.6g}")
+        if numpy.max(numpy.abs(r)) <= tol * max(1e-300, numpy.max(numpy.abs(g))):
+            return g, k
+        try:
+            step = numpy.linalg.solve(jac, -r)
+        except numpy.linalg.LinAlgError:
+            raise ArithmeticError(f"the Jacobian of {what} is singular near lam = {at:.6g}") from None
+        g = g + step
+        new = residual(g, shift)
+        if numpy.max(numpy.abs(step)) <= 0.01 * tol * max(1e-300, numpy.max(numpy.abs(g))):
+            return g, k + 1
+        if limit <= 8 and numpy.max(numpy.abs(new)) > 0.5 * numpy.max(numpy.abs(r)):
+            raise ArithmeticError(f"the corrector for {what} stalls near lam = {at:.6g}")
+        jac = jac + numpy.outer(new - r - jac @ step, step.conj()) / numpy.vdot(step, step)
+        r = new
+    raise ArithmeticError(f"the corrector for {what} did not converge near lam = {at:.6g}")
+
+
+def solve_unknowns_grid(
+    residual: "Callable[[numpy.ndarray, complex, int], numpy.ndarray]",
+    jacobian: "Callable[[numpy.ndarray, complex, int], numpy.ndarray]",
+    size: int,
+    lams: numpy.ndarray,
+    scale: float,
+    what: str = "the unknowns",
+) -> numpy.ndarray:
+    """The physical roots at every ``lams[i]`` (shape ``(len(lams), size)``); ``residual(g, s, i)``
+    and ``jacobian(g, s, i)`` evaluate the system at ``lams[i] + s``.
+
+    The points are visited by decreasing real part; a point whose ridge differs from the
+    previous one by a positive real shift (a real grid, or complex points on one horizontal
+    line) starts from the previous root (:func:`follow_unknowns` with ``start``), usually one
+    corrector solve; the others are followed from a large shift."""
+    lams = numpy.asarray(lams)
+    out = numpy.zeros((lams.shape[0], size), dtype=complex)
+    order = numpy.argsort(-lams.real, kind="stable")
+    previous = None
+    for i in order:
+        z = complex(lams[i])
+
+        def res(g: numpy.ndarray, s: complex, i: int = i) -> numpy.ndarray:
+            return residual(g, s, i)
+
+        def jac(g: numpy.ndarray, s: complex, i: int = i) -> numpy.ndarray:
+            return jacobian(g, s, i)
+
+        start = None
+        if previous is not None:
+            gap = previous[0] - z
+            if gap.imag == 0 and gap.real >= 0:
+                start = (gap.real, previous[1])
+        out[i] = follow_unknowns(res, jac, size, z, scale, what, start)
+        previous = (z, out[i])
+    return out

@@ -42,6 +42,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import InvalidArgument
+from ..runtime import follow_unknowns
 from .derivation import Derivation, FixedPoint, Step
 from .dyson import (
     block_inverse,
@@ -53,7 +54,7 @@ from .dyson import (
 )
 from .engine import Context, Steps
 from .expressions import MatrixExpr, Trace
-from .matrix_numbers import MatrixNumbers, plain, solve_unknowns
+from .matrix_numbers import MatrixNumbers, plain
 from .ncseries import LetterTable, NCSeries, Poly, SympyExpander, exponents, poly_to_sympy
 from .onepoint import OnePoint
 from .pencil import Pencil, check_linearizable, linearize
@@ -485,20 +486,27 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
     targets = {lam: complex(scalars[str(lam)]) for lam in lam_syms}
     scale = max([float(np.max(np.abs(a))) for a in nums.matrices.values()] + [1.0])
 
-    class System:
-        env: dict[sp.Symbol, complex] = {}
+    point: dict[str, Any] = {}
 
-        def residual(self, g: np.ndarray, shift: float) -> np.ndarray:
-            self.env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
-            self.env.update({lam: targets[lam] + shift for lam in lam_syms})
-            nums.begin()
-            return np.array([nums.scalar(e, self.env) for e in equations], dtype=complex) - g
+    def residual(g: np.ndarray, shift: complex) -> np.ndarray:
+        env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
+        env.update({lam: targets[lam] + shift for lam in lam_syms})
+        nums.begin()
+        point.update(g=g.copy(), shift=shift, env=env)
+        return np.array([nums.scalar(e, env) for e in equations], dtype=complex) - g
 
-        def jacobian(self) -> np.ndarray:
-            return np.array([[nums.scalar(e, self.env) for e in row] for row in jacobian], dtype=complex)
+    def jacobian_at(g: np.ndarray, shift: complex) -> np.ndarray:
+        if point.get("shift") != shift or not np.array_equal(point.get("g"), g):
+            residual(g, shift)  # the memo then holds this point's inverses
+        return np.array([[nums.scalar(e, point["env"]) for e in row] for row in jacobian], dtype=complex)
 
     mean_lam = sum(targets.values()) / len(targets)
-    g = solve_unknowns(System(), len(unknowns), mean_lam, scale) if unknowns else np.zeros(0, dtype=complex)
+    g = np.zeros(0, dtype=complex)
+    if unknowns:
+        try:
+            g = follow_unknowns(residual, jacobian_at, len(unknowns), mean_lam, scale)
+        except ArithmeticError as err:
+            raise InvalidArgument(str(err)) from None
     nums.begin()
     env = {s: complex(v) for s, v in zip(unknowns, g, strict=True)}
     env.update(targets)

@@ -16,7 +16,7 @@ complex ``lam``), the Jacobian by central differences.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -25,7 +25,7 @@ import sympy as sp
 from ..errors import InvalidArgument
 from .traces import mtr
 
-__all__ = ["MatrixNumbers", "UnknownSystem", "solve_unknowns", "plain"]
+__all__ = ["MatrixNumbers", "plain"]
 
 
 class MatrixNumbers:
@@ -247,64 +247,6 @@ class MatrixNumbers:
         return np.diag(a) if self.diagonal else a
 
 
-class UnknownSystem(Protocol):
-    """``g = F(g, lam + shift)``: ``residual`` is ``F(g) - g``, ``jacobian`` is ``dF/dg`` at the point
-    of the last ``residual`` call (so the two share their matrix work)."""
-
-    def residual(self, g: np.ndarray, shift: float) -> np.ndarray: ...
-
-    def jacobian(self) -> np.ndarray: ...
-
-
-def solve_unknowns(
-    system: UnknownSystem, size: int, lam: complex, scale: float, *, what: str = "the unknowns"
-) -> np.ndarray:
-    """The physical root of ``g = F(g, lam + s)`` at ``s = 0``.
-
-    The root is found at a large shift ``s0 = 10 max(scale, |lam|)``, where the branch connected
-    to ``lam -> infinity`` is the only one near ``g = 0``, and followed down to ``s = 0`` along a
-    geometric path (horizontal: it never crosses the real axis for complex ``lam``). Each step is
-    predicted linearly in ``u = 1/(|lam| + s)`` (exact for the ``1/z`` decay of traces of
-    resolvents at large ``s``) and corrected by Broyden's method started from the analytic
-    Jacobian of the step's first point: one evaluation of ``F`` per iteration, one Jacobian per
-    step. A step is accepted when the corrector converges in a few iterations (a predictor in
-    the basin of the followed root), else it is halved. Once the shift is below ``|lam| / 4``
-    the last step goes to ``s = 0`` and is solved to rounding.
-    """
-    big = 10.0 * max(scale, abs(lam), 1e-12)
-    with np.errstate(all="ignore"):
-        g, _ = _broyden(system, np.zeros(size, dtype=complex), big, what, lam + big, 1e-6, 30)
-        floor = 0.25 * abs(lam)
-        shift, step = big, 1.0  # step in decades of the shift
-        prev: tuple[float, np.ndarray] | None = None
-        while shift > 0:
-            target = shift * 10.0**-step
-            target = 0.0 if target < floor else target
-            final = target == 0.0
-            guess = g
-            if prev is not None:
-                u0, u1, u2 = (1 / (abs(lam) + x) for x in (prev[0], shift, target))
-                guess = g + (g - prev[1]) * (u2 - u1) / (u1 - u0)
-            try:
-                new, iterations = _broyden(
-                    system, guess, target, what, lam + target, 1e-13 if final else 1e-5, 25 if final else 5
-                )
-                ok = True
-            except InvalidArgument:
-                ok = False
-            if not ok:
-                step /= 2
-                if step < 1e-3:
-                    raise InvalidArgument(
-                        f"could not follow {what} down to lam = {lam:.6g} on the physical branch; "
-                        "try a larger or complex lam"
-                    )
-                continue
-            prev, g, shift = (shift, g), new, target
-            step = min(step * 1.5, 2.0)
-    return g
-
-
 def _inverse(a: np.ndarray) -> np.ndarray:
     """The inverse of a dense matrix: by Cholesky when it is real symmetric positive definite (half
     the work of LU, the common case of a ridge ``lam I + sum c_i Sigma_i``), else by LU."""
@@ -315,33 +257,6 @@ def _inverse(a: np.ndarray) -> np.ndarray:
             if info == 0:
                 return np.tril(inv) + np.tril(inv, -1).T
     return np.linalg.inv(a)
-
-
-def _broyden(
-    system: UnknownSystem, g: np.ndarray, shift: float, what: str, at: complex, tol: float, limit: int
-) -> tuple[np.ndarray, int]:
-    """Broyden's method for ``F(g) - g = 0`` from the analytic Jacobian at ``g``; raises when it
-    does not converge within ``limit`` evaluations."""
-    r = system.residual(g, shift)
-    jac = system.jacobian() - np.eye(g.size)
-    for k in range(limit):
-        if not (np.all(np.isfinite(r)) and np.all(np.isfinite(jac))):
-            raise InvalidArgument(f"{what} left the physical branch near lam = {at:.6g}")
-        if np.max(np.abs(r)) <= tol * max(1e-300, np.max(np.abs(g))):
-            return g, k
-        try:
-            step = np.linalg.solve(jac, -r)
-        except np.linalg.LinAlgError:
-            raise InvalidArgument(f"the Jacobian of {what} is singular near lam = {at:.6g}") from None
-        g = g + step
-        new = system.residual(g, shift)
-        if np.max(np.abs(step)) <= 0.01 * tol * max(1e-300, np.max(np.abs(g))):
-            return g, k + 1
-        if limit <= 8 and np.max(np.abs(new)) > 0.5 * np.max(np.abs(r)):  # a shorter step helps
-            raise InvalidArgument(f"the corrector for {what} stalls near lam = {at:.6g}")
-        jac = jac + np.outer(new - r - jac @ step, step.conj()) / np.vdot(step, step)
-        r = new
-    raise InvalidArgument(f"the corrector for {what} did not converge near lam = {at:.6g}")
 
 
 def plain(z: complex) -> complex | float:
