@@ -81,6 +81,12 @@ __all__ = [
     "follow_unknowns",
     "broyden",
     "solve_unknowns_grid",
+    "check_matrix",
+    "matrix_sizes",
+    "pencil_ridges",
+    "check_scalar",
+    "psd_sqrt",
+    "trace_pair",
 ]
 
 _TOL = 1e-13
@@ -1081,17 +1087,19 @@ def follow_unknowns(
     scale: float,
     what: str = "the unknowns",
     start: "tuple[float, numpy.ndarray] | None" = None,
+    guess: "numpy.ndarray | None" = None,
 ) -> numpy.ndarray:
     """The physical root of ``g = F(g, lam + s)`` at ``s = 0``.
 
     ``residual(g, s)`` is ``F(g, lam + s) - g`` and ``jacobian(g, s)`` is ``dF/dg`` there. The
     root is found at a large shift ``s0 = 10 max(scale, |lam|)``, where the branch connected to
     ``lam -> infinity`` is the only one near ``g = 0`` (or taken from ``start = (s0, g0)``, a
-    root already on that branch), and followed down to ``s = 0`` along a geometric path
-    (horizontal: it never crosses the real axis for complex ``lam``). Each step is predicted
-    linearly in ``u = 1/(|lam| + s)`` (exact for the ``1/z`` decay of traces of resolvents) and
-    corrected by :func:`broyden`; a step is accepted when the corrector converges in a few
-    iterations (a predictor in the basin of the followed root), else it is halved. Once the
+    root already on that branch; ``guess`` then predicts the first step), and followed down to
+    ``s = 0`` along a geometric path (horizontal: it never crosses the real axis for complex
+    ``lam``). Each step is predicted linearly in ``u = 1/(|lam| + s)`` (exact for the ``1/z``
+    decay of traces of resolvents) and corrected by :func:`broyden`; a step is accepted when
+    the corrector converges in a few iterations (a predictor in the basin of the followed
+    root), else it is halved. Once the
     shift is below ``|lam| / 4`` the last step goes to ``s = 0`` and is solved to rounding.
 
     Examples
@@ -1118,13 +1126,22 @@ def follow_unknowns(
             target = shift * 10.0**-step
             target = 0.0 if target < floor else target
             final = target == 0.0
-            guess = g
+            predicted = g
             if prev is not None:
                 u0, u1, u2 = (1 / (abs(lam) + x) for x in (prev[0], shift, target))
-                guess = g + (g - prev[1]) * (u2 - u1) / (u1 - u0)
+                predicted = g + (g - prev[1]) * (u2 - u1) / (u1 - u0)
+            elif guess is not None and final:
+                predicted = guess
             try:
                 new, _ = broyden(
-                    residual, jacobian, guess, target, 1e-13 if final else 1e-5, 25 if final else 5, what, lam
+                    residual,
+                    jacobian,
+                    predicted,
+                    target,
+                    1e-13 if final else 1e-5,
+                    25 if final else 5,
+                    what,
+                    lam,
                 )
             except ArithmeticError:
                 step /= 2
@@ -1150,7 +1167,9 @@ def broyden(
     lam: complex,
 ) -> "tuple[numpy.ndarray, int]":
     """Broyden's method for ``residual(g, shift) = 0`` from the analytic Jacobian at ``g``: one
-    evaluation of the residual per iteration. Raises ``ArithmeticError`` when it leaves the
+    evaluation of the residual per iteration. Its first step is Newton's: one below
+    ``1e-7 |g|`` leaves an error of order its square, and is accepted without another
+    evaluation when ``tol`` asks for rounding (``1e-13``). Raises ``ArithmeticError`` when it leaves the
     finite numbers, stalls (a short run, ``limit <= 8``, must halve the residual at each step)
     or needs more than ``limit`` iterations."""
     at = lam + shift
@@ -1166,8 +1185,11 @@ def broyden(
         except numpy.linalg.LinAlgError:
             raise ArithmeticError(f"the Jacobian of {what} is singular near lam = {at:.6g}") from None
         g = g + step
+        size = max(1e-300, numpy.max(numpy.abs(g)))
+        if k == 0 and tol <= 1e-12 and numpy.max(numpy.abs(step)) <= 1e-7 * size:
+            return g, 1  # Newton's step: the error left is of order its square
         new = residual(g, shift)
-        if numpy.max(numpy.abs(step)) <= 0.01 * tol * max(1e-300, numpy.max(numpy.abs(g))):
+        if numpy.max(numpy.abs(step)) <= 0.01 * tol * size:
             return g, k + 1
         if limit <= 8 and numpy.max(numpy.abs(new)) > 0.5 * numpy.max(numpy.abs(r)):
             raise ArithmeticError(f"the corrector for {what} stalls near lam = {at:.6g}")
@@ -1180,23 +1202,36 @@ def solve_unknowns_grid(
     residual: "Callable[[numpy.ndarray, complex, int], numpy.ndarray]",
     jacobian: "Callable[[numpy.ndarray, complex, int], numpy.ndarray]",
     size: int,
-    lams: numpy.ndarray,
+    ridges: numpy.ndarray,
     scale: float,
     what: str = "the unknowns",
 ) -> numpy.ndarray:
-    """The physical roots at every ``lams[i]`` (shape ``(len(lams), size)``); ``residual(g, s, i)``
-    and ``jacobian(g, s, i)`` evaluate the system at ``lams[i] + s``.
+    """The physical roots at every grid point (shape ``(len(ridges), size)``); ``ridges`` holds one
+    row per point (one column per ridge of the result), and ``residual(g, s, i)`` and
+    ``jacobian(g, s, i)`` evaluate the system at the ridges of point ``i`` shifted by ``s``.
 
-    The points are visited by decreasing real part; a point whose ridge differs from the
-    previous one by a positive real shift (a real grid, or complex points on one horizontal
-    line) starts from the previous root (:func:`follow_unknowns` with ``start``), usually one
-    corrector solve; the others are followed from a large shift."""
-    lams = numpy.asarray(lams)
-    out = numpy.zeros((lams.shape[0], size), dtype=complex)
-    order = numpy.argsort(-lams.real, kind="stable")
+    The points are visited by decreasing real part of their first ridge; a point whose ridges
+    all differ from the previous point's by one positive real shift (a real grid, or complex
+    points on one horizontal line) starts from the previous root (:func:`follow_unknowns` with
+    ``start``), usually a single corrector solve; the others are followed from a large shift.
+
+    >>> import numpy
+    >>> def residual(g, s, i):   # g = 1 / (z + 1 / (1 + g / 2)) at z = ridges[i] + s
+    ...     return 1 / (ridges[i, 0] + s + 1 / (1 + 0.5 * g)) - g
+    >>> def jacobian(g, s, i):
+    ...     h = 1 + 0.5 * g[0]
+    ...     return numpy.array([[0.5 / h**2 / (ridges[i, 0] + s + 1 / h) ** 2]])
+    >>> ridges = numpy.array([[0.1], [0.5], [2.0]])
+    >>> g = solve_unknowns_grid(residual, jacobian, 1, ridges, 1.0)
+    >>> float(abs(g[1, 0] - 2 * (2 ** 0.5 - 1)))  < 1e-14
+    True
+    """
+    ridges = numpy.asarray(ridges, dtype=complex).reshape(len(ridges), -1)
+    out = numpy.zeros((ridges.shape[0], size), dtype=complex)
+    order = numpy.argsort(-ridges[:, 0].real, kind="stable")
     previous = None
+    before = None  # the point visited before the previous one, for a secant predictor
     for i in order:
-        z = complex(lams[i])
 
         def res(g: numpy.ndarray, s: complex, i: int = i) -> numpy.ndarray:
             return residual(g, s, i)
@@ -1204,11 +1239,155 @@ def solve_unknowns_grid(
         def jac(g: numpy.ndarray, s: complex, i: int = i) -> numpy.ndarray:
             return jacobian(g, s, i)
 
-        start = None
+        start, guess = None, None
         if previous is not None:
-            gap = previous[0] - z
-            if gap.imag == 0 and gap.real >= 0:
-                start = (gap.real, previous[1])
-        out[i] = follow_unknowns(res, jac, size, z, scale, what, start)
-        previous = (z, out[i])
+            gaps = ridges[previous[0]] - ridges[i]
+            if numpy.all(gaps.imag == 0) and numpy.all(gaps.real == gaps[0].real) and gaps[0].real >= 0:
+                start = (gaps[0].real, previous[1])
+                if before is not None:  # linear in 1/lam through the two previous roots
+                    u0, u1, u2 = (1 / abs(ridges[j, 0]) for j in (before[0], previous[0], i))
+                    guess = previous[1] + (previous[1] - before[1]) * (u2 - u1) / (u1 - u0)
+        z = complex(numpy.mean(ridges[i]))
+        out[i] = follow_unknowns(res, jac, size, z, scale, what, start, guess)
+        before, previous = (previous if start is not None else None), (i, out[i])
     return out
+
+
+def check_matrix(name: str, value: "ArrayLike | None") -> numpy.ndarray:
+    """A deterministic matrix of a general-engine result: its eigenvalues (1-D, in a basis shared
+    with the other matrices of its space) or the matrix itself (2-D), finite numbers.
+
+    >>> check_matrix("Sigma", [1, 2])
+    array([1., 2.])
+    >>> check_matrix("Sigma", [[1, 0], [0, float("nan")]])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Sigma has non-finite entries (nan or inf); ...
+    """
+    if value is None:
+        raise ValueError(f"missing {name}: pass its eigenvalues (1-D) or the matrix (2-D), {name}=...")
+    a = numpy.asarray(value)
+    if a.dtype.kind not in "biufc":
+        raise ValueError(f"{name} must be numbers (a 1-D or 2-D array), got dtype {a.dtype}")
+    if a.ndim not in (1, 2) or a.size == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D (eigenvalues) or 2-D (matrix) array, got shape {a.shape}"
+        )
+    if not numpy.all(numpy.isfinite(a)):
+        raise ValueError(f"{name} has non-finite entries (nan or inf); pass finite numbers")
+    return numpy.ascontiguousarray(a, dtype=complex if a.dtype.kind == "c" else float)
+
+
+def matrix_sizes(
+    sizes: "dict[str, Any]", matrices: "dict[str, numpy.ndarray]", shapes: "dict[str, tuple[str, str]]"
+) -> "tuple[dict[str, float], bool]":
+    """The sizes of a general-engine result, checked against the matrices, and the mode.
+
+    ``shapes`` names the row and column size of each matrix. A size not given is read off a
+    matrix; a given one must match every matrix of that size. The mode is dense (``True``) when
+    a matrix is 2-D; 1-D matrices are then made diagonal. All 1-D is the spectral mode (the
+    matrices of one size commute, given by their eigenvalues in one basis).
+
+    >>> m = {"Sigma": numpy.ones(3)}
+    >>> matrix_sizes({"D": None, "P": 6}, m, {"Sigma": ("D", "D")})
+    ({'D': 3.0, 'P': 6.0}, False)
+    """
+    dense = any(a.ndim == 2 for a in matrices.values())
+    found: dict[str, float] = {}
+    for name, (rows, cols) in shapes.items():
+        a = matrices[name]
+        if a.ndim == 1 and rows != cols:
+            raise ValueError(f"{name} is rectangular ({rows} x {cols}): pass it as a 2-D array")
+        got = (a.shape[0], a.shape[0]) if a.ndim == 1 else a.shape
+        for size, n in zip((rows, cols), got, strict=True):
+            if size in found and found[size] != n:
+                raise ValueError(
+                    f"{name} has {n} rows or columns where {size} = {found[size]:g}; use one {size}"
+                )
+            found[size] = float(n)
+    out = {}
+    for size, value in sizes.items():
+        if value is None:
+            if size not in found:
+                raise ValueError(f"missing {size}: pass {size}=... (a positive number)")
+            out[size] = found[size]
+            continue
+        v = numpy.asarray(value)
+        if v.ndim != 0 or v.dtype.kind not in "biuf" or not numpy.isfinite(v) or float(v) <= 0:
+            raise ValueError(f"{size} = {value!r} must be one positive number")
+        if size in found and float(v) != found[size]:
+            raise ValueError(f"{size} = {float(v):g} but the matrices of that size have {found[size]:g} rows")
+        out[size] = float(v)
+    if dense:
+        for name, a in list(matrices.items()):
+            if a.ndim == 1:
+                matrices[name] = numpy.diag(a)
+    return out, dense
+
+
+def check_scalar(name: str, value: "Any") -> "complex | float":
+    """A scalar coefficient of a result: one finite real or complex number.
+
+    >>> check_scalar("c", 2)
+    2.0
+    """
+    if value is None:
+        raise ValueError(f"missing {name}: pass {name}=... (a number)")
+    v = numpy.asarray(value)
+    if v.ndim != 0 or v.dtype.kind not in "biufc" or not numpy.isfinite(v):
+        raise ValueError(f"{name} = {value!r} must be one finite number")
+    return complex(v) if v.dtype.kind == "c" else float(v)
+
+
+def pencil_ridges(ridges: "dict[str, Any]") -> "tuple[tuple[int, ...], list[numpy.ndarray]]":
+    """The ridges of a general-engine result broadcast together (shape, flat complex arrays):
+    each real ``> 0`` or complex off the real axis.
+
+    >>> pencil_ridges({"lam": [0.1, 1.0], "lam2": 0.5})
+    ((2,), [array([0.1+0.j, 1. +0.j]), array([0.5+0.j, 0.5+0.j])])
+    """
+    arrays = []
+    for name, value in ridges.items():
+        if value is None:
+            raise ValueError(f"missing {name}: pass {name}=... (> 0, or complex)")
+        a = numpy.asarray(value)
+        if a.dtype.kind not in "biufc" or not numpy.all(numpy.isfinite(a)):
+            raise ValueError(f"{name} must be finite numbers, got {value!r}")
+        a = a.astype(complex)
+        bad = (a.imag == 0) & (a.real <= 0)
+        if bad.any():
+            raise ValueError(
+                f"{name} = {a.real[bad].min():.6g}: the physical branch is defined for {name} > 0 and "
+                f"complex {name}; pass one of those"
+            )
+        arrays.append(a)
+    try:
+        broadcast = numpy.broadcast_arrays(*arrays)
+    except ValueError:
+        raise _no_broadcast(list(ridges.items())) from None
+    return broadcast[0].shape, [numpy.ascontiguousarray(b).reshape(-1) for b in broadcast]
+
+
+def psd_sqrt(a: numpy.ndarray) -> numpy.ndarray:
+    """The square root of a positive semidefinite matrix (eigenvalues for a 1-D array).
+
+    >>> psd_sqrt(numpy.array([4.0, 9.0]))
+    array([2., 3.])
+    """
+    if a.ndim == 1:
+        if numpy.any(a.real < -1e-12 * max(1.0, numpy.abs(a).max())):
+            raise ValueError("a matrix under a square root has a negative eigenvalue")
+        return numpy.sqrt(numpy.clip(a.real, 0, None))
+    w, v = numpy.linalg.eigh((a + a.conj().T) / 2)
+    if w.min() < -1e-10 * max(1.0, numpy.abs(w).max()):
+        raise ValueError(f"a matrix under a square root has the negative eigenvalue {w.min():.3g}")
+    return (v * numpy.sqrt(numpy.clip(w, 0, None))) @ v.conj().T
+
+
+def trace_pair(left: numpy.ndarray, right: numpy.ndarray) -> complex:
+    """``Tr(left @ right) / n`` without the product (``n`` the rows of ``left``).
+
+    >>> float(trace_pair(numpy.eye(2), numpy.array([[1.0, 2.0], [3.0, 4.0]])))
+    2.5
+    """
+    return numpy.einsum("ij,ji->", left, right) / left.shape[0]

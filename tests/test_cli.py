@@ -223,17 +223,32 @@ def test_codegen_writes_an_importable_evaluator(capsys, tmp_path):
     assert abs(float(done.stdout) - 0.1741657387) < 1e-9
 
 
-def test_codegen_refuses_two_point(capsys):
-    code, _, err = run(
-        capsys,
-        "codegen",
-        "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ resolvent(Sigma @ X.T @ X / P, lam2)",
-        "--det",
-        "Sigma:D",
-        "--gaussian",
-        "X:P,D",
+def test_codegen_of_a_two_point_expression_goes_through_the_general_engine(capsys, tmp_path):
+    """No shape module exists for two-point results; codegen generates the pencil's evaluator. With an
+    isotropic Sigma, lam lam2 tr(R1 R2) = lam lam2 (m(lam) - m(lam2)) / (lam2 - lam) (the resolvent
+    identity), m(z) = k / (z (1 + k)) with k^2 + (1 - q - z) k - z = 0 (Marchenko-Pastur, q = D/P)."""
+    out = tmp_path / "two_point.py"
+    expr = "lam*lam2*resolvent(Sigma @ X.T @ X / P, lam) @ Sigma @ resolvent(Sigma @ X.T @ X / P, lam2)"
+    code, text, _ = run(capsys, "codegen", expr, "--det", "Sigma:D", "--gaussian", "X:P,D", "-o", str(out))
+    assert code == 0 and "wrote" in text
+    script = (
+        "import numpy as np, sys; sys.path.insert(0, sys.argv[1]); import two_point; "
+        "print(repr(float(two_point.evaluate(0.3, lam2=0.8, Sigma=np.ones(200), P=400)['value'])))"
     )
-    assert code == 2 and "one-point" in err
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+
+    def m(z, q=0.5):
+        k = (z + q - 1 + ((1 - q - z) ** 2 + 4 * z) ** 0.5) / 2
+        return k / (z * (1 + k))
+
+    want = 0.3 * 0.8 * (m(0.3) - m(0.8)) / (0.8 - 0.3)
+    assert abs(float(done.stdout) - want) < 1e-12
+    code, _, err = run(
+        capsys, "codegen", expr, "--det", "Sigma:D", "--gaussian", "X:P,D", "--method", "shapes"
+    )
+    assert code == 2 and "general-engine" in err
 
 
 def test_derive_sandwich_and_layered_latex(capsys):

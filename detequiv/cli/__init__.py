@@ -130,12 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_declarations(dv)
     dv.add_argument("--latex", action="store_true", help="print the result and derivation as LaTeX")
     dv.add_argument("--check", type=_pos_int, metavar="ORDER", help="check the 1/lam series to ORDER")
-    dv.add_argument(
-        "--method",
-        choices=("auto", "shapes", "pencil"),
-        default="auto",
-        help="shape rules first, then the general engine (auto); only one of them (shapes, pencil)",
-    )
+    _add_method(dv)
 
     cv = sub.add_parser(
         "curve",
@@ -162,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_declarations(cg)
     cg.add_argument("-o", "--output", metavar="FILE.py", help="write the module there (default: stdout)")
     cg.add_argument("--name", help="module name in its docstring (default: the file's stem)")
+    _add_method(cg)
 
     x = sub.add_parser("mixed", help="limit trace of a word in deterministic and free letters")
     x.add_argument("word", metavar="WORD", help='letters separated by spaces, e.g. "A W A W"')
@@ -171,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--latex", action="store_true", help="print LaTeX")
     x.add_argument("--check", action="store_true", help="also sum the planar diagrams and compare")
     return p
+
+
+def _add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method",
+        choices=("auto", "shapes", "pencil"),
+        default="auto",
+        help="shape rules first, then the general engine (auto); only one of them (shapes, pencil)",
+    )
 
 
 def _cmd_nc(args: argparse.Namespace) -> int:
@@ -375,8 +380,10 @@ def _cmd_dmft(args: argparse.Namespace) -> int:
 
 def _cmd_codegen(args: argparse.Namespace) -> int:
     from ..codegen.pycode import loss_to_module, to_module
+    from ..derivations.contraction import Contracted
     from ..derivations.derive import derive
-    from ..derivations.expressions import Resolvent
+    from ..derivations.general import PencilEquivalent
+    from ..derivations.onepoint import OnePoint
     from ..derivations.parser import parse_expression
     from .curve import MODEL_NAMES, model_loss
 
@@ -388,14 +395,15 @@ def _cmd_codegen(args: argparse.Namespace) -> int:
         return _write_module(source, args.output)
     matrices, scalars = _declarations(args)
     expr = parse_expression(args.expression, matrices, scalars=scalars)
-    resolvents = [f for f in getattr(expr, "factors", ()) if isinstance(f, Resolvent)]
-    if len(resolvents) > 1:
-        raise InvalidArgument(
-            "codegen writes evaluators of one-point results (one resolvent) for now; two-point "
-            "expressions are derived with 'detequiv derive'"
-        )
     order = tuple(n.strip() for n in args.order.split(",") if n.strip()) if args.order else None
-    eq = derive(expr, order=order)
+    eq = derive(expr, order=order, method=args.method)
+    if not isinstance(eq, (OnePoint, Contracted, PencilEquivalent)):
+        if args.method == "shapes":
+            raise InvalidArgument(
+                f"codegen writes evaluators of one-point and general-engine results, not of a "
+                f"{type(eq).__name__}; drop --method shapes to generate it from the general engine"
+            )
+        eq = derive(expr, order=order, method="pencil")  # e.g. two-point forms: their pencil
     return _write_module(to_module(eq, name), args.output)
 
 

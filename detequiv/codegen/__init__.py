@@ -3,6 +3,7 @@ documents in :mod:`~detequiv.codegen.texdoc`) and standalone numpy evaluators of
 results (:func:`to_module`, :func:`loss_to_module`, :func:`numpy_function`).
 """
 
+from . import pencil_module as pencil_module  # registers to_module for the general engine's results
 from .latex import to_latex as to_latex
 from .pycode import loss_to_module as loss_to_module
 from .pycode import numpy_function as numpy_function

@@ -64,7 +64,14 @@ from .results import Equivalence, Evidence
 from .rules import COVARIANCE_MAP, DYSON_EQUATION, ELIMINATE, LINEARIZE, RIDGE_FORM, SCALARIZE
 from .traces import mtr
 
-__all__ = ["PencilEquivalent", "PencilValue", "PencilSeriesCheck", "derive_pencil", "match_pencil"]
+__all__ = [
+    "PencilEquivalent",
+    "PencilValue",
+    "PencilSeriesCheck",
+    "derive_pencil",
+    "match_pencil",
+    "jacobian_of",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -92,12 +99,16 @@ class PencilValue:
         """``tr(test @ equivalent)`` (``tr = Tr / n``; ``test`` defaults to the identity)."""
         if np.ndim(self.value) == 0:
             raise InvalidArgument("this equivalent is a scalar (a trace); use .value")
-        m = self.matrix
-        if test is None:
+        t = None if test is None else np.asarray(test)
+        if self.diagonal:  # the eigenvalues of the equivalent: O(D), no dense matrix
+            d = np.asarray(self.value)
+            weights = 1.0 if t is None else (t if t.ndim == 1 else np.diag(t))
+            return plain(complex(np.mean(weights * d)))
+        m = self.value
+        if t is None:
             return plain(complex(np.trace(m) / m.shape[0]))
-        t = np.asarray(test)
         t = np.diag(t) if t.ndim == 1 else t
-        return plain(complex(np.trace(t @ m) / m.shape[0]))
+        return plain(complex(np.einsum("ij,ji->", t, m) / m.shape[0]))
 
     def __getitem__(self, symbol: Any) -> complex | float:
         for s, v in self.unknowns:
@@ -220,7 +231,8 @@ def derive_pencil(expr: Any, context: Context) -> Steps:
     )
     eta = covariance_map(pencil)
     keys = sorted({t.key for t in eta}, key=lambda k: (k[0], k[1], str(k[2])))
-    unknowns = {k: sp.Symbol(f"g_{i + 1}") for i, k in enumerate(keys)}
+    prefix = _fresh_prefix(expr, len(keys))
+    unknowns = {k: sp.Symbol(f"{prefix}_{i + 1}") for i, k in enumerate(keys)}
     g_blocks = {(c, d): sp.MatrixSymbol(f"G_{c}{d}", pencil.dims[c], pencil.dims[d]) for c, d, _ in keys}
     eta_display = _eta_display(pencil, eta, g_blocks)
     yield Step(
@@ -274,6 +286,15 @@ def derive_pencil(expr: Any, context: Context) -> Steps:
     )
     ridge = yield from _ridge_form(result)
     return ridge if ridge is not None else result
+
+
+def _fresh_prefix(expr: Any, count: int) -> str:
+    """The letter of the unknowns: ``g`` unless the expression already has a symbol ``g_i``."""
+    taken = {str(x) for x in _to_sympy(expr).free_symbols}
+    for letter in ("g", "h", "u", "w", "gg"):
+        if not any(f"{letter}_{i + 1}" in taken for i in range(count)):
+            return letter
+    raise InvalidArgument("the expression uses the symbols g_i, h_i, u_i, w_i and gg_i; rename one family")
 
 
 def _to_sympy(expr: Any) -> sp.Basic:
@@ -482,7 +503,7 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
     lam_syms = list(eq.lams)
     nums = MatrixNumbers(mats, scalars, dynamic=[*unknowns, *lam_syms])
     equations = [fp.rhs for fp in eq.fixed_points]
-    jacobian = _jacobian(eq)
+    jacobian = jacobian_of(eq)
     targets = {lam: complex(scalars[str(lam)]) for lam in lam_syms}
     scale = max([float(np.max(np.abs(a))) for a in nums.matrices.values()] + [1.0])
 
@@ -522,7 +543,7 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
 # ---------------------------------------------------------------------------
 
 
-def _jacobian(eq: PencilEquivalent) -> list[list[sp.Expr]]:
+def jacobian_of(eq: PencilEquivalent) -> list[list[sp.Expr]]:
     """``d g_i-equation / d g_j`` (the traces differentiate through the inverses)."""
     return _jacobian_cached(tuple(fp.rhs for fp in eq.fixed_points), eq.unknowns)
 
