@@ -563,7 +563,8 @@ def pencil_series_check(eq: PencilEquivalent, order: int) -> PencilSeriesCheck:
     nvars, work = len(variables), order + 2
     expander = SympyExpander(letters, variables, work)
     series = {s: NCSeries.scalar(nvars, work, Poly()) for s in eq.unknowns}
-    for _ in range(order + 4):  # each pass fixes one more order of the unknowns
+    # each pass fixes one more order of one unknown at least (along the chain of their couplings)
+    for _ in range((len(series) + 1) * (work + 1)):
         expander.unknowns, expander.cache = dict(series), {}
         new = {fp.symbol: expander.scalar(fp.rhs) for fp in eq.fixed_points}
         if all(new[s].terms == series[s].terms for s in series):
