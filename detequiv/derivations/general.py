@@ -248,7 +248,7 @@ def derive_pencil(expr: Any, context: Context) -> Steps:
     )
     inverse = block_inverse(dyson_matrix(pencil, l0, eta, unknowns), range(k))
     closures = {
-        unknowns[key]: sp.factor_terms(
+        unknowns[key]: _factor_terms(
             trace_of(canonical(sp.MatMul(inverse[(key[0], key[1])], key[2])), pencil.dims[key[0]])
         )
         if (key[0], key[1]) in inverse
@@ -286,6 +286,15 @@ def derive_pencil(expr: Any, context: Context) -> Steps:
     )
     ridge = yield from _ridge_form(result)
     return ridge if ridge is not None else result
+
+
+def _factor_terms(e: sp.Expr) -> sp.Expr:
+    """``sympy.factor_terms`` on the scalar structure; sympy's descends into the matrix sums
+    inside ``mtr`` and fails on some (a ``MatAdd`` rebuilt from scalar parts): then unchanged."""
+    try:
+        return sp.factor_terms(e)
+    except TypeError:
+        return e
 
 
 def _fresh_prefix(expr: Any, count: int) -> str:
@@ -344,7 +353,7 @@ def _read_out(p: Pencil, inverse: Mapping[tuple[int, int], sp.Expr], expr: Any) 
 
 
 def _substitute(e: sp.Expr, rep: Mapping[sp.Symbol, sp.Expr]) -> sp.Expr:
-    return canonical(e.xreplace(rep)) if getattr(e, "is_Matrix", False) else sp.factor_terms(e.xreplace(rep))
+    return canonical(e.xreplace(rep)) if getattr(e, "is_Matrix", False) else _factor_terms(e.xreplace(rep))
 
 
 def _eliminate(
