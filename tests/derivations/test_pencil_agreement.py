@@ -17,6 +17,7 @@ import pytest
 import sympy as sp
 
 import detequiv as de
+from detequiv.derivations.derivation import FixedPoint
 from detequiv.derivations.expressions import Deterministic, FreeMatrix, Gaussian, resolvent, trace
 from detequiv.derivations.general import PencilEquivalent
 from detequiv.derivations.laws import Semicircle
@@ -135,24 +136,19 @@ def test_a_wrong_pencil_is_caught_by_the_comparison():
     )
     assert isinstance(pencil, PencilEquivalent)
     g = pencil.unknowns[-1]
+    kept = [fp for fp in pencil.fixed_points if fp.symbol != g]
     broken = PencilEquivalent(
         random=pencil.random,
         deterministic=pencil.deterministic.subs(g, 0),
-        fixed_points=tuple(fp for fp in pencil.fixed_points if fp.symbol != g),
+        fixed_points=tuple(
+            FixedPoint(
+                fp.symbol, sp.Eq(fp.symbol, fp.rhs.subs(g, 0)), tuple(d for d in fp.depends_on if d != g)
+            )
+            for fp in kept
+        ),
         derivation=(),
         lams=pencil.lams,
         pencil=pencil.pencil,
-    )
-    broken = type(broken)(
-        random=broken.random,
-        deterministic=broken.deterministic,
-        fixed_points=tuple(
-            type(fp)(fp.symbol, sp.Eq(fp.symbol, fp.rhs.subs(g, 0)), tuple(d for d in fp.depends_on if d != g))
-            for fp in broken.fixed_points
-        ),
-        derivation=(),
-        lams=broken.lams,
-        pencil=broken.pencil,
     )
     values = {**_values(), "lam": 0.3}
     good = np.max(np.abs(_matrix(shapes.evaluate(values)) - _matrix(pencil.evaluate(values))))
