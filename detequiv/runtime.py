@@ -1292,14 +1292,22 @@ def matrix_sizes(
     >>> matrix_sizes({"D": None, "P": 6}, m, {"Sigma": ("D", "D")})
     ({'D': 3.0, 'P': 6.0}, False)
     """
-    dense = any(a.ndim == 2 for a in matrices.values())
+    dense = any(a.ndim == 2 and shapes[name][1] != "1" for name, a in matrices.items())
     found: dict[str, float] = {}
     for name, (rows, cols) in shapes.items():
         a = matrices[name]
-        if a.ndim == 1 and rows != cols:
+        if cols == "1":  # a vector: its coordinates (in the common eigenbasis when the rest is 1-D)
+            if a.ndim == 2 and a.shape[1] != 1:
+                raise ValueError(f"the vector {name} has shape {a.shape}; pass its {rows} coordinates")
+            a = matrices[name] = a.reshape(-1)
+            got: tuple[int, ...] = (a.shape[0],)
+            rows_cols: tuple[str, ...] = (rows,)
+        elif a.ndim == 1 and rows != cols:
             raise ValueError(f"{name} is rectangular ({rows} x {cols}): pass it as a 2-D array")
-        got = (a.shape[0], a.shape[0]) if a.ndim == 1 else a.shape
-        for size, n in zip((rows, cols), got, strict=True):
+        else:
+            got = (a.shape[0], a.shape[0]) if a.ndim == 1 else a.shape
+            rows_cols = (rows, cols)
+        for size, n in zip(rows_cols, got, strict=True):
             if size in found and found[size] != n:
                 raise ValueError(
                     f"{name} has {n} rows or columns where {size} = {found[size]:g}; use one {size}"
@@ -1321,7 +1329,7 @@ def matrix_sizes(
     if dense:
         for name, a in list(matrices.items()):
             if a.ndim == 1:
-                matrices[name] = numpy.diag(a)
+                matrices[name] = a.reshape(-1, 1) if shapes[name][1] == "1" else numpy.diag(a)
     return out, dense
 
 

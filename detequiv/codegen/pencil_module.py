@@ -168,6 +168,20 @@ def _spectral_matrix(m: sp.Basic, arrays: frozenset[str]) -> sp.Expr:
 # ---------------------------------------------------------------------------
 
 
+def _flat_product(m: sp.Expr) -> tuple[sp.Expr, list[sp.Expr]]:
+    """The scalar coefficient and the matrix factors of a (nested) product."""
+    factors: list[sp.Expr] = []
+    todo = [m]
+    while todo:
+        f = todo.pop(0)
+        if isinstance(f, sp.MatMul):
+            todo = [*f.args, *todo]
+        else:
+            factors.append(f)
+    scalars = [f for f in factors if not getattr(f, "is_Matrix", False)]
+    return sp.Mul(*scalars), [f for f in factors if getattr(f, "is_Matrix", False)]
+
+
 def _matrices(exprs: Sequence[sp.Basic]) -> dict[str, tuple[sp.Expr, sp.Expr]]:
     found: dict[str, tuple[sp.Expr, sp.Expr]] = {}
     for e in exprs:
@@ -210,7 +224,11 @@ def pencil_to_module(result: PencilEquivalent, name: str = "evaluator") -> str:
     jac = [e for row in jacobian_of(result) for e in row]
     value = result.deterministic
     test, n = None, sp.S.One
-    if not result.is_scalar:
+    if not result.is_scalar and value.shape == (1, 1):  # u.T E v = n tr(E v u.T)
+        coeff, mats = _flat_product(value)
+        u, v = mats[0].arg, mats[-1]
+        value = coeff * v.shape[0] * mtr(sp.MatMul(*mats[1:-1], v, u.T))
+    elif not result.is_scalar:
         n = value.shape[0]
         taken = {m.name for m in value.atoms(sp.MatrixSymbol)}
         test = next(t for t in ("test", "test_matrix", "T_test") if t not in taken)

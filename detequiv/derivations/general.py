@@ -53,7 +53,7 @@ from .dyson import (
     trace_of,
 )
 from .engine import Context, Steps
-from .expressions import MatrixExpr, Trace
+from .expressions import DeterministicVector, MatrixExpr, Product, Trace
 from .matrix_numbers import MatrixNumbers, plain
 from .ncseries import LetterTable, NCSeries, Poly, SympyExpander, exponents, poly_to_sympy
 from .onepoint import OnePoint
@@ -542,6 +542,8 @@ def evaluate_pencil(eq: PencilEquivalent, values: Mapping[Any, Any]) -> PencilVa
     env.update(targets)
     if eq.is_scalar:
         value: Any = plain(nums.scalar(eq.deterministic, env))
+    elif eq.deterministic.shape == (1, 1):  # a quadratic form u.T E v
+        value = plain(complex(np.asarray(nums.matrix(eq.deterministic, env)).reshape(-1)[0]))
     else:
         value = nums.matrix(eq.deterministic, env)
     return PencilValue(tuple((s, plain(v)) for s, v in zip(unknowns, g, strict=True)), value, nums.diagonal)
@@ -562,13 +564,37 @@ def _jacobian_cached(rhs: tuple[sp.Expr, ...], unknowns: tuple[sp.Symbol, ...]) 
     return [[sp.diff(e, s) for s in unknowns] for e in rhs]
 
 
+def _contracted_matrix(eq: PencilEquivalent) -> tuple[Any, sp.Expr]:
+    """For a quadratic form ``u.T E v``: the matrix ``E`` on both sides (its series with a test
+    letter ``T`` checks ``tr(T E)`` for every ``T``, so ``u.T E v`` for every ``u, v``); else the
+    result itself."""
+    r, d = eq.random, eq.deterministic
+    ends = isinstance(r, Product) and len(r.factors) > 2
+    if not (ends and isinstance(r.factors[-1], DeterministicVector) and getattr(d, "shape", None) == (1, 1)):
+        return r, d
+    inner = Product.make(r.coeff, r.factors[1:-1])
+    factors: list[sp.Expr] = []
+    todo = [d]
+    while todo:  # flatten nested products: c * (u.T ... v)
+        f = todo.pop(0)
+        if isinstance(f, sp.MatMul):
+            todo = [*f.args, *todo]
+        else:
+            factors.append(f)
+    coeff = sp.Mul(*[f for f in factors if not getattr(f, "is_Matrix", False)])
+    body = [f for f in factors if getattr(f, "is_Matrix", False)][1:-1]
+    matrix = body[0] if len(body) == 1 else sp.MatMul(*body)
+    return inner, matrix if coeff == 1 else sp.MatMul(coeff, matrix)
+
+
 def pencil_series_check(eq: PencilEquivalent, order: int) -> PencilSeriesCheck:
     """Both sides of the series (see :meth:`PencilEquivalent.check_series`)."""
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise InvalidArgument(f"order must be an integer >= 1, got {order!r}")
+    random, deterministic = _contracted_matrix(eq)
     letters = LetterTable()
     variables = {lam: i for i, lam in enumerate(eq.lams)}
-    exact, test = exact_side(eq.random, letters, variables, order)
+    exact, test = exact_side(random, letters, variables, order)
     nvars, work = len(variables), order + 2
     expander = SympyExpander(letters, variables, work)
     series = {s: NCSeries.scalar(nvars, work, Poly()) for s in eq.unknowns}
@@ -585,11 +611,11 @@ def pencil_series_check(eq: PencilEquivalent, order: int) -> PencilSeriesCheck:
         )
     expander.unknowns, expander.cache = dict(series), {}
     if eq.is_scalar:
-        value = expander.scalar(eq.deterministic)
+        value = expander.scalar(deterministic)
     else:
         assert test is not None
         t = NCSeries.letter(nvars, work, test, letters)
-        value = (t @ expander.matrix(eq.deterministic)).trace(letters, normalized=True)
+        value = (t @ expander.matrix(deterministic)).trace(letters, normalized=True)
     got, want = value.coefficients(), exact.coefficients()
     rows, failures = [], []
     for e in exponents(nvars, order):

@@ -164,6 +164,11 @@ class MatrixNumbers:
             raise InvalidArgument(f"values has no matrix for {name}; pass {{{name}: array}}")
         a = self.matrices[name]
         rows, cols = self.size(shape[0]), self.size(shape[1])
+        dtype = float if np.isrealobj(a) else complex
+        if cols == 1 and rows != 1:  # a vector: its coordinates (in the common eigenbasis when 1-D)
+            if a.shape not in ((rows,), (rows, 1)):
+                raise InvalidArgument(f"the vector {name} has shape {a.shape}; its size is {rows}")
+            return a.reshape(rows).astype(dtype) if self.diagonal else a.reshape(rows, 1).astype(dtype)
         if self.diagonal:
             if a.shape != (rows,) or rows != cols:
                 raise InvalidArgument(
@@ -226,6 +231,8 @@ class MatrixNumbers:
                 else:
                     c *= self.scalar(f, env)
             out = self._chain(tuple(mats), env)
+            if self.diagonal and m.shape == (1, 1):  # u.T f(Sigma) v: the sum over the eigenbasis
+                out = np.array([np.sum(out)])
             return out if c == 1 else (c.real if c.imag == 0 else c) * out
         raise InvalidArgument(f"cannot evaluate the matrix {m} numerically")
 
