@@ -20,13 +20,12 @@ from one another. The run time is copied from :mod:`detequiv.runtime` as for eve
 module (:mod:`~detequiv.codegen.pycode`).
 
 >>> import numpy as np, sympy as sp
->>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
->>> from detequiv.derivations.derive import derive
+>>> import detequiv as de
 >>> lam = sp.Symbol("lam", positive=True); D, P1, P2 = sp.symbols("D P1 P2", positive=True)
->>> S1, S2 = Deterministic("Sigma1", D), Deterministic("Sigma2", D)
->>> X1, X2 = Gaussian("X1", (P1, D)), Gaussian("X2", (P2, D))
->>> A = S1.sqrt() @ X1.T @ X1 @ S1.sqrt() / P1 + S2.sqrt() @ X2.T @ X2 @ S2.sqrt() / P2
->>> source = pencil_to_module(derive(lam * resolvent(A, lam)), "two_covariances")
+>>> S1, S2 = (de.Deterministic(name, D) for name in ("Sigma1", "Sigma2"))
+>>> X1, X2 = de.Gaussian("X1", (P1, D)), de.Gaussian("X2", (P2, D))
+>>> two = S1.sqrt() @ X1.T @ X1 @ S1.sqrt() / P1 + S2.sqrt() @ X2.T @ X2 @ S2.sqrt() / P2
+>>> source = pencil_to_module(de.derive(lam * de.resolvent(two, lam)), "two_covariances")
 >>> namespace = {}
 >>> exec(compile(source, "two_covariances.py", "exec"), namespace)
 >>> out = namespace["evaluate"]([0.5, 1.0], Sigma1=np.ones(4), Sigma2=np.ones(4), P1=8, P2=8)

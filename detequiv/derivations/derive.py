@@ -1,18 +1,11 @@
 r"""``derive``: the engine's entry point, a thin collector over a generator of steps.
 
-The strategies below are :class:`~detequiv.derivations.derivation.Rule` objects with a
-``match`` and an ``apply``; :func:`derive` tries them in order (after any rules of your
-own) and collects the steps that the first one that matches yields. A failed derivation
-raises with the steps made so far attached (``err.derivation``).
-
-=======================  ========================================================
-strategy                 takes
-=======================  ========================================================
-``contract_resolvent``   ``tr(T c R)``, ``u.T c R v``: derive ``R``, then contract
-``additive_layers``      ``c * resolvent(A, lam)`` with a sum in ``A``
-``gaussian_sandwich``    ``c * resolvent(c' Z Y Z.T, lam)``, ``Z`` Gaussian (feature space)
-``free_product``         ``c * resolvent(A, lam)``, ``A`` a product of free factors
-=======================  ========================================================
+The rules are :class:`~detequiv.derivations.derivation.Rule` objects with a ``match`` and an
+``apply`` (the shape strategies and the general engine are listed in
+:mod:`~detequiv.derivations.strategies`); :func:`derive` tries them in order (after any rules
+of your own) and collects the steps that the first one that matches yields; a product of two
+resolvents goes to the two-point shapes first. A failed derivation raises with the steps made
+so far attached (``err.derivation``).
 
 >>> import sympy as sp
 >>> from detequiv.derivations.expressions import Deterministic, Gaussian, resolvent
