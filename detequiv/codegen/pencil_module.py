@@ -38,6 +38,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
@@ -51,7 +52,7 @@ from ..errors import InvalidArgument
 from .evaluator_plan import cse_function, runtime_name
 from .pycode import assemble_module, check_module_name, module_header, to_module
 
-__all__ = ["pencil_to_module", "SpectralMean"]
+__all__ = ["pencil_to_module", "plan_pencil", "PencilPlan", "SpectralMean"]
 
 
 class SpectralMean(sp.Function):
@@ -189,6 +190,179 @@ def _matrices(exprs: Sequence[sp.Basic]) -> dict[str, tuple[sp.Expr, sp.Expr]]:
     return dict(sorted(found.items()))
 
 
+@dataclass(frozen=True)
+class PencilPlan:
+    """What a general-engine module computes: the unknowns, the ridges, the fixed points and
+    their Jacobian, the value (a trace; ``tr(T E)`` with the test matrix ``test`` for a matrix
+    result, ``n tr(E v u.T)`` for a quadratic form), the matrices with their sizes, the sizes
+    and the other scalars."""
+
+    unknowns: tuple[sp.Symbol, ...]
+    lams: tuple[sp.Symbol, ...]
+    equations: tuple[sp.Expr, ...]
+    jacobian: tuple[sp.Expr, ...]
+    value: sp.Expr
+    test: str | None
+    size: sp.Expr
+    matrices: dict[str, tuple[sp.Expr, sp.Expr]]
+    sizes: tuple[sp.Symbol, ...]
+    others: tuple[sp.Symbol, ...]
+
+    @property
+    def scalars(self) -> tuple[sp.Symbol, ...]:
+        return tuple(sorted((*self.sizes, *self.others), key=str))
+
+    @property
+    def user_matrices(self) -> list[str]:
+        return [m for m in self.matrices if m != self.test]
+
+
+def plan_pencil(result: PencilEquivalent) -> PencilPlan:
+    """The :class:`PencilPlan` of a general-engine result."""
+    unknowns = tuple(result.unknowns)
+    lams = tuple(sp.Symbol(str(x)) if not isinstance(x, sp.Symbol) else x for x in result.lams)
+    equations = tuple(fp.rhs for fp in result.fixed_points)
+    value = result.deterministic
+    test, n = None, sp.S.One
+    if not result.is_scalar and value.shape == (1, 1):  # u.T E v = n tr(E v u.T)
+        coeff, mats = _flat_product(value)
+        u, v = mats[0].arg, mats[-1]
+        value = coeff * v.shape[0] * mtr(sp.MatMul(*mats[1:-1], v, u.T))
+    elif not result.is_scalar:
+        n = value.shape[0]
+        taken = {m.name for m in value.atoms(sp.MatrixSymbol)}
+        test = next(t for t in ("test", "test_matrix", "T_test") if t not in taken)
+        value = mtr(sp.MatMul(sp.MatrixSymbol(test, n, n), value))
+    matrices = _matrices([*equations, value])
+    shapes = [s for shape in matrices.values() for s in shape]
+    symbols = set().union(*(sp.sympify(e).free_symbols for e in [*equations, value, *shapes]))
+    scalars = [x for x in symbols - set(unknowns) - set(lams) if not isinstance(x, sp.MatrixSymbol)]
+    dims = {
+        *result.pencil.dims,
+        *shapes,
+        *(d for shape, _, _ in result.pencil.gaussians.values() for d in shape),
+    }
+    size_symbols = set().union(*(sp.sympify(d).free_symbols for d in dims))
+    return PencilPlan(
+        unknowns,
+        lams,
+        equations,
+        tuple(e for row in jacobian_of(result) for e in row),
+        value,
+        test,
+        n,
+        matrices,
+        tuple(sorted((x for x in scalars if x in size_symbols), key=str)),
+        tuple(sorted((x for x in scalars if x not in size_symbols), key=str)),
+    )
+
+
+def _functions(plan: PencilPlan) -> str:
+    """The generated functions: fixed points, Jacobian and value, printed spectral and dense."""
+    names = frozenset(plan.matrices)
+    spectral_args = [*plan.unknowns, *plan.lams, *(sp.Symbol(m) for m in plan.matrices), *plan.scalars]
+    dense_args = [
+        *plan.unknowns,
+        *plan.lams,
+        *(sp.MatrixSymbol(m, *shape) for m, shape in plan.matrices.items()),
+        *plan.scalars,
+    ]
+    parts = []
+    for kind, args, printer, convert in (
+        ("spectral", spectral_args, _SpectralPrinter, lambda e: _spectral(e, names)),
+        ("dense", dense_args, _DensePrinter, lambda e: e),
+    ):
+        emit = printer({"fully_qualified_modules": True})
+        for what, exprs in (
+            ("fixed_point", plan.equations),
+            ("jacobian", plan.jacobian),
+            ("value", (plan.value,)),
+        ):
+            parts.append(emit.doprint(cse_function(f"_{what}_{kind}", args, [convert(e) for e in exprs])))
+    return "\n\n\n".join(parts)
+
+
+def _inputs(plan: PencilPlan) -> list[str]:
+    """The lines of ``evaluate`` that check the ridges, matrices, sizes and scalars."""
+    test, n = plan.test, plan.size
+    check = runtime_name(runtime.check_matrix)
+    shapes = (
+        "{"
+        + ", ".join(
+            f"{m!r}: ({str(sh[0])!r}, {str(sh[1])!r})" for m, sh in plan.matrices.items() if m != test
+        )
+        + "}"
+    )
+    lines = [
+        f"_shape, _ridges = {runtime_name(runtime.pencil_ridges)}({{"
+        + ", ".join(f"{x.name!r}: {x.name}" for x in plan.lams)
+        + "})",
+        "_ridges = numpy.stack(_ridges, axis=1)",
+        *[f"{m} = {check}({m!r}, {m})" for m in plan.user_matrices],
+        "_m = {" + ", ".join(f"{m!r}: {m}" for m in plan.user_matrices) + "}",
+        "_shapes = " + shapes,
+    ]
+    if test is not None:
+        lines += [
+            f"if {test} is not None:",
+            f"    _m[{test!r}] = {check}({test!r}, {test})",
+            f"    _shapes[{test!r}] = ({str(n)!r}, {str(n)!r})",
+        ]
+    sizes = "{" + ", ".join(f"{s.name!r}: {s.name}" for s in plan.sizes) + "}"
+    lines += [
+        f"_sizes, _dense = {runtime_name(runtime.matrix_sizes)}({sizes}, _m, _shapes)",
+        *[f"{m} = _m[{m!r}]" for m in plan.user_matrices],
+        *[f"{s.name} = _sizes[{s.name!r}]" for s in plan.sizes],
+        *[f"{s.name} = {runtime_name(runtime.check_scalar)}({s.name!r}, {s.name})" for s in plan.others],
+    ]
+    if test is not None:
+        lines += [
+            f"if {test} is None:",
+            f"    {test} = numpy.eye(int({n})) if _dense else numpy.ones(int({n}))",
+            "else:",
+            f"    {test} = _m[{test!r}]",
+        ]
+    return lines
+
+
+def _solve(plan: PencilPlan) -> list[str]:
+    """The lines of ``evaluate`` that solve the unknowns along the grid and return the outputs."""
+    k = len(plan.unknowns)
+    solve = (
+        f"    _g = {runtime_name(runtime.solve_unknowns_grid)}(_residual, _jacobian, {k}, _ridges, _scale)"
+        if k
+        else "    _g = numpy.zeros((_ridges.shape[0], 0), dtype=complex)"
+    )
+    outputs = "".join(f"{str(u)!r}: _g[:, {j}], " for j, u in enumerate(plan.unknowns))
+    return [
+        "_fp, _jac, _val = (_fixed_point_dense, _jacobian_dense, _value_dense) if _dense else "
+        "(_fixed_point_spectral, _jacobian_spectral, _value_spectral)",
+        "_args = (" + "".join(f"{a}, " for a in [*plan.matrices, *(s.name for s in plan.scalars)]) + ")",
+        "_real = bool(numpy.all(_ridges.imag == 0)) and not any(numpy.iscomplexobj(a) for a in _args)",
+        "",
+        "def _point(g, s, i):  # real numbers on a real grid (half the work of complex ones)",
+        "    z = _ridges[i] + s",
+        "    return (g.real, z.real) if _real else (g, z)",
+        "",
+        "def _residual(g, s, i):",
+        "    gp, z = _point(g, s, i)",
+        "    return numpy.array(_fp(*gp, *z, *_args), dtype=complex) - g",
+        "",
+        "def _jacobian(g, s, i):",
+        "    gp, z = _point(g, s, i)",
+        f"    return numpy.array(_jac(*gp, *z, *_args), dtype=complex).reshape({k}, {k})",
+        "",
+        "_scale = max([1.0] + [float(numpy.max(numpy.abs(a))) for a in _m.values()])",
+        'with numpy.errstate(all="ignore"):',
+        solve,
+        "    _points = (_point(_g[i], 0.0, i) for i in range(_ridges.shape[0]))",
+        "    _value = numpy.array([_val(*gp, *z, *_args) for gp, z in _points])",
+        "_out = {" + outputs + "'value': _value}",
+        "_out = {key: (v.real if _real else v) for key, v in _out.items()}",
+        f"return {runtime_name(runtime.finish_outputs)}(_shape, _ridges[:, 0], _out)",
+    ]
+
+
 @to_module.register
 def pencil_to_module(result: PencilEquivalent, name: str = "evaluator") -> str:
     r"""The source of a standalone numpy module that evaluates a general-engine result on grids.
@@ -206,10 +380,11 @@ def pencil_to_module(result: PencilEquivalent, name: str = "evaluator") -> str:
         Python source with ``evaluate(<ridges>, *, <matrices>, [test], <sizes and scalars>)``:
         each ridge a number or array (real ``> 0`` or complex; several ridges broadcast
         together), each deterministic matrix by its eigenvalues (1-D: the matrices of one size
-        commute, ``O(D)``) or as a matrix (2-D: dense linear algebra), ``test`` the test matrix
-        ``T`` of ``tr(T E)`` for a matrix result (default the identity), sizes defaulting to the
-        matrices' sizes. It returns a dict of arrays of the grid's shape: each unknown by name
-        and ``value`` (the trace result, or ``tr(T E)``). Bad inputs raise ``ValueError``.
+        commute, ``O(D)``) or as a matrix (2-D: dense linear algebra), a vector by its
+        coordinates, ``test`` the test matrix ``T`` of ``tr(T E)`` for a matrix result (default
+        the identity), sizes defaulting to the matrices' sizes. It returns a dict of arrays of
+        the grid's shape: each unknown by name and ``value`` (the trace, ``tr(T E)`` or
+        ``u.T E v``). Bad inputs raise ``ValueError``.
 
     Raises
     ------
@@ -217,133 +392,20 @@ def pencil_to_module(result: PencilEquivalent, name: str = "evaluator") -> str:
         If ``name`` is not an identifier.
     """
     check_module_name(name, "evaluator")
-    unknowns = list(result.unknowns)
-    lams = [sp.Symbol(str(x)) if not isinstance(x, sp.Symbol) else x for x in result.lams]
-    equations = [fp.rhs for fp in result.fixed_points]
-    jac = [e for row in jacobian_of(result) for e in row]
-    value = result.deterministic
-    test, n = None, sp.S.One
-    if not result.is_scalar and value.shape == (1, 1):  # u.T E v = n tr(E v u.T)
-        coeff, mats = _flat_product(value)
-        u, v = mats[0].arg, mats[-1]
-        value = coeff * v.shape[0] * mtr(sp.MatMul(*mats[1:-1], v, u.T))
-    elif not result.is_scalar:
-        n = value.shape[0]
-        taken = {m.name for m in value.atoms(sp.MatrixSymbol)}
-        test = next(t for t in ("test", "test_matrix", "T_test") if t not in taken)
-        value = mtr(sp.MatMul(sp.MatrixSymbol(test, n, n), value))
-    matrices = _matrices([*equations, value])
-    shapes = [s for shape in matrices.values() for s in shape]
-    symbols = set().union(*(sp.sympify(e).free_symbols for e in [*equations, value, *shapes]))
-    scalars = sorted(
-        (x for x in symbols - set(unknowns) - set(lams) if not isinstance(x, sp.MatrixSymbol)), key=str
-    )
-    dims = set(result.pencil.dims) | {d for shape, _, _ in result.pencil.gaussians.values() for d in shape}
-    dims |= set(shapes)
-    size_symbols = set().union(*(sp.sympify(d).free_symbols for d in dims))
-    sizes = [s for s in scalars if s in size_symbols]
-    others = [s for s in scalars if s not in sizes]
-    matrix_args = [sp.MatrixSymbol(m, *shape) for m, shape in matrices.items()]
-    names = frozenset(matrices)
-    array_args = [sp.Symbol(m) for m in matrices]
-    args_s = [*unknowns, *lams, *array_args, *scalars]
-    args_d = [*unknowns, *lams, *matrix_args, *scalars]
-    spectral = [
-        cse_function("_fixed_point_spectral", args_s, [_spectral(e, names) for e in equations]),
-        cse_function("_jacobian_spectral", args_s, [_spectral(e, names) for e in jac]),
-        cse_function("_value_spectral", args_s, [_spectral(value, names)]),
-    ]
-    dense = [
-        cse_function("_fixed_point_dense", args_d, equations),
-        cse_function("_jacobian_dense", args_d, jac),
-        cse_function("_value_dense", args_d, [value]),
-    ]
-    printer = _SpectralPrinter({"fully_qualified_modules": True})
-    dense_printer = _DensePrinter({"fully_qualified_modules": True})
-    k = len(unknowns)
-    ridge_names = [x.name for x in lams]
-    user_matrices = [m for m in matrices if m != test]
-    body = [
-        f"_shape, _ridges = {runtime_name(runtime.pencil_ridges)}({{"
-        + ", ".join(f"{r!r}: {r}" for r in ridge_names)
-        + "})",
-        "_ridges = numpy.stack(_ridges, axis=1)",
-        *[f"{m} = {runtime_name(runtime.check_matrix)}({m!r}, {m})" for m in user_matrices],
-    ]
-    if test is not None:
-        body.append(
-            f"{test} = None if {test} is None else {runtime_name(runtime.check_matrix)}({test!r}, {test})"
-        )
-    body += [
-        "_m = {" + ", ".join(f"{m!r}: {m}" for m in user_matrices) + "}",
-        *([f"if {test} is not None:", f"    _m[{test!r}] = {test}"] if test is not None else []),
-        f"_sizes, _dense = {runtime_name(runtime.matrix_sizes)}({{"
-        + ", ".join(f"{s.name!r}: {s.name}" for s in sizes)
-        + "}, _m, {"
-        + ", ".join(f"{m!r}: ({str(sh[0])!r}, {str(sh[1])!r})" for m, sh in matrices.items() if m != test)
-        + "}"
-        + (
-            f" | ({{{test!r}: ({str(n)!r}, {str(n)!r})}} if {test} is not None else {{}})"
-            if test is not None
-            else ""
-        )
-        + ")",
-        *[f"{m} = _m[{m!r}]" for m in user_matrices],
-        *[f"{s.name} = _sizes[{s.name!r}]" for s in sizes],
-        *(
-            [
-                f"if {test} is None:",
-                f"    {test} = numpy.eye(int({n})) if _dense else numpy.ones(int({n}))",
-                "else:",
-                f"    {test} = _m[{test!r}]",
-            ]
-            if test is not None
-            else []
-        ),
-        *[f"{s.name} = {runtime_name(runtime.check_scalar)}({s.name!r}, {s.name})" for s in others],
-        "_fp, _jac, _val = (_fixed_point_dense, _jacobian_dense, _value_dense) if _dense else "
-        "(_fixed_point_spectral, _jacobian_spectral, _value_spectral)",
-        "_args = (" + "".join(f"{a}, " for a in [*matrices, *[s.name for s in scalars]]) + ")",
-        "",
-        "_real = bool(numpy.all(_ridges.imag == 0)) and not any(numpy.iscomplexobj(a) for a in _args)",
-        "",
-        "def _point(g, s, i):  # real numbers on a real grid (half the work of complex ones)",
-        "    z = _ridges[i] + s",
-        "    return (g.real, z.real) if _real else (g, z)",
-        "",
-        "def _residual(g, s, i):",
-        "    gp, z = _point(g, s, i)",
-        "    return numpy.array(_fp(*gp, *z, *_args), dtype=complex) - g",
-        "",
-        "def _jacobian(g, s, i):",
-        "    gp, z = _point(g, s, i)",
-        f"    return numpy.array(_jac(*gp, *z, *_args), dtype=complex).reshape({k}, {k})",
-        "",
-        "_scale = max([1.0] + [float(numpy.max(numpy.abs(a))) for a in _m.values()])",
-        'with numpy.errstate(all="ignore"):',
-        f"    _g = {runtime_name(runtime.solve_unknowns_grid)}(_residual, _jacobian, {k}, _ridges, _scale)"
-        if k
-        else "    _g = numpy.zeros((_ridges.shape[0], 0), dtype=complex)",
-        "    _points = (_point(_g[i], 0.0, i) for i in range(_ridges.shape[0]))",
-        "    _value = numpy.array([_val(*gp, *z, *_args) for gp, z in _points])",
-        "_out = {"
-        + "".join(f"{str(u)!r}: _g[:, {j}], " for j, u in enumerate(unknowns))
-        + "'value': _value}",
-        "_out = {key: (v.real if _real else v) for key, v in _out.items()}",
-        f"return {runtime_name(runtime.finish_outputs)}(_shape, _ridges[:, 0], _out)",
-    ]
+    plan = plan_pencil(result)
+    ridges = [x.name for x in plan.lams]
     signature = ", ".join(
         [
-            ridge_names[0],
+            ridges[0],
             "*",
-            *[f"{r}=None" for r in ridge_names[1:]],
-            *[f"{m}=None" for m in user_matrices],
-            *([f"{test}=None"] if test is not None else []),
-            *[f"{s.name}=None" for s in scalars],
+            *[f"{r}=None" for r in ridges[1:]],
+            *[f"{m}=None" for m in plan.user_matrices],
+            *([f"{plan.test}=None"] if plan.test is not None else []),
+            *[f"{s.name}=None" for s in plan.scalars],
         ]
     )
     text = "\n".join(
-        [f"{result.random}  ~  {result.deterministic}", *[f"    {fp}" for fp in result.fixed_points]]
+        [f"{result.random}  ~  {result.deterministic}", *(f"    {fp}" for fp in result.fixed_points)]
     )
     header = module_header(
         f"{name}: evaluator of a general-engine (linear pencil) equivalent, generated by detequiv.",
@@ -356,8 +418,4 @@ def pencil_to_module(result: PencilEquivalent, name: str = "evaluator") -> str:
         "(1-D arrays: the matrices of one size\n    commute) or as 2-D arrays (dense); sizes default "
         "to the matrices' sizes.\n    Returns a dict of arrays: the unknowns by name and 'value'.\n"
     )
-    generated = "\n\n\n".join(
-        [*(printer.doprint(f) for f in spectral), *(dense_printer.doprint(f) for f in dense)]
-    )
-    modules = sorted(set(printer.module_imports) | set(dense_printer.module_imports))
-    return assemble_module(header, generated, modules, signature, doc, body)
+    return assemble_module(header, _functions(plan), [], signature, doc, [*_inputs(plan), "", *_solve(plan)])
